@@ -1,0 +1,1 @@
+"""Detection and transformation of personal information (Presidio, offline)."""

@@ -1,0 +1,1 @@
+"""Everything that touches a store, behind one small protocol."""

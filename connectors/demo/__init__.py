@@ -1,0 +1,1 @@
+"""The demo CRM store: its schema and a deterministic generator."""

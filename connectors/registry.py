@@ -1,0 +1,37 @@
+"""Find the connector for a store URL through the ``tenure.connectors`` entry points.
+
+The entry point's name is the URL's scheme without its driver (``postgresql`` for
+``postgresql+psycopg://``), so a separate package adds a store by declaring one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any
+
+from sqlalchemy import make_url
+
+from connectors.errors import UnknownStoreScheme
+from connectors.protocol import Connector
+
+ENTRY_POINT_GROUP = "tenure.connectors"
+
+
+def available_schemes() -> list[str]:
+    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+
+
+def open_connector(name: str, url: str, **options: Any) -> Connector:
+    """Instantiate the connector registered for `url`'s scheme."""
+    parsed = make_url(url)
+    scheme = parsed.get_backend_name()
+    matches = entry_points(group=ENTRY_POINT_GROUP, name=scheme)
+    if not matches:
+        raise UnknownStoreScheme(
+            name,
+            parsed.render_as_string(hide_password=True),
+            f"no connector for scheme {scheme!r} (installed: {', '.join(available_schemes())})",
+        )
+    factory: Callable[..., Connector] = next(iter(matches)).load()
+    return factory(name, url, **options)

@@ -1,0 +1,1 @@
+"""Prefect flows, reports and the tenure CLI: the wiring between the other rooms."""

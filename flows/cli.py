@@ -1,0 +1,171 @@
+"""The ``tenure`` command line.
+
+Every failure the user can cause (a bad policy, an unreachable store) ends in one line
+per problem on stderr and exit code 2, with no traceback unless ``--debug``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from connectors.errors import StoreError
+from flows.reports import plan_json, render_plan
+from flows.stores import opened_stores
+from retention_rules.clock import PolicyClock
+from retention_rules.issues import PolicyError
+from retention_rules.loader import LoadedPolicy, load_policy
+from retention_rules.planner import evaluate, plan_rules
+from retention_rules.schema_check import check_live_schema
+
+EXIT_INVALID = 2
+DEFAULT_DEMO_PATH = Path("tenure-demo/crm.sqlite")
+
+app = typer.Typer(
+    help="Tenure: make a privacy policy executable.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+demo_app = typer.Typer(help="The embedded demo store.", no_args_is_help=True)
+app.add_typer(demo_app, name="demo")
+
+stdout = Console()
+if not stdout.is_terminal:  # logs and pipes are not width-limited; keep tables on one line
+    stdout = Console(width=160)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+_state = {"debug": False}
+
+PolicyArg = Annotated[Path, typer.Argument(help="Retention policy YAML file.", show_default=False)]
+NowOption = Annotated[
+    datetime | None,
+    typer.Option(help="Evaluate as if it were this instant (ISO 8601; naive = policy time zone)."),
+]
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option(help="Show tracebacks on errors.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+@contextmanager
+def _reported() -> Iterator[None]:
+    """Turn user-caused failures into one line each and exit code 2."""
+    try:
+        yield
+    except PolicyError as exc:
+        if _state["debug"]:
+            raise
+        for issue in exc.issues:
+            stderr.print(str(issue), markup=False)
+        stderr.print(f"{len(exc.issues)} problem(s) found.", markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    except StoreError as exc:
+        if _state["debug"]:
+            raise
+        stderr.print(f"error: {exc}", markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+
+
+def _load_checked(path: Path, *, live: bool) -> LoadedPolicy:
+    """Load the policy and, when `live`, check it against its stores' schemas."""
+    loaded = load_policy(path)
+    if live:
+        with opened_stores(loaded.policy) as (connectors, issues):
+            issues += check_live_schema(loaded.policy, connectors)
+        if issues:
+            raise PolicyError(loaded.locate(issues))
+    return loaded
+
+
+@app.command()
+def validate(
+    policy: PolicyArg,
+    offline: Annotated[
+        bool, typer.Option(help="Check the file only; do not connect to the stores.")
+    ] = False,
+) -> None:
+    """Check a policy file and, unless --offline, the live schema of its stores.
+
+    Reports every problem at once as file:line: field: message. Never writes to a store.
+    """
+    with _reported():
+        loaded = _load_checked(policy, live=not offline)
+        p = loaded.policy
+        stdout.print(
+            f"{policy}: valid — {len(p.purposes)} purposes, {len(p.categories)} categories, "
+            f"{len(p.datasets)} datasets, {len(p.holds)} holds"
+            + ("" if offline else f", schema checked in {len(p.stores)} store(s)"),
+            markup=False,
+        )
+
+
+@app.command()
+def plan(
+    policy: PolicyArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    now: NowOption = None,
+) -> None:
+    """Dry run: for every dataset, the cut-off and how many rows are expired, held and kept.
+
+    The counts are computed in the database; nothing is changed.
+    """
+    with _reported():
+        loaded = _load_checked(policy, live=True)
+        clock = PolicyClock.at(loaded.policy.timezone, now)
+        with opened_stores(loaded.policy) as (connectors, _):
+            rows = evaluate(plan_rules(loaded.policy, clock), connectors)
+        if as_json:
+            json.dump(plan_json(loaded, clock, rows), sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        else:
+            render_plan(stdout, loaded, clock, rows)
+
+
+@demo_app.command("build")
+def demo_build(
+    path: Annotated[Path, typer.Option(help="SQLite file to create.")] = DEFAULT_DEMO_PATH,
+    url: Annotated[
+        str | None, typer.Option(help="Build into this SQLAlchemy URL instead of --path.")
+    ] = None,
+    customers: Annotated[int, typer.Option(min=10, help="Number of customers.")] = 500,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same data.")] = 2025,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(help="Date the data is generated up to (default: today, UTC)."),
+    ] = None,
+    replace: Annotated[bool, typer.Option(help="Replace an existing demo store.")] = False,
+) -> None:
+    """Build the demo CRM store with Faker (English and French Canadian customers)."""
+    from sqlalchemy import create_engine
+
+    from connectors.demo.generate import DemoSpec, DemoStoreExists, build_demo_store
+
+    if url is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{path}"
+    moment = as_of or datetime.combine(date.today(), time())
+    spec = DemoSpec(customers=customers, seed=seed, as_of=moment.replace(tzinfo=UTC))
+    engine = create_engine(url)
+    try:
+        counts = build_demo_store(engine, spec, replace=replace)
+    except DemoStoreExists as exc:
+        stderr.print(f"error: {exc} (use --replace to rebuild it)", markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    finally:
+        engine.dispose()
+    shown = engine.url.render_as_string(hide_password=True)
+    stdout.print(f"demo store {shown}: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,101 @@
+"""The plan as people and machines read it: a Rich table, or JSON."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from retention_rules.clock import PolicyClock
+from retention_rules.loader import LoadedPolicy
+from retention_rules.planner import PlanRow
+
+
+def plan_json(loaded: LoadedPolicy, clock: PolicyClock, rows: list[PlanRow]) -> dict[str, Any]:
+    policy = loaded.policy
+    return {
+        "policy": policy.name,
+        "policy_file": str(loaded.path),
+        "policy_sha256": loaded.sha256,
+        "timezone": policy.timezone,
+        "now": clock.local_now().isoformat(),
+        "datasets": [_row_json(loaded, row) for row in rows],
+    }
+
+
+def _row_json(loaded: LoadedPolicy, row: PlanRow) -> dict[str, Any]:
+    dataset = row.rule.dataset
+    purpose = loaded.policy.purposes[dataset.purpose]
+    return {
+        "dataset": dataset.name,
+        "store": dataset.store,
+        "table": dataset.table,
+        "purpose": dataset.purpose,
+        "legal_basis": purpose.legal_basis,
+        "clock": dataset.clock.model_dump(exclude_none=True),
+        "retention": str(dataset.retention),
+        "cutoff": row.rule.cutoff.isoformat(),
+        "action": dataset.action.type,
+        "consequence": row.consequence,
+        "rows": row.counts.total,
+        "expired": row.counts.expired,
+        "held": row.counts.held,
+        "kept": row.counts.kept,
+        "holds": [
+            {"name": name, "reason": row.held_reasons[name], "rows": count}
+            for name, count in row.counts.held_by.items()
+        ],
+        "lapsed_holds": [h.name for h in row.rule.lapsed_holds],
+    }
+
+
+def render_plan(
+    console: Console, loaded: LoadedPolicy, clock: PolicyClock, rows: list[PlanRow]
+) -> None:
+    policy = loaded.policy
+    table = Table(
+        title=f"Retention plan for {policy.name} at {_local(clock.local_now())} "
+        f"({policy.timezone})",
+        caption="Dry run: nothing was changed. Expired excludes held rows.",
+    )
+    table.add_column("Dataset", no_wrap=True)
+    table.add_column("Purpose")
+    table.add_column("Clock")
+    table.add_column("Kept for", no_wrap=True)
+    table.add_column("Cut-off", no_wrap=True)
+    for header in ("Rows", "Expired", "Held", "Kept"):
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("On expiry")
+    for row in rows:
+        dataset = row.rule.dataset
+        table.add_row(
+            dataset.name,
+            dataset.purpose,
+            dataset.clock.describe(),
+            str(dataset.retention),
+            row.rule.cutoff.strftime("%Y-%m-%d"),
+            f"{row.counts.total:,}",
+            f"[bold red]{row.counts.expired:,}[/]" if row.counts.expired else "0",
+            f"[yellow]{row.counts.held:,}[/]" if row.counts.held else "0",
+            f"{row.counts.kept:,}",
+            dataset.action.type.replace("_", " "),
+        )
+    console.print(table)
+    for row in rows:
+        for name, count in row.counts.held_by.items():
+            if count:
+                console.print(
+                    f"[yellow]held[/] {row.rule.dataset.name}: {count:,} expired rows kept by "
+                    f"{name} — {row.held_reasons[name]}"
+                )
+        for hold in row.rule.lapsed_holds:
+            console.print(
+                f"[dim]lapsed[/] hold {hold.name} on {row.rule.dataset.name} "
+                f"expired on {hold.expires}"
+            )
+
+
+def _local(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M")

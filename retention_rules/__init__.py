@@ -1,0 +1,1 @@
+"""The retention policy as code: model, loader, clock and planner."""

@@ -1,0 +1,38 @@
+"""The policy's notion of "now", explicit and injectable so tests can freeze it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+from retention_rules.durations import Duration
+
+
+@dataclass(frozen=True)
+class PolicyClock:
+    """An instant and the policy's time zone, in which calendar arithmetic is done:
+    "6 years before 02:00 on 24 November in Montreal" is 02:00 on 24 November, six
+    years earlier, in Montreal, whatever the UTC offsets of the two dates."""
+
+    now: datetime
+    zone: ZoneInfo
+
+    @classmethod
+    def at(cls, zone: str, now: datetime | None = None) -> PolicyClock:
+        """`now` defaults to the system clock; a naive `now` is read in `zone`."""
+        tz = ZoneInfo(zone)
+        moment = datetime.now(UTC) if now is None else now
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=tz)
+        return cls(moment, tz)
+
+    def local_now(self) -> datetime:
+        return self.now.astimezone(self.zone)
+
+    def today(self) -> date:
+        return self.local_now().date()
+
+    def cutoff(self, retention: Duration) -> datetime:
+        """Records whose clock is strictly before this instant have expired."""
+        return retention.before(self.local_now())

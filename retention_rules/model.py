@@ -1,0 +1,316 @@
+"""The retention policy as typed data: purposes, categories, stores, dataset bindings, holds.
+
+Field-level rules live here (types, shorthands, one model's own invariants); rules that
+relate one part of the policy to another live in `references.py`, so that every broken
+reference can be reported at once even when other parts of the file fail to parse.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import date
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from retention_rules.durations import Duration, PositiveDuration
+from retention_rules.interpolation import interpolate
+
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=63)]
+CategoryName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")]
+Identifier = Annotated[str, Field(min_length=1, max_length=128)]
+LegalBasis = Literal["consent", "contract", "legal_obligation", "legitimate_interest"]
+OperatorName = Literal[
+    "null", "redact", "replace", "mask", "pseudonym", "surrogate", "generalize", "redact_text"
+]
+Period = Literal["day", "week", "month", "quarter", "year"]
+MeasureFunction = Literal["count", "count_distinct", "sum", "mean", "median"]
+ConditionOp = Literal["eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "is_null", "not_null"]
+ScalarValue = str | int | float | bool | date
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a misspelt key must never silently switch a rule off."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r} (use an IANA name such as America/Montreal)"
+        ) from None
+    return value
+
+
+class Category(_Strict):
+    """A kind of personal information, named by a dotted path such as ``contact.email``."""
+
+    description: str
+    identifier: Literal["direct", "quasi", "none"] = Field(
+        description="direct: identifies a person alone; quasi: in combination; none: neither"
+    )
+
+
+class Purpose(_Strict):
+    """Why information is kept; PIPEDA principle 4.5 asks for a minimum and a maximum."""
+
+    description: str
+    legal_basis: LegalBasis
+    min_retention: Duration
+    max_retention: PositiveDuration
+
+    @field_validator("max_retention")
+    @classmethod
+    def _max_not_below_min(cls, value: Duration, info: ValidationInfo) -> Duration:
+        minimum = info.data.get("min_retention")
+        if minimum is not None and value.sort_key() < minimum.sort_key():
+            raise ValueError(f"max_retention {value} is shorter than min_retention {minimum}")
+        return value
+
+
+class Store(_Strict):
+    """A data store reached by a SQLAlchemy URL; the URL may hold a password, so it is
+    kept out of reprs and dumps and shown only through `display_url`."""
+
+    url: str = Field(repr=False, exclude=True)
+    naive_timezone: str = "UTC"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _url_shorthand(cls, value: Any) -> Any:
+        return {"url": value} if isinstance(value, str) else value
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _interpolate(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        environ: Mapping[str, str] = (info.context or {}).get("environ", os.environ)
+        url = interpolate(value, environ)
+        try:
+            make_url(url)
+        except ArgumentError:
+            # SQLAlchemy's message repeats the URL, which may carry a password.
+            raise ValueError("not a valid SQLAlchemy URL (expected dialect+driver://...)") from None
+        return url
+
+    _check_tz = field_validator("naive_timezone")(_check_timezone)
+
+    @property
+    def display_url(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+
+class EventJoin(_Strict):
+    """How a row reaches the event that starts its clock: ``local`` on the dataset's
+    table equals ``event`` on the event table."""
+
+    local: Identifier
+    event: Identifier
+
+
+class Clock(_Strict):
+    """When a record's retention period starts.
+
+    Either a timestamp column on the row itself, or an event reached through a join
+    (the account's ``closed_at``, a consent's ``withdrawn_at``). A record whose event has
+    not happened yet never expires.
+    """
+
+    column: Identifier
+    event_table: Identifier | None = None
+    join: EventJoin | None = None
+
+    @model_validator(mode="after")
+    def _join_with_event_table(self) -> Clock:
+        if (self.event_table is None) != (self.join is None):
+            raise ValueError("event_table and join go together: give both or neither")
+        return self
+
+    def describe(self) -> str:
+        """The clock's column, qualified by its table when it is another table's event."""
+        return self.column if self.event_table is None else f"{self.event_table}.{self.column}"
+
+
+class ColumnOperator(_Strict):
+    """An anonymization operator for one column; shorthand ``email: pseudonym``."""
+
+    operator: OperatorName
+    params: dict[str, ScalarValue] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"operator": value}
+        if isinstance(value, Mapping) and "operator" in value and "params" not in value:
+            params = {k: v for k, v in value.items() if k != "operator"}
+            return {"operator": value["operator"], "params": params}
+        return value
+
+
+class Measure(_Strict):
+    """One statistic of a rollup; shorthand ``count`` or ``{median: response_ms}``."""
+
+    function: MeasureFunction
+    column: Identifier | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"function": value}
+        if isinstance(value, Mapping) and len(value) == 1 and "function" not in value:
+            ((function, column),) = value.items()
+            return {"function": function, "column": column}
+        return value
+
+    @model_validator(mode="after")
+    def _column_needed(self) -> Measure:
+        if self.function != "count" and self.column is None:
+            raise ValueError(f"{self.function} needs a column, e.g. {{{self.function}: amount}}")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.function if self.column is None else f"{self.function}_{self.column}"
+
+
+class Rollup(_Strict):
+    """A statistic kept after the rows are gone: measures by dimensions per period."""
+
+    name: Name
+    period: Period
+    dimensions: list[Identifier] = Field(default_factory=list)
+    measures: list[Measure] = Field(min_length=1)
+
+
+class DeleteAction(_Strict):
+    type: Literal["delete"]
+
+
+class AnonymizeAction(_Strict):
+    type: Literal["anonymize"]
+    columns: dict[Identifier, ColumnOperator] = Field(min_length=1)
+
+
+class AggregateThenDeleteAction(_Strict):
+    type: Literal["aggregate_then_delete"]
+    rollups: list[Rollup] = Field(min_length=1)
+    min_cell_size: int = Field(default=10, ge=2)
+
+
+Action = Annotated[
+    DeleteAction | AnonymizeAction | AggregateThenDeleteAction, Field(discriminator="type")
+]
+
+
+class Dataset(_Strict):
+    """A binding of one table to one purpose, with the clock and action on expiry."""
+
+    name: Name
+    description: str = ""
+    store: Name
+    db_schema: Identifier | None = Field(default=None, alias="schema")
+    table: Identifier
+    purpose: Name
+    primary_key: list[Identifier] = Field(min_length=1)
+    subject_key: Identifier
+    columns: dict[Identifier, list[CategoryName]] = Field(min_length=1)
+    clock: Clock
+    retention: PositiveDuration
+    action: Action
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    @field_validator("primary_key", mode="before")
+    @classmethod
+    def _one_key(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _one_category(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: [v] if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+    @field_validator("action", mode="before")
+    @classmethod
+    def _action_shorthand(cls, value: Any) -> Any:
+        return {"type": value} if isinstance(value, str) else value
+
+
+class Condition(_Strict):
+    """A column test in a hold predicate; values are bound parameters, never SQL text."""
+
+    column: Identifier
+    op: ConditionOp = "eq"
+    value: ScalarValue | list[ScalarValue] | None = None
+
+    @model_validator(mode="after")
+    def _value_fits_op(self) -> Condition:
+        takes_list = self.op in ("in", "not_in")
+        takes_none = self.op in ("is_null", "not_null")
+        if takes_none and self.value is not None:
+            raise ValueError(f"op {self.op} takes no value")
+        if not takes_none and (self.value is None or isinstance(self.value, list) != takes_list):
+            kind = "a list" if takes_list else "a single value"
+            raise ValueError(f"op {self.op} needs {kind}")
+        return self
+
+
+class Hold(_Strict):
+    """A legal hold: matching rows are never deleted or anonymized until it expires."""
+
+    name: Name
+    reason: str = Field(min_length=1)
+    expires: date
+    datasets: list[Name] | Literal["all"] = "all"
+    subject_keys: list[str | int] | None = Field(default=None, min_length=1)
+    where: list[Condition] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> Hold:
+        if (self.subject_keys is None) == (self.where is None):
+            raise ValueError("a hold selects rows by exactly one of subject_keys or where")
+        return self
+
+    def covers(self, dataset: str) -> bool:
+        return self.datasets == "all" or dataset in self.datasets
+
+    def active_on(self, day: date) -> bool:
+        return day <= self.expires
+
+
+class Policy(_Strict):
+    """A whole retention policy file."""
+
+    version: Literal[1]
+    name: Name
+    description: str = ""
+    timezone: str = "America/Montreal"
+    categories: dict[CategoryName, Category] = Field(min_length=1)
+    purposes: dict[Name, Purpose] = Field(min_length=1)
+    stores: dict[Name, Store] = Field(min_length=1)
+    datasets: list[Dataset] = Field(min_length=1)
+    holds: list[Hold] = Field(default_factory=list)
+
+    _check_tz = field_validator("timezone")(_check_timezone)
+
+    def dataset(self, name: str) -> Dataset:
+        return next(d for d in self.datasets if d.name == name)
