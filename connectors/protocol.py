@@ -8,13 +8,18 @@ rules into these; the connector translates them into its store's own language
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 TypeFamily = Literal["datetime", "date", "integer", "numeric", "text", "boolean", "other"]
 ConditionOp = Literal["eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "is_null", "not_null"]
 Scalar = str | int | float | bool | date | datetime
+Key = tuple[Any, ...]
+Period = Literal["day", "week", "month", "quarter", "year"]
+ChunkAction = Literal["delete", "anonymize", "aggregate_then_delete"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,10 @@ class ExpirySelection:
     schema: str | None = None
     event: EventClock | None = None
     exclusions: tuple[RowFilter, ...] = ()
+    primary_key: tuple[str, ...] = ()
+    skip_marked: str | None = None
+    """Leave out rows already marked under this label (rows rewritten in place); needs a
+    one-column primary key."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,68 @@ class ExpiryCounts:
     @property
     def kept(self) -> int:
         return self.total - self.expired - self.held
+
+
+@dataclass(frozen=True)
+class ColumnRewrite:
+    """How one column is rewritten in place: a constant the database can set by itself,
+    or a vectorized transform applied to the chunk's values in pandas."""
+
+    column: str
+    constant: tuple[bool, object] = (False, None)
+    transform: Callable[[Any], Any] | None = None
+
+
+@dataclass(frozen=True)
+class RollupSink:
+    """A statistic a chunk's rows are added to before they are deleted.
+
+    Counts and sums add up across chunks exactly; distinct counts (HyperLogLog) and
+    medians (KLL) are kept as mergeable sketches.
+    """
+
+    name: str
+    period: Period
+    dimensions: tuple[str, ...]
+    sums: tuple[str, ...] = ()
+    distinct: tuple[str, ...] = ()
+    quantiles: tuple[str, ...] = ()
+    min_cell_size: int = 10
+
+
+@dataclass(frozen=True)
+class ChunkWork:
+    """One chunk of keys and what to do with them, in one transaction of the store."""
+
+    run_id: str
+    label: str
+    chunk_no: int
+    selection: ExpirySelection
+    keys: tuple[Key, ...]
+    action: ChunkAction
+    period_zone: str = "UTC"
+    rewrites: tuple[ColumnRewrite, ...] = ()
+    rollups: tuple[RollupSink, ...] = ()
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """The store's own record of a committed chunk, written in the chunk's transaction."""
+
+    run_id: str
+    label: str
+    chunk_no: int
+    action: str
+    rows: int
+    committed_at: datetime
+
+
+@dataclass(frozen=True)
+class PublishedCell:
+    period_start: date
+    dimensions: dict[str, Any]
+    count: int
+    measures: dict[str, float | None]
 
 
 @runtime_checkable
@@ -124,6 +195,31 @@ class Connector(Protocol):
 
     def count_expiry(self, selection: ExpirySelection) -> ExpiryCounts:
         """Count total, expired and held rows in the store, in one pass."""
+        ...
+
+    def expired_keys(self, selection: ExpirySelection, after: Key | None, limit: int) -> list[Key]:
+        """The next `limit` keys of expired, unheld rows in key order after `after`."""
+        ...
+
+    def execute_chunk(self, work: ChunkWork) -> int:
+        """Do `work` in one transaction with its journal entry; return rows affected.
+
+        Keys are re-checked against the selection inside the transaction, so a row that
+        stopped being expired (or became held) since it was listed is left alone.
+        """
+        ...
+
+    def journal(self, run_id: str) -> list[JournalEntry]:
+        """The chunks this store committed for `run_id`."""
+        ...
+
+    def published(self, label: str, rollup: RollupSink) -> list[PublishedCell]:
+        """The rollup's cells with at least `min_cell_size` rows; smaller ones suppressed."""
+        ...
+
+    def exclusive(self, name: str) -> AbstractContextManager[bool]:
+        """Hold a store-wide lock named `name` while inside; yields False if another
+        session holds it. Stores without such locks yield True."""
         ...
 
     def close(self) -> None: ...

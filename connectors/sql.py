@@ -6,6 +6,9 @@ expressions, so counting expired rows happens in the database with one statement
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import (
@@ -22,15 +25,29 @@ from sqlalchemy import (
     not_,
     select,
 )
-from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DisconnectionError,
+    InterfaceError,
+    NoSuchTableError,
+    OperationalError,
+    SQLAlchemyError,
+)
 
-from connectors.errors import StoreUnavailable
+from connectors.errors import StoreError, StoreUnavailable
 from connectors.protocol import (
+    ChunkWork,
     ExpiryCounts,
     ExpirySelection,
     ForeignKeyInfo,
+    JournalEntry,
+    Key,
+    PublishedCell,
+    RollupSink,
     TableInfo,
 )
+from connectors.rollups import publish
+from connectors.sql_bookkeeping import JOURNAL, MARKS, rollup_table_name
+from connectors.sql_chunks import Bookkeeping, execute_chunk, keys_after, not_marked
 from connectors.sql_expressions import (
     TimeContext,
     clock_expired,
@@ -62,6 +79,7 @@ class SQLConnector:
         self._times = TimeContext(naive_timezone, local_timezone)
         self._engine = create_engine(_read_only(self._url) if read_only else self._url)
         self._tables: dict[tuple[str | None, str], Table | None] = {}
+        self._books: dict[tuple[str, str], Bookkeeping] = {}
 
     @property
     def display_url(self) -> str:
@@ -99,13 +117,7 @@ class SQLConnector:
 
     def count_expiry(self, selection: ExpirySelection) -> ExpiryCounts:
         table = self._require(selection.table, selection.schema)
-        event_table = (
-            self._require(selection.event.table, selection.schema).alias("clock_event")
-            if selection.event
-            else None
-        )
-        expired = clock_expired(table, selection, self._times, event_table)  # type: ignore[arg-type]
-        held = matches_any(table, selection.exclusions, self._times)
+        expired, held = self._expired_and_held(table, selection)
 
         def count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
             return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
@@ -119,11 +131,8 @@ class SQLConnector:
                 for f in selection.exclusions
             ),
         ).select_from(table)
-        try:
-            with self._engine.connect() as connection:
-                row = connection.execute(statement).one()
-        except SQLAlchemyError as exc:
-            raise self._unavailable(exc) from None
+        with self._translated_errors(), self._engine.connect() as connection:
+            row = connection.execute(statement).one()
         total, expired_count, held_count, *per_filter = (int(v) for v in row)
         return ExpiryCounts(
             total=total,
@@ -132,8 +141,103 @@ class SQLConnector:
             held_by={f.name: n for f, n in zip(selection.exclusions, per_filter, strict=True)},
         )
 
+    def expired_keys(self, selection: ExpirySelection, after: Key | None, limit: int) -> list[Key]:
+        table = self._require(selection.table, selection.schema)
+        columns = [table.c[k] for k in selection.primary_key]
+        statement = (
+            select(*columns)
+            .where(self._actionable(table, selection))
+            .order_by(*columns)
+            .limit(limit)
+        )
+        if after is not None:
+            statement = statement.where(keys_after(columns, after))
+        with self._translated_errors(), self._engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(statement)]
+
+    def execute_chunk(self, work: ChunkWork) -> int:
+        table = self._require(work.selection.table, work.selection.schema)
+        books = self._bookkeeping(work)
+        with self._translated_errors(), self._engine.begin() as connection:
+            rows = execute_chunk(
+                connection, table, books, work, self._actionable(table, work.selection), self._times
+            )
+        return rows
+
+    def journal(self, run_id: str) -> list[JournalEntry]:
+        journal = self._table(JOURNAL, None)
+        if journal is None:
+            return []
+        statement = (
+            select(journal)
+            .where(journal.c.run_id == run_id)
+            .order_by(journal.c.label, journal.c.chunk_no)
+        )
+        with self._translated_errors(), self._engine.connect() as connection:
+            return [JournalEntry(**row) for row in connection.execute(statement).mappings()]
+
+    def published(self, label: str, rollup: RollupSink) -> list[PublishedCell]:
+        table = self._table(rollup_table_name(label, rollup.name), None)
+        if table is None:
+            return []
+        with self._translated_errors(), self._engine.connect() as connection:
+            rows = [dict(row) for row in connection.execute(select(table)).mappings()]
+        return publish(rows, rollup)
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """A PostgreSQL advisory lock, released by the server if this process dies."""
+        if self._url.get_backend_name() != "postgresql":
+            yield True
+            return
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        with self._translated_errors(), self._engine.connect() as connection:
+            acquired = bool(connection.execute(select(func.pg_try_advisory_lock(key))).scalar())
+            connection.commit()
+            try:
+                yield acquired
+            finally:
+                if acquired:
+                    connection.execute(select(func.pg_advisory_unlock(key)))
+                    connection.commit()
+
     def close(self) -> None:
         self._engine.dispose()
+
+    def _expired_and_held(
+        self, table: Table, selection: ExpirySelection
+    ) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+        event_table = (
+            self._require(selection.event.table, selection.schema) if selection.event else None
+        )
+        expired = clock_expired(table, selection, self._times, event_table)
+        if selection.skip_marked is not None:
+            marks = self._table(MARKS, None)
+            if marks is not None:
+                expired = and_(expired, not_marked(table, selection, marks))
+        return expired, matches_any(table, selection.exclusions, self._times)
+
+    def _actionable(self, table: Table, selection: ExpirySelection) -> ColumnElement[bool]:
+        expired, held = self._expired_and_held(table, selection)
+        return and_(expired, not_(held))
+
+    def _bookkeeping(self, work: ChunkWork) -> Bookkeeping:
+        """Create Tenure's tables in the store the first time a label needs them."""
+        key = (work.label, work.action)
+        if key not in self._books:
+            source = self._require(work.selection.table, work.selection.schema)
+            with self._translated_errors():
+                self._books[key] = Bookkeeping.ensure(self._engine, source, work)
+            self._tables.pop((None, MARKS), None)
+            self._tables.pop((None, JOURNAL), None)
+        return self._books[key]
+
+    @contextmanager
+    def _translated_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            raise self._unavailable(exc) from None
 
     def _require(self, table: str, schema: str | None) -> Table:
         reflected = self._table(table, schema)
@@ -154,8 +258,12 @@ class SQLConnector:
                 raise self._unavailable(exc) from None
         return self._tables[key]
 
-    def _unavailable(self, exc: SQLAlchemyError) -> StoreUnavailable:
-        return StoreUnavailable(self.name, self.display_url, self._reason(exc))
+    def _unavailable(self, exc: SQLAlchemyError) -> StoreError:
+        """Lost or refused connections are `StoreUnavailable` (worth a retry); any other
+        database error is a `StoreError` (retrying would fail the same way)."""
+        transient = isinstance(exc, OperationalError | InterfaceError | DisconnectionError)
+        kind = StoreUnavailable if transient else StoreError
+        return kind(self.name, self.display_url, self._reason(exc))
 
     def _reason(self, exc: SQLAlchemyError) -> str:
         """The driver's first line, with the password masked should a driver echo it."""

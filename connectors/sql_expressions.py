@@ -90,7 +90,10 @@ def matches(table: Table, row_filter: RowFilter, times: TimeContext) -> ColumnEl
 
 
 def clock_expired(
-    table: Table, selection: ExpirySelection, times: TimeContext, event_table: Table | None
+    table: Table,
+    selection: ExpirySelection,
+    times: TimeContext,
+    event_table: Table | None,
 ) -> ColumnElement[bool]:
     """True when the row's clock is strictly before the cut-off; never for a clock that
     has not started (NULL), including any one of several matching events."""
@@ -99,9 +102,10 @@ def clock_expired(
         bound = times.bind_instant(column_info(table, selection.clock_column), selection.cutoff)
         return and_(column.is_not(None), column < bound)
     event = selection.event
-    clock = event_table.c[event.column]
     bound = times.bind_instant(column_info(event_table, event.column), selection.cutoff)
-    linked = event_table.c[event.event_key] == table.c[event.local_key]
+    aliased = event_table.alias("clock_event")  # the event table may be the row's own
+    clock = aliased.c[event.column]
+    linked = aliased.c[event.event_key] == table.c[event.local_key]
     has_event = exists().where(linked)
     unfinished = exists().where(linked, or_(clock.is_(None), clock >= bound))
     return and_(has_event, not_(unfinished))

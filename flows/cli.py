@@ -26,7 +26,9 @@ from retention_rules.loader import LoadedPolicy, load_policy
 from retention_rules.planner import evaluate, plan_rules
 from retention_rules.schema_check import check_live_schema
 
+EXIT_FAILED = 1
 EXIT_INVALID = 2
+EXIT_LOCKED = 3
 DEFAULT_DEMO_PATH = Path("tenure-demo/crm.sqlite")
 
 app = typer.Typer(
@@ -36,6 +38,8 @@ app = typer.Typer(
 )
 demo_app = typer.Typer(help="The embedded demo store.", no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
+audit_app = typer.Typer(help="The audit log of what was destroyed, and when.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 
 stdout = Console()
 if not stdout.is_terminal:  # logs and pipes are not width-limited; keep tables on one line
@@ -129,6 +133,126 @@ def plan(
             sys.stdout.write("\n")
         else:
             render_plan(stdout, loaded, clock, rows)
+
+
+StateOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar="TENURE_STATE_URL",
+        help="State database (ledger and audit log); default: beside the SQLite store.",
+    ),
+]
+
+
+@app.command()
+def run(
+    policy: PolicyArg,
+    dry_run: Annotated[bool, typer.Option(help="Count what would happen; change nothing.")] = False,
+    now: NowOption = None,
+    chunk_size: Annotated[int, typer.Option(min=1, help="Rows per transaction.")] = 10_000,
+    state: StateOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Run the nightly retention flow now, with Prefect's temporary local API.
+
+    Exit 0 when every binding succeeded, 1 when one failed, 2 on an invalid policy,
+    3 when another run of the policy is in progress.
+    """
+    import os
+
+    if not _state["debug"]:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from flows.ledger import RunLocked
+    from flows.nightly import nightly_retention, show_progress
+    from flows.run_report import RichRunProgress, render_run, report_json
+
+    with _reported():
+        load_policy(policy)  # a policy that does not load stops here, before Prefect starts
+        try:
+            with RichRunProgress(stderr) as progress:
+                show_progress(None if as_json else progress)
+                report = nightly_retention(str(policy), dry_run, now, chunk_size, state)
+        except RunLocked as exc:
+            stderr.print(f"error: {exc}", markup=False)
+            raise typer.Exit(EXIT_LOCKED) from None
+        finally:
+            show_progress(None)
+    if as_json:
+        json.dump(report_json(report), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        render_run(stdout, report)
+    if report.failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def serve(
+    policy: PolicyArg,
+    cron: Annotated[str, typer.Option(help="When to run, as a cron expression.")] = "0 2 * * *",
+    timezone: Annotated[
+        str | None, typer.Option(help="Time zone of the cron schedule (default: the policy's).")
+    ] = None,
+    name: Annotated[str, typer.Option(help="Deployment name.")] = "nightly",
+) -> None:
+    """Serve the nightly flow as a Prefect deployment against the configured server
+    (PREFECT_API_URL, e.g. a `prefect server start`); runs never overlap."""
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.nightly import serve as serve_flow
+
+    with _reported():
+        loaded = load_policy(policy)
+        if not PREFECT_API_URL.value():
+            stderr.print(
+                "error: tenure serve needs a Prefect server, whose scheduler a temporary API "
+                "lacks: run `prefect server start` and set PREFECT_API_URL "
+                "(e.g. http://127.0.0.1:4200/api)",
+                markup=False,
+            )
+            raise typer.Exit(EXIT_INVALID)
+        serve_flow(str(policy.resolve()), cron, timezone or loaded.policy.timezone, name)
+
+
+@audit_app.command("verify")
+def audit_verify(policy: PolicyArg, state: StateOption = None) -> None:
+    """Check that no audit entry was edited, removed or reordered."""
+    from flows import audit
+    from flows.engine import default_state_url
+    from flows.ledger import open_state
+
+    with _reported():
+        loaded = load_policy(policy)
+    engine = open_state(state or default_state_url(loaded.policy))
+    result = audit.verify(engine)
+    engine.dispose()
+    for problem in result.problems:
+        stderr.print(problem, markup=False)
+    if not result.ok:
+        stderr.print(
+            f"audit log BROKEN: {len(result.problems)} problem(s) in {result.entries} entries"
+        )
+        raise typer.Exit(EXIT_FAILED)
+    stdout.print(f"audit log intact: {result.entries} entries, head {result.head}")
+
+
+@audit_app.command("show")
+def audit_show(
+    policy: PolicyArg,
+    state: StateOption = None,
+    run_id: Annotated[str | None, typer.Option("--run", help="Only this run.")] = None,
+) -> None:
+    """Print the audit entries as JSON lines."""
+    from flows import audit
+    from flows.engine import default_state_url
+    from flows.ledger import open_state
+
+    with _reported():
+        loaded = load_policy(policy)
+    engine = open_state(state or default_state_url(loaded.policy))
+    for entry in audit.entries(engine, run_id):
+        sys.stdout.write(json.dumps(entry, sort_keys=True) + "\n")
+    engine.dispose()
 
 
 @demo_app.command("build")

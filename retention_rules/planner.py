@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from graphlib import TopologicalSorter
 
 from connectors.protocol import (
     Condition,
@@ -16,10 +17,18 @@ from connectors.protocol import (
     EventClock,
     ExpiryCounts,
     ExpirySelection,
+    RollupSink,
     RowFilter,
 )
 from retention_rules.clock import PolicyClock
-from retention_rules.model import AnonymizeAction, Dataset, Hold, Policy
+from retention_rules.model import (
+    AggregateThenDeleteAction,
+    AnonymizeAction,
+    Dataset,
+    Hold,
+    Policy,
+    Rollup,
+)
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,8 @@ def selection_for(dataset: Dataset, cutoff: datetime, holds: tuple[Hold, ...]) -
         cutoff=cutoff,
         event=event,
         exclusions=tuple(hold_filter(hold, dataset) for hold in holds),
+        primary_key=tuple(dataset.primary_key),
+        skip_marked=dataset.name if isinstance(dataset.action, AnonymizeAction) else None,
     )
 
 
@@ -108,3 +119,54 @@ def describe_action(dataset: Dataset, rows: int) -> str:
         names = ", ".join(r.name for r in action.rollups)
         return f"aggregate {rows:,} rows into {names}, then delete them"
     return f"delete {rows:,} rows"
+
+
+def rollup_sinks(dataset: Dataset) -> tuple[RollupSink, ...]:
+    """The policy's rollups in the connector's vocabulary: which columns are summed,
+    counted distinct, or kept for a median."""
+    action = dataset.action
+    if not isinstance(action, AggregateThenDeleteAction):
+        return ()
+
+    return tuple(
+        RollupSink(
+            name=rollup.name,
+            period=rollup.period,
+            dimensions=tuple(rollup.dimensions),
+            sums=_measure_columns(rollup, "sum", "mean"),
+            distinct=_measure_columns(rollup, "count_distinct"),
+            quantiles=_measure_columns(rollup, "median"),
+            min_cell_size=action.min_cell_size,
+        )
+        for rollup in action.rollups
+    )
+
+
+def _measure_columns(rollup: Rollup, *functions: str) -> tuple[str, ...]:
+    found = (m.column for m in rollup.measures if m.function in functions)
+    return tuple(dict.fromkeys(c for c in found if c is not None))
+
+
+def execution_order(plans: list[RulePlan], parents: dict[str, set[str]]) -> list[RulePlan]:
+    """Children first: a table whose rows point at another table's rows is processed
+    before it, so a parent row is never deleted while a child still refers to it.
+
+    `parents` maps each table to the tables its foreign keys refer to. Plans on tables
+    unrelated by foreign keys keep the policy's order.
+    """
+    tables = list(dict.fromkeys(p.dataset.table for p in plans))
+    sorter: TopologicalSorter[str] = TopologicalSorter()
+    for table in tables:
+        # A parent depends on its children having gone first.
+        sorter.add(table)
+        for parent in parents.get(table, set()) & set(tables):
+            if parent != table:
+                sorter.add(parent, table)
+    sorter.prepare()
+    ranked: dict[str, int] = {}
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready(), key=tables.index)
+        for table in ready:
+            ranked[table] = len(ranked)
+            sorter.done(table)
+    return sorted(plans, key=lambda p: ranked[p.dataset.table])

@@ -47,6 +47,7 @@ def _check_dataset(
         if column not in table.columns:
             yield _missing(loc, table, column)
     yield from _check_clock(dataset, at, table, connector)
+    yield from _check_nullable(dataset, at, table)
     yield from _check_measures(dataset, at, table)
     for h, hold in enumerate(policy.holds):
         if hold.covers(dataset.name):
@@ -106,6 +107,18 @@ def _check_clock(
             f"clock column {clock_table.name}.{clock.column} has type {info.type_name}; "
             "a clock must be a date or timestamp column",
         )
+
+
+def _check_nullable(dataset: Dataset, at: Loc, table: TableInfo) -> Iterator[PolicyIssue]:
+    if not isinstance(dataset.action, AnonymizeAction):
+        return
+    for column, spec in dataset.action.columns.items():
+        info = table.columns.get(column)
+        if spec.operator == "null" and info is not None and not info.nullable:
+            yield PolicyIssue(
+                (*at, "action", "columns", column),
+                f"column {table.name}.{column} is NOT NULL; use redact or replace instead of null",
+            )
 
 
 def _check_measures(dataset: Dataset, at: Loc, table: TableInfo) -> Iterator[PolicyIssue]:

@@ -513,8 +513,15 @@ def _table_rows(world: _World) -> list[tuple[sa.Table, Iterable[_Row]]]:
 
 
 def _prepare_schema(conn: sa.Connection, replace: bool) -> None:
-    """Refuse to touch a filled store unless asked; then (re)create the demo tables."""
+    """Refuse to touch a filled store unless asked; then (re)create the demo tables.
+
+    Replacing also drops Tenure's own tables (journal, marks, rollups): they describe the
+    rows being replaced, and stale marks would hide new rows from the next run.
+    """
     if replace:
+        for name in sa.inspect(conn).get_table_names():
+            if name.startswith("tenure_"):
+                sa.Table(name, sa.MetaData()).drop(conn)
         metadata.drop_all(conn)
     else:
         existing = set(sa.inspect(conn).get_table_names())

@@ -1,0 +1,162 @@
+"""Keyed operators: stable pseudonyms and realistic surrogates from HMAC-SHA256.
+
+Both hash ``str(value)`` with a secret key, so the same person gets the same pseudonym in
+every table and every run (joins keep working), while without the key nobody can recompute
+or reverse the mapping.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from collections.abc import Callable
+from functools import cache
+from typing import ClassVar, TypeVar
+
+import pandas as pd
+
+from anonymizers.operators import Operator, map_non_null, map_unique, register
+from anonymizers.secrets import DEFAULT_KEY_ID, KEY_ID_RULE, is_valid_key_id, pseudonym_key
+
+T = TypeVar("T")
+
+#: Surrogates are drawn from pools this big; a power of two keeps the modulo unbiased.
+POOL_SIZE = 4096
+#: Fixed so that every process builds the same pools (for a given Faker version).
+POOL_SEED = 20_240_917
+SURROGATE_KINDS = frozenset(
+    {"first_name", "last_name", "name", "email", "phone", "street_address", "city"}
+)
+SURROGATE_LOCALES = frozenset({"en_CA", "fr_CA"})
+# Canadian area codes; the 555-01xx exchange is reserved for fiction, so no surrogate
+# phone number rings anybody.
+# fmt: off
+_AREA_CODES = (
+    "204", "226", "236", "249", "250", "289", "306", "343", "365", "403", "416", "418", "431",
+    "437", "438", "450", "506", "514", "519", "548", "579", "581", "587", "604", "613", "639",
+    "647", "705", "709", "778", "780", "782", "807", "819", "825", "867", "873", "902", "905",
+)
+# fmt: on
+
+
+def canonical_text(values: pd.Series) -> pd.Series:
+    """``str(value)`` per cell, except that whole floats print as integers.
+
+    An integer column with nulls arrives as floats; without this, ``42`` would get another
+    pseudonym in a chunk that happens to hold a null.
+    """
+    if pd.api.types.is_float_dtype(values.dtype):
+        whole = (values % 1 == 0) & (values.abs() < 2**53)
+        if bool(whole.all()):
+            values = values.astype("int64")
+    return values.astype(str)
+
+
+def keyed_hashes(texts: pd.Series, key: bytes, finish: Callable[[str, bytes], T]) -> pd.Series:
+    """``finish(text, HMAC-SHA256(key, text))`` for each distinct non-null text."""
+
+    def one(text: str) -> T:
+        return finish(text, hmac.new(key, text.encode("utf-8"), hashlib.sha256).digest())
+
+    return map_unique(texts, one)
+
+
+class _Keyed(Operator):
+    """Reads and checks ``key_id``; the key itself is fetched per call and never stored."""
+
+    key_id: str
+
+    def validate(self) -> None:
+        super().validate()
+        self.key_id = self._param("key_id", str, DEFAULT_KEY_ID)
+        if not is_valid_key_id(self.key_id):
+            raise self._error("key_id", f"must be {KEY_ID_RULE}")
+
+
+@register
+class Pseudonym(_Keyed):
+    """``psn_<key_id>_<20 base32 chars>``; values already in that form pass unchanged."""
+
+    name: ClassVar[str] = "pseudonym"
+    allowed_params: ClassVar[frozenset[str]] = frozenset({"key_id"})
+    DIGEST_CHARS: ClassVar[int] = 20
+    _done: re.Pattern[str]
+
+    def validate(self) -> None:
+        super().validate()
+        self._done = re.compile(rf"psn_{re.escape(self.key_id)}_[a-z2-7]{{{self.DIGEST_CHARS}}}")
+
+    def operate(self, values: pd.Series) -> pd.Series:
+        return map_non_null(values, self._pseudonymize)
+
+    def _pseudonymize(self, present: pd.Series) -> pd.Series:
+        text = canonical_text(present)
+        key = pseudonym_key(self.key_id)
+        todo = ~text.str.fullmatch(self._done).to_numpy(dtype=bool)
+        result = text.to_numpy(dtype=object, copy=True)
+        if todo.any():
+            result[todo] = keyed_hashes(text[todo], key, self._format).to_numpy()
+        return pd.Series(result, index=text.index)
+
+    def _format(self, _text: str, digest: bytes) -> str:
+        encoded = base64.b32encode(digest).decode("ascii").lower()
+        return f"psn_{self.key_id}_{encoded[: self.DIGEST_CHARS]}"
+
+
+@register
+class Surrogate(_Keyed):
+    """A realistic fake value (Faker), chosen by the keyed hash of the real one.
+
+    The same input and key give the same surrogate in every process, as long as the Faker
+    version is the same (the pools are generated from a fixed seed). Surrogates are not
+    recognisable as such, so the operator is not idempotent: callers mark anonymized rows
+    and never apply it twice. A surrogate never equals its input.
+    """
+
+    name: ClassVar[str] = "surrogate"
+    allowed_params: ClassVar[frozenset[str]] = frozenset({"kind", "locale", "key_id"})
+    kind: str
+    locale: str
+
+    def validate(self) -> None:
+        super().validate()
+        self.kind = self._choice("kind", SURROGATE_KINDS)
+        self.locale = self._choice("locale", SURROGATE_LOCALES, "en_CA")
+
+    def operate(self, values: pd.Series) -> pd.Series:
+        return map_non_null(values, self._substitute)
+
+    def _substitute(self, present: pd.Series) -> pd.Series:
+        pool = surrogate_pool(self.kind, self.locale)
+
+        def pick(text: str, digest: bytes) -> str:
+            index = int.from_bytes(digest[:8], "big") % POOL_SIZE
+            for step in range(POOL_SIZE):  # skip the (rare) pool entries equal to the input
+                candidate = pool[(index + step) % POOL_SIZE]
+                if candidate.casefold() != text.casefold():
+                    return candidate
+            raise AssertionError("surrogate pool holds a single value")
+
+        return keyed_hashes(canonical_text(present), pseudonym_key(self.key_id), pick)
+
+
+@cache
+def surrogate_pool(kind: str, locale: str) -> tuple[str, ...]:
+    """``POOL_SIZE`` fake values of one kind, built once per process from a fixed seed."""
+    from faker import Faker
+
+    fake = Faker(locale)
+    fake.seed_instance(POOL_SEED)
+    make: dict[str, Callable[[], str]] = {
+        "first_name": fake.first_name,
+        "last_name": fake.last_name,
+        "name": lambda: f"{fake.first_name()} {fake.last_name()}",
+        "email": fake.email,  # example.com/.net/.org: deliverable to nobody
+        "phone": lambda: f"{fake.random_element(_AREA_CODES)}-555-01{fake.random_int(0, 99):02d}",
+        "street_address": fake.street_address,
+        "city": fake.city,
+    }
+    generate = make[kind]
+    return tuple(str(generate()) for _ in range(POOL_SIZE))

@@ -1,0 +1,134 @@
+"""The operator contract and registry: one small class per transformation.
+
+Modelled on Presidio's operators: parameters are checked once, when the operator is
+built (``validate``), so a bad policy fails before any data is touched; ``operate`` then
+transforms a whole column at a time.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Collection, Hashable, Mapping
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import pandas as pd
+
+T = TypeVar("T")
+
+
+class OperatorError(ValueError):
+    """Bad operator parameters; the message names the operator and the parameter.
+
+    Messages never quote cell values: they may be personal information.
+    """
+
+
+class Operator(ABC):
+    """One transformation of a column; nulls stay null, the index is kept."""
+
+    name: ClassVar[str]
+    #: The parameters ``validate`` accepts; anything else is a typo worth failing on.
+    allowed_params: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, **params: object) -> None:
+        self.params: dict[str, object] = dict(params)
+        self.validate()
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{key}={value!r}" for key, value in sorted(self.params.items()))
+        return f"{type(self).__name__}({shown})"
+
+    def validate(self) -> None:
+        """Reject unknown parameters; subclasses extend this to check and read theirs."""
+        unknown = sorted(set(self.params) - self.allowed_params)
+        if unknown:
+            known = ", ".join(sorted(self.allowed_params)) or "none"
+            raise OperatorError(
+                f"operator {self.name!r}: unknown parameter {unknown[0]!r} (accepted: {known})"
+            )
+
+    @abstractmethod
+    def operate(self, values: pd.Series) -> pd.Series:
+        """Return the transformed column, with the same index and nulls left null."""
+
+    def sql_constant(self) -> tuple[bool, object]:
+        """``(True, value)`` when every non-null cell becomes ``value``.
+
+        The caller can then run the operator as ``UPDATE ... SET col = :value`` in the
+        database instead of reading the column out.
+        """
+        return False, None
+
+    # Parameter helpers shared by the subclasses' ``validate``.
+
+    def _error(self, param: str, problem: str) -> OperatorError:
+        return OperatorError(f"operator {self.name!r}: parameter {param!r} {problem}")
+
+    def _param(self, param: str, kind: type[T], default: T) -> T:
+        """The parameter's value, checked to be a ``kind`` (a bool is not an int here)."""
+        value = self.params.get(param, default)
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            raise self._error(param, f"must be of type {kind.__name__}, not {type(value).__name__}")
+        return value
+
+    def _choice(self, param: str, choices: Collection[str], default: str | None = None) -> str:
+        """A string parameter restricted to ``choices``; required when there is no default."""
+        if default is None and param not in self.params:
+            raise self._error(param, f"is required (one of: {', '.join(sorted(choices))})")
+        value = self._param(param, str, default or "")
+        if value not in choices:
+            raise self._error(param, f"must be one of: {', '.join(sorted(choices))}")
+        return value
+
+
+OPERATORS: dict[str, type[Operator]] = {}
+
+OperatorClass = TypeVar("OperatorClass", bound=type[Operator])
+
+
+def register(cls: OperatorClass) -> OperatorClass:
+    """Class decorator: make an operator reachable by its ``name`` from a policy."""
+    if cls.name in OPERATORS and OPERATORS[cls.name] is not cls:
+        raise ValueError(f"operator name {cls.name!r} is registered twice")
+    OPERATORS[cls.name] = cls
+    return cls
+
+
+def create_operator(name: str, params: Mapping[str, object]) -> Operator:
+    """Build the operator a policy names, failing early on unknown names or parameters."""
+    try:
+        cls = OPERATORS[name]
+    except KeyError:
+        known = ", ".join(sorted(OPERATORS))
+        raise OperatorError(f"unknown operator {name!r} (known: {known})") from None
+    return cls(**params)
+
+
+def map_non_null(values: pd.Series, transform: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """Apply ``transform`` to the non-null cells only; null cells keep their null value.
+
+    The result has object dtype, since a transformation may change the values' type (a
+    number masked becomes a string), and its nulls are ``None``, which every database
+    driver writes as NULL.
+    """
+    present = values.notna().to_numpy()
+    result = np.full(len(values), None, dtype=object)
+    if present.any():
+        transformed = transform(values[present]).to_numpy(dtype=object, copy=True)
+        transformed[pd.isna(transformed)] = None
+        result[present] = transformed
+    return pd.Series(result, index=values.index, dtype=object)
+
+
+def map_unique(values: pd.Series, function: Callable[[Any], Hashable | None]) -> pd.Series:
+    """Call ``function`` once per distinct value and map the results back.
+
+    For transformations with no vectorized form (HMAC, ``ipaddress``): columns repeat
+    values, so this is much cheaper than a call per cell. ``values`` must hold no nulls
+    (call it inside ``map_non_null``).
+    """
+    codes, uniques = pd.factorize(values.to_numpy(dtype=object))
+    results = np.empty(len(uniques), dtype=object)
+    results[:] = [function(value) for value in uniques]
+    return pd.Series(results[codes], index=values.index, dtype=object)

@@ -1,0 +1,1 @@
+"""Benchmarks of Tenure against the hand-written SQL it replaces."""

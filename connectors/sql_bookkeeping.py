@@ -1,0 +1,83 @@
+"""Tenure's own tables inside a SQL store: the chunk journal, row marks and rollups.
+
+They live in the store, not the state database, because they must change in the same
+transaction as the rows they describe: a chunk's deletion, its journal entry and its
+contribution to an aggregate commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+)
+from sqlalchemy.types import TypeEngine
+
+from connectors.protocol import RollupSink
+
+JOURNAL = "tenure_journal"
+MARKS = "tenure_marks"
+_IDENTIFIER_LIMIT = 63  # PostgreSQL's; the tightest of the supported dialects
+
+
+def bookkeeping_metadata(schema: str | None) -> tuple[MetaData, Table, Table]:
+    metadata = MetaData(schema=schema)
+    journal = Table(
+        JOURNAL,
+        metadata,
+        Column("run_id", String(36), nullable=False),
+        Column("label", String(63), nullable=False),
+        Column("chunk_no", Integer, nullable=False),
+        Column("action", String(24), nullable=False),
+        Column("rows", Integer, nullable=False),
+        Column("committed_at", DateTime(timezone=True), nullable=False),
+        PrimaryKeyConstraint("run_id", "label", "chunk_no"),
+    )
+    marks = Table(
+        MARKS,
+        metadata,
+        Column("label", String(63), nullable=False),
+        Column("row_key", String(200), nullable=False),
+        Column("run_id", String(36), nullable=False),
+        PrimaryKeyConstraint("label", "row_key"),
+    )
+    return metadata, journal, marks
+
+
+def rollup_table_name(label: str, rollup: str) -> str:
+    """``tenure_agg_<dataset>_<rollup>``, shortened with a hash when too long to quote."""
+    name = f"tenure_agg_{label}_{rollup}"
+    if len(name) <= _IDENTIFIER_LIMIT:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: _IDENTIFIER_LIMIT - 9]}_{digest}"
+
+
+def rollup_table(
+    metadata: MetaData, label: str, sink: RollupSink, dimension_types: dict[str, TypeEngine[object]]
+) -> Table:
+    """One row per chunk and cell: partial counts and sums, and serialized sketches."""
+    columns: list[Column[Any]] = [
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("run_id", String(36), nullable=False),
+        Column("chunk_no", Integer, nullable=False),
+        Column("period_start", Date, nullable=False),
+        *(Column(f"dim_{d}", dimension_types[d], nullable=True) for d in sink.dimensions),
+        Column("n", BigInteger, nullable=False),
+        *(Column(f"sum_{c}", Float, nullable=True) for c in sink.sums),
+        *(Column(f"hll_{c}", LargeBinary, nullable=True) for c in sink.distinct),
+        *(Column(f"kll_{c}", LargeBinary, nullable=True) for c in sink.quantiles),
+    ]
+    return Table(rollup_table_name(label, sink.name), metadata, *columns)

@@ -1,0 +1,385 @@
+"""The nightly run as plain functions: prepare, process each dataset, finish.
+
+The Prefect flow wraps these (one task per dataset); tests and the crash harness call
+them directly. Nothing here decides policy: the planner says what is expired, the
+connectors change the stores, and this module keeps the books.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import Engine, make_url
+
+from anonymizers.operators import OperatorError, create_operator
+from connectors.errors import StoreError, StoreUnavailable
+from connectors.protocol import ChunkWork, ColumnRewrite, Connector, TableInfo
+from flows import audit
+from flows.ledger import ChunkRecord, Ledger, RunLocked, open_state
+from flows.stores import opened_stores
+from retention_rules.clock import PolicyClock
+from retention_rules.issues import PolicyIssue
+from retention_rules.loader import LoadedPolicy, load_policy
+from retention_rules.model import AnonymizeAction, Dataset, Policy
+from retention_rules.planner import RulePlan, execution_order, plan_rules, rollup_sinks
+from retention_rules.schema_check import check_live_schema
+
+DEFAULT_CHUNK_SIZE = 10_000
+ACTION_COUNTERS = {
+    "delete": "deleted",
+    "anonymize": "anonymized",
+    "aggregate_then_delete": "aggregated",
+}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    dry_run: bool = False
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    now: datetime | None = None
+    state_url: str | None = None
+    raise_transient: bool = False
+    """Let a lost connection propagate (for an orchestrator to retry) instead of
+    recording it as the binding's error."""
+
+
+class Progress(Protocol):
+    """Told how far each dataset has gone (a Rich progress bar, a Prefect log)."""
+
+    def start(self, dataset: str, total: int) -> None: ...
+
+    def advance(self, dataset: str, rows: int) -> None: ...
+
+
+class _Silent:
+    def start(self, dataset: str, total: int) -> None:
+        return None
+
+    def advance(self, dataset: str, rows: int) -> None:
+        return None
+
+
+@dataclass
+class DatasetOutcome:
+    """What happened to one dataset binding in one run."""
+
+    dataset: str
+    purpose: str
+    action: str
+    store: str
+    table: str
+    cutoff: datetime
+    retention: str
+    expired: int = 0
+    processed: int = 0
+    chunks: int = 0
+    held: int = 0
+    held_by: dict[str, int] = field(default_factory=dict)
+    hold_reasons: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        return "error" if self.error else "ok"
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    policy: str
+    policy_sha256: str
+    dry_run: bool
+    evaluated_at: datetime
+    outcomes: list[DatasetOutcome]
+    reconciled_runs: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(o.error for o in self.outcomes)
+
+
+@dataclass
+class RunContext:
+    """Everything a dataset task needs, prepared once per run."""
+
+    run_id: str
+    loaded: LoadedPolicy
+    clock: PolicyClock
+    options: RunOptions
+    connectors: Mapping[str, Connector]
+    plans: list[RulePlan]
+    failures: dict[str, str]
+    state: Engine | None = None
+    reconciled_runs: list[str] = field(default_factory=list)
+
+    @property
+    def policy(self) -> Policy:
+        return self.loaded.policy
+
+
+def default_state_url(policy: Policy) -> str:
+    """Beside the first SQLite store (the demo store); else in the working directory."""
+    for store in policy.stores.values():
+        url = make_url(store.url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            return f"sqlite:///{Path(url.database or '').parent / 'tenure-state.sqlite'}"
+    return "sqlite:///tenure-state.sqlite"
+
+
+@contextmanager
+def run_context(
+    path: str | Path, options: RunOptions, environ: Mapping[str, str] | None = None
+) -> Iterator[RunContext]:
+    """Load and check the policy, open the stores, take the locks, reconcile, start.
+
+    Raises `PolicyError` for a policy that does not load (nothing is touched) and
+    `RunLocked` when another run holds the policy.
+    """
+    loaded = load_policy(path, environ)
+    policy = loaded.policy
+    clock = PolicyClock.at(policy.timezone, options.now)
+    run_id = str(uuid.uuid4())
+    with opened_stores(policy, read_only=options.dry_run) as (connectors, store_issues):
+        issues = store_issues + check_live_schema(policy, connectors)
+        failures = binding_failures(loaded, issues)
+        broken = {issue.loc[1] for issue in issues if issue.loc[0] == "stores"}
+        usable = {n: c for n, c in connectors.items() if n not in broken}
+        plans = execution_order(plan_rules(policy, clock), _parents(policy, usable, failures))
+        context = RunContext(run_id, loaded, clock, options, connectors, plans, failures)
+        if options.dry_run:
+            yield context
+            return
+        context.state = open_state(options.state_url or default_state_url(policy))
+        ledger = Ledger(context.state)
+        with ledger.locked(policy.name, run_id), ExitStack() as stack:
+            for name, connector in usable.items():
+                if not stack.enter_context(connector.exclusive(f"tenure:{policy.name}")):
+                    raise RunLocked(f"policy {policy.name!r} is being run against store {name!r}")
+            context.reconciled_runs = reconcile(ledger, connectors, policy)
+            ledger.start_run(run_id, policy.name, loaded.sha256, clock.now, dry_run=False)
+            try:
+                yield context
+            except BaseException:
+                ledger.finish_run(run_id, "failed")
+                raise
+
+
+def binding_failures(loaded: LoadedPolicy, issues: list[PolicyIssue]) -> dict[str, str]:
+    """Which bindings must not run, and why: a problem in a dataset stops that dataset; a
+    problem in a store stops its datasets; a problem in a hold stops the datasets it
+    protects (running them without the hold could destroy what it preserves)."""
+    policy = loaded.policy
+    failures: dict[str, list[str]] = {}
+    for issue, located in zip(issues, loaded.locate(issues), strict=True):
+        for dataset in _affected(policy, issue):
+            failures.setdefault(dataset.name, []).append(str(located))
+    return {name: "; ".join(messages) for name, messages in failures.items()}
+
+
+def _affected(policy: Policy, issue: PolicyIssue) -> list[Dataset]:
+    section, index = issue.loc[0], issue.loc[1] if len(issue.loc) > 1 else None
+    if section == "datasets" and isinstance(index, int):
+        return [policy.datasets[index]]
+    if section == "stores":
+        return [d for d in policy.datasets if d.store == index]
+    if section == "holds" and isinstance(index, int):
+        return [d for d in policy.datasets if policy.holds[index].covers(d.name)]
+    return list(policy.datasets)
+
+
+def _parents(
+    policy: Policy, connectors: Mapping[str, Connector], failures: dict[str, str]
+) -> dict[str, set[str]]:
+    parents: dict[str, set[str]] = {}
+    for dataset in policy.datasets:
+        connector = connectors.get(dataset.store)
+        if connector is None or dataset.name in failures:
+            continue
+        info: TableInfo | None = connector.table_info(dataset.table, dataset.db_schema)
+        if info is not None:
+            parents[dataset.table] = {fk.referred_table for fk in info.foreign_keys}
+    return parents
+
+
+def reconcile(ledger: Ledger, connectors: Mapping[str, Connector], policy: Policy) -> list[str]:
+    """Close runs that died: copy their committed chunks from the stores' journals into
+    the ledger, and audit what they did, so that no destruction goes unrecorded."""
+    closed = []
+    for run_id in ledger.unfinished_runs(policy.name):
+        totals: dict[tuple[str, str], list[int]] = {}
+        for connector in connectors.values():
+            for entry in connector.journal(run_id):
+                record = ChunkRecord(run_id, entry.label, entry.chunk_no, entry.action, entry.rows)
+                ledger.record_chunk(record, entry.committed_at)
+                total = totals.setdefault((entry.label, entry.action), [0, 0])
+                total[0] += entry.rows
+                total[1] += 1
+        audit.append(
+            ledger.engine,
+            [
+                {
+                    "run_id": run_id,
+                    "policy": policy.name,
+                    "dataset": label,
+                    "action": action,
+                    ACTION_COUNTERS[action]: rows,
+                    "chunks": chunk_count,
+                    "status": "interrupted",
+                }
+                for (label, action), (rows, chunk_count) in sorted(totals.items())
+            ],
+        )
+        ledger.finish_run(run_id, "interrupted")
+        closed.append(run_id)
+    return closed
+
+
+def process_dataset(
+    context: RunContext, plan: RulePlan, progress: Progress | None = None
+) -> DatasetOutcome:
+    """Work through one binding's expired rows chunk by chunk (a dry run only counts)."""
+    progress = progress or _Silent()
+    dataset = plan.dataset
+    outcome = DatasetOutcome(
+        dataset=dataset.name,
+        purpose=dataset.purpose,
+        action=dataset.action.type,
+        store=dataset.store,
+        table=dataset.table,
+        cutoff=plan.cutoff,
+        retention=str(dataset.retention),
+        hold_reasons={h.name: h.reason for h in plan.holds},
+    )
+    if dataset.name in context.failures:
+        outcome.error = context.failures[dataset.name]
+        return outcome
+    connector = context.connectors[dataset.store]
+    try:
+        counts = connector.count_expiry(plan.selection)
+        outcome.expired, outcome.held, outcome.held_by = counts.expired, counts.held, counts.held_by
+        if context.options.dry_run or counts.expired == 0:
+            return outcome
+        progress.start(dataset.name, counts.expired)
+        rewrites = column_rewrites(dataset)
+        _work_through(context, plan, connector, rewrites, outcome, progress)
+    except (StoreError, OperatorError) as exc:
+        if isinstance(exc, StoreUnavailable) and context.options.raise_transient:
+            raise
+        outcome.error = str(exc).splitlines()[0]
+    return outcome
+
+
+def _work_through(
+    context: RunContext,
+    plan: RulePlan,
+    connector: Connector,
+    rewrites: tuple[ColumnRewrite, ...],
+    outcome: DatasetOutcome,
+    progress: Progress,
+) -> None:
+    assert context.state is not None, "a real run has a state database"
+    ledger = Ledger(context.state)
+    sinks = rollup_sinks(plan.dataset)
+    after = None
+    while keys := connector.expired_keys(plan.selection, after, context.options.chunk_size):
+        outcome.chunks += 1
+        work = ChunkWork(
+            run_id=context.run_id,
+            label=plan.dataset.name,
+            chunk_no=outcome.chunks,
+            selection=plan.selection,
+            keys=tuple(keys),
+            action=plan.dataset.action.type,
+            period_zone=context.policy.timezone,
+            rewrites=rewrites,
+            rollups=sinks,
+        )
+        rows = connector.execute_chunk(work)
+        ledger.record_chunk(
+            ChunkRecord(context.run_id, plan.dataset.name, outcome.chunks, work.action, rows)
+        )
+        outcome.processed += rows
+        progress.advance(plan.dataset.name, len(keys))
+        after = keys[-1]
+
+
+def column_rewrites(dataset: Dataset) -> tuple[ColumnRewrite, ...]:
+    """The anonymize action's operators, built (and their secrets fetched) before any
+    write, so a missing key stops the binding with nothing touched."""
+    if not isinstance(dataset.action, AnonymizeAction):
+        return ()
+    rewrites = []
+    for column, spec in dataset.action.columns.items():
+        operator = create_operator(spec.operator, spec.params)
+        rewrites.append(
+            ColumnRewrite(column, constant=operator.sql_constant(), transform=operator.operate)
+        )
+    return tuple(rewrites)
+
+
+def finish(context: RunContext, outcomes: list[DatasetOutcome]) -> RunReport:
+    """Close the run in the ledger and append one audit entry per binding."""
+    report = RunReport(
+        run_id=context.run_id,
+        policy=context.policy.name,
+        policy_sha256=context.loaded.sha256,
+        dry_run=context.options.dry_run,
+        evaluated_at=context.clock.now,
+        outcomes=outcomes,
+        reconciled_runs=context.reconciled_runs,
+    )
+    if context.state is None:
+        return report
+    audit.append(context.state, [audit_entry(report, o) for o in outcomes])
+    Ledger(context.state).finish_run(context.run_id, "failed" if report.failed else "succeeded")
+    return report
+
+
+def audit_entry(report: RunReport, outcome: DatasetOutcome) -> dict[str, Any]:
+    """Counts, cut-offs and reasons; never a personal value."""
+    return {
+        "run_id": report.run_id,
+        "policy": report.policy,
+        "policy_sha256": report.policy_sha256,
+        "evaluated_at": report.evaluated_at.isoformat(),
+        "dataset": outcome.dataset,
+        "purpose": outcome.purpose,
+        "store": outcome.store,
+        "table": outcome.table,
+        "action": outcome.action,
+        "retention": outcome.retention,
+        "cutoff": outcome.cutoff.isoformat(),
+        ACTION_COUNTERS[outcome.action]: outcome.processed,
+        "chunks": outcome.chunks,
+        "held": outcome.held,
+        "holds": [
+            {"hold": name, "reason": outcome.hold_reasons.get(name, ""), "rows": rows}
+            for name, rows in outcome.held_by.items()
+        ],
+        "status": outcome.status,
+        "error": outcome.error,
+    }
+
+
+def run_policy(
+    path: str | Path,
+    options: RunOptions,
+    progress: Progress | None = None,
+    environ: Mapping[str, str] | None = None,
+    on_dataset: Callable[[DatasetOutcome], None] | None = None,
+) -> RunReport:
+    """The whole nightly job without an orchestrator."""
+    with run_context(path, options, environ) as context:
+        outcomes = []
+        for plan in context.plans:
+            outcome = process_dataset(context, plan, progress)
+            outcomes.append(outcome)
+            if on_dataset is not None:
+                on_dataset(outcome)
+        return finish(context, outcomes)

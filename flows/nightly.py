@@ -1,0 +1,114 @@
+"""The Prefect flow a company schedules every night: one task per dataset binding.
+
+The flow is thin: `flows.engine` holds the logic. Tasks run one after another, in the
+children-first order the planner chose, and retry when a store connection drops.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
+from prefect.schedules import Cron
+
+from connectors.errors import StoreUnavailable
+from flows.engine import (
+    DatasetOutcome,
+    Progress,
+    RunContext,
+    RunOptions,
+    RunReport,
+    finish,
+    process_dataset,
+    run_context,
+)
+from flows.run_report import report_markdown, report_rows
+from retention_rules.planner import RulePlan
+
+DEPLOYMENT_NAME = "nightly"
+_display: dict[str, Progress] = {}
+
+
+def _transient(_task: Any, _run: Any, state: State[Any]) -> bool:
+    """Retry only when the store could not be reached, never on a data error."""
+    try:
+        state.result()
+    except StoreUnavailable:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(
+    name="retain-dataset",
+    task_run_name="{plan.dataset.name}",
+    retries=2,
+    retry_delay_seconds=10,
+    retry_condition_fn=_transient,
+    cache_policy=NO_CACHE,
+)
+def retain_dataset(context: RunContext, plan: RulePlan) -> DatasetOutcome:
+    return process_dataset(context, plan, _display.get("progress"))
+
+
+@flow(name="nightly-retention", log_prints=False)
+def nightly_retention(
+    policy_path: str,
+    dry_run: bool = False,
+    now: datetime | None = None,
+    chunk_size: int = 10_000,
+    state_url: str | None = None,
+) -> RunReport:
+    """Apply a retention policy: delete, anonymize, aggregate-then-delete what expired."""
+    options = RunOptions(dry_run, chunk_size, now, state_url, raise_transient=True)
+    with run_context(policy_path, options) as context:
+        outcomes = []
+        for plan in context.plans:
+            state = retain_dataset(context, plan, return_state=True)
+            outcomes.append(_outcome(state, plan))
+        report = finish(context, outcomes)
+    create_table_artifact(report_rows(report), key="retention-summary", description=report.policy)
+    create_markdown_artifact(report_markdown(report), key="retention-report")
+    return report
+
+
+def _outcome(state: State[DatasetOutcome], plan: RulePlan) -> DatasetOutcome:
+    """A task that failed after its retries still yields an outcome: the error."""
+    try:
+        return state.result()
+    except StoreUnavailable as exc:
+        dataset = plan.dataset
+        return DatasetOutcome(
+            dataset=dataset.name,
+            purpose=dataset.purpose,
+            action=dataset.action.type,
+            store=dataset.store,
+            table=dataset.table,
+            cutoff=plan.cutoff,
+            retention=str(dataset.retention),
+            error=str(exc),
+        )
+
+
+def show_progress(progress: Progress | None) -> None:
+    """Let the CLI draw progress bars for the flow it runs in this process."""
+    _display.pop("progress", None)
+    if progress is not None:
+        _display["progress"] = progress
+
+
+def serve(policy_path: str, cron: str, timezone: str, name: str = DEPLOYMENT_NAME) -> None:
+    """Serve the flow as a deployment with a cron schedule; at most one run at a time."""
+    nightly_retention.serve(
+        name=name,
+        schedules=[Cron(cron, timezone=timezone)],
+        parameters={"policy_path": policy_path},
+        global_limit=1,
+        pause_on_shutdown=False,
+        print_starting_message=True,
+    )

@@ -1,0 +1,149 @@
+"""A run's outcome for people (Rich table, Markdown artifact) and machines (JSON)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from flows.engine import ACTION_COUNTERS, DatasetOutcome, RunReport
+
+_HEADERS = ("Dataset", "Purpose", "Action", "Cut-off", "Expired", "Done", "Held", "Status")
+
+
+def _cells(report: RunReport, outcome: DatasetOutcome) -> tuple[str, ...]:
+    done = "—" if report.dry_run else f"{outcome.processed:,} {ACTION_COUNTERS[outcome.action]}"
+    return (
+        outcome.dataset,
+        outcome.purpose,
+        outcome.action.replace("_", " "),
+        outcome.cutoff.strftime("%Y-%m-%d"),
+        f"{outcome.expired:,}",
+        done,
+        f"{outcome.held:,}",
+        outcome.error or "ok",
+    )
+
+
+def report_rows(report: RunReport) -> list[dict[str, str]]:
+    return [dict(zip(_HEADERS, _cells(report, o), strict=True)) for o in report.outcomes]
+
+
+def report_markdown(report: RunReport) -> str:
+    kind = "Dry run" if report.dry_run else "Run"
+    lines = [
+        f"# {kind} {report.run_id} of policy `{report.policy}`",
+        "",
+        f"Evaluated at {report.evaluated_at.isoformat()}; policy sha256 `{report.policy_sha256}`.",
+        "",
+        "| " + " | ".join(_HEADERS) + " |",
+        "|" + "---|" * len(_HEADERS),
+    ]
+    lines += ["| " + " | ".join(_cells(report, o)) + " |" for o in report.outcomes]
+    for outcome in report.outcomes:
+        for hold, rows in outcome.held_by.items():
+            if rows:
+                reason = outcome.hold_reasons.get(hold, "")
+                lines.append(f"\n- {outcome.dataset}: {rows:,} rows held by `{hold}`: {reason}")
+    return "\n".join(lines) + "\n"
+
+
+def report_json(report: RunReport) -> dict[str, Any]:
+    return {
+        "run_id": report.run_id,
+        "policy": report.policy,
+        "policy_sha256": report.policy_sha256,
+        "dry_run": report.dry_run,
+        "evaluated_at": report.evaluated_at.isoformat(),
+        "reconciled_runs": report.reconciled_runs,
+        "failed": report.failed,
+        "datasets": [
+            {
+                "dataset": o.dataset,
+                "purpose": o.purpose,
+                "action": o.action,
+                "store": o.store,
+                "table": o.table,
+                "retention": o.retention,
+                "cutoff": o.cutoff.isoformat(),
+                "expired": o.expired,
+                "processed": o.processed,
+                ACTION_COUNTERS[o.action]: o.processed,
+                "chunks": o.chunks,
+                "held": o.held,
+                "holds": [
+                    {"hold": h, "reason": o.hold_reasons.get(h, ""), "rows": n}
+                    for h, n in o.held_by.items()
+                ],
+                "status": o.status,
+                "error": o.error,
+            }
+            for o in report.outcomes
+        ],
+    }
+
+
+def render_run(console: Console, report: RunReport) -> None:
+    kind = "Dry run" if report.dry_run else "Run"
+    table = Table(title=f"{kind} of {report.policy} — {report.run_id}")
+    for header in _HEADERS:
+        numeric = header in ("Expired", "Held")
+        table.add_column(header, justify="right" if numeric else "left")
+    for outcome in report.outcomes:
+        cells = list(_cells(report, outcome))
+        if outcome.error:
+            cells[-1] = f"[red]{cells[-1]}[/]"
+        table.add_row(*cells)
+    console.print(table)
+    if not report.dry_run:
+        console.print(_by_purpose(report))
+    for run_id in report.reconciled_runs:
+        console.print(f"[yellow]reconciled[/] interrupted run {run_id} from the stores' journals")
+
+
+def _by_purpose(report: RunReport) -> Table:
+    """What each purpose's expiry did, the view a privacy officer reports on."""
+    counters = list(ACTION_COUNTERS.values())
+    totals: dict[str, dict[str, int]] = {}
+    for outcome in report.outcomes:
+        row = totals.setdefault(outcome.purpose, dict.fromkeys(counters, 0))
+        row[ACTION_COUNTERS[outcome.action]] += outcome.processed
+    table = Table(title="By purpose")
+    table.add_column("Purpose")
+    for counter in counters:
+        table.add_column(counter.capitalize(), justify="right")
+    for purpose, row in totals.items():
+        table.add_row(purpose, *(f"{row[c]:,}" for c in counters))
+    return table
+
+
+class RichRunProgress:
+    """One progress bar per dataset, drawn while the run works through its chunks."""
+
+    def __init__(self, console: Console) -> None:
+        self._progress = Progress(
+            TextColumn("{task.description:<28}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> RichRunProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._progress.stop()
+
+    def start(self, dataset: str, total: int) -> None:
+        self._tasks[dataset] = self._progress.add_task(dataset, total=max(total, 0) or None)
+        if total == 0:
+            self._progress.update(self._tasks[dataset], total=1, completed=1)
+
+    def advance(self, dataset: str, rows: int) -> None:
+        self._progress.advance(self._tasks[dataset], rows)

@@ -1,0 +1,89 @@
+"""`tenure run`: the Prefect flow end to end, on the demo store, with the shipped policy."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.ledger import Ledger, open_state
+from tests.conftest import DEMO_AS_OF, SHIPPED_POLICY, build_demo
+
+runner = CliRunner()
+NOW = DEMO_AS_OF.replace(tzinfo=None).isoformat()
+
+
+@pytest.fixture(scope="module")
+def prefect_api() -> Iterator[None]:
+    """Prefect's test harness: one temporary API for the flows of this module."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    url = f"sqlite:///{tmp_path / 'crm.sqlite'}"
+    build_demo(url)
+    monkeypatch.setenv("TENURE_CRM_URL", url)
+    monkeypatch.setenv("TENURE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
+    return url, f"sqlite:///{tmp_path / 'state.sqlite'}"
+
+
+def _run(*args: str) -> tuple[int, dict[str, object] | None, str]:
+    result = runner.invoke(app, ["run", str(SHIPPED_POLICY), "--now", NOW, *args])
+    report = json.loads(result.stdout) if result.exit_code in (0, 1) and "--json" in args else None
+    return result.exit_code, report, result.stderr
+
+
+def test_run_then_nothing_left_to_do(prefect_api: None, demo: tuple[str, str]) -> None:
+    _, state = demo
+    code, report, err = _run("--json", "--state", state)
+    assert code == 0, err
+    assert report is not None
+    done = {d["dataset"]: d["processed"] for d in report["datasets"]}  # type: ignore[index]
+    assert all(n > 0 for n in done.values()), done
+    code, again, err = _run("--json", "--state", state)
+    assert code == 0, err
+    assert again is not None
+    assert {d["dataset"]: d["processed"] for d in again["datasets"]} == dict.fromkeys(done, 0)  # type: ignore[index]
+    plan = runner.invoke(app, ["plan", str(SHIPPED_POLICY), "--json", "--now", NOW])
+    assert plan.exit_code == 0, plan.stderr
+    assert {d["expired"] for d in json.loads(plan.stdout)["datasets"]} == {0}
+    verify = runner.invoke(app, ["audit", "verify", str(SHIPPED_POLICY), "--state", state])
+    assert verify.exit_code == 0 and "24 entries" in verify.stdout
+
+
+def test_dry_run_prints_the_table_and_changes_nothing(
+    prefect_api: None, demo: tuple[str, str]
+) -> None:
+    _, state = demo
+    before = runner.invoke(app, ["plan", str(SHIPPED_POLICY), "--json", "--now", NOW]).stdout
+    result = runner.invoke(
+        app, ["run", str(SHIPPED_POLICY), "--dry-run", "--now", NOW, "--state", state]
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "Dry run of crm_pro" in result.stdout
+    after = runner.invoke(app, ["plan", str(SHIPPED_POLICY), "--json", "--now", NOW]).stdout
+    assert json.loads(before)["datasets"] == json.loads(after)["datasets"]
+
+
+def test_a_second_run_exits_with_a_clear_message(prefect_api: None, demo: tuple[str, str]) -> None:
+    _, state = demo
+    with Ledger(open_state(state)).locked("crm_pro", "a-running-night"):
+        code, _, err = _run("--state", state)
+    assert code == 3
+    assert "is being run by run a-running-night" in err
+
+
+def test_an_invalid_policy_stops_before_prefect(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("version: 1\nname: x\n")
+    result = runner.invoke(app, ["run", str(broken)])
+    assert result.exit_code == 2
+    assert "broken.yaml:1: categories: Field required" in result.stderr
