@@ -14,7 +14,6 @@ tldextract uses the public suffix list it ships.
 from __future__ import annotations
 
 import logging
-
 import os
 
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")

@@ -29,8 +29,13 @@ class OutboundConnection(AssertionError):
 def _is_local(address: Any) -> bool:
     if not isinstance(address, tuple):
         return True  # a Unix socket path
-    host = address[0]
-    if host in ("localhost", ""):
+    return _is_local_host(address[0])
+
+
+def _is_local_host(host: Any) -> bool:
+    if host is None or isinstance(host, bytes):
+        host = host.decode() if host else ""
+    if host in ("localhost", "", socket.gethostname()):
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -54,13 +59,22 @@ def _no_outbound_network() -> Iterator[None]:
             raise OutboundConnection(f"outbound connection attempted to {address!r}")
         return original_ex(sock, address)
 
+    original_lookup = socket.getaddrinfo
+
+    def guarded_lookup(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if not _is_local_host(host):
+            raise OutboundConnection(f"name lookup of {host!r} attempted")
+        return original_lookup(host, *args, **kwargs)
+
     socket.socket.connect = guarded  # type: ignore[method-assign]
     socket.socket.connect_ex = guarded_ex  # type: ignore[method-assign]
+    socket.getaddrinfo = guarded_lookup
     try:
         yield
     finally:
         socket.socket.connect = original  # type: ignore[method-assign]
         socket.socket.connect_ex = original_ex  # type: ignore[method-assign]
+        socket.getaddrinfo = original_lookup
 
 
 @pytest.fixture(scope="session")
