@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +19,7 @@ import typer
 from rich.console import Console
 
 from connectors.errors import StoreError
+from connectors.protocol import PublishedCell
 from flows.reports import plan_json, render_plan
 from flows.stores import opened_stores
 from retention_rules.clock import PolicyClock
@@ -253,6 +255,52 @@ def audit_show(
     for entry in audit.entries(engine, run_id):
         sys.stdout.write(json.dumps(entry, sort_keys=True) + "\n")
     engine.dispose()
+
+
+@app.command()
+def aggregates(
+    policy: PolicyArg,
+    dataset: Annotated[str | None, typer.Argument(help="Only this dataset.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Print the published rollups: cells under min_cell_size are suppressed."""
+    from retention_rules.planner import rollup_sinks
+
+    with _reported():
+        loaded = load_policy(policy)
+        with opened_stores(loaded.policy) as (connectors, issues):
+            if issues:
+                raise PolicyError(loaded.locate(issues))
+            for bound in loaded.policy.datasets:
+                if dataset not in (None, bound.name):
+                    continue
+                for sink in rollup_sinks(bound):
+                    cells = connectors[bound.store].published(bound.name, sink)
+                    _print_cells(bound.name, sink.name, cells, as_json)
+
+
+def _print_cells(dataset: str, rollup: str, cells: list[PublishedCell], as_json: bool) -> None:
+    if as_json:
+        for cell in cells:
+            line = {"dataset": dataset, "rollup": rollup, **asdict(cell)}
+            sys.stdout.write(json.dumps(line, default=str, sort_keys=True) + "\n")
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{dataset} · {rollup} ({len(cells)} published cells)")
+    columns = ["period", *(cells[0].dimensions if cells else []), "count"]
+    columns += list(cells[0].measures) if cells else []
+    for column in columns:
+        table.add_column(column)
+    for cell in cells:
+        measures = (f"{v:,.2f}" if v is not None else "" for v in cell.measures.values())
+        table.add_row(
+            str(cell.period_start),
+            *map(str, cell.dimensions.values()),
+            f"{cell.count:,}",
+            *measures,
+        )
+    stdout.print(table)
 
 
 @demo_app.command("build")

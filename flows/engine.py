@@ -88,6 +88,43 @@ class DatasetOutcome:
     def status(self) -> str:
         return "error" if self.error else "ok"
 
+    @classmethod
+    def for_plan(cls, plan: RulePlan, error: str | None = None) -> DatasetOutcome:
+        dataset = plan.dataset
+        return cls(
+            dataset=dataset.name,
+            purpose=dataset.purpose,
+            action=dataset.action.type,
+            store=dataset.store,
+            table=dataset.table,
+            cutoff=plan.cutoff,
+            retention=str(dataset.retention),
+            hold_reasons={h.name: h.reason for h in plan.holds},
+            error=error,
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """Counts, cut-offs and reasons, for the audit log and reports; never a personal
+        value."""
+        return {
+            "dataset": self.dataset,
+            "purpose": self.purpose,
+            "store": self.store,
+            "table": self.table,
+            "action": self.action,
+            "retention": self.retention,
+            "cutoff": self.cutoff.isoformat(),
+            ACTION_COUNTERS[self.action]: self.processed,
+            "chunks": self.chunks,
+            "held": self.held,
+            "holds": [
+                {"hold": name, "reason": self.hold_reasons.get(name, ""), "rows": rows}
+                for name, rows in self.held_by.items()
+            ],
+            "status": self.status,
+            "error": self.error,
+        }
+
 
 @dataclass
 class RunReport:
@@ -246,16 +283,7 @@ def process_dataset(
     """Work through one binding's expired rows chunk by chunk (a dry run only counts)."""
     progress = progress or _Silent()
     dataset = plan.dataset
-    outcome = DatasetOutcome(
-        dataset=dataset.name,
-        purpose=dataset.purpose,
-        action=dataset.action.type,
-        store=dataset.store,
-        table=dataset.table,
-        cutoff=plan.cutoff,
-        retention=str(dataset.retention),
-        hold_reasons={h.name: h.reason for h in plan.holds},
-    )
+    outcome = DatasetOutcome.for_plan(plan)
     if dataset.name in context.failures:
         outcome.error = context.failures[dataset.name]
         return outcome
@@ -342,28 +370,12 @@ def finish(context: RunContext, outcomes: list[DatasetOutcome]) -> RunReport:
 
 
 def audit_entry(report: RunReport, outcome: DatasetOutcome) -> dict[str, Any]:
-    """Counts, cut-offs and reasons; never a personal value."""
     return {
         "run_id": report.run_id,
         "policy": report.policy,
         "policy_sha256": report.policy_sha256,
         "evaluated_at": report.evaluated_at.isoformat(),
-        "dataset": outcome.dataset,
-        "purpose": outcome.purpose,
-        "store": outcome.store,
-        "table": outcome.table,
-        "action": outcome.action,
-        "retention": outcome.retention,
-        "cutoff": outcome.cutoff.isoformat(),
-        ACTION_COUNTERS[outcome.action]: outcome.processed,
-        "chunks": outcome.chunks,
-        "held": outcome.held,
-        "holds": [
-            {"hold": name, "reason": outcome.hold_reasons.get(name, ""), "rows": rows}
-            for name, rows in outcome.held_by.items()
-        ],
-        "status": outcome.status,
-        "error": outcome.error,
+        **outcome.summary(),
     }
 
 

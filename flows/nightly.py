@@ -82,17 +82,7 @@ def _outcome(state: State[DatasetOutcome], plan: RulePlan) -> DatasetOutcome:
     try:
         return state.result()
     except StoreUnavailable as exc:
-        dataset = plan.dataset
-        return DatasetOutcome(
-            dataset=dataset.name,
-            purpose=dataset.purpose,
-            action=dataset.action.type,
-            store=dataset.store,
-            table=dataset.table,
-            cutoff=plan.cutoff,
-            retention=str(dataset.retention),
-            error=str(exc),
-        )
+        return DatasetOutcome.for_plan(plan, error=str(exc))
 
 
 def show_progress(progress: Progress | None) -> None:

@@ -60,27 +60,7 @@ def report_json(report: RunReport) -> dict[str, Any]:
         "reconciled_runs": report.reconciled_runs,
         "failed": report.failed,
         "datasets": [
-            {
-                "dataset": o.dataset,
-                "purpose": o.purpose,
-                "action": o.action,
-                "store": o.store,
-                "table": o.table,
-                "retention": o.retention,
-                "cutoff": o.cutoff.isoformat(),
-                "expired": o.expired,
-                "processed": o.processed,
-                ACTION_COUNTERS[o.action]: o.processed,
-                "chunks": o.chunks,
-                "held": o.held,
-                "holds": [
-                    {"hold": h, "reason": o.hold_reasons.get(h, ""), "rows": n}
-                    for h, n in o.held_by.items()
-                ],
-                "status": o.status,
-                "error": o.error,
-            }
-            for o in report.outcomes
+            {**o.summary(), "expired": o.expired, "processed": o.processed} for o in report.outcomes
         ],
     }
 
