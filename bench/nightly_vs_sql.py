@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import io
 import multiprocessing
 import os
 import pstats
 import re
-import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -339,14 +340,24 @@ def check_rollups(tenure_url: str, raw_url: str, deleted: int) -> None:
     check(tenure == raw, f"rollup cells differ: {len(tenure.keys() ^ raw.keys())} keys")
 
 
-def scenario(bench: Bench, seed: str, rows: int, name: str, chunks: list[int]) -> list[Timing]:
-    """Tenure at each chunk size and raw SQL, each on its own copy of `seed`."""
-    raw_url = bench.copy(seed, "raw")
-    before, expired = bench.counts(raw_url)
-    raw_s, raw_deleted = run_raw(raw_url, name, bench.cutoff)
+def scenario(
+    bench: Bench, seed: str, rows: int, name: str, chunks: list[int], repeat: int
+) -> list[Timing]:
+    """Tenure at each chunk size and raw SQL (median of `repeat` runs), each run on its
+    own copy of `seed`."""
+    raw_times = []
+    for attempt in range(repeat):
+        if attempt:
+            bench.drop("raw")
+        raw_url = bench.copy(seed, "raw")
+        before, expired = bench.counts(raw_url)
+        seconds, raw_deleted = run_raw(raw_url, name, bench.cutoff)
+        raw_times.append(seconds)
+        check(raw_deleted == expired, f"raw deleted {raw_deleted:,}, expected {expired:,}")
+    raw_s = statistics.median(raw_times)
     raw_left = bench.counts(raw_url)[0]
-    check(raw_deleted == expired, f"raw deleted {raw_deleted:,}, expected {expired:,}")
-    print(f"  raw SQL: {raw_s:.2f} s, deleted {raw_deleted:,} of {before:,}", flush=True)
+    runs = ", ".join(f"{t:.2f}" for t in raw_times)
+    print(f"  raw SQL: {raw_s:.2f} s (median of {runs}), deleted {raw_deleted:,} of {before:,}")
     timings = []
     for chunk in chunks:
         url = bench.copy(seed, "tenure")
@@ -360,8 +371,7 @@ def scenario(bench: Bench, seed: str, rows: int, name: str, chunks: list[int]) -
             check_rollups(url, raw_url, removed)
         print(
             f"  Tenure chunk {chunk:,}: {tenure_s:.2f} s, deleted {processed:,}"
-            f" in {report.outcomes[0].chunks} chunks ({tenure_s / raw_s:.2f}x)",
-            flush=True,
+            f" in {report.outcomes[0].chunks} chunks ({tenure_s / raw_s:.2f}x)"
         )
         timings.append(Timing(rows, name, chunk, tenure_s, raw_s))
         bench.drop("tenure")
@@ -377,7 +387,12 @@ def _status_kb(field_name: str) -> int:
 
 
 def _memory_child(policy: str, url: str, chunk: int, state_url: str, conn: Connection) -> None:
-    """Entry point of the measuring process: one run, then its own high-water mark."""
+    """Entry point of the measuring process: one run, then its own high-water mark.
+
+    VmHWM, not ``ru_maxrss``: Linux carries the maximum RSS across fork and exec, so a
+    spawned child's ``ru_maxrss`` (and the parent's RUSAGE_CHILDREN) starts at the
+    parent's own peak.
+    """
     import connectors.sql  # noqa: F401  (the connector and pandas count in the baseline)
 
     baseline = _status_kb("VmRSS")
@@ -385,7 +400,7 @@ def _memory_child(policy: str, url: str, chunk: int, state_url: str, conn: Conne
     conn.send(
         {
             "baseline_kb": baseline,
-            "peak_kb": max(_status_kb("VmHWM"), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss),
+            "peak_kb": _status_kb("VmHWM"),
             "seconds": seconds,
             "processed": report.outcomes[0].processed,
         }
@@ -417,8 +432,7 @@ def measure_memory(bench: Bench, seed: str, rows: int, name: str, chunk: int) ->
     )
     print(
         f"  {rows:,} rows, scenario {name}: peak {memory.peak_mb:.0f} MB"
-        f" (after imports {memory.baseline_mb:.0f} MB), {memory.seconds:.2f} s",
-        flush=True,
+        f" (after imports {memory.baseline_mb:.0f} MB), {memory.seconds:.2f} s"
     )
     return memory
 
@@ -461,7 +475,7 @@ def measure_cli(bench: Bench, seed: str) -> list[tuple[str, float]]:
     figures.append(("run_policy(dry_run=True) in process on the cleaned table", in_process))
     bench.drop("cli")
     for label, seconds in figures:
-        print(f"  {label}: {seconds:.2f} s", flush=True)
+        print(f"  {label}: {seconds:.2f} s")
     return figures
 
 
@@ -581,28 +595,31 @@ def main(argv: list[str] | None = None) -> None:
         help="random: occurred_at independent of id; ordered: rising with id",
     )
     parser.add_argument("--scenarios", default="A,B", help="which scenarios to time")
+    parser.add_argument("--repeat", type=int, default=3, help="raw SQL runs (median)")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory runs")
     parser.add_argument("--no-cli", action="store_true", help="skip the command-line runs")
     parser.add_argument("--profile", action="store_true", help="cProfile A and B instead")
     args = parser.parse_args(argv)
     chunks = [int(c) for c in args.chunks.split(",")]
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)  # progress shows up in logs and pipes
     started = time.perf_counter()
     results = Results()
     with tempfile.TemporaryDirectory(prefix="tenure-bench-") as tmp:
         bench = Bench(Path(tmp), args.layout)
         try:
-            print(f"cut-off {bench.cutoff.isoformat()} (now {NOW.isoformat()})", flush=True)
+            print(f"cut-off {bench.cutoff.isoformat()} (now {NOW.isoformat()})")
             seed = bench.seed(args.rows)
-            print(f"seeded {args.rows:,} rows in {time.perf_counter() - started:.1f} s", flush=True)
+            print(f"seeded {args.rows:,} rows in {time.perf_counter() - started:.1f} s")
             if args.profile:
                 for name in ("A", "B"):
                     profile(bench, seed, name, chunks[0], top=25)
                 return
             for name in args.scenarios.split(","):
-                print(f"scenario {name} ({SCENARIOS[name]}):", flush=True)
-                results.timings += scenario(bench, seed, args.rows, name, chunks)
+                print(f"scenario {name} ({SCENARIOS[name]}):")
+                results.timings += scenario(bench, seed, args.rows, name, chunks, args.repeat)
             if not args.no_memory:
-                print("memory (spawned process):", flush=True)
+                print("memory (spawned process):")
                 quarter = bench.seed(max(args.rows // 4, 1))
                 for rows, source in ((args.rows, seed), (max(args.rows // 4, 1), quarter)):
                     for name in args.scenarios.split(","):
@@ -618,7 +635,7 @@ def main(argv: list[str] | None = None) -> None:
                         None,
                     )
             if not args.no_cli:
-                print("command line:", flush=True)
+                print("command line:")
                 results.cli = measure_cli(bench, seed)
         finally:
             bench.close()

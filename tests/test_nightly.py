@@ -216,3 +216,15 @@ def test_audit_entries_hold_no_personal_values(store: str, tmp_path: Path) -> No
     dump = state.read_bytes().decode("utf-8", "replace")
     assert not [e for e in emails if e in dump]
     assert not [n for n in names if len(n) > 4 and n in dump]
+
+
+def test_postgres_advisory_lock_keeps_a_second_runner_out(pg_url: str, tmp_path: Path) -> None:
+    """Two machines with separate state databases still cannot run one policy at once."""
+    build_demo(pg_url)
+    holder = SQLConnector("crm", pg_url)
+    with holder.exclusive("tenure:run_tests") as acquired:
+        assert acquired
+        with pytest.raises(RunLocked, match="store 'crm'"):
+            _run(pg_url, tmp_path)
+    holder.close()
+    assert not _run(pg_url, tmp_path).failed

@@ -57,6 +57,14 @@ def test_run_then_nothing_left_to_do(prefect_api: None, demo: tuple[str, str]) -
     assert {d["expired"] for d in json.loads(plan.stdout)["datasets"]} == {0}
     verify = runner.invoke(app, ["audit", "verify", str(SHIPPED_POLICY), "--state", state])
     assert verify.exit_code == 0 and "24 entries" in verify.stdout
+    assert _artifact_keys() >= {"retention-summary", "retention-report"}
+
+
+def _artifact_keys() -> set[str]:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return {a.key for a in client.read_artifacts() if a.key}
 
 
 def test_dry_run_prints_the_table_and_changes_nothing(
