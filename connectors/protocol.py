@@ -147,11 +147,22 @@ class ChunkWork:
     label: str
     chunk_no: int
     selection: ExpirySelection
-    keys: tuple[Key, ...]
+    after: Key | None
+    """The chunk is the first `limit` selected rows, in key order, after this key."""
+    limit: int
     action: ChunkAction
     period_zone: str = "UTC"
     rewrites: tuple[ColumnRewrite, ...] = ()
     rollups: tuple[RollupSink, ...] = ()
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """Rows deleted or rewritten, and the key the chunk ended at (None: nothing was left,
+    nothing was done)."""
+
+    rows: int
+    last: Key | None
 
 
 @dataclass(frozen=True)
@@ -197,16 +208,11 @@ class Connector(Protocol):
         """Count total, expired and held rows in the store, in one pass."""
         ...
 
-    def expired_keys(self, selection: ExpirySelection, after: Key | None, limit: int) -> list[Key]:
-        """The next `limit` keys of expired, unheld rows in key order after `after`."""
-        ...
-
-    def execute_chunk(self, work: ChunkWork) -> int:
-        """Do `work` in one transaction with its journal entry; return rows affected.
-
-        Keys are re-checked against the selection inside the transaction, so a row that
-        stopped being expired (or became held) since it was listed is left alone.
-        """
+    def execute_chunk(self, work: ChunkWork) -> ChunkResult:
+        """Choose the next chunk and do `work` on it in one transaction, with its journal
+        entry. The chunk is chosen and changed under one snapshot, so a row that stopped
+        being expired (or became held) is left alone; chunks are key ranges, never lists
+        of keys sent back and forth."""
         ...
 
     def journal(self, run_id: str) -> list[JournalEntry]:

@@ -38,18 +38,36 @@ def period_starts(
 def partial_cells(
     frame: pd.DataFrame, sink: RollupSink, periods: pd.Series
 ) -> list[dict[str, Any]]:
-    """One row per (period, dimensions) cell of this chunk, ready to insert."""
-    keys = [periods.rename("__period"), *(frame[d] for d in sink.dimensions)]
-    cells = []
-    for key, group in frame.groupby(keys, dropna=False, sort=True):
-        period, *dims = key if isinstance(key, tuple) else (key,)
-        cell: dict[str, Any] = {"period_start": period, "n": len(group)}
-        cell.update({f"dim_{d}": plain(v) for d, v in zip(sink.dimensions, dims, strict=True)})
-        cell.update({f"sum_{c}": _sum(group[c]) for c in sink.sums})
-        cell.update({f"hll_{c}": _hll(group[c]) for c in sink.distinct})
-        cell.update({f"kll_{c}": _kll(group[c]) for c in sink.quantiles})
-        cells.append(cell)
-    return cells
+    """One row per (period, dimensions) cell of this chunk, ready to insert.
+
+    Counts and sums are one vectorized group-by; only sketch measures visit the groups.
+    """
+    data = pd.DataFrame({"period_start": periods.to_numpy()}, index=frame.index)
+    for d in sink.dimensions:
+        data[f"dim_{d}"] = frame[d]
+    for c in sink.sums:
+        data[f"sum_{c}"] = pd.to_numeric(frame[c], errors="coerce").astype(float)
+    keys = ["period_start", *(f"dim_{d}" for d in sink.dimensions)]
+    grouped = data.groupby(keys, dropna=False, sort=True)
+    cells = grouped.size().rename("n").to_frame()
+    for c in sink.sums:
+        cells[f"sum_{c}"] = grouped[f"sum_{c}"].sum()
+    if sink.distinct or sink.quantiles:
+        members = frame.groupby([data[k] for k in keys], dropna=False, sort=True)
+        sketches = [
+            {
+                **{f"hll_{c}": _hll(group[c]) for c in sink.distinct},
+                **{f"kll_{c}": _kll(group[c]) for c in sink.quantiles},
+            }
+            for _, group in members
+        ]
+    else:
+        sketches = [{}] * len(cells)
+    records = cells.reset_index().to_dict("records")
+    return [
+        {key: plain(value) for key, value in {**record, **sketch}.items()}
+        for record, sketch in zip(records, sketches, strict=True)
+    ]
 
 
 def publish(rows: Iterable[Mapping[str, Any]], sink: RollupSink) -> list[PublishedCell]:
@@ -95,10 +113,6 @@ def _published(key: tuple[Any, ...], cell: dict[str, Any], sink: RollupSink) -> 
         count=cell["n"],
         measures=measures,
     )
-
-
-def _sum(values: pd.Series) -> float:
-    return float(pd.to_numeric(values, errors="coerce").sum())
 
 
 def _hll(values: pd.Series) -> bytes:

@@ -35,19 +35,19 @@ from sqlalchemy.exc import (
 
 from connectors.errors import StoreError, StoreUnavailable
 from connectors.protocol import (
+    ChunkResult,
     ChunkWork,
     ExpiryCounts,
     ExpirySelection,
     ForeignKeyInfo,
     JournalEntry,
-    Key,
     PublishedCell,
     RollupSink,
     TableInfo,
 )
 from connectors.rollups import publish
 from connectors.sql_bookkeeping import JOURNAL, MARKS, rollup_table_name
-from connectors.sql_chunks import Bookkeeping, execute_chunk, keys_after, not_marked
+from connectors.sql_chunks import Bookkeeping, execute_chunk, not_marked
 from connectors.sql_expressions import (
     TimeContext,
     clock_expired,
@@ -141,21 +141,7 @@ class SQLConnector:
             held_by={f.name: n for f, n in zip(selection.exclusions, per_filter, strict=True)},
         )
 
-    def expired_keys(self, selection: ExpirySelection, after: Key | None, limit: int) -> list[Key]:
-        table = self._require(selection.table, selection.schema)
-        columns = [table.c[k] for k in selection.primary_key]
-        statement = (
-            select(*columns)
-            .where(self._actionable(table, selection))
-            .order_by(*columns)
-            .limit(limit)
-        )
-        if after is not None:
-            statement = statement.where(keys_after(columns, after))
-        with self._translated_errors(), self._engine.connect() as connection:
-            return [tuple(row) for row in connection.execute(statement)]
-
-    def execute_chunk(self, work: ChunkWork) -> int:
+    def execute_chunk(self, work: ChunkWork) -> ChunkResult:
         table = self._require(work.selection.table, work.selection.schema)
         books = self._bookkeeping(work)
         with self._translated_errors(), self._engine.begin() as connection:

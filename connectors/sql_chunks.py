@@ -18,14 +18,17 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Connection,
+    Date,
     Engine,
     String,
     Table,
+    and_,
     bindparam,
     case,
     cast,
     delete,
     exists,
+    func,
     insert,
     literal,
     not_,
@@ -34,8 +37,9 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy import cast as sa_cast
 
-from connectors.protocol import ChunkWork, ExpirySelection, Key
+from connectors.protocol import ChunkResult, ChunkWork, ExpirySelection, Key
 from connectors.rollups import partial_cells, period_starts
 from connectors.sql_bookkeeping import bookkeeping_metadata, rollup_table
 from connectors.sql_expressions import TimeContext
@@ -61,16 +65,16 @@ class Bookkeeping:
         return cls(journal, marks, rollups)
 
 
-def keys_in(columns: list[Column[Any]], keys: list[Key]) -> ColumnElement[bool]:
-    if len(columns) == 1:
-        return columns[0].in_([k[0] for k in keys])
-    return tuple_(*columns).in_(keys)
-
-
 def keys_after(columns: list[Column[Any]], after: Key) -> ColumnElement[bool]:
     if len(columns) == 1:
         return typing.cast(ColumnElement[bool], columns[0] > after[0])
     return tuple_(*columns) > tuple_(*(bindparam(None, v) for v in after))
+
+
+def keys_up_to(columns: list[Column[Any]], last: Key) -> ColumnElement[bool]:
+    if len(columns) == 1:
+        return typing.cast(ColumnElement[bool], columns[0] <= last[0])
+    return tuple_(*columns) <= tuple_(*(bindparam(None, v) for v in last))
 
 
 def not_marked(table: Table, selection: ExpirySelection, marks: Table) -> ColumnElement[bool]:
@@ -90,22 +94,23 @@ def execute_chunk(
     work: ChunkWork,
     actionable: ColumnElement[bool],
     times: TimeContext,
-) -> int:
-    """Run inside the caller's transaction; return the rows deleted or rewritten."""
+) -> ChunkResult:
+    """Run inside the caller's transaction: choose the next page of selected rows after
+    `work.after`, delete or rewrite it, journal it.
+
+    The page's last key is read first; the statements then bound the chunk by key
+    range and apply the selection again. (Choosing the page inside the DELETE, as
+    ``id IN (SELECT ... LIMIT n)``, measured 10 to 25 times slower on PostgreSQL.)
+    """
     columns = [table.c[k] for k in work.selection.primary_key]
-    recheck = select(*columns).where(keys_in(columns, list(work.keys)), actionable)
-    if connection.dialect.name == "postgresql":
-        recheck = recheck.with_for_update(of=table)
-    live = [tuple(row) for row in connection.execute(recheck)]
-    rows = 0
-    if live:
-        where = keys_in(columns, live)
-        if work.action == "aggregate_then_delete":
-            _aggregate(connection, table, books, work, where, times)
-        if work.action == "anonymize":
-            rows = _rewrite(connection, table, books, work, live)
-        else:
-            rows = connection.execute(delete(table).where(where)).rowcount
+    window = actionable
+    if work.after is not None:
+        window = and_(keys_after(columns, work.after), actionable)
+    last = _page_end(connection, columns, window, work.limit)
+    if last is None:
+        return ChunkResult(0, None)
+    in_chunk = and_(window, keys_up_to(columns, last))
+    rows = _process_range(connection, table, books, work, in_chunk, times)
     connection.execute(
         insert(books.journal).values(
             run_id=work.run_id,
@@ -116,23 +121,57 @@ def execute_chunk(
             committed_at=datetime.now(UTC),
         )
     )
-    return rows
+    return ChunkResult(rows, last)
 
 
-def _aggregate(
+def _page_end(
+    connection: Connection, columns: list[Column[Any]], window: ColumnElement[bool], limit: int
+) -> Key | None:
+    page = select(*columns).where(window).order_by(*columns).limit(limit).subquery()
+    last = select(*page.c).order_by(*(c.desc() for c in page.c)).limit(1)
+    row = connection.execute(last).first()
+    return None if row is None else tuple(row)
+
+
+def _process_range(
     connection: Connection,
     table: Table,
     books: Bookkeeping,
     work: ChunkWork,
-    where: ColumnElement[bool],
+    in_chunk: ColumnElement[bool],
     times: TimeContext,
-) -> None:
+) -> int:
+    if work.action == "anonymize":
+        return _rewrite(connection, table, books, work, in_chunk)
+    if work.action == "aggregate_then_delete":
+        sketches = any(sink.distinct or sink.quantiles for sink in work.rollups)
+        if connection.dialect.name == "postgresql" and not sketches:
+            return _delete_and_aggregate_in_database(
+                connection, table, books, work, in_chunk, times
+            )
+        return _delete_and_aggregate(connection, table, books, work, in_chunk, times)
+    return int(connection.execute(delete(table).where(in_chunk)).rowcount)
+
+
+def _delete_and_aggregate(
+    connection: Connection,
+    table: Table,
+    books: Bookkeeping,
+    work: ChunkWork,
+    in_chunk: ColumnElement[bool],
+    times: TimeContext,
+) -> int:
     clock = work.selection.clock_column
     needed = {clock}
     for sink in work.rollups:
         needed.update(sink.dimensions, sink.sums, sink.distinct, sink.quantiles)
-    result = connection.execute(select(*(table.c[c] for c in sorted(needed))).where(where))
-    frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    names = sorted(needed)
+    gone = connection.execute(
+        delete(table).where(in_chunk).returning(*(table.c[c] for c in names))
+    ).all()
+    if not gone:
+        return 0
+    frame = pd.DataFrame.from_records([tuple(row) for row in gone], columns=names)
     periods: dict[str, pd.Series] = {}
     for sink in work.rollups:
         if sink.period not in periods:
@@ -143,13 +182,74 @@ def _aggregate(
         for cell in cells:
             cell.update(run_id=work.run_id, chunk_no=work.chunk_no)
         connection.execute(insert(books.rollups[sink.name]), cells)
+    return len(gone)
+
+
+def _delete_and_aggregate_in_database(
+    connection: Connection,
+    table: Table,
+    books: Bookkeeping,
+    work: ChunkWork,
+    in_chunk: ColumnElement[bool],
+    times: TimeContext,
+) -> int:
+    """PostgreSQL: one statement deletes the chunk and adds its counts and sums to every
+    rollup (data-modifying CTEs), so no row travels to Python."""
+    clock_name = work.selection.clock_column
+    needed = {clock_name}
+    for sink in work.rollups:
+        needed.update(sink.dimensions, sink.sums)
+    gone = (
+        delete(table).where(in_chunk).returning(*(table.c[c] for c in sorted(needed))).cte("gone")
+    )
+    statement = select(func.count()).select_from(gone)
+    aware = getattr(table.c[clock_name].type, "timezone", False)
+    naive_zone = None if aware else str(times.naive_zone)
+    for i, sink in enumerate(work.rollups):
+        period = _period_start(gone.c[clock_name], sink.period, work.period_zone, naive_zone)
+        dimensions = [gone.c[d] for d in sink.dimensions]
+        summary = select(
+            literal(work.run_id),
+            literal(work.chunk_no),
+            period,
+            *dimensions,
+            func.count(),
+            *(func.sum(gone.c[c]) for c in sink.sums),
+        ).group_by(period, *dimensions)
+        names = ["run_id", "chunk_no", "period_start"]
+        names += [f"dim_{d}" for d in sink.dimensions] + ["n"]
+        names += [f"sum_{c}" for c in sink.sums]
+        target = books.rollups[sink.name]
+        statement = statement.add_cte(insert(target).from_select(names, summary).cte(f"rollup_{i}"))
+    return int(connection.execute(statement).scalar_one())
+
+
+def _period_start(
+    clock: ColumnElement[Any], period: str, zone: str, naive_zone: str | None
+) -> ColumnElement[Any]:
+    """The period's first day in the policy's zone, as `period_starts` computes it; a
+    naive timestamp is first read in the store's zone (`naive_zone`)."""
+    instant = clock if naive_zone is None else func.timezone(naive_zone, clock)
+    return sa_cast(func.date_trunc(period, func.timezone(zone, instant)), Date)
 
 
 def _rewrite(
-    connection: Connection, table: Table, books: Bookkeeping, work: ChunkWork, live: list[Key]
+    connection: Connection,
+    table: Table,
+    books: Bookkeeping,
+    work: ChunkWork,
+    in_chunk: ColumnElement[bool],
 ) -> int:
     (key,) = work.selection.primary_key
-    where = keys_in([table.c[key]], live)
+    names = [r.column for r in work.rewrites if not r.constant[0] and r.transform is not None]
+    chosen = select(table.c[key], *(table.c[n] for n in names)).where(in_chunk)
+    if connection.dialect.name == "postgresql":
+        chosen = chosen.with_for_update(of=table)
+    rows = [tuple(row) for row in connection.execute(chosen)]
+    if not rows:
+        return 0
+    live = [row[0] for row in rows]
+    where = table.c[key].in_(live)
     constants = {
         r.column: case((table.c[r.column].is_(None), null()), else_=literal(r.constant[1]))
         for r in work.rewrites
@@ -159,9 +259,7 @@ def _rewrite(
         connection.execute(update(table).where(where).values(constants))
     transforms = [r for r in work.rewrites if not r.constant[0] and r.transform is not None]
     if transforms:
-        names = [r.column for r in transforms]
-        result = connection.execute(select(table.c[key], *(table.c[n] for n in names)).where(where))
-        frame = pd.DataFrame(result.fetchall(), columns=[key, *names])
+        frame = pd.DataFrame.from_records(rows, columns=[key, *names])
         for rewrite in transforms:
             assert rewrite.transform is not None
             frame[rewrite.column] = rewrite.transform(frame[rewrite.column])
@@ -177,6 +275,6 @@ def _rewrite(
         connection.execute(statement, params)
     connection.execute(
         insert(books.marks),
-        [{"label": work.label, "row_key": str(k[0]), "run_id": work.run_id} for k in live],
+        [{"label": work.label, "row_key": str(k), "run_id": work.run_id} for k in live],
     )
     return len(live)

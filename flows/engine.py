@@ -315,26 +315,29 @@ def _work_through(
     ledger = Ledger(context.state)
     sinks = rollup_sinks(plan.dataset)
     after = None
-    while keys := connector.expired_keys(plan.selection, after, context.options.chunk_size):
-        outcome.chunks += 1
+    while True:
         work = ChunkWork(
             run_id=context.run_id,
             label=plan.dataset.name,
-            chunk_no=outcome.chunks,
+            chunk_no=outcome.chunks + 1,
             selection=plan.selection,
-            keys=tuple(keys),
+            after=after,
+            limit=context.options.chunk_size,
             action=plan.dataset.action.type,
             period_zone=context.policy.timezone,
             rewrites=rewrites,
             rollups=sinks,
         )
-        rows = connector.execute_chunk(work)
+        result = connector.execute_chunk(work)
+        if result.last is None:
+            return
+        outcome.chunks = work.chunk_no
         ledger.record_chunk(
-            ChunkRecord(context.run_id, plan.dataset.name, outcome.chunks, work.action, rows)
+            ChunkRecord(context.run_id, plan.dataset.name, work.chunk_no, work.action, result.rows)
         )
-        outcome.processed += rows
-        progress.advance(plan.dataset.name, len(keys))
-        after = keys[-1]
+        outcome.processed += result.rows
+        progress.advance(plan.dataset.name, result.rows)
+        after = result.last
 
 
 def column_rewrites(dataset: Dataset) -> tuple[ColumnRewrite, ...]:

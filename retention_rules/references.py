@@ -113,6 +113,12 @@ def _action_references(
         return
     if action.type != "aggregate_then_delete":
         return
+    if ds.clock.event_table is not None:
+        yield PolicyIssue(
+            (*at, "clock", "event_table"),
+            "aggregate_then_delete needs the clock on the row itself: its rollups are "
+            "counted by the period of that timestamp",
+        )
     for r, rollup in enumerate(action.rollups):
         for d, dimension in enumerate(rollup.dimensions):
             direct = [

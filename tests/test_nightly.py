@@ -228,3 +228,32 @@ def test_postgres_advisory_lock_keeps_a_second_runner_out(pg_url: str, tmp_path:
             _run(pg_url, tmp_path)
     holder.close()
     assert not _run(pg_url, tmp_path).failed
+
+
+def test_postgres_in_database_rollups_equal_the_pandas_path(pg_url: str, tmp_path: Path) -> None:
+    """Counts and sums are computed by PostgreSQL itself; SQLite's come from pandas.
+    The same demo data must give the same published cells, period boundaries included."""
+    policy = tmp_path / "sums.yaml"
+    policy.write_text(
+        RUN_POLICY.read_text()
+        .replace("measures: [count, {count_distinct: visitor_id}, {sum: response_ms}]",
+                 "measures: [count, {sum: response_ms}]")
+        .replace("period: year", "period: month")
+        .replace("min_cell_size: 10", "min_cell_size: 2")
+    )  # fmt: skip
+    sqlite_url = f"sqlite:///{tmp_path / 'crm.sqlite'}"
+    published = []
+    for url, state in ((sqlite_url, "a"), (pg_url, "b")):
+        build_demo(url)
+        run_policy(
+            policy,
+            RunOptions(now=NOW, chunk_size=97, state_url=f"sqlite:///{tmp_path / state}.sqlite"),
+            environ={"TENURE_CRM_URL": url},
+        )
+        loaded = load_policy(policy, environ={"TENURE_CRM_URL": url}).policy
+        (sink,) = rollup_sinks(loaded.dataset("web_clicks"))
+        connector = SQLConnector("crm", url)
+        published.append(connector.published("web_clicks", sink))
+        connector.close()
+    assert len(published[0]) > 20
+    assert published[0] == published[1]
