@@ -1,6 +1,6 @@
 """Tenure's nightly run against the hand-written SQL it replaces, on PostgreSQL.
 
-    cd /work/main && .venv/bin/python -m bench.nightly_vs_sql [--rows 2000000]
+    .venv/bin/python -m bench.nightly_vs_sql [--rows 2000000]
 
 One seeded click-stream database is copied (``CREATE DATABASE ... TEMPLATE``) for every
 run, so each side starts from identical rows. Scenario A deletes what is older than 13
