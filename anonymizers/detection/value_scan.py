@@ -1,0 +1,143 @@
+"""Run the shared Presidio engine over a column's values and count, per entity, the values hit.
+
+Short values are analysed one by one with the pattern recognizers, without a spaCy
+pass, except those shaped like a person's name: the NER pass, asked for ``PERSON``
+only, finds about three full names in four out of context (and one product name or
+city in ten), where the given-name pattern knows only the names in its lists. Free text
+goes through Presidio's ``BatchAnalyzerEngine`` (spaCy ``nlp.pipe``) for every entity.
+Texts are grouped by ``text_redaction``'s cheap language detection; each distinct value
+is analysed once and counted as often as it occurs, once per entity however many
+matches of it the value holds.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING, Final
+
+from anonymizers.detection.entities import PERSON
+from anonymizers.detection.shapes import looks_like_person_name
+from anonymizers.text_redaction import _by_language, text_engine
+
+if TYPE_CHECKING:
+    from presidio_analyzer import AnalyzerEngine, RecognizerResult
+
+#: A match this sure makes its value a hit. Weaker matches (Presidio scores a bare
+#: ``H3Z2Y7`` 0.1, waiting for context) count only when they are the whole value:
+#: a value that *is* a postal code needs no context word.
+HIT_SCORE: Final = 0.5
+
+
+def count_hits(
+    texts: Sequence[str],
+    entities: Collection[str],
+    *,
+    free_text: bool,
+    batch_size: int,
+    whole_value: bool = False,
+) -> Counter[str]:
+    """How many of ``texts`` hold each of ``entities`` (``whole_value``: *are* one)."""
+    if not texts or not entities:
+        return Counter()
+    occurrences = Counter(texts)
+    distinct = list(occurrences)
+    wanted = sorted(entities)
+    found: list[set[str]] = [set() for _ in distinct]
+    for language, positions in _by_language(distinct).items():
+        _mark(found, distinct, positions, language, wanted, free_text, batch_size, whole_value)
+        if not free_text and PERSON in wanted:
+            named = [i for i in positions if looks_like_person_name(distinct[i])]
+            _mark(found, distinct, named, language, [PERSON], True, batch_size, whole_value)
+    hits: Counter[str] = Counter()
+    for text, entities_found in zip(distinct, found, strict=True):
+        for entity in entities_found.intersection(wanted):
+            hits[entity] += occurrences[text]
+    return hits
+
+
+def _mark(
+    found: list[set[str]],
+    texts: Sequence[str],
+    positions: list[int],
+    language: str,
+    entities: list[str],
+    ner: bool,
+    batch_size: int,
+    whole_value: bool,
+) -> None:
+    """Add to ``found[i]`` the entities ``texts[i]`` holds, for each of ``positions``."""
+    group = [texts[i] for i in positions]
+    analysed = _analyse(text_engine().analyzer, group, language, entities, ner, batch_size)
+    for i, results in zip(positions, analysed, strict=True):
+        found[i] |= entities_hit(texts[i], results, whole_value=whole_value)
+
+
+def _analyse(
+    analyzer: AnalyzerEngine,
+    texts: list[str],
+    language: str,
+    entities: list[str],
+    ner: bool,
+    batch_size: int,
+) -> list[list[RecognizerResult]]:
+    from presidio_analyzer import BatchAnalyzerEngine
+    from presidio_analyzer.nlp_engine import NlpArtifacts
+    from spacy.tokens import Doc
+    from spacy.vocab import Vocab
+
+    from anonymizers.detection.recognizers import missing_recognizers
+
+    if not texts:
+        return []
+    ad_hoc = missing_recognizers(analyzer, language)
+    if ner:
+        results: list[list[RecognizerResult]] = BatchAnalyzerEngine(analyzer).analyze_iterator(
+            texts, language, batch_size=batch_size, entities=entities, ad_hoc_recognizers=ad_hoc
+        )
+        return results
+    # No tokens, no entities: the NER recognizer finds nothing and spaCy never runs.
+    no_nlp = NlpArtifacts(
+        entities=[],
+        tokens=Doc(Vocab(), words=[]),
+        tokens_indices=[],
+        lemmas=[],
+        nlp_engine=analyzer.nlp_engine,
+        language=language,
+    )
+    return [
+        analyzer.analyze(
+            text, language, entities=entities, nlp_artifacts=no_nlp, ad_hoc_recognizers=ad_hoc
+        )
+        for text in texts
+    ]
+
+
+def entities_hit(
+    text: str, results: Sequence[RecognizerResult], *, whole_value: bool = False
+) -> set[str]:
+    """The entities ``text`` counts as holding, given Presidio's matches in it.
+
+    A match inside a surer match of another type is dropped first: the domain of an
+    e-mail address is no URL of its own, a card number no phone number.
+    """
+    kept = [
+        result
+        for result in results
+        if result.score > 0
+        and not any(
+            other.entity_type != result.entity_type
+            and other.score > result.score
+            and other.start <= result.start
+            and result.end <= other.end
+            for other in results
+        )
+    ]
+    start = len(text) - len(text.lstrip())
+    end = len(text.rstrip())
+    return {
+        result.entity_type
+        for result in kept
+        if (result.start <= start and result.end >= end)
+        or (not whole_value and result.score >= HIT_SCORE)
+    }

@@ -1,0 +1,224 @@
+"""The PII column classifier: confidence bound, name rules, type-first rules, recognizers.
+
+Every test that classifies runs the shared Presidio engine; the session's network guard
+(tests/conftest.py) fails any of them that opens a connection beyond loopback.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from anonymizers.detection import LABEL_THRESHOLD, classify_column, wilson_lower_bound
+from anonymizers.detection.name_rules import match_column_name, tokenize
+from anonymizers.detection.recognizers import QuebecHealthNumberRecognizer, missing_recognizers
+from anonymizers.text_redaction import text_engine
+
+counts = st.integers(min_value=1, max_value=10**7).flatmap(
+    lambda n: st.tuples(st.integers(min_value=0, max_value=n), st.just(n))
+)
+Z = 1.96
+
+
+@given(counts)
+def test_wilson_bound_is_a_share_no_larger_than_the_observed_one(hits_n: tuple[int, int]) -> None:
+    hits, n = hits_n
+    bound = wilson_lower_bound(hits, n)
+    assert 0.0 <= bound <= hits / n <= 1.0
+
+
+@given(counts)
+def test_wilson_bound_grows_with_hits(hits_n: tuple[int, int]) -> None:
+    hits, n = hits_n
+    if hits < n:
+        assert wilson_lower_bound(hits, n) < wilson_lower_bound(hits + 1, n)
+
+
+@given(counts, st.integers(min_value=2, max_value=1000))
+def test_wilson_bound_tends_to_the_share(hits_n: tuple[int, int], factor: int) -> None:
+    hits, n = hits_n
+    share = hits / n
+    gap, larger_gap = (
+        share - wilson_lower_bound(hits, n),
+        share - wilson_lower_bound(hits * factor, n * factor),
+    )
+    assert larger_gap <= gap + 1e-12
+    assert gap <= Z / (2 * math.sqrt(n)) + Z * Z / n
+
+
+def test_wilson_bound_edge_cases() -> None:
+    assert wilson_lower_bound(0, 0) == 0.0
+    assert wilson_lower_bound(0, 10) == 0.0
+    assert wilson_lower_bound(1, 1_000) < 0.01  # one stray value in a thousand
+    assert 0.98 < wilson_lower_bound(1_000, 1_000) < 1.0
+    with pytest.raises(ValueError):
+        wilson_lower_bound(3, 2)
+    with pytest.raises(ValueError):
+        wilson_lower_bound(1, 2, z=0)
+
+
+@pytest.mark.parametrize(
+    ("name", "entity"),
+    [
+        ("email", "EMAIL_ADDRESS"),
+        ("courriel", "EMAIL_ADDRESS"),
+        ("E-Mail", "EMAIL_ADDRESS"),
+        ("customerEmail", "EMAIL_ADDRESS"),
+        ("adresse_courriel", "EMAIL_ADDRESS"),
+        ("téléphone", "PHONE_NUMBER"),
+        ("homePhone2", "PHONE_NUMBER"),
+        ("Tel", "PHONE_NUMBER"),
+        ("Prénom", "PERSON"),
+        ("lastName", "PERSON"),
+        ("nom_de_famille", "PERSON"),
+        ("adresse", "LOCATION"),
+        ("codePostal", "CA_POSTAL_CODE"),
+        ("zip", "CA_POSTAL_CODE"),
+        ("NAS", "CA_SIN"),
+        ("social_insurance_number", "CA_SIN"),
+        ("adresseIP", "IP_ADDRESS"),
+        ("IPAddress", "IP_ADDRESS"),
+        ("numéro_carte", "CREDIT_CARD"),
+        ("date_de_naissance", "DATE_OF_BIRTH"),
+        ("DOB", "DATE_OF_BIRTH"),
+        ("carte_soleil", "CA_QC_HEALTH_NUMBER"),
+        ("RAMQ", "CA_QC_HEALTH_NUMBER"),
+    ],
+)
+def test_name_rules(name: str, entity: str) -> None:
+    assert [match.entity for match in match_column_name(name)] == [entity]
+
+
+@pytest.mark.parametrize(
+    "name", ["amount", "c1", "email_verified", "phone_id", "nom_produit", "gift_card", "ip_country"]
+)
+def test_names_that_suggest_nothing(name: str) -> None:
+    assert match_column_name(name) == ()
+
+
+def test_tokenize_splits_case_and_folds_accents() -> None:
+    assert tokenize("numéroDeTéléphone_2") == ("numero", "telephone", "2")
+    assert tokenize("IPAddress") == ("ip", "address")
+
+
+def test_numbers_are_not_phones_because_of_their_digits() -> None:
+    phones = [5145550123 + 7919 * i for i in range(200)]
+    as_integers = classify_column("c1", "integer", phones)
+    assert as_integers.entities == {}
+    as_text = classify_column("c1", "text", [str(phone) for phone in phones])
+    assert as_text.labels() == {"PHONE_NUMBER"}  # the same digits, typed as text
+    assert classify_column("amount", "numeric", [1234567.89, 5145550123.0, None]).entities == {}
+
+
+def test_numbers_are_labelled_by_name_and_by_sin_shape() -> None:
+    sins = [130692544, 296030620] * 50  # valid SINs (Luhn)
+    assert classify_column("nas", "integer", [1, 2, 3]).labels() == {"CA_SIN"}
+    unnamed = classify_column("c4", "integer", sins)
+    assert unnamed.labels() == {"CA_SIN"}
+    assert unnamed.hits == {"CA_SIN": 100}
+    assert classify_column("cell", "integer", [5145550123]).labels() == {"PHONE_NUMBER"}
+
+
+def test_dates_are_birth_dates_by_name_or_nothing() -> None:
+    days = [date(1985, 1, 2), date(1990, 3, 4)]
+    assert classify_column("date_naissance", "date", days).labels() == {"DATE_OF_BIRTH"}
+    assert classify_column("courriel", "date", days).entities == {}
+    assert classify_column("created_on", "date", days).entities == {}
+    assert classify_column("email", "boolean", [True, False]).entities == {}
+
+
+def test_one_stray_email_among_a_thousand_notes_is_no_email_column() -> None:
+    notes = [
+        f"Order {i} shipped on schedule to the regional warehouse this week." for i in range(999)
+    ]
+    notes.insert(500, "Please write to the depot manager at depot.manager@example.org today.")
+    finding = classify_column("notes", "text", notes)
+    assert finding.free_text
+    assert finding.hits["EMAIL_ADDRESS"] == 1
+    assert finding.entities["EMAIL_ADDRESS"] < 0.01
+    assert "EMAIL_ADDRESS" not in finding.labels()
+
+
+def test_french_notes_get_person() -> None:
+    people = [
+        "Jean-François Gagnon", "Nathalie Bouchard", "Mathieu Lavoie", "Sophie Côté",
+        "Étienne Pelletier", "Isabelle Girard", "Olivier Dubé", "Geneviève Caron",
+    ]  # fmt: skip
+    templates = [
+        "Appelez {} au sujet de la facture impayée, elle attend un retour cette semaine.",
+        "Rencontre avec {} pour revoir le contrat de service et les délais de livraison.",
+        "{} a signalé un bris lors de la livraison; une pièce de remplacement est envoyée.",
+    ]
+    notes = [template.format(person) for template in templates for person in people]
+    finding = classify_column("commentaires", "text", notes)
+    assert finding.free_text
+    assert "PERSON" in finding.labels()
+
+
+def test_weak_names_need_values_of_the_right_shape() -> None:
+    surnames = ["Tremblay", "Gagnon", "Roy", "Côté", "Bouchard", "Gauthier", "Morin", "Lavoie"]
+    assert classify_column("nom", "text", surnames * 10).labels() == {"PERSON"}
+    products = ["Chaise de bureau", "Lampe de table", "Clavier sans fil", "Casque audio"]
+    assert classify_column("nom", "text", products * 10).labels() == set()
+
+
+def _analyze(text: str) -> dict[str, float]:
+    analyzer = text_engine().analyzer
+    results = analyzer.analyze(text, "fr", ad_hoc_recognizers=missing_recognizers(analyzer, "fr"))
+    return {result.entity_type: result.score for result in results}
+
+
+def test_quebec_health_number_recognizer() -> None:
+    assert _analyze("TREM 8501 0112").get("CA_QC_HEALTH_NUMBER", 0) >= 0.5
+    assert _analyze("TREM 8551 3112").get("CA_QC_HEALTH_NUMBER", 0) >= 0.5  # a woman's
+    assert "CA_QC_HEALTH_NUMBER" not in _analyze("TREM 8513 0112")  # no 13th month
+    assert "CA_QC_HEALTH_NUMBER" not in _analyze("trem 8501 0112")
+    bare, in_context = _analyze("TREM85010112"), _analyze("Carte RAMQ : TREM85010112")
+    assert bare["CA_QC_HEALTH_NUMBER"] < 0.5 <= in_context["CA_QC_HEALTH_NUMBER"]
+    ramq = classify_column("ref", "text", ["TREM 8501 0112", "GAGM 9062 1534"] * 10)
+    assert ramq.labels() == {"CA_QC_HEALTH_NUMBER"}
+
+
+def test_french_phone_context() -> None:
+    assert _analyze("Référence 555-0123").get("PHONE_NUMBER", 0) < 0.5
+    assert _analyze("Tél. : 555-0123").get("PHONE_NUMBER", 0) >= 0.5
+    assert _analyze("cellulaire (514)-555-0123").get("PHONE_NUMBER", 0) >= 0.5
+
+
+def test_the_shared_engine_is_left_as_it_was() -> None:
+    classify_column("ramq", "text", ["TREM 8501 0112"])
+    classes = {type(recognizer) for recognizer in text_engine().analyzer.registry.recognizers}
+    assert QuebecHealthNumberRecognizer not in classes
+
+
+CANARY = "zqcanary.7731@example.org"
+CANARY_DIGITS = "4385557731"
+
+
+@pytest.mark.parametrize(
+    ("family", "values"),
+    [
+        ("text", [CANARY, f"Appelez Zq Canary au {CANARY_DIGITS}", "x"]),
+        ("text", [f"Note {i}: écrire à {CANARY} ou appeler au {CANARY_DIGITS}." for i in range(9)]),
+        ("integer", [int(CANARY_DIGITS), 130692544]),
+        ("other", [CANARY]),
+    ],
+)
+def test_no_value_leaks_into_a_finding(family: str, values: list[str | int]) -> None:
+    finding = classify_column("contact", family, values)
+    for text in (repr(finding), *finding.reasons):
+        assert "zqcanary" not in text.lower()
+        assert CANARY_DIGITS not in text and "7731" not in text
+
+
+def test_bad_arguments_are_refused_without_values() -> None:
+    with pytest.raises(ValueError, match="unknown type family") as refused:
+        classify_column("x", "json", [CANARY])
+    assert "zqcanary" not in str(refused.value)
+    with pytest.raises(ValueError, match="batch_size"):
+        classify_column("x", "text", [CANARY], batch_size=0)
+    assert LABEL_THRESHOLD == 0.5
