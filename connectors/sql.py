@@ -14,7 +14,6 @@ from pathlib import Path
 from sqlalchemy import (
     URL,
     ColumnElement,
-    Engine,
     MetaData,
     Table,
     and_,
@@ -84,10 +83,6 @@ class SQLConnector:
     @property
     def display_url(self) -> str:
         return self._url.render_as_string(hide_password=True)
-
-    @property
-    def engine(self) -> Engine:
-        return self._engine
 
     def ping(self) -> None:
         try:

@@ -87,6 +87,19 @@ def not_marked(table: Table, selection: ExpirySelection, marks: Table) -> Column
     )
 
 
+@dataclass(frozen=True)
+class _Chunk:
+    """One chunk being worked on: where, with what, and which rows (`rows`, the key range
+    with the selection applied again)."""
+
+    connection: Connection
+    table: Table
+    books: Bookkeeping
+    work: ChunkWork
+    times: TimeContext
+    rows: ColumnElement[bool]
+
+
 def execute_chunk(
     connection: Connection,
     table: Table,
@@ -109,8 +122,8 @@ def execute_chunk(
     last = _page_end(connection, columns, window, work.limit)
     if last is None:
         return ChunkResult(0, None)
-    in_chunk = and_(window, keys_up_to(columns, last))
-    rows = _process_range(connection, table, books, work, in_chunk, times)
+    chunk = _Chunk(connection, table, books, work, times, and_(window, keys_up_to(columns, last)))
+    rows = _process(chunk)
     connection.execute(
         insert(books.journal).values(
             run_id=work.run_id,
@@ -133,78 +146,59 @@ def _page_end(
     return None if row is None else tuple(row)
 
 
-def _process_range(
-    connection: Connection,
-    table: Table,
-    books: Bookkeeping,
-    work: ChunkWork,
-    in_chunk: ColumnElement[bool],
-    times: TimeContext,
-) -> int:
+def _process(chunk: _Chunk) -> int:
+    work = chunk.work
     if work.action == "anonymize":
-        return _rewrite(connection, table, books, work, in_chunk)
+        return _rewrite(chunk)
     if work.action == "aggregate_then_delete":
         sketches = any(sink.distinct or sink.quantiles for sink in work.rollups)
-        if connection.dialect.name == "postgresql" and not sketches:
-            return _delete_and_aggregate_in_database(
-                connection, table, books, work, in_chunk, times
-            )
-        return _delete_and_aggregate(connection, table, books, work, in_chunk, times)
-    return int(connection.execute(delete(table).where(in_chunk)).rowcount)
+        if chunk.connection.dialect.name == "postgresql" and not sketches:
+            return _delete_and_aggregate_in_database(chunk)
+        return _delete_and_aggregate(chunk)
+    return int(chunk.connection.execute(delete(chunk.table).where(chunk.rows)).rowcount)
 
 
-def _delete_and_aggregate(
-    connection: Connection,
-    table: Table,
-    books: Bookkeeping,
-    work: ChunkWork,
-    in_chunk: ColumnElement[bool],
-    times: TimeContext,
-) -> int:
-    clock = work.selection.clock_column
-    needed = {clock}
+def _rollup_columns(work: ChunkWork) -> list[str]:
+    """The columns the rollups read: the clock, their dimensions and measured columns."""
+    needed = {work.selection.clock_column}
     for sink in work.rollups:
         needed.update(sink.dimensions, sink.sums, sink.distinct, sink.quantiles)
-    names = sorted(needed)
-    gone = connection.execute(
-        delete(table).where(in_chunk).returning(*(table.c[c] for c in names))
+    return sorted(needed)
+
+
+def _delete_and_aggregate(chunk: _Chunk) -> int:
+    work, table = chunk.work, chunk.table
+    names = _rollup_columns(work)
+    gone = chunk.connection.execute(
+        delete(table).where(chunk.rows).returning(*(table.c[c] for c in names))
     ).all()
     if not gone:
         return 0
     frame = pd.DataFrame.from_records([tuple(row) for row in gone], columns=names)
+    clock = frame[work.selection.clock_column]
     periods: dict[str, pd.Series] = {}
     for sink in work.rollups:
         if sink.period not in periods:
             periods[sink.period] = period_starts(
-                frame[clock], sink.period, ZoneInfo(work.period_zone), times.naive_zone
+                clock, sink.period, ZoneInfo(work.period_zone), chunk.times.naive_zone
             )
         cells = partial_cells(frame, sink, periods[sink.period])
         for cell in cells:
             cell.update(run_id=work.run_id, chunk_no=work.chunk_no)
-        connection.execute(insert(books.rollups[sink.name]), cells)
+        chunk.connection.execute(insert(chunk.books.rollups[sink.name]), cells)
     return len(gone)
 
 
-def _delete_and_aggregate_in_database(
-    connection: Connection,
-    table: Table,
-    books: Bookkeeping,
-    work: ChunkWork,
-    in_chunk: ColumnElement[bool],
-    times: TimeContext,
-) -> int:
+def _delete_and_aggregate_in_database(chunk: _Chunk) -> int:
     """PostgreSQL: one statement deletes the chunk and adds its counts and sums to every
     rollup (data-modifying CTEs), so no row travels to Python."""
-    clock_name = work.selection.clock_column
-    needed = {clock_name}
-    for sink in work.rollups:
-        needed.update(sink.dimensions, sink.sums)
-    gone = (
-        delete(table).where(in_chunk).returning(*(table.c[c] for c in sorted(needed))).cte("gone")
-    )
+    work, table = chunk.work, chunk.table
+    returned = (table.c[c] for c in _rollup_columns(work))
+    gone = delete(table).where(chunk.rows).returning(*returned).cte("gone")
     statement = select(func.count()).select_from(gone)
+    clock_name = work.selection.clock_column
     aware = getattr(table.c[clock_name].type, "timezone", False)
-    naive_zone = None if aware else str(times.naive_zone)
+    naive_zone = None if aware else str(chunk.times.naive_zone)
     for i, sink in enumerate(work.rollups):
         period = _period_start(gone.c[clock_name], sink.period, work.period_zone, naive_zone)
         dimensions = [gone.c[d] for d in sink.dimensions]
@@ -219,9 +213,9 @@ def _delete_and_aggregate_in_database(
         names = ["run_id", "chunk_no", "period_start"]
         names += [f"dim_{d}" for d in sink.dimensions] + ["n"]
         names += [f"sum_{c}" for c in sink.sums]
-        target = books.rollups[sink.name]
+        target = chunk.books.rollups[sink.name]
         statement = statement.add_cte(insert(target).from_select(names, summary).cte(f"rollup_{i}"))
-    return int(connection.execute(statement).scalar_one())
+    return int(chunk.connection.execute(statement).scalar_one())
 
 
 def _period_start(
@@ -233,16 +227,12 @@ def _period_start(
     return sa_cast(func.date_trunc(period, func.timezone(zone, instant)), Date)
 
 
-def _rewrite(
-    connection: Connection,
-    table: Table,
-    books: Bookkeeping,
-    work: ChunkWork,
-    in_chunk: ColumnElement[bool],
-) -> int:
+def _rewrite(chunk: _Chunk) -> int:
+    work, table, connection = chunk.work, chunk.table, chunk.connection
     (key,) = work.selection.primary_key
-    names = [r.column for r in work.rewrites if not r.constant[0] and r.transform is not None]
-    chosen = select(table.c[key], *(table.c[n] for n in names)).where(in_chunk)
+    transforms = [r for r in work.rewrites if not r.constant[0] and r.transform is not None]
+    names = [r.column for r in transforms]
+    chosen = select(table.c[key], *(table.c[n] for n in names)).where(chunk.rows)
     if connection.dialect.name == "postgresql":
         chosen = chosen.with_for_update(of=table)
     rows = [tuple(row) for row in connection.execute(chosen)]
@@ -257,7 +247,6 @@ def _rewrite(
     }  # a null stays null, as in the pandas path
     if constants:
         connection.execute(update(table).where(where).values(constants))
-    transforms = [r for r in work.rewrites if not r.constant[0] and r.transform is not None]
     if transforms:
         frame = pd.DataFrame.from_records(rows, columns=[key, *names])
         for rewrite in transforms:
@@ -274,7 +263,7 @@ def _rewrite(
         ]
         connection.execute(statement, params)
     connection.execute(
-        insert(books.marks),
+        insert(chunk.books.marks),
         [{"label": work.label, "row_key": str(k), "run_id": work.run_id} for k in live],
     )
     return len(live)

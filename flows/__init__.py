@@ -7,4 +7,3 @@ is imported anywhere in this package (a user's explicit setting still wins).
 import os
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")

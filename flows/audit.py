@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, insert, select
 
 from flows.ledger import audit
 
@@ -83,8 +83,3 @@ def entries(engine: Engine, run_id: str | None = None) -> list[dict[str, Any]]:
         texts = connection.scalars(select(audit.c.entry).order_by(audit.c.seq))
         decoded = [json.loads(text) for text in texts]
     return [e for e in decoded if run_id is None or e.get("run_id") == run_id]
-
-
-def count(engine: Engine) -> int:
-    with engine.connect() as connection:
-        return int(connection.scalar(select(func.count()).select_from(audit)) or 0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, date, datetime, time
@@ -17,9 +17,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from sqlalchemy import Engine
 
 from connectors.errors import StoreError
-from connectors.protocol import PublishedCell
+from connectors.protocol import Connector, PublishedCell
 from flows.reports import plan_json, render_plan
 from flows.stores import opened_stores
 from retention_rules.clock import PolicyClock
@@ -82,15 +83,15 @@ def _reported() -> Iterator[None]:
         raise typer.Exit(EXIT_INVALID) from None
 
 
-def _load_checked(path: Path, *, live: bool) -> LoadedPolicy:
-    """Load the policy and, when `live`, check it against its stores' schemas."""
-    loaded = load_policy(path)
-    if live:
-        with opened_stores(loaded.policy) as (connectors, issues):
-            issues += check_live_schema(loaded.policy, connectors)
+@contextmanager
+def _checked_stores(loaded: LoadedPolicy) -> Iterator[Mapping[str, Connector]]:
+    """The policy's stores, open and checked against its schema: each store is connected
+    and reflected once, for the check and whatever the command does next."""
+    with opened_stores(loaded.policy) as (connectors, issues):
+        issues += check_live_schema(loaded.policy, connectors)
         if issues:
             raise PolicyError(loaded.locate(issues))
-    return loaded
+        yield connectors
 
 
 @app.command()
@@ -105,7 +106,10 @@ def validate(
     Reports every problem at once as file:line: field: message. Never writes to a store.
     """
     with _reported():
-        loaded = _load_checked(policy, live=not offline)
+        loaded = load_policy(policy)
+        if not offline:
+            with _checked_stores(loaded):
+                pass  # connecting and checking every store is the whole job
         p = loaded.policy
         stdout.print(
             f"{policy}: valid — {len(p.purposes)} purposes, {len(p.categories)} categories, "
@@ -126,9 +130,9 @@ def plan(
     The counts are computed in the database; nothing is changed.
     """
     with _reported():
-        loaded = _load_checked(policy, live=True)
+        loaded = load_policy(policy)
         clock = PolicyClock.at(loaded.policy.timezone, now)
-        with opened_stores(loaded.policy) as (connectors, _):
+        with _checked_stores(loaded) as connectors:
             rows = evaluate(plan_rules(loaded.policy, clock), connectors)
         if as_json:
             json.dump(plan_json(loaded, clock, rows), sys.stdout, indent=2)
@@ -216,16 +220,22 @@ def serve(
         serve_flow(str(policy.resolve()), cron, timezone or loaded.policy.timezone, name)
 
 
-@audit_app.command("verify")
-def audit_verify(policy: PolicyArg, state: StateOption = None) -> None:
-    """Check that no audit entry was edited, removed or reordered."""
-    from flows import audit
+def _state_database(policy: Path, state: str | None) -> Engine:
+    """The state database named by --state, or the policy's default one."""
     from flows.engine import default_state_url
     from flows.ledger import open_state
 
     with _reported():
         loaded = load_policy(policy)
-    engine = open_state(state or default_state_url(loaded.policy))
+    return open_state(state or default_state_url(loaded.policy))
+
+
+@audit_app.command("verify")
+def audit_verify(policy: PolicyArg, state: StateOption = None) -> None:
+    """Check that no audit entry was edited, removed or reordered."""
+    from flows import audit
+
+    engine = _state_database(policy, state)
     result = audit.verify(engine)
     engine.dispose()
     for problem in result.problems:
@@ -246,12 +256,8 @@ def audit_show(
 ) -> None:
     """Print the audit entries as JSON lines."""
     from flows import audit
-    from flows.engine import default_state_url
-    from flows.ledger import open_state
 
-    with _reported():
-        loaded = load_policy(policy)
-    engine = open_state(state or default_state_url(loaded.policy))
+    engine = _state_database(policy, state)
     for entry in audit.entries(engine, run_id):
         sys.stdout.write(json.dumps(entry, sort_keys=True) + "\n")
     engine.dispose()

@@ -8,7 +8,7 @@ connectors change the stores, and this module keeps the books.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -387,14 +387,8 @@ def run_policy(
     options: RunOptions,
     progress: Progress | None = None,
     environ: Mapping[str, str] | None = None,
-    on_dataset: Callable[[DatasetOutcome], None] | None = None,
 ) -> RunReport:
     """The whole nightly job without an orchestrator."""
     with run_context(path, options, environ) as context:
-        outcomes = []
-        for plan in context.plans:
-            outcome = process_dataset(context, plan, progress)
-            outcomes.append(outcome)
-            if on_dataset is not None:
-                on_dataset(outcome)
+        outcomes = [process_dataset(context, plan, progress) for plan in context.plans]
         return finish(context, outcomes)

@@ -191,22 +191,6 @@ class Ledger:
             return False
         return True
 
-    def chunks(self, run_id: str) -> list[ChunkRecord]:
-        statement = (
-            select(
-                chunks.c.run_id, chunks.c.dataset, chunks.c.chunk_no, chunks.c.action, chunks.c.rows
-            )
-            .where(chunks.c.run_id == run_id)
-            .order_by(chunks.c.dataset, chunks.c.chunk_no)
-        )
-        with self.engine.connect() as connection:
-            return [ChunkRecord(*row) for row in connection.execute(statement)]
-
-    def run(self, run_id: str) -> dict[str, Any] | None:
-        with self.engine.connect() as connection:
-            row = connection.execute(select(runs).where(runs.c.run_id == run_id)).mappings().first()
-        return dict(row) if row else None
-
 
 def _holder_gone(host: str, pid: int) -> bool:
     """A lock held by a process of this machine that no longer exists is stale."""
