@@ -169,7 +169,7 @@ class TextEngine:
         redacted = list(texts)
         replace = {"DEFAULT": OperatorConfig("replace")}
         nlp_engine: SpacyNlpEngine = self.analyzer.nlp_engine  # type: ignore[assignment]
-        for language, positions in _by_language(texts).items():
+        for language, positions in by_language(texts).items():
             seen = [with_stand_ins(texts[position], language) for position in positions]
             processed = nlp_engine.process_batch(seen, language, batch_size=BATCH_SIZE)
             for position, text_seen, output in zip(positions, seen, processed, strict=True):
@@ -190,7 +190,8 @@ class TextEngine:
         return redacted
 
 
-def _by_language(texts: Sequence[str]) -> dict[str, list[int]]:
+def by_language(texts: Sequence[str]) -> dict[str, list[int]]:
+    """The positions of the non-blank ``texts``, grouped by detected language."""
     groups: dict[str, list[int]] = {}
     for position, text in enumerate(texts):
         if text.strip():

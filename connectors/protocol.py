@@ -8,7 +8,7 @@ rules into these; the connector translates them into its store's own language
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -202,6 +202,22 @@ class Connector(Protocol):
 
     def table_info(self, table: str, schema: str | None = None) -> TableInfo | None:
         """The table's columns and keys, or None when it does not exist."""
+        ...
+
+    def table_names(self, schema: str | None = None) -> list[str]:
+        """The tables (not views) of ``schema``, or of the default schema, without
+        Tenure's own bookkeeping tables."""
+        ...
+
+    def estimate_rows(self, table: str, schema: str | None = None) -> int:
+        """About how many rows the table holds, as cheaply as the store can tell."""
+        ...
+
+    def sample_values(
+        self, table: str, columns: Sequence[str], limit: int, schema: str | None = None
+    ) -> dict[str, list[Any]]:
+        """Up to ``limit`` non-null values of each column, drawn at random *inside* the
+        store, at a cost that does not grow with the table (where the store allows)."""
         ...
 
     def count_expiry(self, selection: ExpirySelection) -> ExpiryCounts:

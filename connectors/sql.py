@@ -7,9 +7,10 @@ expressions, so counting expired rows happens in the database with one statement
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import (
     URL,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     case,
     create_engine,
     func,
+    inspect,
     make_url,
     not_,
     select,
@@ -45,7 +47,7 @@ from connectors.protocol import (
     TableInfo,
 )
 from connectors.rollups import publish
-from connectors.sql_bookkeeping import JOURNAL, MARKS, rollup_table_name
+from connectors.sql_bookkeeping import JOURNAL, MARKS, is_bookkeeping, rollup_table_name
 from connectors.sql_chunks import Bookkeeping, execute_chunk, not_marked
 from connectors.sql_expressions import (
     TimeContext,
@@ -54,6 +56,7 @@ from connectors.sql_expressions import (
     matches,
     matches_any,
 )
+from connectors.sql_sampling import estimate_rows, sample_values
 
 
 class SQLConnector:
@@ -109,6 +112,27 @@ class SQLConnector:
                 for fk in reflected.foreign_key_constraints
             ),
         )
+
+    def table_names(self, schema: str | None = None) -> list[str]:
+        with self._translated_errors():
+            names = inspect(self._engine).get_table_names(schema)
+        return sorted(name for name in names if not is_bookkeeping(name))
+
+    def estimate_rows(self, table: str, schema: str | None = None) -> int:
+        reflected = self._require(table, schema)
+        with self._translated_errors(), self._engine.connect() as connection:
+            return estimate_rows(connection, reflected)
+
+    def sample_values(
+        self, table: str, columns: Sequence[str], limit: int, schema: str | None = None
+    ) -> dict[str, list[Any]]:
+        reflected = self._require(table, schema)
+        missing = [name for name in columns if name not in reflected.c]
+        if missing:
+            raise StoreError(self.name, self.display_url, f"no column {missing[0]!r} in {table!r}")
+        with self._translated_errors(), self._engine.connect() as connection:
+            rows = estimate_rows(connection, reflected)
+            return sample_values(connection, reflected, columns, limit, rows)
 
     def count_expiry(self, selection: ExpirySelection) -> ExpiryCounts:
         table = self._require(selection.table, selection.schema)

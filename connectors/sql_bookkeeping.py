@@ -56,6 +56,11 @@ def bookkeeping_metadata(schema: str | None) -> tuple[MetaData, Table, Table]:
     return metadata, journal, marks
 
 
+def is_bookkeeping(table: str) -> bool:
+    """Whether ``table`` is one of Tenure's own tables in the store (journal, marks, rollups)."""
+    return table in (JOURNAL, MARKS) or table.startswith("tenure_agg_")
+
+
 def rollup_table_name(label: str, rollup: str) -> str:
     """``tenure_agg_<dataset>_<rollup>``, shortened with a hash when too long to quote."""
     name = f"tenure_agg_{label}_{rollup}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +29,7 @@ def chain_hash(prev_hash: str, text: str) -> str:
     return hashlib.sha256(f"{prev_hash}\n{text}".encode()).hexdigest()
 
 
-def append(engine: Engine, entries: list[Mapping[str, Any]]) -> None:
+def append(engine: Engine, entries: Sequence[Mapping[str, Any]]) -> None:
     """Append entries in one transaction, continuing the chain."""
     with engine.begin() as connection:
         last = connection.execute(

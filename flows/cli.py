@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -218,6 +218,87 @@ def serve(
             )
             raise typer.Exit(EXIT_INVALID)
         serve_flow(str(policy.resolve()), cron, timezone or loaded.policy.timezone, name)
+
+
+@app.command()
+def scan(
+    policy: PolicyArg,
+    check: Annotated[
+        bool, typer.Option(help="Exit 1 when a personal column is unbound or contradicts.")
+    ] = False,
+    suggest: Annotated[
+        bool, typer.Option(help="Print a policy stub binding the unbound columns.")
+    ] = False,
+    full: Annotated[bool, typer.Option(help="Re-sample tables that have not changed.")] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Directory for inventory.json and inventory.md (default: beside "
+            "the state database)."
+        ),
+    ] = None,
+    state: StateOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the inventory as JSON.")] = False,
+) -> None:
+    """Find the personal information in every table of the policy's stores.
+
+    Samples each column inside the store, classifies it (names, types, Presidio), writes
+    the inventory and checks the policy covers every personal column. Never writes to a
+    store and never prints a sampled value. Exit 0, 1 with --check when there is a gap,
+    2 on an invalid policy or an unreachable store.
+    """
+    from flows.inventory_report import inventory_json, write_inventory
+    from flows.scan_runner import default_output_dir, run_scan
+    from retention_rules.suggest import suggest_bindings
+
+    with _reported(), _table_progress(stderr) as on_table:
+        inventory, loaded = run_scan(policy, full=full, state_url=state, on_table=on_table)
+    json_path, markdown_path = write_inventory(inventory, out or default_output_dir(loaded.policy))
+    coverage = inventory.coverage
+    if as_json:
+        json.dump(inventory_json(inventory), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        labelled = sum(bool(c.labels()) for t in inventory.tables for c in t.columns)
+        stdout.print(
+            f"Scanned {len(inventory.tables)} tables ({inventory.reused} unchanged, reused): "
+            f"{labelled} columns hold personal information; inventory in {json_path} and "
+            f"{markdown_path}",
+            markup=False,
+        )
+        for gap in coverage.gaps:
+            stdout.print(str(gap), markup=False)
+        stdout.print(
+            "Coverage: every personal column is bound."
+            if coverage.passed
+            else f"Coverage: {len(coverage.gaps)} gap(s).",
+            markup=False,
+        )
+    if suggest:
+        from anonymizers.detection.entities import DIRECT_IDENTIFIERS
+
+        stub = suggest_bindings(
+            loaded.policy, coverage.gaps, inventory.primary_keys, DIRECT_IDENTIFIERS
+        )
+        sys.stdout.write(stub)
+    if check and not coverage.passed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@contextmanager
+def _table_progress(console: Console) -> Iterator[Callable[[Any], None]]:
+    """A spinner naming each table as it is scanned (on stderr, so stdout stays clean)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"))
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("scanning", total=None)
+
+        def on_table(scan: Any) -> None:
+            how = "unchanged" if scan.reused else f"{scan.seconds:.1f} s"
+            bar.update(task, description=f"scanned {scan.store}.{scan.table} ({how})")
+
+        yield on_table
 
 
 def _state_database(policy: Path, state: str | None) -> Engine:

@@ -21,6 +21,7 @@ from anonymizers.operators import OperatorError, create_operator
 from connectors.errors import StoreError, StoreUnavailable
 from connectors.protocol import ChunkWork, ColumnRewrite, Connector, TableInfo
 from flows import audit
+from flows.gate import GateVerdict, coverage_gate
 from flows.ledger import ChunkRecord, Ledger, RunLocked, open_state
 from flows.stores import opened_stores
 from retention_rules.clock import PolicyClock
@@ -47,6 +48,9 @@ class RunOptions:
     raise_transient: bool = False
     """Let a lost connection propagate (for an orchestrator to retry) instead of
     recording it as the binding's error."""
+    coverage_gate: bool = True
+    """Scan the stores and check the policy covers every personal column before any
+    destructive step (``flows.gate``)."""
 
 
 class Progress(Protocol):
@@ -83,10 +87,14 @@ class DatasetOutcome:
     held_by: dict[str, int] = field(default_factory=dict)
     hold_reasons: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    refused: bool = False
+    """Counted only: the coverage gate blocked destructive steps."""
 
     @property
     def status(self) -> str:
-        return "error" if self.error else "ok"
+        if self.error:
+            return "error"
+        return "refused" if self.refused else "ok"
 
     @classmethod
     def for_plan(cls, plan: RulePlan, error: str | None = None) -> DatasetOutcome:
@@ -135,10 +143,16 @@ class RunReport:
     evaluated_at: datetime
     outcomes: list[DatasetOutcome]
     reconciled_runs: list[str] = field(default_factory=list)
+    gate: GateVerdict | None = None
+
+    @property
+    def blocked(self) -> bool:
+        """The coverage gate refused destructive steps."""
+        return self.gate is not None and self.gate.blocks and not self.dry_run
 
     @property
     def failed(self) -> bool:
-        return any(o.error for o in self.outcomes)
+        return self.blocked or any(o.error for o in self.outcomes)
 
 
 @dataclass
@@ -154,10 +168,16 @@ class RunContext:
     failures: dict[str, str]
     state: Engine | None = None
     reconciled_runs: list[str] = field(default_factory=list)
+    gate: GateVerdict | None = None
 
     @property
     def policy(self) -> Policy:
         return self.loaded.policy
+
+    @property
+    def refused(self) -> bool:
+        """Whether the coverage gate stops every destructive step of this run."""
+        return self.gate is not None and self.gate.blocks and not self.options.dry_run
 
 
 def default_state_url(policy: Policy) -> str:
@@ -189,10 +209,13 @@ def run_context(
         usable = {n: c for n, c in connectors.items() if n not in broken}
         plans = execution_order(plan_rules(policy, clock), _parents(policy, usable, failures))
         context = RunContext(run_id, loaded, clock, options, connectors, plans, failures)
+        state_url = options.state_url or default_state_url(policy)
         if options.dry_run:
+            if options.coverage_gate:  # the scan cache lives in the state database
+                context.gate = coverage_gate(loaded, usable, open_state(state_url))
             yield context
             return
-        context.state = open_state(options.state_url or default_state_url(policy))
+        context.state = state = open_state(state_url)
         ledger = Ledger(context.state)
         with ledger.locked(policy.name, run_id), ExitStack() as stack:
             for name, connector in usable.items():
@@ -201,6 +224,8 @@ def run_context(
             context.reconciled_runs = reconcile(ledger, connectors, policy)
             ledger.start_run(run_id, policy.name, loaded.sha256, clock.now, dry_run=False)
             try:
+                if options.coverage_gate:
+                    context.gate = coverage_gate(loaded, usable, state)
                 yield context
             except BaseException:
                 ledger.finish_run(run_id, "failed")
@@ -291,7 +316,8 @@ def process_dataset(
     try:
         counts = connector.count_expiry(plan.selection)
         outcome.expired, outcome.held, outcome.held_by = counts.expired, counts.held, counts.held_by
-        if context.options.dry_run or counts.expired == 0:
+        outcome.refused = context.refused
+        if context.options.dry_run or context.refused or counts.expired == 0:
             return outcome
         progress.start(dataset.name, counts.expired)
         rewrites = column_rewrites(dataset)
@@ -364,12 +390,31 @@ def finish(context: RunContext, outcomes: list[DatasetOutcome]) -> RunReport:
         evaluated_at=context.clock.now,
         outcomes=outcomes,
         reconciled_runs=context.reconciled_runs,
+        gate=context.gate,
     )
     if context.state is None:
         return report
-    audit.append(context.state, [audit_entry(report, o) for o in outcomes])
-    Ledger(context.state).finish_run(context.run_id, "failed" if report.failed else "succeeded")
+    entries = [] if report.blocked else [audit_entry(report, o) for o in outcomes]
+    if report.gate is not None and report.gate.gaps:
+        entries.insert(0, gate_entry(report, report.gate))
+    audit.append(context.state, entries)
+    status = "blocked" if report.blocked else "failed" if report.failed else "succeeded"
+    Ledger(context.state).finish_run(context.run_id, status)
     return report
+
+
+def gate_entry(report: RunReport, gate: GateVerdict) -> dict[str, Any]:
+    """The coverage gate's gaps (column names and entity types, never a value)."""
+    return {
+        "run_id": report.run_id,
+        "policy": report.policy,
+        "policy_sha256": report.policy_sha256,
+        "evaluated_at": report.evaluated_at.isoformat(),
+        "event": "coverage_gate",
+        "status": gate.status,
+        "gaps": list(gate.gaps),
+        "tables_scanned": gate.tables,
+    }
 
 
 def audit_entry(report: RunReport, outcome: DatasetOutcome) -> dict[str, Any]:

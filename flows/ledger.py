@@ -77,6 +77,19 @@ audit = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
 )
+scan_cache = Table(
+    "tenure_scan_cache",
+    metadata,
+    Column("store_url", String(500), nullable=False),
+    Column("db_schema", String(128), nullable=False),
+    Column("table_name", String(128), nullable=False),
+    Column("schema_hash", String(64), nullable=False),
+    Column("row_bucket", Integer, nullable=False),
+    Column("sample_size", Integer, nullable=False),
+    Column("scanned_at", DateTime(timezone=True), nullable=False),
+    Column("findings", Text, nullable=False),
+    PrimaryKeyConstraint("store_url", "db_schema", "table_name"),
+)
 
 
 class RunLocked(RuntimeError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
@@ -63,10 +63,21 @@ def nightly_retention(
     now: datetime | None = None,
     chunk_size: int = 10_000,
     state_url: str | None = None,
+    coverage_gate: bool = True,
 ) -> RunReport:
-    """Apply a retention policy: delete, anonymize, aggregate-then-delete what expired."""
-    options = RunOptions(dry_run, chunk_size, now, state_url, raise_transient=True)
+    """Apply a retention policy: delete, anonymize, aggregate-then-delete what expired.
+
+    The coverage gate runs first (inside ``run_context``); when it blocks, every task
+    only counts.
+    """
+    options = RunOptions(
+        dry_run, chunk_size, now, state_url, raise_transient=True, coverage_gate=coverage_gate
+    )
     with run_context(policy_path, options) as context:
+        if context.gate is not None and context.gate.gaps:
+            get_run_logger().warning(
+                "coverage gate %s: %s", context.gate.status, "; ".join(context.gate.gaps)
+            )
         outcomes = []
         for plan in context.plans:
             state = retain_dataset(context, plan, return_state=True)

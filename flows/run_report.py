@@ -9,6 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from flows.engine import ACTION_COUNTERS, DatasetOutcome, RunReport
+from flows.gate import GateVerdict
 
 _HEADERS = ("Dataset", "Purpose", "Action", "Cut-off", "Expired", "Done", "Held", "Status")
 
@@ -23,7 +24,7 @@ def _cells(report: RunReport, outcome: DatasetOutcome) -> tuple[str, ...]:
         f"{outcome.expired:,}",
         done,
         f"{outcome.held:,}",
-        outcome.error or "ok",
+        outcome.error or outcome.status,
     )
 
 
@@ -42,6 +43,7 @@ def report_markdown(report: RunReport) -> str:
         "|" + "---|" * len(_HEADERS),
     ]
     lines += ["| " + " | ".join(_cells(report, o)) + " |" for o in report.outcomes]
+    lines += [f"\n{line}" for line in gate_lines(report)]
     for outcome in report.outcomes:
         for hold, rows in outcome.held_by.items():
             if rows:
@@ -59,10 +61,15 @@ def report_json(report: RunReport) -> dict[str, Any]:
         "evaluated_at": report.evaluated_at.isoformat(),
         "reconciled_runs": report.reconciled_runs,
         "failed": report.failed,
+        "coverage_gate": None if report.gate is None else _gate_json(report.gate),
         "datasets": [
             {**o.summary(), "expired": o.expired, "processed": o.processed} for o in report.outcomes
         ],
     }
+
+
+def _gate_json(gate: GateVerdict) -> dict[str, Any]:
+    return {"status": gate.status, "mode": gate.mode, "gaps": list(gate.gaps)}
 
 
 def render_run(console: Console, report: RunReport) -> None:
@@ -77,10 +84,24 @@ def render_run(console: Console, report: RunReport) -> None:
             cells[-1] = f"[red]{cells[-1]}[/]"
         table.add_row(*cells)
     console.print(table)
-    if not report.dry_run:
+    for line in gate_lines(report):
+        console.print(line, markup=False, style="red" if report.blocked else "yellow")
+    if not report.dry_run and not report.blocked:
         console.print(_by_purpose(report))
     for run_id in report.reconciled_runs:
         console.print(f"[yellow]reconciled[/] interrupted run {run_id} from the stores' journals")
+
+
+def gate_lines(report: RunReport) -> list[str]:
+    """The coverage gate's verdict when it found gaps: what it did, then one line per gap."""
+    gate = report.gate
+    if gate is None or not gate.gaps:
+        return []
+    if report.blocked:
+        head = "Coverage gate failed: no row was deleted, anonymized or aggregated"
+    else:
+        head = "Coverage gate found gaps (on_coverage_gap: warn, or a dry run)"
+    return [f"{head} ({len(gate.gaps)} gap(s)):", *(f"  {gap}" for gap in gate.gaps)]
 
 
 def _by_purpose(report: RunReport) -> Table:

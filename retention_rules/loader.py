@@ -20,7 +20,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from retention_rules.issues import Loc, LocatedIssue, PolicyError, PolicyIssue, format_loc
-from retention_rules.model import Category, Dataset, Hold, Policy, Purpose
+from retention_rules.model import Category, Dataset, Exemption, Hold, Policy, Purpose
 from retention_rules.references import PolicyParts, check_references
 
 
@@ -130,7 +130,13 @@ def _salvage(document: Mapping[str, Any], context: dict[str, Any]) -> PolicyPart
         purposes=keep(Purpose, mapping("purposes")),
         datasets=keep(Dataset, listed("datasets")),
         holds=keep(Hold, listed("holds")),
+        exemptions=keep(Exemption, dict(enumerate(_exempt_list(mapping("scan"))))),
     )
+
+
+def _exempt_list(scan: Mapping[str, Any]) -> list[Any]:
+    exempt = scan.get("exempt")
+    return exempt if isinstance(exempt, list) else []
 
 
 def locate(document: Any, path: Path, issue: PolicyIssue) -> LocatedIssue:

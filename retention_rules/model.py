@@ -38,6 +38,11 @@ Period = Literal["day", "week", "month", "quarter", "year"]
 MeasureFunction = Literal["count", "count_distinct", "sum", "mean", "median"]
 ConditionOp = Literal["eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "is_null", "not_null"]
 ScalarValue = str | int | float | bool | date
+#: The entity types the PII scan labels columns with (``anonymizers.detection.entities``).
+EntityName = Literal[
+    "EMAIL_ADDRESS", "PHONE_NUMBER", "PERSON", "LOCATION", "CA_POSTAL_CODE", "CA_SIN",
+    "CREDIT_CARD", "IP_ADDRESS", "DATE_OF_BIRTH", "CA_QC_HEALTH_NUMBER", "URL",
+]  # fmt: skip
 
 
 class _Strict(BaseModel):
@@ -63,6 +68,21 @@ class Category(_Strict):
     identifier: Literal["direct", "quasi", "none"] = Field(
         description="direct: identifies a person alone; quasi: in combination; none: neither"
     )
+    entities: list[EntityName] | Literal["any"] | None = Field(
+        default=None,
+        description=(
+            "What the PII scan may find in a column of this category. 'any' for free text. "
+            "Unset: nothing for identifier none, not checked otherwise."
+        ),
+    )
+
+    def admits(self, entity: str) -> bool:
+        """Whether a scan finding ``entity`` in a column of this category is expected."""
+        if self.entities == "any":
+            return True
+        if self.entities is None:
+            return self.identifier != "none"
+        return entity in self.entities
 
 
 class Purpose(_Strict):
@@ -297,6 +317,34 @@ class Hold(_Strict):
         return day <= self.expires
 
 
+class Exemption(_Strict):
+    """A table or column the coverage gate leaves alone, and why (the report shows it)."""
+
+    store: Name
+    db_schema: Identifier | None = Field(default=None, alias="schema")
+    table: Identifier
+    column: Identifier | None = None
+    reason: str = Field(min_length=1)
+
+    def covers(self, store: str, schema: str | None, table: str, column: str) -> bool:
+        return (self.store, self.db_schema, self.table) == (
+            store,
+            schema,
+            table,
+        ) and self.column in (None, column)
+
+
+class ScanSettings(_Strict):
+    """How the PII scan samples and what the coverage gate does when it finds a gap."""
+
+    on_coverage_gap: Literal["block", "warn"] = Field(
+        default="block",
+        description="block: the nightly run refuses destructive steps; warn: it logs and runs",
+    )
+    sample_size: int = Field(default=1_000, ge=50, le=100_000)
+    exempt: list[Exemption] = Field(default_factory=list)
+
+
 class Policy(_Strict):
     """A whole retention policy file."""
 
@@ -309,6 +357,7 @@ class Policy(_Strict):
     stores: dict[Name, Store] = Field(min_length=1)
     datasets: list[Dataset] = Field(min_length=1)
     holds: list[Hold] = Field(default_factory=list)
+    scan: ScanSettings = Field(default_factory=ScanSettings)
 
     _check_tz = field_validator("timezone")(_check_timezone)
 

@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from retention_rules.issues import PolicyIssue
-from retention_rules.model import AnonymizeAction, Category, Dataset, Hold, Policy, Purpose
+from retention_rules.model import (
+    AnonymizeAction,
+    Category,
+    Dataset,
+    Exemption,
+    Hold,
+    Policy,
+    Purpose,
+)
 
 
 @dataclass
@@ -27,6 +35,7 @@ class PolicyParts:
     purposes: dict[str, Purpose] = field(default_factory=dict)
     datasets: dict[int, Dataset] = field(default_factory=dict)
     holds: dict[int, Hold] = field(default_factory=dict)
+    exemptions: dict[int, Exemption] = field(default_factory=dict)
 
     @classmethod
     def of(cls, policy: Policy) -> PolicyParts:
@@ -41,6 +50,7 @@ class PolicyParts:
             purposes=dict(policy.purposes),
             datasets=dict(enumerate(policy.datasets)),
             holds=dict(enumerate(policy.holds)),
+            exemptions=dict(enumerate(policy.scan.exempt)),
         )
 
 
@@ -50,6 +60,7 @@ def check_references(parts: PolicyParts) -> list[PolicyIssue]:
         *_duplicate_names("datasets", parts.datasets),
         *_duplicate_names("holds", parts.holds),
         *_hold_references(parts),
+        *_exemption_references(parts),
     ]
 
 
@@ -142,6 +153,15 @@ def _hold_references(parts: PolicyParts) -> Iterator[PolicyIssue]:
         for j, name in enumerate(hold.datasets):
             if name not in known:
                 yield PolicyIssue(("holds", i, "datasets", j), _unknown("dataset", name, known))
+
+
+def _exemption_references(parts: PolicyParts) -> Iterator[PolicyIssue]:
+    known = parts.declared.get("stores", set())
+    for i, exemption in parts.exemptions.items():
+        if exemption.store not in known:
+            yield PolicyIssue(
+                ("scan", "exempt", i, "store"), _unknown("store", exemption.store, known)
+            )
 
 
 class _Named(Protocol):

@@ -51,6 +51,9 @@ FREE_TEXT_MIN_WORD_SHARE: Final = 0.5
 _WORD = re.compile(r"[^\W\d_]+(?:['\u2019-][^\W\d_]+)*[.,;:!?]?")
 #: A weak name rule counts once the Wilson bound of its shape's share reaches this.
 SHAPE_CONFIRMS_AT: Final = 0.8
+#: A name rule is overruled when the values are this surely another entity and none of
+#: them its own (``from_address`` is "address" by name, e-mail addresses by value).
+VALUES_OVERRULE_AT: Final = 0.9
 #: The one value shape read from numbers: a SIN (nine digits passing Luhn).
 NUMBER_SHAPES: Final = (CA_SIN,)
 
@@ -174,6 +177,12 @@ def _name_matches(
     return matches
 
 
+def _surest_other(confidences: dict[str, float], entity: str) -> str | None:
+    """Another entity the values hold at ``VALUES_OVERRULE_AT`` or more, if any."""
+    others = [(c, e) for e, c in confidences.items() if e != entity and c >= VALUES_OVERRULE_AT]
+    return max(others)[1] if others else None
+
+
 def _combine(
     names: Sequence[NameMatch],
     hits: Counter[str],
@@ -202,6 +211,13 @@ def _combine(
                 + f" the weak name rule {match.rule!r}"
             )
             prior = bound if confirmed else prior
+        other = _surest_other(confidences, match.entity)
+        if texts and hits[match.entity] == 0 and other is not None:
+            reasons.append(
+                f"{match.entity}: name rule {match.rule!r} overruled, the values are "
+                f"{other} (Wilson lower bound {confidences[other]:.3f}) and none {match.entity}"
+            )
+            prior = min(prior, LABEL_THRESHOLD / 2)
         confidences[match.entity] = max(confidences.get(match.entity, 0.0), prior)
     return {
         entity: confidences[entity] for entity in sorted(confidences) if confidences[entity] > 0

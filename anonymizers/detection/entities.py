@@ -41,6 +41,8 @@ SCANNED_ENTITIES: Final = (
 DIRECT_IDENTIFIERS: Final = frozenset(
     {EMAIL_ADDRESS, PHONE_NUMBER, CA_SIN, CREDIT_CARD, IP_ADDRESS, PERSON, CA_POSTAL_CODE}
 )
+#: Entities that are personal information: all but URLs, which name pages, not people.
+PERSONAL_ENTITIES: Final = frozenset(SCANNED_ENTITIES) - {URL}
 #: Entities that Presidio finds in text (``DATE_OF_BIRTH`` is a date's meaning, which only
 #: a column name tells).
 TEXT_ENTITIES: Final = tuple(entity for entity in SCANNED_ENTITIES if entity != DATE_OF_BIRTH)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Final
 
 from anonymizers.detection.entities import PERSON
 from anonymizers.detection.shapes import looks_like_person_name
-from anonymizers.text_redaction import _by_language, text_engine
+from anonymizers.text_redaction import by_language, text_engine
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine, RecognizerResult
@@ -43,12 +43,17 @@ def count_hits(
     occurrences = Counter(texts)
     distinct = list(occurrences)
     wanted = sorted(entities)
-    found: list[set[str]] = [set() for _ in distinct]
-    for language, positions in _by_language(distinct).items():
-        _mark(found, distinct, positions, language, wanted, free_text, batch_size, whole_value)
-        if not free_text and PERSON in wanted:
-            named = [i for i in positions if looks_like_person_name(distinct[i])]
-            _mark(found, distinct, named, language, [PERSON], True, batch_size, whole_value)
+    analysed = analyse_texts(distinct, wanted, free_text=free_text, batch_size=batch_size)
+    found = [
+        entities_hit(text, results, whole_value=whole_value)
+        for text, results in zip(distinct, analysed, strict=True)
+    ]
+    if not free_text and PERSON in wanted:
+        named = [i for i, text in enumerate(distinct) if looks_like_person_name(text)]
+        names = [distinct[i] for i in named]
+        again = analyse_texts(names, [PERSON], free_text=True, batch_size=batch_size)
+        for i, results in zip(named, again, strict=True):
+            found[i] |= entities_hit(distinct[i], results, whole_value=whole_value)
     hits: Counter[str] = Counter()
     for text, entities_found in zip(distinct, found, strict=True):
         for entity in entities_found.intersection(wanted):
@@ -56,21 +61,22 @@ def count_hits(
     return hits
 
 
-def _mark(
-    found: list[set[str]],
-    texts: Sequence[str],
-    positions: list[int],
-    language: str,
-    entities: list[str],
-    ner: bool,
-    batch_size: int,
-    whole_value: bool,
-) -> None:
-    """Add to ``found[i]`` the entities ``texts[i]`` holds, for each of ``positions``."""
-    group = [texts[i] for i in positions]
-    analysed = _analyse(text_engine().analyzer, group, language, entities, ner, batch_size)
-    for i, results in zip(positions, analysed, strict=True):
-        found[i] |= entities_hit(texts[i], results, whole_value=whole_value)
+def analyse_texts(
+    texts: Sequence[str], entities: Sequence[str], *, free_text: bool, batch_size: int
+) -> list[list[RecognizerResult]]:
+    """Presidio's findings in each text, in the text's language (``detect_language``).
+
+    ``free_text`` runs spaCy over the texts in batches of ``batch_size`` (``nlp.pipe``);
+    otherwise only the pattern recognizers run and spaCy is never called.
+    """
+    analyzer = text_engine().analyzer
+    results: list[list[RecognizerResult]] = [[] for _ in texts]
+    for language, positions in by_language(texts).items():
+        group = [texts[i] for i in positions]
+        analysed = _analyse(analyzer, group, language, list(entities), free_text, batch_size)
+        for i, found in zip(positions, analysed, strict=True):
+            results[i] = found
+    return results
 
 
 def _analyse(

@@ -1,0 +1,155 @@
+"""The scan's inventory for machines (``inventory.json``) and people (Markdown, Prefect).
+
+Only names, types, entity labels, confidences and counts appear: the sampled values
+never reach an ``Inventory``, so they cannot reach a report.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from anonymizers.detection import LABEL_THRESHOLD
+from flows.scan import ColumnScan, Inventory, TableScan
+from retention_rules.coverage import CoverageGap
+
+INVENTORY_JSON = "inventory.json"
+INVENTORY_MARKDOWN = "inventory.md"
+_HEADERS = ("Store", "Table", "Column", "Type", "Entities", "Sample", "Hits", "Bound to", "Status")
+
+
+def _where(table: TableScan, column: ColumnScan) -> str:
+    qualified = f"{table.schema}.{table.table}" if table.schema else table.table
+    return f"{table.store}.{qualified}.{column.column}"
+
+
+def _statuses(inventory: Inventory) -> dict[str, str]:
+    """Each column's standing with the gate, by ``ColumnEvidence.where``."""
+    coverage = inventory.coverage
+    statuses = {where: "bound" for where in coverage.bound}
+    statuses.update({item.where: f"exempt: {e.reason}" for item, e in coverage.exempt})
+    statuses.update({gap.evidence.where: gap.kind for gap in coverage.gaps})
+    return statuses
+
+
+def inventory_json(inventory: Inventory) -> dict[str, Any]:
+    statuses = _statuses(inventory)
+    bound = inventory.coverage.bound
+    return {
+        "policy": inventory.policy,
+        "policy_sha256": inventory.policy_sha256,
+        "scanned_at": inventory.scanned_at.isoformat(),
+        "label_threshold": LABEL_THRESHOLD,
+        "sample_size": inventory.sample_size,
+        "coverage": {
+            "passed": inventory.coverage.passed,
+            "gaps": [_gap_json(gap) for gap in inventory.coverage.gaps],
+        },
+        "tables": [
+            {
+                "store": table.store,
+                "schema": table.schema,
+                "table": table.table,
+                "rows_estimate": table.rows,
+                "schema_hash": table.schema_hash,
+                "row_bucket": table.row_bucket,
+                "scanned_at": table.scanned_at.isoformat(),
+                "reused": table.reused,
+                "seconds": round(table.seconds, 3),
+                "columns": [
+                    {
+                        "column": column.column,
+                        "type": column.type_name,
+                        "family": column.family,
+                        "entities": {e: round(c, 4) for e, c in column.entities.items()},
+                        "labels": sorted(column.labels()),
+                        "sample_size": column.sample_size,
+                        "hits": column.hits,
+                        "free_text": column.free_text,
+                        "categories": list(bound.get(_where(table, column), ())),
+                        "status": statuses.get(_where(table, column), "clean"),
+                    }
+                    for column in table.columns
+                ],
+            }
+            for table in inventory.tables
+        ],
+    }
+
+
+def _gap_json(gap: CoverageGap) -> dict[str, Any]:
+    evidence = gap.evidence
+    return {
+        "kind": gap.kind,
+        "store": evidence.store,
+        "schema": evidence.schema,
+        "table": evidence.table,
+        "column": evidence.column,
+        "entities": {e: round(evidence.entities[e], 4) for e in gap.entities},
+        "datasets": list(gap.datasets),
+        "categories": list(gap.categories),
+        "message": str(gap),
+    }
+
+
+def _cells(inventory: Inventory, statuses: dict[str, str]) -> list[tuple[str, ...]]:
+    """A row per column that is labelled or bound; unremarkable columns are left out."""
+    bound = inventory.coverage.bound
+    rows: list[tuple[str, ...]] = []
+    for table in inventory.tables:
+        for column in table.columns:
+            where = _where(table, column)
+            labels = column.labels()
+            if not labels and where not in bound:
+                continue
+            rows.append(
+                (
+                    table.store,
+                    f"{table.schema}.{table.table}" if table.schema else table.table,
+                    column.column,
+                    column.type_name,
+                    ", ".join(f"{e} {c:.2f}" for e, c in labels.items()) or "—",
+                    str(column.sample_size),
+                    ", ".join(f"{e} {column.hits[e]}" for e in labels if e in column.hits) or "—",
+                    ", ".join(bound.get(where, ())) or "—",
+                    statuses.get(where, "clean"),
+                )
+            )
+    return rows
+
+
+def artifact_rows(inventory: Inventory) -> list[dict[str, str]]:
+    return [
+        dict(zip(_HEADERS, cells, strict=True)) for cells in _cells(inventory, _statuses(inventory))
+    ]
+
+
+def inventory_markdown(inventory: Inventory) -> str:
+    coverage = inventory.coverage
+    verdict = "passed" if coverage.passed else f"failed: {len(coverage.gaps)} gap(s)"
+    lines = [
+        f"# PII inventory of policy `{inventory.policy}`",
+        "",
+        f"Scanned at {inventory.scanned_at.isoformat()}: {len(inventory.tables)} tables "
+        f"({inventory.reused} unchanged since the last scan), up to {inventory.sample_size:,} "
+        f"sampled values per column, labels at confidence ≥ {LABEL_THRESHOLD}. "
+        f"Policy sha256 `{inventory.policy_sha256}`.",
+        "",
+        f"Coverage gate: **{verdict}**.",
+        "",
+    ]
+    lines += [f"- {gap}" for gap in coverage.gaps]
+    lines += ["", "| " + " | ".join(_HEADERS) + " |", "|" + "---|" * len(_HEADERS)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in _cells(inventory, _statuses(inventory))]
+    return "\n".join(lines) + "\n"
+
+
+def write_inventory(inventory: Inventory, directory: Path) -> tuple[Path, Path]:
+    """Write ``inventory.json`` and ``inventory.md`` into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    json_path = directory / INVENTORY_JSON
+    markdown_path = directory / INVENTORY_MARKDOWN
+    json_path.write_text(json.dumps(inventory_json(inventory), indent=2) + "\n", encoding="utf-8")
+    markdown_path.write_text(inventory_markdown(inventory), encoding="utf-8")
+    return json_path, markdown_path

@@ -1,0 +1,225 @@
+"""The PII scan: classify every column of every store a policy names, then check coverage.
+
+For each table the connector reports the columns and their type families, estimates
+the row count and draws a random sample of each column's values inside the store; the
+detector (``anonymizers.detection``) turns name, type and sample into entity
+confidences. Nothing but entity types, confidences and counts leaves this module: the
+sampled values are dropped as soon as a column is classified.
+
+Scans are incremental. A table whose schema and row-count bucket (the count's power of
+two) are those of the cached scan, sampled at the same size, keeps its cached findings;
+``full`` re-samples everything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from anonymizers.detection import LABEL_THRESHOLD, classify_column
+from anonymizers.detection.entities import DIRECT_IDENTIFIERS, PERSONAL_ENTITIES
+from connectors.protocol import Connector, TableInfo
+from retention_rules.coverage import ColumnEvidence, Coverage, check_coverage
+from retention_rules.loader import LoadedPolicy
+
+#: Type families whose values the detector reads; the others are judged by name alone.
+SAMPLED_FAMILIES = frozenset({"text", "other", "integer", "numeric"})
+
+
+@dataclass(frozen=True)
+class ColumnScan:
+    """One column's findings: every candidate entity with its confidence, and the
+    evidence (sample size, values hit per entity)."""
+
+    column: str
+    type_name: str
+    family: str
+    entities: dict[str, float]
+    sample_size: int
+    hits: dict[str, int]
+    free_text: bool
+
+    def labels(self, threshold: float = LABEL_THRESHOLD) -> dict[str, float]:
+        """The personal-information entities the column is labelled with."""
+        return {
+            entity: confidence
+            for entity, confidence in self.entities.items()
+            if confidence >= threshold and entity in PERSONAL_ENTITIES
+        }
+
+
+@dataclass(frozen=True)
+class TableScan:
+    store: str
+    schema: str | None
+    table: str
+    rows: int
+    schema_hash: str
+    row_bucket: int
+    sample_size: int
+    scanned_at: datetime
+    columns: tuple[ColumnScan, ...]
+    seconds: float = 0.0
+    reused: bool = False
+
+    def evidence(self) -> list[ColumnEvidence]:
+        return [
+            ColumnEvidence(self.store, self.schema, self.table, column.column, column.labels())
+            for column in self.columns
+        ]
+
+    def findings_json(self) -> str:
+        return json.dumps([column.__dict__ for column in self.columns], sort_keys=True)
+
+    @staticmethod
+    def columns_from_json(text: str) -> tuple[ColumnScan, ...]:
+        return tuple(ColumnScan(**item) for item in json.loads(text))
+
+
+@dataclass
+class Inventory:
+    """Everything one scan found, and the coverage gate's verdict on it."""
+
+    policy: str
+    policy_sha256: str
+    scanned_at: datetime
+    sample_size: int
+    tables: list[TableScan]
+    coverage: Coverage
+    primary_keys: dict[tuple[str, str | None, str], tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def reused(self) -> int:
+        return sum(table.reused for table in self.tables)
+
+
+class ScanCache(Protocol):
+    """Where the previous scan of each table is kept between runs (``flows.scan_cache``)."""
+
+    def get(self, store_url: str, schema: str | None, table: str) -> TableScan | None: ...
+
+    def put(self, store_url: str, scan: TableScan) -> None: ...
+
+
+def schema_hash(info: TableInfo) -> str:
+    """A digest of the table's columns (names, types, nullability) and primary key."""
+    shape = [
+        [column.name, column.type_name, column.family, column.nullable]
+        for column in info.columns.values()
+    ]
+    text = json.dumps({"columns": shape, "primary_key": list(info.primary_key)})
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def row_bucket(rows: int) -> int:
+    """The row count's power of two: a table is re-sampled when it doubles or halves."""
+    return max(rows, 0).bit_length()
+
+
+def scan_table(
+    connector: Connector, info: TableInfo, rows: int, sample_size: int, store: str
+) -> TableScan:
+    """Sample and classify every column of one table."""
+    started = time.perf_counter()
+    sampled = [name for name, c in info.columns.items() if c.family in SAMPLED_FAMILIES]
+    values = connector.sample_values(info.name, sampled, sample_size, info.schema)
+    columns = []
+    for name, column in info.columns.items():
+        finding = classify_column(name, column.family, values.get(name, []))
+        columns.append(
+            ColumnScan(
+                column=name,
+                type_name=column.type_name,
+                family=column.family,
+                entities=dict(finding.entities),
+                sample_size=finding.sample_size,
+                hits=dict(finding.hits),
+                free_text=finding.free_text,
+            )
+        )
+    return TableScan(
+        store=store,
+        schema=info.schema,
+        table=info.name,
+        rows=rows,
+        schema_hash=schema_hash(info),
+        row_bucket=row_bucket(rows),
+        sample_size=sample_size,
+        scanned_at=datetime.now(UTC),
+        columns=tuple(columns),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def scan_policy(
+    loaded: LoadedPolicy,
+    connectors: Mapping[str, Connector],
+    *,
+    cache: ScanCache | None = None,
+    full: bool = False,
+    on_table: Callable[[TableScan], Any] | None = None,
+) -> Inventory:
+    """Scan every table of every store in ``connectors`` and check the policy's coverage.
+
+    Raises ``StoreError`` when a store fails mid-scan: the gate cannot pass on half a map.
+    """
+    policy = loaded.policy
+    sample_size = policy.scan.sample_size
+    tables: list[TableScan] = []
+    primary_keys: dict[tuple[str, str | None, str], tuple[str, ...]] = {}
+    for store, connector in connectors.items():
+        for schema in _schemas(loaded, store):
+            for name in connector.table_names(schema):
+                info = connector.table_info(name, schema)
+                if info is None:  # dropped while we looked
+                    continue
+                primary_keys[(store, schema, name)] = info.primary_key
+                scan = _scan_or_reuse(connector, store, info, sample_size, cache, full)
+                tables.append(scan)
+                if on_table is not None:
+                    on_table(scan)
+    evidence = [item for table in tables for item in table.evidence()]
+    return Inventory(
+        policy=policy.name,
+        policy_sha256=loaded.sha256,
+        scanned_at=datetime.now(UTC),
+        sample_size=sample_size,
+        tables=tables,
+        coverage=check_coverage(policy, evidence, DIRECT_IDENTIFIERS),
+        primary_keys=primary_keys,
+    )
+
+
+def _schemas(loaded: LoadedPolicy, store: str) -> list[str | None]:
+    """The store's default schema and every schema a dataset or exemption names in it."""
+    named = {d.db_schema for d in loaded.policy.datasets if d.store == store}
+    named |= {e.db_schema for e in loaded.policy.scan.exempt if e.store == store}
+    return [None, *sorted(schema for schema in named if schema is not None)]
+
+
+def _scan_or_reuse(
+    connector: Connector,
+    store: str,
+    info: TableInfo,
+    sample_size: int,
+    cache: ScanCache | None,
+    full: bool,
+) -> TableScan:
+    rows = connector.estimate_rows(info.name, info.schema)
+    if cache is not None and not full:
+        cached = cache.get(connector.display_url, info.schema, info.name)
+        if cached is not None and (cached.schema_hash, cached.row_bucket, cached.sample_size) == (
+            schema_hash(info),
+            row_bucket(rows),
+            sample_size,
+        ):
+            return replace(cached, store=store, rows=rows, reused=True, seconds=0.0)
+    scan = scan_table(connector, info, rows, sample_size, store)
+    if cache is not None:
+        cache.put(connector.display_url, scan)
+    return scan

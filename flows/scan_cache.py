@@ -1,0 +1,60 @@
+"""The scan cache in the state database: each table's last findings and fingerprint.
+
+Keyed by the store's display URL (never its password) so that two policies naming the
+same database share the work, and two databases behind the same store name do not.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, delete, insert, select
+
+from flows.ledger import scan_cache
+from flows.scan import TableScan
+
+
+class StateScanCache:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def get(self, store_url: str, schema: str | None, table: str) -> TableScan | None:
+        statement = select(scan_cache).where(
+            scan_cache.c.store_url == store_url,
+            scan_cache.c.db_schema == (schema or ""),
+            scan_cache.c.table_name == table,
+        )
+        with self.engine.connect() as connection:
+            row = connection.execute(statement).first()
+        if row is None:
+            return None
+        return TableScan(
+            store="",
+            schema=schema,
+            table=table,
+            rows=0,
+            schema_hash=row.schema_hash,
+            row_bucket=row.row_bucket,
+            sample_size=row.sample_size,
+            scanned_at=row.scanned_at,
+            columns=TableScan.columns_from_json(row.findings),
+        )
+
+    def put(self, store_url: str, scan: TableScan) -> None:
+        key = (
+            scan_cache.c.store_url == store_url,
+            scan_cache.c.db_schema == (scan.schema or ""),
+            scan_cache.c.table_name == scan.table,
+        )
+        with self.engine.begin() as connection:
+            connection.execute(delete(scan_cache).where(*key))
+            connection.execute(
+                insert(scan_cache).values(
+                    store_url=store_url,
+                    db_schema=scan.schema or "",
+                    table_name=scan.table,
+                    schema_hash=scan.schema_hash,
+                    row_bucket=scan.row_bucket,
+                    sample_size=scan.sample_size,
+                    scanned_at=scan.scanned_at,
+                    findings=scan.findings_json(),
+                )
+            )

@@ -1,0 +1,108 @@
+"""``tenure scan --suggest``: a policy stub that would bind the columns the scan found unbound.
+
+The stub is YAML to review, not to paste blindly: the purpose, subject key, clock and
+retention of a new dataset are decisions the scan cannot make, so they are ``TODO``
+(which the policy loader rejects until they are filled in). Categories are picked from
+the policy where one declares the entity found; otherwise a new category is proposed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+
+from retention_rules.coverage import CoverageGap
+from retention_rules.model import Policy
+
+TableKey = tuple[str, str | None, str]
+_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+
+
+def suggest_bindings(
+    policy: Policy,
+    gaps: Iterable[CoverageGap],
+    primary_keys: Mapping[TableKey, Sequence[str]],
+    direct: Iterable[str],
+) -> str:
+    """YAML binding the unbound columns of ``gaps``; contradictions are listed as comments."""
+    direct_entities = frozenset(direct)
+    unbound: dict[TableKey, list[CoverageGap]] = {}
+    lines = ["# Proposed by `tenure scan --suggest`: review every TODO before use."]
+    for gap in gaps:
+        evidence = gap.evidence
+        if gap.kind == "unbound":
+            unbound.setdefault((evidence.store, evidence.schema, evidence.table), []).append(gap)
+        else:
+            lines.append(f"# Review the categories of {gap}")
+    new_categories: dict[str, str] = {}
+    stubs: list[str] = []
+    for key, table_gaps in unbound.items():
+        columns = [_column_line(policy, gap, new_categories, direct_entities) for gap in table_gaps]
+        existing = [d.name for d in policy.datasets if (d.store, d.db_schema, d.table) == key]
+        if existing:
+            lines.append(f"# Add to the columns of dataset {existing[0]!r}:")
+            lines.extend(f"#   {line}" for line in columns)
+        else:
+            stubs.extend(_dataset_stub(key, primary_keys.get(key, ()), columns))
+    if new_categories:
+        lines.append("categories:")
+        lines.extend(f"  {_quoted(name)}: {spec}" for name, spec in new_categories.items())
+    if stubs:
+        lines.append("datasets:")
+        lines.extend(stubs)
+    return "\n".join(lines) + "\n"
+
+
+def _column_line(
+    policy: Policy, gap: CoverageGap, new: dict[str, str], direct: frozenset[str]
+) -> str:
+    categories = [_category_for(policy, entity, new, direct) for entity in gap.entities]
+    found = ", ".join(f"{e} {gap.evidence.entities[e]:.2f}" for e in gap.entities)
+    listed = categories[0] if len(categories) == 1 else f"[{', '.join(categories)}]"
+    return f"{_quoted(gap.evidence.column)}: {listed}   # found: {found}"
+
+
+def _category_for(policy: Policy, entity: str, new: dict[str, str], direct: frozenset[str]) -> str:
+    listing = [
+        (len(category.entities), name)
+        for name, category in policy.categories.items()
+        if isinstance(category.entities, list) and entity in category.entities
+    ]
+    if listing:  # the most specific category: the one listing fewest entities
+        return min(listing)[1]
+    name = f"detected.{entity.lower()}"
+    identifier = "direct" if entity in direct else "quasi"
+    new[name] = (
+        f'{{description: "TODO: describe ({entity})", identifier: {identifier}, '
+        f"entities: [{entity}]}}"
+    )
+    return name
+
+
+def _dataset_stub(key: TableKey, primary_key: Sequence[str], columns: list[str]) -> list[str]:
+    store, schema, table = key
+    keys = ", ".join(map(_quoted, primary_key)) or "TODO"
+    stub = [
+        f"  - name: {_dataset_name(table)}",
+        f"    store: {store}",
+        *([f"    schema: {_quoted(schema)}"] if schema else []),
+        f"    table: {_quoted(table)}",
+        "    purpose: TODO",
+        f"    primary_key: [{keys}]",
+        "    subject_key: TODO",
+        "    columns:",
+        *(f"      {line}" for line in columns),
+        "    clock: {column: TODO}",
+        "    retention: TODO",
+        "    action: delete",
+    ]
+    return stub
+
+
+def _dataset_name(table: str) -> str:
+    name = re.sub(r"[^a-z0-9_]+", "_", table.lower()).strip("_") or "table"
+    return name if name[0].isalpha() else f"t_{name}"
+
+
+def _quoted(name: str) -> str:
+    return name if _PLAIN.match(name) else '"' + name.replace('"', '\\"') + '"'
