@@ -4,9 +4,9 @@ A scan must cost the same on a table of a hundred thousand rows as on one of a
 hundred million, so nothing here reads a whole table when the store can do better:
 
 * PostgreSQL samples pages with ``TABLESAMPLE SYSTEM`` at a rate chosen from the
-  planner's row estimate (``pg_class.reltuples``) to return about twice the values
-  wanted, then picks the values at random among those; a column too sparse for that
-  rate is sampled again at ten times the rate, up to the whole table.
+  planner's row estimate (``pg_class.reltuples``) to return about twenty times the
+  values wanted, then picks the values at random among those; a column too sparse for
+  that rate is sampled again at ten times the rate, up to the whole table.
 * Other stores (SQLite, MariaDB) have no ``TABLESAMPLE``; they read the column once and
   keep a random ``limit`` of its values (``ORDER BY random() LIMIT n``, a bounded sort).
 
@@ -37,9 +37,11 @@ from connectors.type_families import family_of
 
 #: Characters of a text value the sample keeps.
 MAX_TEXT_CHARS: Final = 2_000
-#: The page sample aims at this many times the values wanted, so NULLs and unlucky
-#: pages rarely force a second query.
-OVERSAMPLE: Final = 2.0
+#: The page sample aims at this many times the values wanted, and the database keeps a
+#: random ``limit`` of them (``ORDER BY random() LIMIT``, so only those travel): rows
+#: written together sit on the same page and look alike, so the values must come from
+#: many pages, and NULLs rarely force a second query.
+OVERSAMPLE: Final = 20.0
 #: How much the sampling rate grows when a column came back short.
 RATE_GROWTH: Final = 10.0
 _PG_CLASS: Final = expression.table(

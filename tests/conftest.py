@@ -43,27 +43,35 @@ def _is_local_host(host: Any) -> bool:
         return False
 
 
+#: Every refused attempt, so a test can see one that library code caught and ignored.
+OUTBOUND_ATTEMPTS: list[str] = []
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _no_outbound_network() -> Iterator[None]:
     """Fail any test that opens a connection beyond this machine's loopback."""
     original = socket.socket.connect
     original_ex = socket.socket.connect_ex
 
+    def refuse(message: str) -> OutboundConnection:
+        OUTBOUND_ATTEMPTS.append(message)  # kept even if the caller swallows the error
+        return OutboundConnection(message)
+
     def guarded(sock: socket.socket, address: Any) -> Any:
         if not _is_local(address):
-            raise OutboundConnection(f"outbound connection attempted to {address!r}")
+            raise refuse(f"outbound connection attempted to {address!r}")
         return original(sock, address)
 
     def guarded_ex(sock: socket.socket, address: Any) -> Any:
         if not _is_local(address):
-            raise OutboundConnection(f"outbound connection attempted to {address!r}")
+            raise refuse(f"outbound connection attempted to {address!r}")
         return original_ex(sock, address)
 
     original_lookup = socket.getaddrinfo
 
     def guarded_lookup(host: Any, *args: Any, **kwargs: Any) -> Any:
         if not _is_local_host(host):
-            raise OutboundConnection(f"name lookup of {host!r} attempted")
+            raise refuse(f"name lookup of {host!r} attempted")
         return original_lookup(host, *args, **kwargs)
 
     socket.socket.connect = guarded  # type: ignore[method-assign]

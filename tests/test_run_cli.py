@@ -95,3 +95,65 @@ def test_an_invalid_policy_stops_before_prefect(tmp_path: Path) -> None:
     result = runner.invoke(app, ["run", str(broken)])
     assert result.exit_code == 2
     assert "broken.yaml:1: categories: Field required" in result.stderr
+
+
+def _add_unbound_phone_column(url: str) -> None:
+    import sqlite3
+
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
+        connection.execute("ALTER TABLE customers ADD COLUMN cellulaire TEXT")
+        connection.execute("UPDATE customers SET cellulaire = phone")
+
+
+def test_the_coverage_gate_refuses_every_destructive_step(
+    prefect_api: None, demo: tuple[str, str]
+) -> None:
+    import hashlib
+
+    from flows import audit
+
+    url, state = demo
+    _add_unbound_phone_column(url)
+    store = Path(url.removeprefix("sqlite:///"))
+    before = hashlib.sha256(store.read_bytes()).hexdigest()
+
+    code, report, _ = _run("--json", "--state", state)
+    assert code == 1 and report is not None
+    gate = report["coverage_gate"]
+    assert isinstance(gate, dict) and gate["status"] == "blocked"
+    assert [g.split(":")[0] for g in gate["gaps"]] == ["crm.customers.cellulaire"]
+    datasets = report["datasets"]
+    assert isinstance(datasets, list)
+    assert {d["status"] for d in datasets} == {"refused"}
+    assert sum(d["expired"] for d in datasets) > 0, "there was work to refuse"
+    assert hashlib.sha256(store.read_bytes()).hexdigest() == before, "the store is untouched"
+
+    engine = open_state(state)
+    entries = audit.entries(engine)
+    assert [(e.get("event"), e["status"]) for e in entries] == [("coverage_gate", "blocked")]
+    assert "crm.customers.cellulaire: unbound: holds PHONE_NUMBER" in entries[0]["gaps"][0]
+    with engine.connect() as connection:
+        from sqlalchemy import select
+
+        from flows.ledger import runs
+
+        assert connection.execute(select(runs.c.status)).scalars().all() == ["blocked"]
+
+    # A dry run still counts, and says what the gate found.
+    dry = runner.invoke(
+        app, ["run", str(SHIPPED_POLICY), "--dry-run", "--now", NOW, "--state", state]
+    )
+    assert dry.exit_code == 0, dry.output
+    assert "crm.customers.cellulaire: unbound" in dry.stdout
+
+
+def test_the_scan_flow_publishes_the_inventory(
+    prefect_api: None, demo: tuple[str, str], tmp_path: Path
+) -> None:
+    from flows.scan_flow import pii_scan
+
+    _, state = demo
+    inventory = pii_scan(str(SHIPPED_POLICY), state_url=state, output_dir=str(tmp_path / "inv"))
+    assert inventory.coverage.passed
+    assert (tmp_path / "inv" / "inventory.json").exists()
+    assert _artifact_keys() >= {"pii-inventory", "pii-inventory-report"}
