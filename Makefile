@@ -21,11 +21,13 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 install: $(VENV)/.installed
 
-## demo: install, build the embedded demo store, check the shipped policy, show its plan, run it
+## demo: install, build the embedded demo store, check the shipped policy, scan for personal
+## information (coverage gate), show the plan, run it
 demo: export TENURE_PSEUDONYM_KEY ?= demo-only-pseudonym-key-not-for-production
 demo: $(VENV)/.installed
 	$(BIN)/tenure demo build --replace
 	$(BIN)/tenure validate $(POLICY)
+	$(BIN)/tenure scan $(POLICY) --check
 	$(BIN)/tenure plan $(POLICY)
 	$(BIN)/tenure run $(POLICY)
 

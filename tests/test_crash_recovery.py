@@ -138,7 +138,10 @@ def test_kill_at_random_chunks_then_rerun_matches_an_uninterrupted_run(
         rerun = run_policy(
             RUN_POLICY,
             RunOptions(
-                chunk_size=CHUNK, now=DEMO_AS_OF, state_url=f"sqlite:///{state}", coverage_gate=False
+                chunk_size=CHUNK,
+                now=DEMO_AS_OF,
+                state_url=f"sqlite:///{state}",
+                coverage_gate=False,
             ),
             environ={"TENURE_CRM_URL": url},
         )
