@@ -63,16 +63,13 @@ def nightly_retention(
     now: datetime | None = None,
     chunk_size: int = 10_000,
     state_url: str | None = None,
-    coverage_gate: bool = True,
 ) -> RunReport:
     """Apply a retention policy: delete, anonymize, aggregate-then-delete what expired.
 
-    The coverage gate runs first (inside ``run_context``); when it blocks, every task
-    only counts.
+    The coverage gate runs first (inside ``run_context``) and cannot be switched off
+    here; when it blocks, every task only counts.
     """
-    options = RunOptions(
-        dry_run, chunk_size, now, state_url, raise_transient=True, coverage_gate=coverage_gate
-    )
+    options = RunOptions(dry_run, chunk_size, now, state_url, raise_transient=True)
     with run_context(policy_path, options) as context:
         if context.gate is not None and context.gate.gaps:
             get_run_logger().warning(

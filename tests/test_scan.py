@@ -289,3 +289,38 @@ def test_a_scan_opens_no_outbound_connection(
     inventory, _ = run_scan(SHIPPED_POLICY, state_url=f"sqlite:///{tmp_path / 's.db'}")
     assert inventory.reused == 0 and inventory.coverage.passed
     assert OUTBOUND_ATTEMPTS[before:] == []
+
+
+def test_with_warn_the_run_goes_on_and_audits_the_gaps(
+    scanned: tuple[Inventory, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows import audit
+    from flows.engine import RunOptions, run_policy
+    from flows.ledger import open_state
+    from tests.conftest import DEMO_AS_OF
+
+    _, root = scanned
+    store = tmp_path / "crm.sqlite"
+    shutil.copy(root / "crm.sqlite", store)
+    with sqlite3.connect(store) as connection:
+        connection.execute("ALTER TABLE customers ADD COLUMN cell TEXT")
+        connection.execute("UPDATE customers SET cell = phone")
+    policy = tmp_path / "policy.yaml"
+    shipped = SHIPPED_POLICY.read_text()
+    assert "on_coverage_gap: block" in shipped
+    policy.write_text(shipped.replace("on_coverage_gap: block", "on_coverage_gap: warn"))
+    monkeypatch.setenv("TENURE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
+    state = f"sqlite:///{tmp_path / 'state.sqlite'}"
+
+    report = run_policy(
+        policy,
+        RunOptions(now=DEMO_AS_OF, state_url=state),
+        environ={"TENURE_CRM_URL": f"sqlite:///{store}"},
+    )
+    assert report.gate is not None and report.gate.status == "warned"
+    assert not report.blocked and not report.failed
+    assert sum(o.processed for o in report.outcomes) > 0
+    entries = audit.entries(open_state(state))
+    assert (entries[0]["event"], entries[0]["status"]) == ("coverage_gate", "warned")
+    assert entries[0]["gaps"][0].startswith("crm.customers.cell: unbound")
+    assert len(entries) == 1 + len(report.outcomes)
