@@ -114,8 +114,17 @@ def test_numbers_are_not_phones_because_of_their_digits() -> None:
     assert classify_column("amount", "numeric", [1234567.89, 5145550123.0, None]).entities == {}
 
 
+def _luhn_valid(number: int) -> bool:
+    digits = [int(d) for d in str(number)][::-1]
+    total = sum(
+        d if i % 2 == 0 else (d * 2 - 9 if d * 2 > 9 else d * 2) for i, d in enumerate(digits)
+    )
+    return total % 10 == 0
+
+
 def test_numbers_are_labelled_by_name_and_by_sin_shape() -> None:
-    sins = [130692544, 296030620] * 50  # valid SINs (Luhn)
+    distinct = [n for n in range(130_692_544, 130_693_544) if _luhn_valid(n)][:50]
+    sins = distinct * 2  # valid SINs (Luhn), each twice
     assert classify_column("nas", "integer", [1, 2, 3]).labels() == {"CA_SIN"}
     unnamed = classify_column("c4", "integer", sins)
     assert unnamed.labels() == {"CA_SIN"}
@@ -179,7 +188,13 @@ def test_quebec_health_number_recognizer() -> None:
     assert "CA_QC_HEALTH_NUMBER" not in _analyze("trem 8501 0112")
     bare, in_context = _analyze("TREM85010112"), _analyze("Carte RAMQ : TREM85010112")
     assert bare["CA_QC_HEALTH_NUMBER"] < 0.5 <= in_context["CA_QC_HEALTH_NUMBER"]
-    ramq = classify_column("ref", "text", ["TREM 8501 0112", "GAGM 9062 1534"] * 10)
+    numbers = [
+        f"{name} {50 + i:02d}{1 + i % 12:02d} {1 + i:02d}{i:02d}"
+        for i, name in enumerate(
+            ["TREM", "GAGM", "ROYJ", "BOUC", "LAVP", "COTE", "NGUY", "PELD"] * 2
+        )
+    ]
+    ramq = classify_column("ref", "text", numbers)
     assert ramq.labels() == {"CA_QC_HEALTH_NUMBER"}
 
 
@@ -222,3 +237,16 @@ def test_bad_arguments_are_refused_without_values() -> None:
     with pytest.raises(ValueError, match="batch_size"):
         classify_column("x", "text", [CANARY], batch_size=0)
     assert LABEL_THRESHOLD == 0.5
+
+
+def test_a_few_repeated_values_are_a_few_values_not_a_share_of_rows() -> None:
+    """libphonenumber reads some browser versions as phone numbers; repeated over half
+    the rows they are still three values of a column of eight versions."""
+    versions = ["138.0.7204.157", "131.0.6778.205", "131.0.2903.112"] * 200
+    versions += ["17.4.1", "18.1", "121.0", "16.6", "128.0"] * 80
+    finding = classify_column("browser_version", "text", versions)
+    assert finding.hits.get("PHONE_NUMBER") == 600, "the rows are still counted as hit"
+    assert "PHONE_NUMBER" not in finding.labels()
+    # The same share over distinct values is a phone column.
+    phones = [f"514-555-{i:04d}" for i in range(600)] + [f"note {i}" for i in range(400)]
+    assert "PHONE_NUMBER" in classify_column("c7", "text", phones).labels()

@@ -8,9 +8,12 @@ its name says so, else nothing. Text values go through Presidio.
 
 Confidences are on one scale, where ``LABEL_THRESHOLD`` (0.5) labels a column:
 
-* a value confidence is the Wilson lower bound of the share of values holding the
-  entity (``confidence.wilson_lower_bound``), so that one stray e-mail address among a
-  thousand notes, or three e-mails in a three-row table, does not read as certainty;
+* a value confidence is the Wilson lower bound of the share of *distinct* values holding
+  the entity (``confidence.wilson_lower_bound``), so that one stray e-mail address among
+  a thousand notes, or three e-mails in a three-row table, does not read as certainty,
+  and neither do a few repeated values: three browser versions that libphonenumber
+  reads as phone numbers, repeated over half the rows, are three values, not five
+  hundred (people's identifiers repeat little);
 * a name confidence is the name rule's prior (``name_rules``); a weak rule (``nom``)
   stays below the threshold unless the values have the entity's shape (``shapes``),
   in which case it is the Wilson bound of that shape's share;
@@ -26,7 +29,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -37,7 +39,7 @@ from anonymizers.detection.confidence import wilson_lower_bound
 from anonymizers.detection.entities import CA_SIN, ENTITIES_BY_FAMILY, FAMILIES, TEXT_ENTITIES
 from anonymizers.detection.name_rules import NameMatch, match_column_name
 from anonymizers.detection.shapes import SHAPES
-from anonymizers.detection.value_scan import count_hits
+from anonymizers.detection.value_scan import Hits, count_hits
 from anonymizers.text_redaction import BATCH_SIZE
 from connectors.protocol import TypeFamily
 
@@ -95,7 +97,7 @@ def classify_column(
     present = [value for value in values if not _missing(value)]
     reasons: list[str] = []
     names = _name_matches(name, family, possible, reasons)
-    hits: Counter[str] = Counter()
+    hits = Hits()
     free_text = False
     texts: list[str] = []
     if family in ("integer", "numeric"):
@@ -113,11 +115,12 @@ def classify_column(
         hits = count_hits(texts, wanted, free_text=free_text, batch_size=batch_size)
     else:
         reasons.append(f"{family} column: values not inspected, only a name can label it")
-    entities = _combine(names, hits, texts, len(present), reasons)
+    distinct_values = len({str(value) for value in present})
+    entities = _combine(names, hits, texts, (len(present), distinct_values), reasons)
     return ColumnFinding(
         entities=entities,
         sample_size=len(present),
-        hits=dict(sorted(hits.items())),
+        hits=dict(sorted(hits.rows.items())),
         free_text=free_text,
         reasons=tuple(reasons),
     )
@@ -185,17 +188,21 @@ def _surest_other(confidences: dict[str, float], entity: str) -> str | None:
 
 def _combine(
     names: Sequence[NameMatch],
-    hits: Counter[str],
+    hits: Hits,
     texts: Sequence[str],
-    sample_size: int,
+    sizes: tuple[int, int],
     reasons: list[str],
 ) -> dict[str, float]:
     """Each entity's confidence: the maximum of its name's and its values' (see module)."""
-    confidences = {entity: wilson_lower_bound(count, sample_size) for entity, count in hits.items()}
-    for entity, count in sorted(hits.items()):
+    sample_size, distinct_values = sizes
+    confidences = {
+        entity: wilson_lower_bound(count, distinct_values)
+        for entity, count in hits.distinct.items()
+    }
+    for entity, count in sorted(hits.rows.items()):
         reasons.append(
-            f"{entity}: {count} of {sample_size} values "
-            f"(Wilson lower bound {confidences[entity]:.3f})"
+            f"{entity}: {count} of {sample_size} values, {hits.distinct[entity]} of "
+            f"{distinct_values} distinct (Wilson lower bound {confidences[entity]:.3f})"
         )
     for match in names:
         prior = match.prior
@@ -212,7 +219,7 @@ def _combine(
             )
             prior = bound if confirmed else prior
         other = _surest_other(confidences, match.entity)
-        if texts and hits[match.entity] == 0 and other is not None:
+        if texts and hits.rows[match.entity] == 0 and other is not None:
             reasons.append(
                 f"{match.entity}: name rule {match.rule!r} overruled, the values are "
                 f"{other} (Wilson lower bound {confidences[other]:.3f}) and none {match.entity}"

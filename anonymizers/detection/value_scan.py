@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from anonymizers.detection.entities import PERSON
@@ -29,6 +30,14 @@ if TYPE_CHECKING:
 HIT_SCORE: Final = 0.5
 
 
+@dataclass(frozen=True)
+class Hits:
+    """Per entity, the values holding it: counted per row and per distinct value."""
+
+    rows: Counter[str] = field(default_factory=Counter)
+    distinct: Counter[str] = field(default_factory=Counter)
+
+
 def count_hits(
     texts: Sequence[str],
     entities: Collection[str],
@@ -36,10 +45,10 @@ def count_hits(
     free_text: bool,
     batch_size: int,
     whole_value: bool = False,
-) -> Counter[str]:
+) -> Hits:
     """How many of ``texts`` hold each of ``entities`` (``whole_value``: *are* one)."""
     if not texts or not entities:
-        return Counter()
+        return Hits()
     occurrences = Counter(texts)
     distinct = list(occurrences)
     wanted = sorted(entities)
@@ -54,10 +63,11 @@ def count_hits(
         again = analyse_texts(names, [PERSON], free_text=True, batch_size=batch_size)
         for i, results in zip(named, again, strict=True):
             found[i] |= entities_hit(distinct[i], results, whole_value=whole_value)
-    hits: Counter[str] = Counter()
+    hits = Hits()
     for text, entities_found in zip(distinct, found, strict=True):
         for entity in entities_found.intersection(wanted):
-            hits[entity] += occurrences[text]
+            hits.rows[entity] += occurrences[text]
+            hits.distinct[entity] += 1
     return hits
 
 
