@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 from collections.abc import Iterator
@@ -264,10 +265,14 @@ def test_scan_check_passes_then_fails_on_an_unbound_phone_column(
     failed = runner.invoke(app, [*args, "--suggest", "--out", str(tmp_path / "b")])
     assert failed.exit_code == 1, failed.output
     gap_lines = [line for line in failed.stdout.splitlines() if ": unbound: " in line]
-    assert gap_lines == [
-        "crm.payments.telephone_client: unbound: holds PHONE_NUMBER (0.99); "
-        "no dataset binding covers it"
-    ]
+    assert len(gap_lines) == 1
+    gap = re.fullmatch(
+        r"crm\.payments\.telephone_client: unbound: holds PHONE_NUMBER \((\d\.\d\d)\); "
+        r"no dataset binding covers it",
+        gap_lines[0],
+    )
+    assert gap is not None, gap_lines[0]
+    assert float(gap[1]) >= 0.5
     assert "#   telephone_client: contact.phone" in failed.stdout
     report = json.loads((tmp_path / "b" / "inventory.json").read_text())
     assert report["coverage"]["passed"] is False
