@@ -16,6 +16,7 @@ import datasketches as ds
 import numpy as np
 import pandas as pd
 
+from anonymizers.suppression import suppressed_cells
 from connectors.protocol import PublishedCell, RollupSink
 from connectors.values import plain
 
@@ -71,7 +72,8 @@ def partial_cells(
 
 
 def publish(rows: Iterable[Mapping[str, Any]], sink: RollupSink) -> list[PublishedCell]:
-    """Merge the partial rows of each cell; suppress cells under `min_cell_size`."""
+    """Merge the partial rows of each cell; withhold cells under `min_cell_size` and the
+    cells that would let them be recovered from totals (`suppressed_cells`)."""
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in rows:
         key = (row["period_start"], *(row[f"dim_{d}"] for d in sink.dimensions))
@@ -89,10 +91,13 @@ def publish(rows: Iterable[Mapping[str, Any]], sink: RollupSink) -> list[Publish
                 cell["kll"][c].merge(sketch)
             else:
                 cell["kll"][c] = sketch
+    withheld = suppressed_cells(
+        {key: cell["n"] for key, cell in merged.items()}, sink.min_cell_size
+    )
     return [
         _published(key, cell, sink)
         for key, cell in sorted(merged.items(), key=lambda kv: tuple(map(str, kv[0])))
-        if cell["n"] >= sink.min_cell_size
+        if key not in withheld
     ]
 
 
