@@ -57,7 +57,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from anonymizers.detection import ColumnFinding, classify_column
 from anonymizers.detection.entities import EMAIL_ADDRESS, PERSON, PHONE_NUMBER
-from anonymizers.detection.value_scan import HIT_SCORE, analyse_texts, entities_hit
+from anonymizers.detection.value_scan import analyse_texts, counted_results
 from anonymizers.text_redaction import detect_language, text_engine
 from bench.scan_eval_set import UNSEEN_NAME_LOCALES
 from connectors.sql import SQLConnector
@@ -508,30 +508,9 @@ def plain_loop(analyzer: AnalyzerEngine, texts: Sequence[str]) -> list[list[Reco
 
 
 def counted(note_text: str, results: Sequence[RecognizerResult]) -> list[RecognizerResult]:
-    """The results ``entities_hit`` counts: positive, not inside a surer result of another
-    type, and either at least ``HIT_SCORE`` or covering the whole (stripped) text."""
-    start = len(note_text) - len(note_text.lstrip())
-    end = len(note_text.rstrip())
-    kept = [
-        result
-        for result in results
-        if result.score > 0
-        and not any(
-            other.entity_type != result.entity_type
-            and other.score > result.score
-            and other.start <= result.start
-            and result.end <= other.end
-            for other in results
-        )
-    ]
-    chosen = [
-        result
-        for result in kept
-        if (result.start <= start and result.end >= end) or result.score >= HIT_SCORE
-    ]
-    if {result.entity_type for result in chosen} != entities_hit(note_text, results):
-        raise RuntimeError("the recall rule no longer matches entities_hit")
-    return chosen
+    """The results ``entities_hit`` counts (``value_scan.counted_results``): the recall
+    rule is the scan's own."""
+    return counted_results(note_text, results)
 
 
 def score(notes: Sequence[Note], analysed: Sequence[Sequence[RecognizerResult]]) -> Tally:

@@ -403,13 +403,20 @@ def finish(context: RunContext, outcomes: list[DatasetOutcome]) -> RunReport:
     return report
 
 
-def gate_entry(report: RunReport, gate: GateVerdict) -> dict[str, Any]:
-    """The coverage gate's gaps (column names and entity types, never a value)."""
+def _run_fields(report: RunReport) -> dict[str, Any]:
+    """What every audit entry of a run starts with."""
     return {
         "run_id": report.run_id,
         "policy": report.policy,
         "policy_sha256": report.policy_sha256,
         "evaluated_at": report.evaluated_at.isoformat(),
+    }
+
+
+def gate_entry(report: RunReport, gate: GateVerdict) -> dict[str, Any]:
+    """The coverage gate's gaps (column names and entity types, never a value)."""
+    return {
+        **_run_fields(report),
         "event": "coverage_gate",
         "status": gate.status,
         "gaps": list(gate.gaps),
@@ -419,10 +426,7 @@ def gate_entry(report: RunReport, gate: GateVerdict) -> dict[str, Any]:
 
 def audit_entry(report: RunReport, outcome: DatasetOutcome) -> dict[str, Any]:
     return {
-        "run_id": report.run_id,
-        "policy": report.policy,
-        "policy_sha256": report.policy_sha256,
-        "evaluated_at": report.evaluated_at.isoformat(),
+        **_run_fields(report),
         **outcome.summary(),
     }
 

@@ -132,10 +132,19 @@ def _analyse(
 def entities_hit(
     text: str, results: Sequence[RecognizerResult], *, whole_value: bool = False
 ) -> set[str]:
-    """The entities ``text`` counts as holding, given Presidio's matches in it.
+    """The entities ``text`` counts as holding, given Presidio's matches in it."""
+    return {result.entity_type for result in counted_results(text, results, whole_value)}
+
+
+def counted_results(
+    text: str, results: Sequence[RecognizerResult], whole_value: bool = False
+) -> list[RecognizerResult]:
+    """The matches that make ``text`` hold their entity.
 
     A match inside a surer match of another type is dropped first: the domain of an
-    e-mail address is no URL of its own, a card number no phone number.
+    e-mail address is no URL of its own, a card number no phone number. What is left
+    counts when it covers the whole (stripped) value, or, unless ``whole_value``, when
+    it scores at least ``HIT_SCORE``.
     """
     kept = [
         result
@@ -151,9 +160,9 @@ def entities_hit(
     ]
     start = len(text) - len(text.lstrip())
     end = len(text.rstrip())
-    return {
-        result.entity_type
+    return [
+        result
         for result in kept
         if (result.start <= start and result.end >= end)
         or (not whole_value and result.score >= HIT_SCORE)
-    }
+    ]
