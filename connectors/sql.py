@@ -131,8 +131,7 @@ class SQLConnector:
         if missing:
             raise StoreError(self.name, self.display_url, f"no column {missing[0]!r} in {table!r}")
         with self._translated_errors(), self._engine.connect() as connection:
-            rows = estimate_rows(connection, reflected)
-            return sample_values(connection, reflected, columns, limit, rows)
+            return sample_values(connection, reflected, columns, limit)
 
     def count_expiry(self, selection: ExpirySelection) -> ExpiryCounts:
         table = self._require(selection.table, selection.schema)

@@ -65,22 +65,20 @@ def estimate_rows(connection: Connection, table: Table) -> int:
 
 
 def sample_values(
-    connection: Connection, table: Table, columns: Sequence[str], limit: int, rows: int
+    connection: Connection, table: Table, columns: Sequence[str], limit: int
 ) -> dict[str, list[Any]]:
-    """Up to ``limit`` non-null values of each of ``columns``, drawn at random.
-
-    ``rows`` is the table's (estimated) row count, which sets the sampling rate.
-    """
+    """Up to ``limit`` non-null values of each of ``columns``, drawn at random."""
     if limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
-    return {name: _sample_column(connection, table, name, limit, rows) for name in columns}
+    if connection.dialect.name != "postgresql":
+        return {name: _fetch(connection, table, name, limit) for name in columns}
+    rows = estimate_rows(connection, table)  # sets the page-sampling rate
+    return {name: _sample_pages(connection, table, name, limit, rows) for name in columns}
 
 
-def _sample_column(
+def _sample_pages(
     connection: Connection, table: Table, name: str, limit: int, rows: int
 ) -> list[Any]:
-    if connection.dialect.name != "postgresql":
-        return _fetch(connection, table, name, limit)
     rate = min(100.0, 100.0 * OVERSAMPLE * limit / max(rows, 1))
     while True:
         source = table if rate >= 100.0 else tablesample(table, func.system(rate))

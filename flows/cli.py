@@ -290,13 +290,16 @@ def _table_progress(console: Console) -> Iterator[Callable[[Any], None]]:
     """A spinner naming each table as it is scanned (on stderr, so stdout stays clean)."""
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
+    from retention_rules.coverage import qualified_table
+
     columns = (SpinnerColumn(), TextColumn("{task.description}"))
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("scanning", total=None)
 
         def on_table(scan: Any) -> None:
             how = "unchanged" if scan.reused else f"{scan.seconds:.1f} s"
-            bar.update(task, description=f"scanned {scan.store}.{scan.table} ({how})")
+            where = f"{scan.store}.{qualified_table(scan.schema, scan.table)}"
+            bar.update(task, description=f"scanned {where} ({how})")
 
         yield on_table
 

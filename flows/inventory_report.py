@@ -12,7 +12,7 @@ from typing import Any
 
 from anonymizers.detection import LABEL_THRESHOLD
 from flows.scan import ColumnScan, Inventory, TableScan
-from retention_rules.coverage import CoverageGap
+from retention_rules.coverage import ColumnEvidence, CoverageGap, qualified_table
 
 INVENTORY_JSON = "inventory.json"
 INVENTORY_MARKDOWN = "inventory.md"
@@ -20,8 +20,8 @@ _HEADERS = ("Store", "Table", "Column", "Type", "Entities", "Sample", "Hits", "B
 
 
 def _where(table: TableScan, column: ColumnScan) -> str:
-    qualified = f"{table.schema}.{table.table}" if table.schema else table.table
-    return f"{table.store}.{qualified}.{column.column}"
+    """The column's address as the coverage gate writes it (``ColumnEvidence.where``)."""
+    return ColumnEvidence(table.store, table.schema, table.table, column.column, {}).where
 
 
 def _statuses(inventory: Inventory) -> dict[str, str]:
@@ -106,7 +106,7 @@ def _cells(inventory: Inventory, statuses: dict[str, str]) -> list[tuple[str, ..
             rows.append(
                 (
                     table.store,
-                    f"{table.schema}.{table.table}" if table.schema else table.table,
+                    qualified_table(table.schema, table.table),
                     column.column,
                     column.type_name,
                     ", ".join(f"{e} {c:.2f}" for e, c in labels.items()) or "—",

@@ -17,18 +17,15 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from anonymizers.detection import LABEL_THRESHOLD, classify_column
+from anonymizers.detection import LABEL_THRESHOLD, VALUE_FAMILIES, classify_column
 from anonymizers.detection.entities import DIRECT_IDENTIFIERS, PERSONAL_ENTITIES
 from connectors.protocol import Connector, TableInfo
 from retention_rules.coverage import ColumnEvidence, Coverage, check_coverage
 from retention_rules.loader import LoadedPolicy
-
-#: Type families whose values the detector reads; the others are judged by name alone.
-SAMPLED_FAMILIES = frozenset({"text", "other", "integer", "numeric"})
 
 
 @dataclass(frozen=True)
@@ -98,10 +95,21 @@ class Inventory:
         return sum(table.reused for table in self.tables)
 
 
+@dataclass(frozen=True)
+class CachedScan:
+    """A table's last findings and the fingerprint they were taken under."""
+
+    schema_hash: str
+    row_bucket: int
+    sample_size: int
+    scanned_at: datetime
+    columns: tuple[ColumnScan, ...]
+
+
 class ScanCache(Protocol):
     """Where the previous scan of each table is kept between runs (``flows.scan_cache``)."""
 
-    def get(self, store_url: str, schema: str | None, table: str) -> TableScan | None: ...
+    def get(self, store_url: str, schema: str | None, table: str) -> CachedScan | None: ...
 
     def put(self, store_url: str, scan: TableScan) -> None: ...
 
@@ -126,7 +134,7 @@ def scan_table(
 ) -> TableScan:
     """Sample and classify every column of one table."""
     started = time.perf_counter()
-    sampled = [name for name, c in info.columns.items() if c.family in SAMPLED_FAMILIES]
+    sampled = [name for name, c in info.columns.items() if c.family in VALUE_FAMILIES]
     values = connector.sample_values(info.name, sampled, sample_size, info.schema)
     columns = []
     for name, column in info.columns.items():
@@ -211,14 +219,26 @@ def _scan_or_reuse(
     full: bool,
 ) -> TableScan:
     rows = connector.estimate_rows(info.name, info.schema)
+    cached = None
     if cache is not None and not full:
         cached = cache.get(connector.display_url, info.schema, info.name)
-        if cached is not None and (cached.schema_hash, cached.row_bucket, cached.sample_size) == (
-            schema_hash(info),
-            row_bucket(rows),
-            sample_size,
-        ):
-            return replace(cached, store=store, rows=rows, reused=True, seconds=0.0)
+    if cached is not None and (cached.schema_hash, cached.row_bucket, cached.sample_size) == (
+        schema_hash(info),
+        row_bucket(rows),
+        sample_size,
+    ):
+        return TableScan(
+            store=store,
+            schema=info.schema,
+            table=info.name,
+            rows=rows,
+            schema_hash=cached.schema_hash,
+            row_bucket=cached.row_bucket,
+            sample_size=cached.sample_size,
+            scanned_at=cached.scanned_at,
+            columns=cached.columns,
+            reused=True,
+        )
     scan = scan_table(connector, info, rows, sample_size, store)
     if cache is not None:
         cache.put(connector.display_url, scan)

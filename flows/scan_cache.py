@@ -9,14 +9,14 @@ from __future__ import annotations
 from sqlalchemy import Engine, delete, insert, select
 
 from flows.ledger import scan_cache
-from flows.scan import TableScan
+from flows.scan import CachedScan, TableScan
 
 
 class StateScanCache:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def get(self, store_url: str, schema: str | None, table: str) -> TableScan | None:
+    def get(self, store_url: str, schema: str | None, table: str) -> CachedScan | None:
         statement = select(scan_cache).where(
             scan_cache.c.store_url == store_url,
             scan_cache.c.db_schema == (schema or ""),
@@ -26,11 +26,7 @@ class StateScanCache:
             row = connection.execute(statement).first()
         if row is None:
             return None
-        return TableScan(
-            store="",
-            schema=schema,
-            table=table,
-            rows=0,
+        return CachedScan(
             schema_hash=row.schema_hash,
             row_bucket=row.row_bucket,
             sample_size=row.sample_size,

@@ -36,8 +36,12 @@ class ColumnEvidence:
 
     @property
     def where(self) -> str:
-        table = f"{self.schema}.{self.table}" if self.schema else self.table
-        return f"{self.store}.{table}.{self.column}"
+        return f"{self.store}.{qualified_table(self.schema, self.table)}.{self.column}"
+
+
+def qualified_table(schema: str | None, table: str) -> str:
+    """``schema.table``, or the table alone in the store's default schema."""
+    return f"{schema}.{table}" if schema else table
 
 
 @dataclass(frozen=True)

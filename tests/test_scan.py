@@ -190,6 +190,20 @@ def test_the_same_backend_agnostic_labels_come_from_postgres(
     assert not differing
 
 
+def _store_copy(scanned: tuple[Inventory, Path], tmp_path: Path) -> Path:
+    """A private copy of the scanned demo store, for a test to change."""
+    store = tmp_path / "crm.sqlite"
+    shutil.copy(scanned[1] / "crm.sqlite", store)
+    return store
+
+
+def _add_unbound_phones(store: Path) -> None:
+    """``customers.cell``: the customers' phone numbers, in a column no binding lists."""
+    with sqlite3.connect(store) as connection:
+        connection.execute("ALTER TABLE customers ADD COLUMN cell TEXT")
+        connection.execute("UPDATE customers SET cell = phone")
+
+
 # --- incremental rescans --------------------------------------------------------------
 
 
@@ -208,10 +222,8 @@ def _forbid_classifying(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def test_unchanged_tables_are_not_sampled_again_unless_full(
     scanned: tuple[Inventory, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    _, root = scanned
-    store, state = tmp_path / "crm.sqlite", tmp_path / "state.sqlite"
-    shutil.copy(root / "crm.sqlite", store)
-    shutil.copy(root / "state.sqlite", state)
+    store, state = _store_copy(scanned, tmp_path), tmp_path / "state.sqlite"
+    shutil.copy(scanned[1] / "state.sqlite", state)
     monkeypatch.setenv("TENURE_CRM_URL", f"sqlite:///{store}")
     classified = _forbid_classifying(monkeypatch)
     state_url = f"sqlite:///{state}"
@@ -224,9 +236,7 @@ def test_unchanged_tables_are_not_sampled_again_unless_full(
     assert (again.reused, classified) == (11, [])
     assert _labels(again) == _labels(first)
 
-    with sqlite3.connect(store) as connection:
-        connection.execute("ALTER TABLE customers ADD COLUMN cell TEXT")
-        connection.execute("UPDATE customers SET cell = phone")
+    _add_unbound_phones(store)
     changed, _ = run_scan(SHIPPED_POLICY, state_url=state_url)
     assert changed.reused == 10
     assert "cell" in classified and "body" not in classified
@@ -243,9 +253,7 @@ def test_unchanged_tables_are_not_sampled_again_unless_full(
 def test_scan_check_passes_then_fails_on_an_unbound_phone_column(
     scanned: tuple[Inventory, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _, root = scanned
-    store = tmp_path / "crm.sqlite"
-    shutil.copy(root / "crm.sqlite", store)
+    store = _store_copy(scanned, tmp_path)
     monkeypatch.setenv("TENURE_CRM_URL", f"sqlite:///{store}")
     args = ["scan", str(SHIPPED_POLICY), "--check", "--state", f"sqlite:///{tmp_path / 's.db'}"]
 
@@ -304,12 +312,8 @@ def test_with_warn_the_run_goes_on_and_audits_the_gaps(
     from flows.ledger import open_state
     from tests.conftest import DEMO_AS_OF
 
-    _, root = scanned
-    store = tmp_path / "crm.sqlite"
-    shutil.copy(root / "crm.sqlite", store)
-    with sqlite3.connect(store) as connection:
-        connection.execute("ALTER TABLE customers ADD COLUMN cell TEXT")
-        connection.execute("UPDATE customers SET cell = phone")
+    store = _store_copy(scanned, tmp_path)
+    _add_unbound_phones(store)
     policy = tmp_path / "policy.yaml"
     shipped = SHIPPED_POLICY.read_text()
     assert "on_coverage_gap: block" in shipped

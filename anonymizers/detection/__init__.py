@@ -3,12 +3,18 @@
 ``classify_column`` is the entry point; Presidio and the spaCy models load on first use.
 """
 
-from anonymizers.detection.classify import LABEL_THRESHOLD, ColumnFinding, classify_column
+from anonymizers.detection.classify import (
+    LABEL_THRESHOLD,
+    VALUE_FAMILIES,
+    ColumnFinding,
+    classify_column,
+)
 from anonymizers.detection.confidence import wilson_lower_bound
 from anonymizers.detection.name_rules import match_column_name
 
 __all__ = [
     "LABEL_THRESHOLD",
+    "VALUE_FAMILIES",
     "ColumnFinding",
     "classify_column",
     "match_column_name",

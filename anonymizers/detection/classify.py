@@ -56,6 +56,10 @@ SHAPE_CONFIRMS_AT: Final = 0.8
 #: A name rule is overruled when the values are this surely another entity and none of
 #: them its own (``from_address`` is "address" by name, e-mail addresses by value).
 VALUES_OVERRULE_AT: Final = 0.9
+#: The type families whose values are read: numbers (for a SIN's shape) and text.
+NUMBER_FAMILIES: Final = frozenset({"integer", "numeric"})
+TEXT_FAMILIES: Final = frozenset({"text", "other"})
+VALUE_FAMILIES: Final = NUMBER_FAMILIES | TEXT_FAMILIES
 #: The one value shape read from numbers: a SIN (nine digits passing Luhn).
 NUMBER_SHAPES: Final = (CA_SIN,)
 
@@ -100,13 +104,13 @@ def classify_column(
     hits = Hits()
     free_text = False
     texts: list[str] = []
-    if family in ("integer", "numeric"):
+    if family in NUMBER_FAMILIES:
         numbers = [text for text in map(_integral_text, present) if text is not None]
         hits = count_hits(
             numbers, NUMBER_SHAPES, free_text=False, batch_size=batch_size, whole_value=True
         )
         reasons.append(f"{family} column: digit patterns ignored, SIN shape checked")
-    elif family in ("text", "other"):
+    elif family in TEXT_FAMILIES:
         texts = [str(value) for value in present]
         free_text = _is_free_text(texts)
         if free_text:
