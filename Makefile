@@ -24,12 +24,14 @@ install: $(VENV)/.installed
 ## demo: install, build the embedded demo store, check the shipped policy, scan for personal
 ## information (coverage gate), show the plan, run it
 demo: export TENURE_PSEUDONYM_KEY ?= demo-only-pseudonym-key-not-for-production
+demo: export TENURE_PSEUDONYM_KEY_ACCOUNTS ?= demo-only-accounts-key-not-for-production
 demo: $(VENV)/.installed
 	$(BIN)/tenure demo build --replace
 	$(BIN)/tenure validate $(POLICY)
 	$(BIN)/tenure scan $(POLICY) --check
 	$(BIN)/tenure plan $(POLICY)
 	$(BIN)/tenure run $(POLICY)
+	$(BIN)/tenure risk $(POLICY)
 
 ## postgres-binaries: the tests start their own PostgreSQL server from Debian's binaries
 postgres-binaries:

@@ -4,6 +4,6 @@ Importing the package registers every operator in ``anonymizers.operators.OPERAT
 the heavy parts (Presidio, spaCy models, Faker pools) load on first use only.
 """
 
-from anonymizers import basic, generalize, keyed, text_redaction
+from anonymizers import age_band, basic, generalize, keyed, text_redaction
 
-__all__ = ["basic", "generalize", "keyed", "text_redaction"]
+__all__ = ["age_band", "basic", "generalize", "keyed", "text_redaction"]

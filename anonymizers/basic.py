@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pandas as pd
+from sqlalchemy import ColumnElement, cast, func, literal, null
 
-from anonymizers.operators import Operator, map_non_null, register
+from anonymizers.operators import Operator, is_plain_text, map_non_null, register
+
+#: ``chars_to_mask`` is capped to this in SQL, where it must fit a 32-bit integer; no text
+#: either database stores is longer, so the cap changes nothing.
+_LONGEST_TEXT = 2**31 - 1
 
 
 class _Constant(Operator):
@@ -23,8 +28,10 @@ class _Constant(Operator):
             values, lambda present: pd.Series(value, index=present.index, dtype=object)
         )
 
-    def sql_constant(self) -> tuple[bool, object]:
-        return True, self.constant()
+    def sql_expression(self, column: ColumnElement[Any], dialect: str) -> ColumnElement[Any] | None:
+        value = self.constant()
+        # A bare NULL would be typed as text by PostgreSQL, and refused for a number column.
+        return cast(null(), column.type) if value is None else literal(value)
 
 
 @register
@@ -46,6 +53,9 @@ class Redact(_Constant):
     def constant(self) -> object:
         return ""
 
+    def writes_text(self) -> bool:
+        return True
+
 
 @register
 class Replace(_Constant):
@@ -58,6 +68,9 @@ class Replace(_Constant):
     def validate(self) -> None:
         super().validate()
         self.new_value = self._param("new_value", str, "<REDACTED>")
+
+    def writes_text(self) -> bool:
+        return True
 
     def constant(self) -> object:
         return self.new_value
@@ -93,6 +106,35 @@ class Mask(Operator):
     def operate(self, values: pd.Series) -> pd.Series:
         return map_non_null(values, self._mask)
 
+    def sql_expression(self, column: ColumnElement[Any], dialect: str) -> ColumnElement[Any] | None:
+        """PostgreSQL and SQLite, on plain text columns.
+
+        On SQLite, exact for text without NUL characters: its ``length`` and ``substr``
+        stop at the first one, where Python does not. A NUL masking character is never
+        done in SQL (PostgreSQL cannot even bind it, though pandas may never write it).
+        """
+        if dialect not in ("postgresql", "sqlite") or not is_plain_text(column):
+            return None
+        if self.masking_char == "\x00":
+            return None
+        if self.chars_to_mask == 0:
+            return column
+        length = func.length(column)
+        if self.chars_to_mask is None:
+            return _repeat(self.masking_char, length, dialect)
+        count = literal(min(self.chars_to_mask, _LONGEST_TEXT))
+        masked = func.least(length, count) if dialect == "postgresql" else func.min(length, count)
+        mask = _repeat(self.masking_char, masked, dialect)
+        if self.from_end:
+            return func.substr(column, 1, length - masked).concat(mask)
+        return mask.concat(func.substr(column, masked + 1))
+
+    def writes_text(self) -> bool:
+        return True
+
+    def identifies(self) -> bool:
+        return self.chars_to_mask is not None  # the unmasked part may still point to one
+
     def _mask(self, present: pd.Series) -> pd.Series:
         text = present.astype(str)
         count = self.chars_to_mask
@@ -109,3 +151,12 @@ class Mask(Operator):
     def _hide(self, text: pd.Series) -> pd.Series:
         # Backslash is the only special character in a replacement (Python re and RE2).
         return text.str.replace(r"(?s).", self.masking_char.replace("\\", "\\\\"), regex=True)
+
+
+def _repeat(char: str, times: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
+    """``char`` repeated ``times`` times, in SQL."""
+    if dialect == "postgresql":
+        return func.repeat(literal(char), times)
+    # SQLite has no repeat(), and printf('%.*c', 0, c) still prints one c: instead, n zero
+    # bytes in hex are n "00" pairs, each replaced by the character.
+    return func.replace(func.hex(func.zeroblob(times)), literal("00"), literal(char))

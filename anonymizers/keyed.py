@@ -13,7 +13,7 @@ import hmac
 import re
 from collections.abc import Callable
 from functools import cache
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import pandas as pd
 
@@ -27,8 +27,11 @@ POOL_SIZE = 4096
 #: Fixed so that every process builds the same pools (for a given Faker version).
 POOL_SEED = 20_240_917
 SURROGATE_KINDS = frozenset(
-    {"first_name", "last_name", "name", "email", "phone", "street_address", "city"}
-)
+    {
+        "first_name", "last_name", "name", "email", "phone",
+        "street_address", "city", "postal_code", "address",
+    }
+)  # fmt: skip
 SURROGATE_LOCALES = frozenset({"en_CA", "fr_CA"})
 # Canadian area codes; the 555-01xx exchange is reserved for fiction, so no surrogate
 # phone number rings anybody.
@@ -67,6 +70,12 @@ class _Keyed(Operator):
     """Reads and checks ``key_id``; the key itself is fetched per call and never stored."""
 
     key_id: str
+
+    def writes_text(self) -> bool:
+        return True
+
+    def identifies(self) -> bool:
+        return True
 
     def validate(self) -> None:
         super().validate()
@@ -157,6 +166,21 @@ def surrogate_pool(kind: str, locale: str) -> tuple[str, ...]:
         "phone": lambda: f"{fake.random_element(_AREA_CODES)}-555-01{fake.random_int(0, 99):02d}",
         "street_address": fake.street_address,
         "city": fake.city,
+        "postal_code": lambda: _postal_code(fake, fake.province_abbr()),
+        "address": lambda: _address(fake),
     }
     generate = make[kind]
     return tuple(str(generate()) for _ in range(POOL_SIZE))
+
+
+def _postal_code(fake: Any, province: str) -> str:
+    """A postal code whose first letter belongs to ``province`` (Faker's plain
+    ``postcode`` ignores the province), written ``A1A 1A1``."""
+    code = str(fake.postcode_in_province(province)).replace(" ", "")
+    return f"{code[:3]} {code[3:]}"
+
+
+def _address(fake: Any) -> str:
+    """One line, as address columns hold it: street, city, province, postal code."""
+    province = fake.province_abbr()
+    return f"{fake.street_address()}, {fake.city()}, {province} {_postal_code(fake, province)}"

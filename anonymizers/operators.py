@@ -13,6 +13,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import CHAR, NCHAR, ColumnElement, Enum, String
 
 T = TypeVar("T")
 
@@ -52,13 +53,26 @@ class Operator(ABC):
     def operate(self, values: pd.Series) -> pd.Series:
         """Return the transformed column, with the same index and nulls left null."""
 
-    def sql_constant(self) -> tuple[bool, object]:
-        """``(True, value)`` when every non-null cell becomes ``value``.
+    def identifies(self) -> bool:
+        """Whether the output still singles out the person (a keyed pseudonym, a
+        surrogate, a partial mask): such a column is pseudonymized, not anonymized."""
+        return False
 
-        The caller can then run the operator as ``UPDATE ... SET col = :value`` in the
-        database instead of reading the column out.
+    def writes_text(self) -> bool:
+        """Whether the output is text whatever the input, so a date or number column
+        cannot hold it (the live-schema check says so before any run)."""
+        return False
+
+    def sql_expression(self, column: ColumnElement[Any], dialect: str) -> ColumnElement[Any] | None:
+        """The operator as an SQLAlchemy expression over ``column``, or None.
+
+        Lets the connector rewrite the column with one ``UPDATE`` inside the database
+        instead of reading it out, so the expression must give exactly what ``operate``
+        gives for every non-null value, on this dialect and column type; when it cannot,
+        None sends the column through pandas. NULL needs no care: the caller keeps it
+        NULL. Values go in as bound parameters, never spliced into SQL text.
         """
-        return False, None
+        return None
 
     # Parameter helpers shared by the subclasses' ``validate``.
 
@@ -119,6 +133,16 @@ def map_non_null(values: pd.Series, transform: Callable[[pd.Series], pd.Series])
         transformed[pd.isna(transformed)] = None
         result[present] = transformed
     return pd.Series(result, index=values.index, dtype=object)
+
+
+def is_plain_text(column: ColumnElement[Any]) -> bool:
+    """Whether SQL string functions see the column's values as pandas does.
+
+    ``CHAR(n)`` is left out (pandas sees its padding, PostgreSQL's ``length`` does not),
+    and so are enums (a rewritten value is no longer one of their labels).
+    """
+    kind = column.type
+    return isinstance(kind, String) and not isinstance(kind, CHAR | NCHAR | Enum)
 
 
 def map_unique(values: pd.Series, function: Callable[[Any], Hashable | None]) -> pd.Series:

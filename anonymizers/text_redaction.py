@@ -1,10 +1,12 @@
-"""``redact_text``: find personal information in free text (English or French) and tag it.
+"""``redact_text``: find personal information in free text (English or French) and hide it.
 
 Presidio's analyzer does the finding with the installed spaCy models, its predefined
 recognizers (with the Canadian SIN and postal code ones) and three of ours: North American
 phone numbers in every common layout, valid or not, e-mail addresses of any shape, and
 "known given name + capitalised word" for the person names the small models miss. Each
-finding is replaced by its type, e.g. ``<PHONE_NUMBER>``, so the text stays readable.
+finding is replaced by its type, e.g. ``<PHONE_NUMBER>``, so the text stays readable, or by
+a realistic surrogate of that type. The scan's recognizers (RAMQ health numbers, more
+phone and card layouts) are registered too, so what the scan finds is what gets redacted.
 
 Nothing is downloaded: the models are pip packages (``TENURE_SPACY_EN_MODEL`` /
 ``TENURE_SPACY_FR_MODEL`` name another installed package or a model directory) and
@@ -18,6 +20,8 @@ import os
 
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
 
+import hashlib
+import hmac
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -28,7 +32,9 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import pandas as pd
 
+from anonymizers.keyed import surrogate_pool
 from anonymizers.operators import Operator, OperatorError, map_non_null, register
+from anonymizers.secrets import DEFAULT_KEY_ID, KEY_ID_RULE, is_valid_key_id, pseudonym_key
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine, EntityRecognizer, RecognizerResult
@@ -261,16 +267,25 @@ def redact_texts(
 
 @register
 class RedactText(Operator):
-    """Replace the personal information found in free text by its type, e.g. ``<PERSON>``.
+    """Replace the personal information found in free text by its type, e.g. ``<PERSON>``,
+    or (``replace_with: surrogate``) by a realistic stand-in of the same type.
 
     ``entities`` restricts the types looked for (default: all Presidio knows here);
     ``score_threshold`` drops weaker findings (default 0: redact whenever in doubt).
+    Surrogates are picked by the keyed hash of the text and the finding's position, so a
+    text always gets the same ones, but two notes about one person are not linked through
+    them. Like the structured surrogate, that form is not idempotent (a surrogate name is
+    a name): rows are marked once rewritten and never rewritten twice.
     """
 
     name: ClassVar[str] = "redact_text"
-    allowed_params: ClassVar[frozenset[str]] = frozenset({"entities", "score_threshold"})
+    allowed_params: ClassVar[frozenset[str]] = frozenset(
+        {"entities", "score_threshold", "replace_with", "key_id"}
+    )
     entities: list[str] | None
     score_threshold: float
+    replace_with: str
+    key_id: str
 
     def validate(self) -> None:
         super().validate()
@@ -288,14 +303,55 @@ class RedactText(Operator):
         if not 0.0 <= threshold <= 1.0:
             raise self._error("score_threshold", "must be between 0 and 1")
         self.score_threshold = float(threshold)
+        self.replace_with = self._choice("replace_with", ("tag", "surrogate"), "tag")
+        self.key_id = self._param("key_id", str, DEFAULT_KEY_ID)
+        if not is_valid_key_id(self.key_id):
+            raise self._error("key_id", f"must be {KEY_ID_RULE}")
 
     def operate(self, values: pd.Series) -> pd.Series:
         return map_non_null(values, self._redact)
 
+    def writes_text(self) -> bool:
+        return True
+
     def _redact(self, present: pd.Series) -> pd.Series:
         codes, uniques = pd.factorize(present.astype(str).to_numpy(dtype=object))
-        redacted = redact_texts(list(uniques), self.entities, self.score_threshold)
+        originals = list(uniques)
+        redacted = redact_texts(originals, self.entities, self.score_threshold)
+        if self.replace_with == "surrogate":
+            key = pseudonym_key(self.key_id)
+            redacted = [
+                with_surrogates(original, text, key)
+                for original, text in zip(originals, redacted, strict=True)
+            ]
         return pd.Series(np.asarray(redacted, dtype=object)[codes], index=present.index)
+
+
+#: The surrogate kind standing in for each finding type; other types keep their tag.
+_SURROGATE_KINDS = {
+    "PERSON": "name",
+    "EMAIL_ADDRESS": "email",
+    "PHONE_NUMBER": "phone",
+    "LOCATION": "city",
+    "CA_POSTAL_CODE": "postal_code",
+}
+
+
+def with_surrogates(original: str, redacted: str, key: bytes) -> str:
+    """``redacted`` with each tag that has a surrogate kind replaced by a fake value, in
+    the original text's language, chosen by HMAC(key, original text, tag position)."""
+    locale = "fr_CA" if detect_language(original) == "fr" else "en_CA"
+    seed = hmac.new(key, original.encode("utf-8"), hashlib.sha256).digest()
+
+    def surrogate(match: re.Match[str]) -> str:
+        kind = _SURROGATE_KINDS.get(match.group()[1:-1])
+        if kind is None:
+            return match.group()
+        pick = hashlib.sha256(seed + match.start().to_bytes(8, "big")).digest()
+        pool = surrogate_pool(kind, locale)
+        return pool[int.from_bytes(pick[:8], "big") % len(pool)]
+
+    return _TAG.sub(surrogate, redacted)
 
 
 def given_name_pattern() -> str:
@@ -393,6 +449,8 @@ def text_engine() -> TextEngine:
     from presidio_analyzer.nlp_engine import NlpEngineProvider
     from presidio_anonymizer import AnonymizerEngine
 
+    from anonymizers.detection.recognizers import detection_recognizers
+
     # If tldextract was imported before our environment default, keep it offline anyway.
     tldextract.tldextract.TLD_EXTRACTOR.suffix_list_urls = ()
     # Presidio warns about every recognizer of a language we do not load; that is by design.
@@ -424,6 +482,9 @@ def text_engine() -> TextEngine:
     registry.remove_recognizer("PhoneRecognizer")  # replaced by ours, with fewer regions
     for recognizer in _our_recognizers(languages):
         registry.add_recognizer(recognizer)
+    for language in languages:  # the scan's: RAMQ numbers, more phone and card layouts
+        for recognizer in detection_recognizers(language):
+            registry.add_recognizer(recognizer)
     analyzer = AnalyzerEngine(
         nlp_engine=nlp_engine,
         registry=registry,

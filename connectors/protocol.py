@@ -8,11 +8,14 @@ rules into these; the connector translates them into its store's own language
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement
 
 TypeFamily = Literal["datetime", "date", "integer", "numeric", "text", "boolean", "other"]
 ConditionOp = Literal["eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "is_null", "not_null"]
@@ -114,11 +117,12 @@ class ExpiryCounts:
 
 @dataclass(frozen=True)
 class ColumnRewrite:
-    """How one column is rewritten in place: a constant the database can set by itself,
-    or a vectorized transform applied to the chunk's values in pandas."""
+    """How one column is rewritten in place: in the database when ``sql`` gives an
+    expression for the column and dialect (it may give None), otherwise by ``transform``
+    applied to the chunk's values in pandas. Both keep NULL as NULL."""
 
     column: str
-    constant: tuple[bool, object] = (False, None)
+    sql: Callable[[ColumnElement[Any], str], ColumnElement[Any] | None] | None = None
     transform: Callable[[Any], Any] | None = None
 
 
@@ -137,6 +141,9 @@ class RollupSink:
     distinct: tuple[str, ...] = ()
     quantiles: tuple[str, ...] = ()
     min_cell_size: int = 10
+    subject: str | None = None
+    """The column naming whom a row is about: cells are then withheld by how many people
+    they count, not rows (twelve clicks may be one visitor's)."""
 
 
 @dataclass(frozen=True)
@@ -183,6 +190,10 @@ class PublishedCell:
     dimensions: dict[str, Any]
     count: int
     measures: dict[str, float | None]
+    subjects: int | None = None
+    """How many people the cell counts (None: the rollup does not track them)."""
+    withheld: bool = False
+    """Suppressed: never shown; its counts are kept only to compare with a later release."""
 
 
 @runtime_checkable
@@ -224,6 +235,21 @@ class Connector(Protocol):
         """Count total, expired and held rows in the store, in one pass."""
         ...
 
+    def count_groups(
+        self, table: str, columns: Sequence[str], marked: str, schema: str | None = None
+    ) -> list[tuple[tuple[Any, ...], int]]:
+        """The rows marked under ``marked`` (rewritten in place), grouped by ``columns``
+        inside the store: each distinct combination of values and how many rows share it
+        (NULL is a value). Only the groups leave the store."""
+        ...
+
+    def read_rows(
+        self, selection: ExpirySelection, columns: Sequence[str], chunk_size: int
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """The values of ``columns`` of the rows a run would act on now (selected, not
+        held), in chunks of at most ``chunk_size`` rows; read only, nothing changes."""
+        ...
+
     def execute_chunk(self, work: ChunkWork) -> ChunkResult:
         """Choose the next chunk and do `work` on it in one transaction, with its journal
         entry. The chunk is chosen and changed under one snapshot, so a row that stopped
@@ -235,8 +261,10 @@ class Connector(Protocol):
         """The chunks this store committed for `run_id`."""
         ...
 
-    def published(self, label: str, rollup: RollupSink) -> list[PublishedCell]:
-        """The rollup's cells with at least `min_cell_size` rows; smaller ones suppressed."""
+    def rollup_cells(self, label: str, rollup: RollupSink) -> list[PublishedCell]:
+        """Every cell of the rollup, merged over all runs; cells under `min_cell_size`
+        people, and those that would reveal them, are flagged ``withheld`` (show only
+        ``connectors.rollups.shown`` of them)."""
         ...
 
     def exclusive(self, name: str) -> AbstractContextManager[bool]:

@@ -8,6 +8,7 @@ exact for small cells, and within about 2% for large ones.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,6 +19,7 @@ import pandas as pd
 
 from anonymizers.suppression import suppressed_cells
 from connectors.protocol import PublishedCell, RollupSink
+from connectors.sql_bookkeeping import SUBJECTS
 from connectors.values import plain
 
 HLL_LG_K = 12
@@ -34,6 +36,13 @@ def period_starts(
         stamps = stamps.dt.tz_localize(naive_zone)
     local = stamps.dt.tz_convert(zone).dt.tz_localize(None)
     return local.dt.to_period(_FREQUENCIES[period]).dt.start_time.dt.date
+
+
+def period_end(start: date, period: str) -> date:
+    """The first day after the period that begins on ``start``."""
+    last = pd.Period(start, freq=_FREQUENCIES[period]).end_time
+    following: date = (last + pd.Timedelta(days=1)).date()
+    return following
 
 
 def partial_cells(
@@ -53,12 +62,13 @@ def partial_cells(
     cells = grouped.size().rename("n").to_frame()
     for c in sink.sums:
         cells[f"sum_{c}"] = grouped[f"sum_{c}"].sum()
-    if sink.distinct or sink.quantiles:
+    if sink.distinct or sink.quantiles or sink.subject:
         members = frame.groupby([data[k] for k in keys], dropna=False, sort=True)
         sketches = [
             {
                 **{f"hll_{c}": _hll(group[c]) for c in sink.distinct},
                 **{f"kll_{c}": _kll(group[c]) for c in sink.quantiles},
+                **({SUBJECTS: _hll(group[sink.subject])} if sink.subject else {}),
             }
             for _, group in members
         ]
@@ -71,14 +81,20 @@ def partial_cells(
     ]
 
 
-def publish(rows: Iterable[Mapping[str, Any]], sink: RollupSink) -> list[PublishedCell]:
-    """Merge the partial rows of each cell; withhold cells under `min_cell_size` and the
-    cells that would let them be recovered from totals (`suppressed_cells`)."""
+def merge_cells(rows: Iterable[Mapping[str, Any]], sink: RollupSink) -> list[PublishedCell]:
+    """Merge the partial rows of each cell; flag as ``withheld`` the cells under
+    `min_cell_size` people and those that would let them be recovered from totals
+    (`suppressed_cells`). A withheld cell keeps its counts (to compare releases) but
+    none of its measures."""
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in rows:
         key = (row["period_start"], *(row[f"dim_{d}"] for d in sink.dimensions))
-        cell = merged.setdefault(key, {"n": 0, "sums": {}, "hll": {}, "kll": {}})
+        cell = merged.setdefault(
+            key, {"n": 0, "sums": {}, "hll": {}, "kll": {}, "subjects": ds.hll_union(HLL_LG_K)}
+        )
         cell["n"] += int(row["n"])
+        if sink.subject is not None and row.get(SUBJECTS) is not None:
+            cell["subjects"].update(ds.hll_sketch.deserialize(row[SUBJECTS]))
         for c in sink.sums:
             cell["sums"][c] = cell["sums"].get(c, 0.0) + float(row[f"sum_{c}"] or 0.0)
         for c in sink.distinct:
@@ -92,18 +108,34 @@ def publish(rows: Iterable[Mapping[str, Any]], sink: RollupSink) -> list[Publish
             else:
                 cell["kll"][c] = sketch
     withheld = suppressed_cells(
-        {key: cell["n"] for key, cell in merged.items()}, sink.min_cell_size
+        {key: _people(cell, sink) for key, cell in merged.items()}, sink.min_cell_size
     )
     return [
-        _published(key, cell, sink)
+        _published(key, cell, sink, key in withheld)
         for key, cell in sorted(merged.items(), key=lambda kv: tuple(map(str, kv[0])))
-        if key not in withheld
     ]
 
 
-def _published(key: tuple[Any, ...], cell: dict[str, Any], sink: RollupSink) -> PublishedCell:
+def shown(cells: Iterable[PublishedCell]) -> list[PublishedCell]:
+    """The cells anyone may see: those not withheld."""
+    return [cell for cell in cells if not cell.withheld]
+
+
+def _people(cell: dict[str, Any], sink: RollupSink) -> int:
+    """Whom a cell counts: its people when tracked (never more than its rows), else rows."""
+    if sink.subject is None:
+        return int(cell["n"])
+    people = round(float(cell["subjects"].get_result().get_estimate()))
+    return min(int(cell["n"]), people)
+
+
+def _published(
+    key: tuple[Any, ...], cell: dict[str, Any], sink: RollupSink, withheld: bool
+) -> PublishedCell:
     period, *dims = key
     measures: dict[str, float | None] = {}
+    if withheld:
+        sink = replace(sink, sums=(), distinct=(), quantiles=())
     for c in sink.sums:
         measures[f"sum_{c}"] = cell["sums"][c]
         measures[f"mean_{c}"] = cell["sums"][c] / cell["n"]
@@ -117,6 +149,8 @@ def _published(key: tuple[Any, ...], cell: dict[str, Any], sink: RollupSink) -> 
         dimensions=dict(zip(sink.dimensions, dims, strict=True)),
         count=cell["n"],
         measures=measures,
+        subjects=None if sink.subject is None else _people(cell, sink),
+        withheld=withheld,
     )
 
 

@@ -16,10 +16,13 @@ from sqlalchemy import (
     URL,
     ColumnElement,
     MetaData,
+    String,
     Table,
     and_,
     case,
+    cast,
     create_engine,
+    exists,
     func,
     inspect,
     make_url,
@@ -46,7 +49,7 @@ from connectors.protocol import (
     RollupSink,
     TableInfo,
 )
-from connectors.rollups import publish
+from connectors.rollups import merge_cells
 from connectors.sql_bookkeeping import JOURNAL, MARKS, is_bookkeeping, rollup_table_name
 from connectors.sql_chunks import Bookkeeping, execute_chunk, not_marked
 from connectors.sql_expressions import (
@@ -159,6 +162,39 @@ class SQLConnector:
             held_by={f.name: n for f, n in zip(selection.exclusions, per_filter, strict=True)},
         )
 
+    def count_groups(
+        self, table: str, columns: Sequence[str], marked: str, schema: str | None = None
+    ) -> list[tuple[tuple[Any, ...], int]]:
+        reflected = self._require(table, schema)
+        marks = self._table(MARKS, None)
+        if marks is None:
+            return []
+        (key,) = reflected.primary_key.columns  # marks exist for one-column keys only
+        chosen = [reflected.c[c] for c in columns]
+        statement = (
+            select(*chosen, func.count())
+            .select_from(reflected)
+            .where(exists().where(marks.c.label == marked, marks.c.row_key == cast(key, String)))
+            .group_by(*chosen)
+        )
+        with self._translated_errors(), self._engine.connect() as connection:
+            return [(tuple(row[:-1]), int(row[-1])) for row in connection.execute(statement)]
+
+    def read_rows(
+        self, selection: ExpirySelection, columns: Sequence[str], chunk_size: int
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        table = self._require(selection.table, selection.schema)
+        keys = [table.c[k] for k in selection.primary_key]
+        statement = (
+            select(*(table.c[c] for c in columns))
+            .where(self._actionable(table, selection))
+            .order_by(*keys)
+        )
+        with self._translated_errors(), self._engine.connect() as connection:
+            result = connection.execution_options(yield_per=chunk_size).execute(statement)
+            for partition in result.partitions(chunk_size):
+                yield [tuple(row) for row in partition]
+
     def execute_chunk(self, work: ChunkWork) -> ChunkResult:
         table = self._require(work.selection.table, work.selection.schema)
         books = self._bookkeeping(work)
@@ -180,13 +216,13 @@ class SQLConnector:
         with self._translated_errors(), self._engine.connect() as connection:
             return [JournalEntry(**row) for row in connection.execute(statement).mappings()]
 
-    def published(self, label: str, rollup: RollupSink) -> list[PublishedCell]:
+    def rollup_cells(self, label: str, rollup: RollupSink) -> list[PublishedCell]:
         table = self._table(rollup_table_name(label, rollup.name), None)
         if table is None:
             return []
         with self._translated_errors(), self._engine.connect() as connection:
             rows = [dict(row) for row in connection.execute(select(table)).mappings()]
-        return publish(rows, rollup)
+        return merge_cells(rows, rollup)
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[bool]:

@@ -29,6 +29,9 @@ from connectors.protocol import RollupSink
 
 JOURNAL = "tenure_journal"
 MARKS = "tenure_marks"
+#: The rollup column holding the HyperLogLog sketch of a cell's people; no measure's
+#: column can be called that (theirs start with dim_, sum_, hll_ or kll_).
+SUBJECTS = "subjects_hll"
 _IDENTIFIER_LIMIT = 63  # PostgreSQL's; the tightest of the supported dialects
 
 
@@ -85,4 +88,6 @@ def rollup_table(
         *(Column(f"hll_{c}", LargeBinary, nullable=True) for c in sink.distinct),
         *(Column(f"kll_{c}", LargeBinary, nullable=True) for c in sink.quantiles),
     ]
+    if sink.subject is not None:
+        columns.append(Column(SUBJECTS, LargeBinary, nullable=True))
     return Table(rollup_table_name(label, sink.name), metadata, *columns)

@@ -39,7 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import cast as sa_cast
 
-from connectors.protocol import ChunkResult, ChunkWork, ExpirySelection, Key
+from connectors.protocol import ChunkResult, ChunkWork, ColumnRewrite, ExpirySelection, Key
 from connectors.rollups import partial_cells, period_starts
 from connectors.sql_bookkeeping import bookkeeping_metadata, rollup_table
 from connectors.sql_expressions import TimeContext
@@ -151,7 +151,7 @@ def _process(chunk: _Chunk) -> int:
     if work.action == "anonymize":
         return _rewrite(chunk)
     if work.action == "aggregate_then_delete":
-        sketches = any(sink.distinct or sink.quantiles for sink in work.rollups)
+        sketches = any(sink.distinct or sink.quantiles or sink.subject for sink in work.rollups)
         if chunk.connection.dialect.name == "postgresql" and not sketches:
             return _delete_and_aggregate_in_database(chunk)
         return _delete_and_aggregate(chunk)
@@ -163,6 +163,8 @@ def _rollup_columns(work: ChunkWork) -> list[str]:
     needed = {work.selection.clock_column}
     for sink in work.rollups:
         needed.update(sink.dimensions, sink.sums, sink.distinct, sink.quantiles)
+        if sink.subject is not None:
+            needed.add(sink.subject)
     return sorted(needed)
 
 
@@ -227,10 +229,27 @@ def _period_start(
     return sa_cast(func.date_trunc(period, func.timezone(zone, instant)), Date)
 
 
+def _split_rewrites(
+    table: Table, rewrites: tuple[ColumnRewrite, ...], dialect: str
+) -> tuple[dict[str, ColumnElement[Any]], list[ColumnRewrite]]:
+    """The new values the database computes itself, by column, and the rewrites left to
+    pandas: those columns alone are read out."""
+    in_database: dict[str, ColumnElement[Any]] = {}
+    in_pandas: list[ColumnRewrite] = []
+    for rewrite in rewrites:
+        column = table.c[rewrite.column]
+        expression = None if rewrite.sql is None else rewrite.sql(column, dialect)
+        if expression is not None:  # a null stays null, as in the pandas path
+            in_database[rewrite.column] = case((column.is_(None), null()), else_=expression)
+        elif rewrite.transform is not None:
+            in_pandas.append(rewrite)
+    return in_database, in_pandas
+
+
 def _rewrite(chunk: _Chunk) -> int:
     work, table, connection = chunk.work, chunk.table, chunk.connection
     (key,) = work.selection.primary_key
-    transforms = [r for r in work.rewrites if not r.constant[0] and r.transform is not None]
+    in_database, transforms = _split_rewrites(table, work.rewrites, connection.dialect.name)
     names = [r.column for r in transforms]
     chosen = select(table.c[key], *(table.c[n] for n in names)).where(chunk.rows)
     if connection.dialect.name == "postgresql":
@@ -239,14 +258,8 @@ def _rewrite(chunk: _Chunk) -> int:
     if not rows:
         return 0
     live = [row[0] for row in rows]
-    where = table.c[key].in_(live)
-    constants = {
-        r.column: case((table.c[r.column].is_(None), null()), else_=literal(r.constant[1]))
-        for r in work.rewrites
-        if r.constant[0]
-    }  # a null stays null, as in the pandas path
-    if constants:
-        connection.execute(update(table).where(where).values(constants))
+    if in_database:
+        connection.execute(update(table).where(table.c[key].in_(live)).values(in_database))
     if transforms:
         frame = pd.DataFrame.from_records(rows, columns=[key, *names])
         for rewrite in transforms:

@@ -43,6 +43,8 @@ demo_app = typer.Typer(help="The embedded demo store.", no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
 audit_app = typer.Typer(help="The audit log of what was destroyed, and when.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+register_app = typer.Typer(help="The anonymization register.", no_args_is_help=True)
+app.add_typer(register_app, name="register")
 
 stdout = Console()
 if not stdout.is_terminal:  # logs and pipes are not width-limited; keep tables on one line
@@ -347,26 +349,104 @@ def audit_show(
     engine.dispose()
 
 
+@register_app.command("export")
+def register_export(
+    policy: PolicyArg,
+    state: StateOption = None,
+    lines: Annotated[bool, typer.Option("--jsonl", help="One entry per line.")] = False,
+) -> None:
+    """Print the anonymization register (JSON, each entry checked against its schema)."""
+    from flows import register
+
+    engine = _state_database(policy, state)
+    entries = register.entries(engine)
+    engine.dispose()
+    if lines:
+        for entry in entries:
+            sys.stdout.write(json.dumps(entry, sort_keys=True, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(json.dumps(entries, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
 @app.command()
 def aggregates(
     policy: PolicyArg,
     dataset: Annotated[str | None, typer.Argument(help="Only this dataset.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+    state: StateOption = None,
 ) -> None:
-    """Print the published rollups: cells under min_cell_size are suppressed."""
+    """Print the released rollups: closed periods only, small cells withheld."""
+    from flows.releases import published_release
     from retention_rules.planner import rollup_sinks
 
     with _reported():
         loaded = load_policy(policy)
-        with opened_stores(loaded.policy) as (connectors, issues):
-            if issues:
-                raise PolicyError(loaded.locate(issues))
-            for bound in loaded.policy.datasets:
-                if dataset not in (None, bound.name):
-                    continue
-                for sink in rollup_sinks(bound):
-                    cells = connectors[bound.store].published(bound.name, sink)
-                    _print_cells(bound.name, sink.name, cells, as_json)
+    engine = _state_database(policy, state)
+    for bound in loaded.policy.datasets:
+        if dataset not in (None, bound.name):
+            continue
+        for sink in rollup_sinks(bound):
+            _print_cells(
+                bound.name, sink.name, published_release(engine, bound.name, sink.name), as_json
+            )
+    engine.dispose()
+
+
+@app.command()
+def risk(
+    policy: PolicyArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+    state: StateOption = None,
+) -> None:
+    """Re-identification risk of every anonymized table and released aggregate: k, l,
+    unique share, surviving direct identifiers. Exit 1 when a requirement is missed."""
+    from flows.risk_report import risk_lines
+
+    with _reported():
+        loaded = load_policy(policy)
+        engine = _state_database(policy, state)
+        with _checked_stores(loaded) as connectors:
+            lines = risk_lines(loaded.policy, connectors, engine)
+    engine.dispose()
+    if as_json:
+        for line in lines:
+            sys.stdout.write(json.dumps(line.as_dict(), sort_keys=True) + "\n")
+    else:
+        _print_risk(lines)
+    if any(line.unmet for line in lines):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _print_risk(lines: list[Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="Re-identification risk")
+    for column in (
+        "dataset",
+        "output",
+        "records",
+        "k",
+        "l",
+        "unique",
+        "direct identifiers",
+        "verdict",
+    ):
+        table.add_column(column)
+    for line in lines:
+        m = line.measures
+        direct = ", ".join(f"{c}: {s}" for c, s in line.direct.items() if s != "removed")
+        verdict = "anonymized" if line.anonymized else "; ".join(line.unmet) or "pseudonymized"
+        table.add_row(
+            line.dataset,
+            line.output,
+            f"{m['records']:,}",
+            "-" if m["k"] is None else str(m["k"]),
+            "-" if m["l"] is None else str(m["l"]),
+            f"{m['unique_share']:.1%}",
+            direct or "none survive",
+            verdict,
+        )
+    stdout.print(table)
 
 
 def _print_cells(dataset: str, rollup: str, cells: list[PublishedCell], as_json: bool) -> None:

@@ -14,20 +14,26 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, make_url
 
-from anonymizers.operators import OperatorError, create_operator
+from anonymizers.operators import OperatorError
+from anonymizers.secrets import pseudonym_key
 from connectors.errors import StoreError, StoreUnavailable
 from connectors.protocol import ChunkWork, ColumnRewrite, Connector, TableInfo
-from flows import audit
+from flows import audit, register
+from flows.binding_operators import binding_operators
 from flows.gate import GateVerdict, coverage_gate
 from flows.ledger import ChunkRecord, Ledger, RunLocked, open_state
+from flows.register_records import register_record
+from flows.releases import release_rollups
+from flows.risk_check import table_risk
 from flows.stores import opened_stores
 from retention_rules.clock import PolicyClock
 from retention_rules.issues import PolicyIssue
 from retention_rules.loader import LoadedPolicy, load_policy
-from retention_rules.model import AnonymizeAction, Dataset, Policy
+from retention_rules.model import AggregateThenDeleteAction, AnonymizeAction, Dataset, Policy
 from retention_rules.planner import RulePlan, execution_order, plan_rules, rollup_sinks
 from retention_rules.schema_check import check_live_schema
 
@@ -89,6 +95,9 @@ class DatasetOutcome:
     error: str | None = None
     refused: bool = False
     """Counted only: the coverage gate blocked destructive steps."""
+    risk: dict[str, Any] | list[dict[str, Any]] | None = None
+    """The re-identification risk analysis: of the anonymized table, or per rollup of
+    what has been released (``flows.risk_check``, ``flows.releases``)."""
 
     @property
     def status(self) -> str:
@@ -131,6 +140,7 @@ class DatasetOutcome:
             ],
             "status": self.status,
             "error": self.error,
+            **({"risk": self.risk} if self.risk is not None else {}),
         }
 
 
@@ -317,16 +327,48 @@ def process_dataset(
         counts = connector.count_expiry(plan.selection)
         outcome.expired, outcome.held, outcome.held_by = counts.expired, counts.held, counts.held_by
         outcome.refused = context.refused
-        if context.options.dry_run or context.refused or counts.expired == 0:
+        if context.options.dry_run or context.refused:
             return outcome
-        progress.start(dataset.name, counts.expired)
-        rewrites = column_rewrites(dataset)
-        _work_through(context, plan, connector, rewrites, outcome, progress)
+        if isinstance(dataset.action, AnonymizeAction):
+            pending = plan.selection if counts.expired else None
+            risk = table_risk(connector, context.policy, dataset, pending)
+            outcome.risk = risk.summary()
+            if risk.unmet:
+                outcome.error = "risk requirement not met, nothing anonymized: " + "; ".join(
+                    risk.unmet
+                )
+                return outcome
+        if counts.expired:
+            progress.start(dataset.name, counts.expired)
+            rewrites = column_rewrites(context.policy, dataset)
+            _work_through(context, plan, connector, rewrites, outcome, progress)
+        if isinstance(dataset.action, AggregateThenDeleteAction):
+            _release(context, plan, connector, outcome)
     except (StoreError, OperatorError) as exc:
         if isinstance(exc, StoreUnavailable) and context.options.raise_transient:
             raise
         outcome.error = str(exc).splitlines()[0]
     return outcome
+
+
+def _release(
+    context: RunContext, plan: RulePlan, connector: Connector, outcome: DatasetOutcome
+) -> None:
+    """Release the binding's closed periods, and record the releases' risk."""
+    assert context.state is not None, "a real run has a state database"
+    released = release_rollups(
+        context.state,
+        connector,
+        plan.dataset,
+        rollup_sinks(plan.dataset),
+        plan.cutoff,
+        ZoneInfo(context.policy.timezone),
+        context.run_id,
+    )
+    outcome.risk = [release.summary() for release in released]
+    missing = [f"{r.rollup}: {u}" for r in released for u in r.unmet]
+    if missing:
+        outcome.error = "risk requirement not met, no new release: " + "; ".join(missing)
 
 
 def _work_through(
@@ -366,16 +408,16 @@ def _work_through(
         after = result.last
 
 
-def column_rewrites(dataset: Dataset) -> tuple[ColumnRewrite, ...]:
-    """The anonymize action's operators, built (and their secrets fetched) before any
+def column_rewrites(policy: Policy, dataset: Dataset) -> tuple[ColumnRewrite, ...]:
+    """The anonymize action's operators, built (and their keys looked up) before any
     write, so a missing key stops the binding with nothing touched."""
-    if not isinstance(dataset.action, AnonymizeAction):
-        return ()
     rewrites = []
-    for column, spec in dataset.action.columns.items():
-        operator = create_operator(spec.operator, spec.params)
+    for column, operator in binding_operators(policy, dataset).items():
+        key_id = getattr(operator, "key_id", None)
+        if isinstance(key_id, str):
+            pseudonym_key(key_id)  # raises MissingSecret, naming where the key belongs
         rewrites.append(
-            ColumnRewrite(column, constant=operator.sql_constant(), transform=operator.operate)
+            ColumnRewrite(column, sql=operator.sql_expression, transform=operator.operate)
         )
     return tuple(rewrites)
 
@@ -398,6 +440,26 @@ def finish(context: RunContext, outcomes: list[DatasetOutcome]) -> RunReport:
     if report.gate is not None and report.gate.gaps:
         entries.insert(0, gate_entry(report, report.gate))
     audit.append(context.state, entries)
+    records = [
+        register_record(
+            context.policy,
+            context.policy.dataset(o.dataset),
+            records=o.processed,
+            risk=o.risk,
+            status=o.status,
+            error=o.error,
+        )
+        for o in outcomes
+        if o.risk is not None
+    ]
+    if records:
+        policy = context.policy
+        redo_by = (
+            report.evaluated_at + policy.anonymization_register.review_every.as_relativedelta()
+        )
+        register.append(
+            context.state, register.entry_for_run(_run_fields(report), records, redo_by.date())
+        )
     status = "blocked" if report.blocked else "failed" if report.failed else "succeeded"
     Ledger(context.state).finish_run(context.run_id, status)
     return report

@@ -77,6 +77,26 @@ audit = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
 )
+releases = Table(
+    "tenure_releases",
+    metadata,
+    Column("dataset", String(63), nullable=False),
+    Column("rollup", String(63), nullable=False),
+    Column("period_start", String(10), nullable=False),
+    Column("release_no", Integer, nullable=False),
+    Column("run_id", String(36), nullable=False),
+    Column("released_at", DateTime(timezone=True), nullable=False),
+    Column("cells", Text, nullable=False),
+    PrimaryKeyConstraint("dataset", "rollup", "period_start", "release_no"),
+)
+register = Table(
+    "tenure_register",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("run_id", String(36), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("entry", Text, nullable=False),
+)
 scan_cache = Table(
     "tenure_scan_cache",
     metadata,

@@ -8,6 +8,7 @@ reference can be reported at once even when other parts of the file fail to pars
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from datetime import date
 from typing import Annotated, Any, Literal
@@ -32,7 +33,15 @@ CategoryName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*
 Identifier = Annotated[str, Field(min_length=1, max_length=128)]
 LegalBasis = Literal["consent", "contract", "legal_obligation", "legitimate_interest"]
 OperatorName = Literal[
-    "null", "redact", "replace", "mask", "pseudonym", "surrogate", "generalize", "redact_text"
+    "null",
+    "redact",
+    "replace",
+    "mask",
+    "pseudonym",
+    "surrogate",
+    "generalize",
+    "age_band",
+    "redact_text",
 ]
 Period = Literal["day", "week", "month", "quarter", "year"]
 MeasureFunction = Literal["count", "count_distinct", "sum", "mean", "median"]
@@ -92,6 +101,13 @@ class Purpose(_Strict):
     legal_basis: LegalBasis
     min_retention: Duration
     max_retention: PositiveDuration
+    pseudonym_key: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")] = Field(
+        default="default",
+        description=(
+            "Key id of the purpose's pseudonyms and surrogates (one key per purpose, so "
+            "pseudonyms of two purposes cannot be joined); an operator's key_id overrides it"
+        ),
+    )
 
     @field_validator("max_retention")
     @classmethod
@@ -226,12 +242,97 @@ class DeleteAction(_Strict):
 class AnonymizeAction(_Strict):
     type: Literal["anonymize"]
     columns: dict[Identifier, ColumnOperator] = Field(min_length=1)
+    kept_for: str = Field(
+        default="Records kept past their purpose with their identifiers anonymized",
+        min_length=1,
+        description="Why the anonymized rows are kept (the anonymization register says it)",
+    )
 
 
 class AggregateThenDeleteAction(_Strict):
     type: Literal["aggregate_then_delete"]
     rollups: list[Rollup] = Field(min_length=1)
-    min_cell_size: int = Field(default=10, ge=2)
+    min_cell_size: int = Field(
+        default=10, ge=2, description="The fewest people a shown cell counts"
+    )
+    people: Identifier | None = Field(
+        default=None,
+        description=(
+            "The column naming the person a row is about, whose distinct values a cell's "
+            "size is counted in (default: the subject key); rows where it is NULL count "
+            "as nobody, which only withholds more"
+        ),
+    )
+    kept_for: str = Field(
+        default="Aggregate statistics",
+        min_length=1,
+        description="Why the statistics are kept (the anonymization register says it)",
+    )
+
+
+_REQUIREMENT = re.compile(r"^\s*(k|l|unique_share)\s*(>=|<=|>|<)\s*([0-9]*\.?[0-9]+)\s*$")
+_LOWER_BOUNDS = {"k": (">=", ">"), "l": (">=", ">"), "unique_share": ("<=", "<")}
+
+
+class RiskRequirement(_Strict):
+    """A threshold the anonymized output must meet, written ``k >= 10``.
+
+    ``k``: the fewest records (people, for aggregates) sharing one combination of quasi
+    identifiers; ``l``: the fewest distinct sensitive values within one; ``unique_share``:
+    the share of records alone in theirs.
+    """
+
+    metric: Literal["k", "l", "unique_share"]
+    op: Literal[">=", ">", "<=", "<"]
+    value: float
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        match = _REQUIREMENT.match(value)
+        if match is None:
+            raise ValueError(
+                f"{value!r} is not a requirement such as 'k >= 10', 'l >= 2' or "
+                "'unique_share <= 0.01'"
+            )
+        metric, op, number = match.groups()
+        return {"metric": metric, "op": op, "value": float(number)}
+
+    @model_validator(mode="after")
+    def _direction(self) -> RiskRequirement:
+        if self.op not in _LOWER_BOUNDS[self.metric]:
+            wanted = " or ".join(_LOWER_BOUNDS[self.metric])
+            raise ValueError(f"{self.metric} is bounded with {wanted}, not {self.op}")
+        return self
+
+    def met_by(self, measured: float | None) -> bool:
+        """Whether ``measured`` meets the threshold; nothing measured (no records) does."""
+        if measured is None:
+            return True
+        return {
+            ">=": measured >= self.value,
+            ">": measured > self.value,
+            "<=": measured <= self.value,
+            "<": measured < self.value,
+        }[self.op]
+
+    def __str__(self) -> str:
+        shown = int(self.value) if self.value.is_integer() else self.value
+        return f"{self.metric} {self.op} {shown}"
+
+
+class RiskSettings(_Strict):
+    """What the re-identification risk analysis looks at, and what it must find.
+
+    Quasi identifiers default to the columns bound to ``identifier: quasi`` categories
+    (for an aggregate: its dimensions); sensitive columns must be named.
+    """
+
+    quasi_identifiers: list[Identifier] | None = None
+    sensitive: list[Identifier] = Field(default_factory=list)
+    require: list[RiskRequirement] = Field(default_factory=list)
 
 
 Action = Annotated[
@@ -254,6 +355,7 @@ class Dataset(_Strict):
     clock: Clock
     retention: PositiveDuration
     action: Action
+    risk: RiskSettings = Field(default_factory=RiskSettings)
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -345,6 +447,15 @@ class ScanSettings(_Strict):
     exempt: list[Exemption] = Field(default_factory=list)
 
 
+class RegisterSettings(_Strict):
+    """The anonymization register: how soon each risk analysis must be redone."""
+
+    review_every: PositiveDuration = Field(
+        default_factory=lambda: Duration.parse("1 year"),
+        description="An anonymization's risk analysis is redone within this period",
+    )
+
+
 class Policy(_Strict):
     """A whole retention policy file."""
 
@@ -358,6 +469,11 @@ class Policy(_Strict):
     datasets: list[Dataset] = Field(min_length=1)
     holds: list[Hold] = Field(default_factory=list)
     scan: ScanSettings = Field(default_factory=ScanSettings)
+    anonymization_register: RegisterSettings = Field(
+        default_factory=RegisterSettings, alias="register"
+    )
+
+    model_config = ConfigDict(populate_by_name=True)
 
     _check_tz = field_validator("timezone")(_check_timezone)
 

@@ -137,6 +137,7 @@ def rollup_sinks(dataset: Dataset) -> tuple[RollupSink, ...]:
             distinct=_measure_columns(rollup, "count_distinct"),
             quantiles=_measure_columns(rollup, "median"),
             min_cell_size=action.min_cell_size,
+            subject=action.people or dataset.subject_key,
         )
         for rollup in action.rollups
     )

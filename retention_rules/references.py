@@ -10,8 +10,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import anonymizers  # noqa: F401  (registers every operator)
+from anonymizers.operators import OperatorError, create_operator
 from retention_rules.issues import PolicyIssue
 from retention_rules.model import (
+    AggregateThenDeleteAction,
     AnonymizeAction,
     Category,
     Dataset,
@@ -89,6 +92,7 @@ def _dataset_references(parts: PolicyParts) -> Iterator[PolicyIssue]:
                     )
         yield from _retention_within_purpose(ds, parts.purposes.get(ds.purpose), at)
         yield from _action_references(ds, parts.categories, at)
+        yield from _risk_references(ds, at)
 
 
 def _retention_within_purpose(
@@ -110,17 +114,60 @@ def _retention_within_purpose(
         )
 
 
+def _risk_references(ds: Dataset, at: tuple[str | int, ...]) -> Iterator[PolicyIssue]:
+    """The risk analysis must look at columns the binding declares, and an aggregate's
+    ``k`` cannot be promised above the suppression threshold that enforces it."""
+    risk, action = ds.risk, ds.action
+    if action.type == "delete":
+        if risk.require or risk.sensitive or risk.quasi_identifiers is not None:
+            yield PolicyIssue((*at, "risk"), "a delete action keeps nothing to analyse")
+        return
+    if isinstance(action, AggregateThenDeleteAction):
+        if risk.quasi_identifiers is not None:
+            yield PolicyIssue(
+                (*at, "risk", "quasi_identifiers"),
+                "an aggregate's quasi identifiers are its dimensions; do not list them",
+            )
+        dimensions = {d for rollup in action.rollups for d in rollup.dimensions}
+        for s, column in enumerate(risk.sensitive):
+            if column not in dimensions:
+                yield PolicyIssue(
+                    (*at, "risk", "sensitive", s),
+                    f"sensitive column {column!r} is not a dimension of any rollup",
+                )
+        for q, requirement in enumerate(risk.require):
+            if requirement.metric == "k" and requirement.value > action.min_cell_size:
+                yield PolicyIssue(
+                    (*at, "risk", "require", q),
+                    f"{requirement} cannot hold: cells of {action.min_cell_size} people are "
+                    f"published (raise min_cell_size to {int(requirement.value)})",
+                )
+        return
+    named = [("quasi_identifiers", risk.quasi_identifiers or []), ("sensitive", risk.sensitive)]
+    for field_name, columns in named:
+        for c, column in enumerate(columns):
+            if column not in ds.columns:
+                yield PolicyIssue(
+                    (*at, "risk", field_name, c),
+                    f"column {column!r} is not among the dataset's columns",
+                )
+
+
 def _action_references(
     ds: Dataset, categories: dict[str, Category], at: tuple[str | int, ...]
 ) -> Iterator[PolicyIssue]:
     action = ds.action
     if isinstance(action, AnonymizeAction):
-        for column in action.columns:
+        for column, spec in action.columns.items():
             if column not in ds.columns:
                 yield PolicyIssue(
                     (*at, "action", "columns", column),
                     f"column {column!r} has an operator but no category in the dataset's columns",
                 )
+            try:  # parameters are checked here, long before the operator meets a row
+                create_operator(spec.operator, spec.params)
+            except OperatorError as exc:
+                yield PolicyIssue((*at, "action", "columns", column), str(exc))
         return
     if action.type != "aggregate_then_delete":
         return

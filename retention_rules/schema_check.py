@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
+from anonymizers.operators import OperatorError, create_operator
 from connectors.errors import StoreError
 from connectors.protocol import Connector, TableInfo
 from retention_rules.issues import Loc, PolicyIssue
@@ -47,7 +48,7 @@ def _check_dataset(
         if column not in table.columns:
             yield _missing(loc, table, column)
     yield from _check_clock(dataset, at, table, connector)
-    yield from _check_nullable(dataset, at, table)
+    yield from _check_operators(dataset, at, table)
     yield from _check_measures(dataset, at, table)
     for h, hold in enumerate(policy.holds):
         if hold.covers(dataset.name):
@@ -68,6 +69,8 @@ def _columns_named(dataset: Dataset, at: Loc) -> Iterator[tuple[Loc, str]]:
         for column in action.columns:
             yield (*at, "action", "columns", column), column
     if isinstance(action, AggregateThenDeleteAction):
+        if action.people is not None:
+            yield (*at, "action", "people"), action.people
         for r, rollup in enumerate(action.rollups):
             for d, dimension in enumerate(rollup.dimensions):
                 yield (*at, "action", "rollups", r, "dimensions", d), dimension
@@ -109,15 +112,30 @@ def _check_clock(
         )
 
 
-def _check_nullable(dataset: Dataset, at: Loc, table: TableInfo) -> Iterator[PolicyIssue]:
+def _check_operators(dataset: Dataset, at: Loc, table: TableInfo) -> Iterator[PolicyIssue]:
+    """An operator's output must fit its column: NULL into a NOT NULL column, or text
+    into a date or number column, would fail half-way through a run."""
     if not isinstance(dataset.action, AnonymizeAction):
         return
     for column, spec in dataset.action.columns.items():
         info = table.columns.get(column)
-        if spec.operator == "null" and info is not None and not info.nullable:
+        if info is None:
+            continue
+        loc = (*at, "action", "columns", column)
+        if spec.operator == "null" and not info.nullable:
             yield PolicyIssue(
-                (*at, "action", "columns", column),
+                loc,
                 f"column {table.name}.{column} is NOT NULL; use redact or replace instead of null",
+            )
+        try:
+            operator = create_operator(spec.operator, spec.params)
+        except OperatorError:
+            continue  # the loader reports bad parameters with their place
+        if operator.writes_text() and info.family != "text":
+            yield PolicyIssue(
+                loc,
+                f"operator {spec.operator} writes text; column {table.name}.{column} has type "
+                f"{info.type_name}",
             )
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, func, inspect, select, text
 
+from connectors.rollups import shown
 from connectors.sql import SQLConnector
 from flows import audit
 from flows.engine import RunOptions, run_policy
@@ -57,7 +58,7 @@ def _snapshot(url: str) -> dict[str, list[tuple[object, ...]]]:
             c.count,
             tuple(sorted(c.measures.items())),
         )
-        for c in connector.published("web_clicks", sink)
+        for c in shown(connector.rollup_cells("web_clicks", sink))
     ]
     connector.close()
     return snapshot
@@ -78,7 +79,11 @@ def _committed_chunks(state: Path) -> int:
 
 def _kill_after(policy: Path, store: str, state: Path, after_chunks: int) -> bool:
     """Start a run, SIGKILL it once `after_chunks` chunks are committed; True if killed."""
-    env = {**os.environ, "TENURE_PSEUDONYM_KEY": "test-key-0123456789abcdef"}
+    env = {
+        **os.environ,
+        "TENURE_PSEUDONYM_KEY": "test-key-0123456789abcdef",
+        "TENURE_PSEUDONYM_KEY_ACCOUNTS": "test-accounts-key-0123456789",
+    }
     child = subprocess.Popen(
         [sys.executable, "-m", "tests.crash_runner", str(policy), store, f"sqlite:///{state}",
          str(CHUNK), DEMO_AS_OF.isoformat()],
@@ -106,6 +111,7 @@ def reference(
     clean = root / "clean.sqlite"
     shutil.copy(pristine, clean)
     os.environ.setdefault("TENURE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
+    os.environ.setdefault("TENURE_PSEUDONYM_KEY_ACCOUNTS", "test-accounts-key-0123456789")
     report = run_policy(
         RUN_POLICY,
         RunOptions(
@@ -127,6 +133,7 @@ def test_kill_at_random_chunks_then_rerun_matches_an_uninterrupted_run(
 ) -> None:  # fmt: skip
     pristine, expected, total_chunks = reference
     monkeypatch.setenv("TENURE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
+    monkeypatch.setenv("TENURE_PSEUDONYM_KEY_ACCOUNTS", "test-accounts-key-0123456789")
     assert total_chunks > 20, "the store must need many chunks for the kill points to spread"
     points = sorted(random.Random(2025).sample(range(1, total_chunks), KILL_POINTS))
     killed = 0

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from anonymizers.detection import LABEL_THRESHOLD, classify_column, wilson_lower_bound
 from anonymizers.detection.name_rules import match_column_name, tokenize
 from anonymizers.detection.recognizers import QuebecHealthNumberRecognizer, missing_recognizers
-from anonymizers.text_redaction import text_engine
+from anonymizers.text_redaction import redact_texts, text_engine
 
 counts = st.integers(min_value=1, max_value=10**7).flatmap(
     lambda n: st.tuples(st.integers(min_value=0, max_value=n), st.just(n))
@@ -204,10 +204,16 @@ def test_french_phone_context() -> None:
     assert _analyze("cellulaire (514)-555-0123").get("PHONE_NUMBER", 0) >= 0.5
 
 
-def test_the_shared_engine_is_left_as_it_was() -> None:
+def test_scan_and_redaction_share_one_set_of_recognizers() -> None:
+    """The scan's Quebec recognizers are registered once in the shared engine, so what the
+    scan finds is what redact_text removes, and no scan adds them a second time."""
     classify_column("ramq", "text", ["TREM 8501 0112"])
-    classes = {type(recognizer) for recognizer in text_engine().analyzer.registry.recognizers}
-    assert QuebecHealthNumberRecognizer not in classes
+    engine = text_engine()
+    kinds = [type(r) for r in engine.analyzer.registry.recognizers]
+    for language in ("en", "fr"):
+        assert missing_recognizers(engine.analyzer, language) == []
+    assert kinds.count(QuebecHealthNumberRecognizer) == 2  # one per language
+    assert redact_texts(["Carte RAMQ TREM 8501 0112"]) == ["Carte RAMQ <CA_QC_HEALTH_NUMBER>"]
 
 
 CANARY = "zqcanary.7731@example.org"

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import create_engine, func, select, text, update
 
 from connectors.demo.schema import customers, login_events, web_clicks
+from connectors.rollups import shown
 from connectors.sql import SQLConnector
 from flows import audit
 from flows.engine import RunOptions, run_policy
@@ -37,6 +38,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture(autouse=True)
 def _key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TENURE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
+    monkeypatch.setenv("TENURE_PSEUDONYM_KEY_ACCOUNTS", "test-accounts-key-0123456789")
 
 
 def _options(tmp_path: Path, **kw: object) -> RunOptions:
@@ -164,7 +166,7 @@ def test_aggregates_account_for_every_deleted_row_and_hide_small_cells(
     engine.dispose()
     assert partial_sum == deleted > 0
     connector = SQLConnector("crm", store)
-    published = connector.published("web_clicks", sink)
+    published = shown(connector.rollup_cells("web_clicks", sink))
     connector.close()
     assert published and all(cell.count >= sink.min_cell_size for cell in published)
     assert len(published) < cells  # some cells were small and are suppressed
@@ -259,7 +261,7 @@ def test_postgres_in_database_rollups_equal_the_pandas_path(pg_url: str, tmp_pat
         loaded = load_policy(policy, environ={"TENURE_CRM_URL": url}).policy
         (sink,) = rollup_sinks(loaded.dataset("web_clicks"))
         connector = SQLConnector("crm", url)
-        published.append(connector.published("web_clicks", sink))
+        published.append(shown(connector.rollup_cells("web_clicks", sink)))
         connector.close()
     assert len(published[0]) > 20
     assert published[0] == published[1]

@@ -32,6 +32,7 @@ def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
     build_demo(url)
     monkeypatch.setenv("TENURE_CRM_URL", url)
     monkeypatch.setenv("TENURE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
+    monkeypatch.setenv("TENURE_PSEUDONYM_KEY_ACCOUNTS", "test-accounts-key-0123456789")
     return url, f"sqlite:///{tmp_path / 'state.sqlite'}"
 
 

@@ -319,6 +319,7 @@ def test_with_warn_the_run_goes_on_and_audits_the_gaps(
     assert "on_coverage_gap: block" in shipped
     policy.write_text(shipped.replace("on_coverage_gap: block", "on_coverage_gap: warn"))
     monkeypatch.setenv("TENURE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
+    monkeypatch.setenv("TENURE_PSEUDONYM_KEY_ACCOUNTS", "test-accounts-key-0123456789")
     state = f"sqlite:///{tmp_path / 'state.sqlite'}"
 
     report = run_policy(

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import spacy.util
+import sqlalchemy as sa
 from faker import Faker
 from faker.providers.person.en_US import Provider as EnglishNames
 from faker.providers.person.fr_CA import Provider as QuebecNames
@@ -215,7 +216,8 @@ def test_operator_keeps_nulls_index_and_restricts_entities(engine: TextEngine) -
     assert list(result.index) == [10, 11, 12, 13]
     assert result[10] == "Email <EMAIL_ADDRESS> or call 514-555-0123"
     assert result[11] is None and result[13] is None and result[12] == ""
-    assert create_operator("redact_text", {}).sql_constant() == (False, None)
+    column = sa.column("c", sa.String())
+    assert create_operator("redact_text", {}).sql_expression(column, "sqlite") is None
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,84 @@
+"""The anonymization register: one entry per run that anonymizes, in the state database.
+
+Quebec's regulation on anonymization (2024) asks the organisation to record what
+information was anonymized, why it is kept, the techniques used, the re-identification
+risk analysis and its date, and when that analysis must be redone. Each entry is checked
+against ``flows/schemas/register.schema.json`` before it is written and again when
+exported, so a register that does not say all of that cannot be produced.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime
+from functools import cache
+from importlib.resources import files
+from typing import Any
+
+from jsonschema import Draft202012Validator, FormatChecker
+from sqlalchemy import Engine, func, insert, select
+
+from flows.ledger import register
+
+
+class RegisterError(ValueError):
+    """An entry does not match the register's schema (a bug: nothing was written)."""
+
+
+@cache
+def schema() -> dict[str, Any]:
+    text = (files("flows") / "schemas" / "register.schema.json").read_text(encoding="utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def check(entry: Mapping[str, Any]) -> None:
+    """Raise ``RegisterError`` naming the first place where ``entry`` breaks the schema."""
+    validator = Draft202012Validator(schema(), format_checker=FormatChecker())
+    error = next(iter(sorted(validator.iter_errors(entry), key=lambda e: list(e.path))), None)
+    if error is not None:
+        where = "/".join(str(part) for part in error.absolute_path) or "(entry)"
+        raise RegisterError(f"register entry invalid at {where}: {error.message}")
+
+
+def append(state: Engine, entry: Mapping[str, Any]) -> None:
+    """Check and append one entry."""
+    check(entry)
+    with state.begin() as connection:
+        last = connection.execute(select(func.coalesce(func.max(register.c.seq), 0))).scalar_one()
+        connection.execute(
+            insert(register).values(
+                seq=int(last) + 1,
+                run_id=entry["run_id"],
+                recorded_at=datetime.now(UTC),
+                entry=json.dumps(entry, sort_keys=True, ensure_ascii=False),
+            )
+        )
+
+
+def entries(state: Engine) -> list[dict[str, Any]]:
+    """Every entry, oldest first, each checked against the schema."""
+    with state.connect() as connection:
+        texts = connection.scalars(select(register.c.entry).order_by(register.c.seq)).all()
+    decoded = [json.loads(text) for text in texts]
+    for entry in decoded:
+        check(entry)
+    return decoded
+
+
+def entry_for_run(
+    run: Mapping[str, Any], datasets: Sequence[Mapping[str, Any]], redo_by: date
+) -> dict[str, Any]:
+    """An entry from a run's fields (run_id, policy, policy_sha256, evaluated_at) and the
+    per-binding records built by the engine."""
+    analysed = datetime.fromisoformat(str(run["evaluated_at"]))
+    return {
+        "run_id": run["run_id"],
+        "policy": run["policy"],
+        "policy_sha256": run["policy_sha256"],
+        "recorded_at": datetime.now(UTC).isoformat(),
+        "analysis_date": analysed.date().isoformat(),
+        "redo_by": redo_by.isoformat(),
+        "datasets": list(datasets),
+    }
