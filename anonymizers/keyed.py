@@ -15,6 +15,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any, ClassVar, TypeVar
 
+import numpy as np
 import pandas as pd
 
 from anonymizers.operators import Operator, map_non_null, map_unique, register
@@ -51,10 +52,13 @@ def canonical_text(values: pd.Series) -> pd.Series:
     pseudonym in a chunk that happens to hold a null.
     """
     text = values.astype(str)
-    if pd.api.types.is_float_dtype(values.dtype):
-        whole = ((values % 1 == 0) & (values.abs() < 2**53)).to_numpy(dtype=bool)
-        text = text.mask(whole, values[whole].astype("int64").astype(str))  # per value
-    return text
+    if not pd.api.types.is_float_dtype(values.dtype):
+        return text
+    numbers = values.to_numpy(dtype=float)
+    whole = (np.mod(numbers, 1) == 0) & (np.abs(numbers) < 2**53)  # decided per value
+    result = text.to_numpy(dtype=object, copy=True)
+    result[whole] = [str(int(number)) for number in numbers[whole]]
+    return pd.Series(result, index=values.index, dtype=object)
 
 
 def keyed_hashes(texts: pd.Series, key: bytes, finish: Callable[[str, bytes], T]) -> pd.Series:
