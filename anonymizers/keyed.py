@@ -83,9 +83,23 @@ class _Keyed(Operator):
 
     def validate(self) -> None:
         super().validate()
-        self.key_id = self._param("key_id", str, DEFAULT_KEY_ID)
-        if not is_valid_key_id(self.key_id):
-            raise self._error("key_id", f"must be {KEY_ID_RULE}")
+        self.key_id = key_id_param(self)
+
+    def required_keys(self) -> tuple[str, ...]:
+        return (self.key_id,)
+
+
+def key_id_param(operator: Operator) -> str:
+    """An operator's ``key_id`` parameter, checked (it names env vars and Secret blocks)."""
+    key_id = operator._param("key_id", str, DEFAULT_KEY_ID)
+    if not is_valid_key_id(key_id):
+        raise operator._error("key_id", f"must be {KEY_ID_RULE}")
+    return key_id
+
+
+def pool_index(digest: bytes, size: int) -> int:
+    """Where a keyed digest points into a surrogate pool of ``size`` values."""
+    return int.from_bytes(digest[:8], "big") % size
 
 
 @register
@@ -145,7 +159,7 @@ class Surrogate(_Keyed):
         pool = surrogate_pool(self.kind, self.locale)
 
         def pick(text: str, digest: bytes) -> str:
-            index = int.from_bytes(digest[:8], "big") % POOL_SIZE
+            index = pool_index(digest, POOL_SIZE)
             for step in range(POOL_SIZE):  # skip the (rare) pool entries equal to the input
                 candidate = pool[(index + step) % POOL_SIZE]
                 if candidate.casefold() != text.casefold():

@@ -53,6 +53,11 @@ class Operator(ABC):
     def operate(self, values: pd.Series) -> pd.Series:
         """Return the transformed column, with the same index and nulls left null."""
 
+    def required_keys(self) -> tuple[str, ...]:
+        """The key ids whose keys ``operate`` will need: looked up before any write, so a
+        missing key stops a binding with nothing touched."""
+        return ()
+
     def identifies(self) -> bool:
         """Whether the output still singles out the person (a keyed pseudonym, a
         surrogate, a partial mask): such a column is pseudonymized, not anonymized."""

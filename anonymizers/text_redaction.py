@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import pandas as pd
 
-from anonymizers.keyed import surrogate_pool
+from anonymizers.keyed import key_id_param, pool_index, surrogate_pool
 from anonymizers.operators import Operator, OperatorError, map_non_null, register
-from anonymizers.secrets import DEFAULT_KEY_ID, KEY_ID_RULE, is_valid_key_id, pseudonym_key
+from anonymizers.secrets import pseudonym_key
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine, EntityRecognizer, RecognizerResult
@@ -304,9 +304,10 @@ class RedactText(Operator):
             raise self._error("score_threshold", "must be between 0 and 1")
         self.score_threshold = float(threshold)
         self.replace_with = self._choice("replace_with", ("tag", "surrogate"), "tag")
-        self.key_id = self._param("key_id", str, DEFAULT_KEY_ID)
-        if not is_valid_key_id(self.key_id):
-            raise self._error("key_id", f"must be {KEY_ID_RULE}")
+        self.key_id = key_id_param(self)
+
+    def required_keys(self) -> tuple[str, ...]:
+        return (self.key_id,) if self.replace_with == "surrogate" else ()
 
     def operate(self, values: pd.Series) -> pd.Series:
         return map_non_null(values, self._redact)
@@ -349,7 +350,7 @@ def with_surrogates(original: str, redacted: str, key: bytes) -> str:
             return match.group()
         pick = hashlib.sha256(seed + match.start().to_bytes(8, "big")).digest()
         pool = surrogate_pool(kind, locale)
-        return pool[int.from_bytes(pick[:8], "big") % len(pool)]
+        return pool[pool_index(pick, len(pool))]
 
     return _TAG.sub(surrogate, redacted)
 

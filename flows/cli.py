@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -28,6 +28,9 @@ from retention_rules.issues import PolicyError
 from retention_rules.loader import LoadedPolicy, load_policy
 from retention_rules.planner import evaluate, plan_rules
 from retention_rules.schema_check import check_live_schema
+
+if TYPE_CHECKING:
+    from flows.risk_report import RiskLine
 
 EXIT_FAILED = 1
 EXIT_INVALID = 2
@@ -308,11 +311,15 @@ def _table_progress(console: Console) -> Iterator[Callable[[Any], None]]:
 
 def _state_database(policy: Path, state: str | None) -> Engine:
     """The state database named by --state, or the policy's default one."""
+    with _reported():
+        loaded = load_policy(policy)
+    return _state_of(loaded, state)
+
+
+def _state_of(loaded: LoadedPolicy, state: str | None) -> Engine:
     from flows.engine import default_state_url
     from flows.ledger import open_state
 
-    with _reported():
-        loaded = load_policy(policy)
     return open_state(state or default_state_url(loaded.policy))
 
 
@@ -381,7 +388,7 @@ def aggregates(
 
     with _reported():
         loaded = load_policy(policy)
-    engine = _state_database(policy, state)
+    engine = _state_of(loaded, state)
     for bound in loaded.policy.datasets:
         if dataset not in (None, bound.name):
             continue
@@ -404,7 +411,7 @@ def risk(
 
     with _reported():
         loaded = load_policy(policy)
-        engine = _state_database(policy, state)
+        engine = _state_of(loaded, state)
         with _checked_stores(loaded) as connectors:
             lines = risk_lines(loaded.policy, connectors, engine)
     engine.dispose()
@@ -417,7 +424,7 @@ def risk(
         raise typer.Exit(EXIT_FAILED)
 
 
-def _print_risk(lines: list[Any]) -> None:
+def _print_risk(lines: list[RiskLine]) -> None:
     from rich.table import Table
 
     table = Table(title="Re-identification risk")

@@ -329,19 +329,22 @@ def process_dataset(
         outcome.refused = context.refused
         if context.options.dry_run or context.refused:
             return outcome
-        if isinstance(dataset.action, AnonymizeAction):
-            pending = plan.selection if counts.expired else None
-            risk = table_risk(connector, context.policy, dataset, pending)
-            outcome.risk = risk.summary()
-            if risk.unmet:
+        anonymize = isinstance(dataset.action, AnonymizeAction)
+        if anonymize and dataset.risk.require and counts.expired:
+            # The table as it will be: rows anonymized so far plus this run's, transformed.
+            foreseen = table_risk(connector, context.policy, dataset, plan.selection)
+            if foreseen.unmet:
+                outcome.risk = foreseen.summary()
                 outcome.error = "risk requirement not met, nothing anonymized: " + "; ".join(
-                    risk.unmet
+                    foreseen.unmet
                 )
                 return outcome
         if counts.expired:
             progress.start(dataset.name, counts.expired)
             rewrites = column_rewrites(context.policy, dataset)
             _work_through(context, plan, connector, rewrites, outcome, progress)
+        if anonymize:  # for the register: counted in the store, after this run's rewrites
+            outcome.risk = table_risk(connector, context.policy, dataset).summary()
         if isinstance(dataset.action, AggregateThenDeleteAction):
             _release(context, plan, connector, outcome)
     except (StoreError, OperatorError) as exc:
@@ -413,8 +416,7 @@ def column_rewrites(policy: Policy, dataset: Dataset) -> tuple[ColumnRewrite, ..
     write, so a missing key stops the binding with nothing touched."""
     rewrites = []
     for column, operator in binding_operators(policy, dataset).items():
-        key_id = getattr(operator, "key_id", None)
-        if isinstance(key_id, str):
+        for key_id in operator.required_keys():
             pseudonym_key(key_id)  # raises MissingSecret, naming where the key belongs
         rewrites.append(
             ColumnRewrite(column, sql=operator.sql_expression, transform=operator.operate)

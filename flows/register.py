@@ -27,16 +27,16 @@ class RegisterError(ValueError):
 
 
 @cache
-def schema() -> dict[str, Any]:
+def _validator() -> Draft202012Validator:
+    """The schema shipped with the package, read and compiled once per process."""
     text = (files("flows") / "schemas" / "register.schema.json").read_text(encoding="utf-8")
-    loaded: dict[str, Any] = json.loads(text)
-    return loaded
+    return Draft202012Validator(json.loads(text), format_checker=FormatChecker())
 
 
 def check(entry: Mapping[str, Any]) -> None:
     """Raise ``RegisterError`` naming the first place where ``entry`` breaks the schema."""
-    validator = Draft202012Validator(schema(), format_checker=FormatChecker())
-    error = next(iter(sorted(validator.iter_errors(entry), key=lambda e: list(e.path))), None)
+    errors = sorted(_validator().iter_errors(entry), key=lambda e: list(e.path))
+    error = errors[0] if errors else None
     if error is not None:
         where = "/".join(str(part) for part in error.absolute_path) or "(entry)"
         raise RegisterError(f"register entry invalid at {where}: {error.message}")

@@ -72,8 +72,7 @@ def release_rollups(
         due, deferred = candidate_release(
             cells, previous, cutoff, sink.period, zone, sink.min_cell_size
         )
-        measures = release_risk({**previous, **due}, sink, dataset.risk.sensitive)
-        missing = unmet(dataset.risk.require, measures)
+        measures, missing = rollup_risk({**previous, **due}, sink, dataset)
         if not missing:
             store_release(state, dataset.name, sink.name, run_id, due)
         done.append(
@@ -109,10 +108,14 @@ def candidate_release(
         before = previous.get(start)
         if before is None:
             due[start] = current
-        elif _changes(before, current) and not _safe_change(before, current, k):
-            deferred.append(start)
-        elif _changes(before, current):
+            continue
+        old, new = _counts(before), _counts(current)
+        if old == new:
+            continue
+        if _safe_change(old, new, k):
             due[start] = current
+        else:
+            deferred.append(start)
     return due, deferred
 
 
@@ -128,13 +131,10 @@ def _people(cell: PublishedCell) -> int:
     return cell.count if cell.subjects is None else cell.subjects
 
 
-def _changes(before: Sequence[PublishedCell], current: Sequence[PublishedCell]) -> bool:
-    return _counts(before) != _counts(current)
-
-
-def _safe_change(before: Sequence[PublishedCell], current: Sequence[PublishedCell], k: int) -> bool:
+def _safe_change(
+    old: Mapping[str, tuple[int, int]], new: Mapping[str, tuple[int, int]], k: int
+) -> bool:
     """Whether subtracting the releases reveals only groups of at least ``k`` people."""
-    old, new = _counts(before), _counts(current)
     for key in old.keys() | new.keys():
         rows_before, people_before = old.get(key, (0, 0))
         rows_now, people_now = new.get(key, (0, 0))
@@ -218,6 +218,14 @@ def release_risk(
     others = [PERIOD, *(d for d in sink.dimensions if d not in sensitive)]
     diversity = measure(frame, others, list(sensitive)).l if sensitive else None
     return replace(finest, l=diversity)
+
+
+def rollup_risk(
+    periods: Mapping[date, list[PublishedCell]], sink: RollupSink, dataset: Dataset
+) -> tuple[RiskMeasures, tuple[str, ...]]:
+    """The risk of releasing ``periods`` and the binding's requirements it misses."""
+    measures = release_risk(periods, sink, dataset.risk.sensitive)
+    return measures, unmet(dataset.risk.require, measures)
 
 
 def _stored(cell: PublishedCell) -> dict[str, Any]:

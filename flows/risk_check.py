@@ -1,10 +1,10 @@
-"""The re-identification risk of an anonymize binding's output, measured before writing.
+"""The re-identification risk of an anonymize binding's output.
 
 The quasi identifiers (and sensitive columns) of the rows already anonymized are
-grouped inside the store; the rows a run is about to anonymize are read, put through
-the binding's own operators in memory, and grouped too. Together they are what the table
-will hold after the run, so a binding whose output would not meet its requirements
-(``k >= 10``) is stopped before it writes anything.
+grouped inside the store. When the binding has requirements (``k >= 10``), the rows a
+run is about to anonymize are also read, put through the binding's own operators in
+memory, and grouped: together they are what the table will hold after the run, so a
+binding whose output would miss them is stopped before it writes anything.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pandas as pd
 from anonymizers.risk import COUNT, RiskMeasures, combine, grouped_counts, measure
 from connectors.protocol import Connector, ExpirySelection
 from flows.binding_operators import binding_operators
-from retention_rules.model import Dataset, Policy, RiskRequirement
+from retention_rules.model import Category, Dataset, Policy, RiskRequirement
 
 DIRECT_STATUS = ("removed", "pseudonymized", "kept")
 
@@ -35,8 +35,7 @@ class TableRisk:
 
     @property
     def anonymized(self) -> bool:
-        """No direct identifier survives and every requirement holds."""
-        return all(status == "removed" for status in self.direct.values()) and not self.unmet
+        return is_anonymized(self.direct, self.unmet)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -49,6 +48,12 @@ class TableRisk:
         }
 
 
+def is_anonymized(direct: dict[str, str], missed: tuple[str, ...]) -> bool:
+    """No direct identifier survives (pseudonymized counts as surviving) and every
+    requirement holds."""
+    return all(status == "removed" for status in direct.values()) and not missed
+
+
 def quasi_identifiers(policy: Policy, dataset: Dataset) -> list[str]:
     """The declared ones, else the columns bound to ``identifier: quasi`` categories,
     except free text (``entities: any``): no two texts group, so it would only ever
@@ -57,7 +62,7 @@ def quasi_identifiers(policy: Policy, dataset: Dataset) -> list[str]:
         return list(dataset.risk.quasi_identifiers)
     found = []
     for column, names in dataset.columns.items():
-        categories = [policy.categories[n] for n in names if n in policy.categories]
+        categories = _categories(policy, names)
         if any(c.identifier == "direct" or c.entities == "any" for c in categories):
             continue
         if any(c.identifier == "quasi" for c in categories):
@@ -70,8 +75,8 @@ def direct_identifiers(policy: Policy, dataset: Dataset) -> dict[str, str]:
     ``removed``, ``pseudonymized`` (still one value per person) or ``kept``."""
     operators = binding_operators(policy, dataset)
     status = {}
-    for column, categories in dataset.columns.items():
-        if not any(_identifier(policy, c) == "direct" for c in categories):
+    for column, names in dataset.columns.items():
+        if not any(c.identifier == "direct" for c in _categories(policy, names)):
             continue
         operator = operators.get(column)
         if operator is None:
@@ -146,6 +151,5 @@ def _as_text(value: Any) -> str | None:
     return str(value)
 
 
-def _identifier(policy: Policy, category: str) -> str | None:
-    found = policy.categories.get(category)
-    return None if found is None else found.identifier
+def _categories(policy: Policy, names: list[str]) -> list[Category]:
+    return [policy.categories[name] for name in names if name in policy.categories]

@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from connectors.protocol import Connector
-from flows.releases import release_risk, released_cells
-from flows.risk_check import table_risk, unmet
+from flows.releases import released_cells, rollup_risk
+from flows.risk_check import is_anonymized, table_risk
 from retention_rules.model import AggregateThenDeleteAction, AnonymizeAction, Policy
 from retention_rules.planner import rollup_sinks
 
@@ -33,7 +33,7 @@ class RiskLine:
 
     @property
     def anonymized(self) -> bool:
-        return not self.unmet and all(s == "removed" for s in self.direct.values())
+        return is_anonymized(self.direct, self.unmet)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -60,7 +60,6 @@ def risk_lines(
         elif isinstance(action, AggregateThenDeleteAction):
             for sink in rollup_sinks(dataset):
                 periods = released_cells(state, dataset.name, sink.name)
-                measures = release_risk(periods, sink, dataset.risk.sensitive)
-                missing = unmet(dataset.risk.require, measures)
+                measures, missing = rollup_risk(periods, sink, dataset)
                 lines.append(RiskLine(dataset.name, sink.name, measures.as_dict(), missing, {}))
     return lines
