@@ -136,21 +136,19 @@ class Mask(Operator):
         return self.chars_to_mask is not None  # the unmasked part may still point to one
 
     def _mask(self, present: pd.Series) -> pd.Series:
-        text = present.astype(str)
-        count = self.chars_to_mask
+        # One comprehension over the cells: pandas' string methods on object columns loop
+        # in Python too, once per method, and masking would need four of them.
+        count, char, from_end = self.chars_to_mask, self.masking_char, self.from_end
+        texts = present.astype(str).tolist()
         if count == 0:
-            return text
-        if count is None:
-            return self._hide(text)
-        if self.from_end:
-            kept, hidden = text.str.slice(0, -count), text.str.slice(-count)
-            return kept + self._hide(hidden)
-        hidden, kept = text.str.slice(0, count), text.str.slice(count)
-        return self._hide(hidden) + kept
-
-    def _hide(self, text: pd.Series) -> pd.Series:
-        # Backslash is the only special character in a replacement (Python re and RE2).
-        return text.str.replace(r"(?s).", self.masking_char.replace("\\", "\\\\"), regex=True)
+            masked = texts
+        elif count is None:
+            masked = [char * len(text) for text in texts]
+        elif from_end:
+            masked = [text[:-count] + char * min(count, len(text)) for text in texts]
+        else:
+            masked = [char * min(count, len(text)) + text[count:] for text in texts]
+        return pd.Series(masked, index=present.index, dtype=object)
 
 
 def _repeat(char: str, times: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:

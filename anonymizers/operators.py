@@ -8,7 +8,7 @@ transforms a whole column at a time.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Hashable, Mapping
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -153,11 +153,19 @@ def is_plain_text(column: ColumnElement[Any]) -> bool:
 def map_unique(values: pd.Series, function: Callable[[Any], Hashable | None]) -> pd.Series:
     """Call ``function`` once per distinct value and map the results back.
 
-    For transformations with no vectorized form (HMAC, ``ipaddress``): columns repeat
-    values, so this is much cheaper than a call per cell. ``values`` must hold no nulls
-    (call it inside ``map_non_null``).
+    For transformations with no vectorized form (``ipaddress``, a pool lookup): columns
+    repeat values, so this is much cheaper than a call per cell. ``values`` must hold no
+    nulls (call it inside ``map_non_null``).
     """
+    return map_distinct(values, lambda uniques: [function(value) for value in uniques])
+
+
+def map_distinct(
+    values: pd.Series, function: Callable[[np.ndarray], Sequence[Any] | np.ndarray]
+) -> pd.Series:
+    """``function`` over the array of distinct values at once, mapped back onto ``values``;
+    for transformations that work on whole arrays (a batch of HMACs). No nulls, as above."""
     codes, uniques = pd.factorize(values.to_numpy(dtype=object))
     results = np.empty(len(uniques), dtype=object)
-    results[:] = [function(value) for value in uniques]
+    results[:] = function(uniques)
     return pd.Series(results[codes], index=values.index, dtype=object)

@@ -12,7 +12,7 @@ import re
 import string
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, get_args
 from zoneinfo import ZoneInfo
@@ -294,17 +294,34 @@ def test_whole_floats_pseudonymize_like_integers() -> None:
 
 def test_hmac_runs_once_per_distinct_value(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[bytes] = []
-    real = hmac.new
+    real = anonymizers.keyed.hmac_sha256_many
 
-    def counting(key: bytes, message: bytes, digestmod: Any) -> Any:
-        calls.append(message)
-        return real(key, message, digestmod)
+    def counting(key: bytes, messages: Iterable[bytes]) -> list[bytes]:
+        messages = list(messages)
+        calls.extend(messages)
+        return real(key, messages)
 
-    monkeypatch.setattr("anonymizers.keyed.hmac.new", counting)
+    monkeypatch.setattr(anonymizers.keyed, "hmac_sha256_many", counting)
     values = pd.Series(["a", "b", "c"] * 500 + [None] * 10, dtype=object)
     result = op("pseudonym").operate(values)
     assert sorted(calls) == [b"a", b"b", b"c"]
     assert result.nunique() == 3 and result.isna().sum() == 10
+
+
+@settings(max_examples=60, deadline=None)
+@given(key=st.binary(min_size=0, max_size=200), messages=st.lists(st.binary(max_size=300)))
+def test_batched_hmac_equals_the_standard_library(key: bytes, messages: list[bytes]) -> None:
+    # Keys longer than SHA-256's 64-byte block are hashed first (RFC 2104): both sides.
+    expected = [hmac.new(key, message, hashlib.sha256).digest() for message in messages]
+    assert anonymizers.keyed.hmac_sha256_many(key, messages) == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(digests=st.lists(st.binary(min_size=32, max_size=32), min_size=1), chars=st.integers(1, 51))
+def test_vectorized_base32_equals_the_standard_library(digests: list[bytes], chars: int) -> None:
+    encoded = anonymizers.keyed.base32_prefixes(digests, chars)
+    got = [bytes(row).decode("ascii") for row in encoded]
+    assert got == [base64.b32encode(digest).decode().lower()[:chars] for digest in digests]
 
 
 # surrogate
