@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 POLICY := retention_rules/policies/crm_pro.yaml
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint install postgres-binaries clean
+.PHONY: demo test lint install server-binaries clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,14 +33,24 @@ demo: $(VENV)/.installed
 	$(BIN)/tenure run $(POLICY)
 	$(BIN)/tenure risk $(POLICY)
 
-## postgres-binaries: the tests start their own PostgreSQL server from Debian's binaries
-postgres-binaries:
-	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ -n "$$TENURE_PG_BINDIR" ]; then \
-	  echo "PostgreSQL server binaries: found"; \
+## server-binaries: the tests start their own PostgreSQL, MariaDB and Dovecot (IMAP) servers
+## from Debian's packages, installed here when missing (services are never started by apt)
+server-binaries:
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ -n "$$TENURE_PG_BINDIR" ] || missing="$$missing postgresql"; \
+	command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing="$$missing mariadb-server"; \
+	command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || missing="$$missing dovecot-imapd"; \
+	if [ -z "$$missing" ]; then \
+	  echo "server binaries (PostgreSQL, MariaDB, Dovecot): found"; \
 	else \
-	  echo "PostgreSQL server binaries missing: installing Debian's postgresql package"; \
+	  echo "installing Debian packages:$$missing"; \
+	  guard=""; [ -e /usr/sbin/policy-rc.d ] || guard=yes; \
+	  [ -z "$$guard" ] || printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee /usr/sbin/policy-rc.d >/dev/null; \
+	  [ -z "$$guard" ] || $(SUDO) chmod +x /usr/sbin/policy-rc.d; \
 	  $(SUDO) apt-get update -qq && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || \
+	    echo "could not install:$$missing (their tests will be skipped, saying why)"; \
+	  [ -z "$$guard" ] || $(SUDO) rm -f /usr/sbin/policy-rc.d; \
 	fi
 
 lint: $(VENV)/.installed-test
@@ -48,8 +58,9 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## test: install test dependencies, make sure PostgreSQL can start, lint, run the suite
-test: $(VENV)/.installed-test postgres-binaries lint
+## test: install test dependencies, make sure PostgreSQL, MariaDB and Dovecot can start, lint,
+## run the suite
+test: $(VENV)/.installed-test server-binaries lint
 	$(BIN)/python -m pytest
 
 clean:

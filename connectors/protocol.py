@@ -196,6 +196,22 @@ class PublishedCell:
     """Suppressed: never shown; its counts are kept only to compare with a later release."""
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a connector can do beyond the protocol's minimum, so that the flows and the
+    conformance suite know what to expect of it."""
+
+    transactions: bool
+    """A chunk's change and its journal entry commit together (a SQL database). Without
+    it, chunks are made safe by a write-ahead intent that is replayed after a crash."""
+    pushdown: bool
+    """Expiry predicates are evaluated inside the store; otherwise records are streamed
+    and filtered in pandas."""
+    partitions: bool
+    """Whole partitions (``date=2024-05-01/`` folders) can be dropped without reading
+    their records."""
+
+
 @runtime_checkable
 class Connector(Protocol):
     """What the planner and flows may ask of a store."""
@@ -205,6 +221,11 @@ class Connector(Protocol):
     @property
     def display_url(self) -> str:
         """Where the store is, with any password hidden."""
+        ...
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the store can do beyond the minimum (transactions, push-down, partitions)."""
         ...
 
     def ping(self) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from anonymizers.suppression import suppressed_cells
-from connectors.protocol import PublishedCell, RollupSink
+from connectors.protocol import ChunkWork, PublishedCell, RollupSink
 from connectors.sql_bookkeeping import SUBJECTS
 from connectors.values import plain
 
@@ -43,6 +43,16 @@ def period_end(start: date, period: str) -> date:
     last = pd.Period(start, freq=_FREQUENCIES[period]).end_time
     following: date = (last + pd.Timedelta(days=1)).date()
     return following
+
+
+def rollup_columns(work: ChunkWork) -> list[str]:
+    """The columns a chunk's rollups read: the clock, their dimensions and measures."""
+    needed = {work.selection.clock_column}
+    for sink in work.rollups:
+        needed.update(sink.dimensions, sink.sums, sink.distinct, sink.quantiles)
+        if sink.subject is not None:
+            needed.add(sink.subject)
+    return sorted(needed)
 
 
 def partial_cells(

@@ -1,4 +1,5 @@
-"""The SQL connector: any database SQLAlchemy 2 reaches (SQLite and PostgreSQL tested).
+"""The SQL connector: any database SQLAlchemy 2 reaches (SQLite, PostgreSQL and MariaDB
+tested; MySQL through the same dialect).
 
 Tables are reflected once per connector and every query is built from SQLAlchemy Core
 expressions, so counting expired rows happens in the database with one statement.
@@ -39,6 +40,7 @@ from sqlalchemy.exc import (
 
 from connectors.errors import StoreError, StoreUnavailable
 from connectors.protocol import (
+    Capabilities,
     ChunkResult,
     ChunkWork,
     ExpiryCounts,
@@ -56,10 +58,14 @@ from connectors.sql_expressions import (
     TimeContext,
     clock_expired,
     column_info,
+    is_mysql,
     matches,
     matches_any,
+    utc_sessions,
 )
 from connectors.sql_sampling import estimate_rows, sample_values
+
+_LOCK_NAME_LIMIT = 64  # MySQL's, for GET_LOCK
 
 
 class SQLConnector:
@@ -77,18 +83,26 @@ class SQLConnector:
         naive_timezone: str = "UTC",
         local_timezone: str = "UTC",
         read_only: bool = True,
+        bookkeeping_dir: str | None = None,
     ) -> None:
+        # ``bookkeeping_dir`` is for stores without SQL: a database keeps its own
+        # bookkeeping tables, in the same transactions as its rows.
         self.name = name
         self._url = make_url(url)
         self._password = self._url.password
         self._times = TimeContext(naive_timezone, local_timezone)
         self._engine = create_engine(_read_only(self._url) if read_only else self._url)
+        utc_sessions(self._engine)
         self._tables: dict[tuple[str | None, str], Table | None] = {}
         self._books: dict[tuple[str, str], Bookkeeping] = {}
 
     @property
     def display_url(self) -> str:
         return self._url.render_as_string(hide_password=True)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(transactions=True, pushdown=True, partitions=False)
 
     def ping(self) -> None:
         try:
@@ -226,19 +240,29 @@ class SQLConnector:
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[bool]:
-        """A PostgreSQL advisory lock, released by the server if this process dies."""
-        if self._url.get_backend_name() != "postgresql":
+        """A lock in the database server, held by one connection and released by the
+        server if this process dies: PostgreSQL's advisory lock, MySQL's and MariaDB's
+        named lock (``GET_LOCK`` without waiting). Other stores (SQLite) have none."""
+        digest = hashlib.sha256(name.encode()).digest()
+        backend = self._url.get_backend_name()
+        if backend == "postgresql":
+            key = int.from_bytes(digest[:8], "big", signed=True)
+            take, release = func.pg_try_advisory_lock(key), func.pg_advisory_unlock(key)
+        elif is_mysql(backend):
+            # A lock's name is at most 64 characters.
+            lock = name if len(name) <= _LOCK_NAME_LIMIT else f"tenure:{digest.hex()[:57]}"
+            take, release = func.get_lock(lock, 0), func.release_lock(lock)
+        else:
             yield True
             return
-        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
         with self._translated_errors(), self._engine.connect() as connection:
-            acquired = bool(connection.execute(select(func.pg_try_advisory_lock(key))).scalar())
+            acquired = bool(connection.execute(select(take)).scalar())
             connection.commit()
             try:
                 yield acquired
             finally:
                 if acquired:
-                    connection.execute(select(func.pg_advisory_unlock(key)))
+                    connection.execute(select(release))
                     connection.commit()
 
     def close(self) -> None:
@@ -309,6 +333,9 @@ class SQLConnector:
         """The driver's first line, with the password masked should a driver echo it."""
         original = getattr(exc, "orig", None) or exc
         text = (str(original).strip().splitlines() or [type(original).__name__])[0]
+        match original.args:
+            case (int(code), str(message)):  # MySQL's drivers: (error number, message)
+                text = f"{message} (error {code})"
         if self._password:
             text = text.replace(str(self._password), "***")
         if self._url.get_backend_name() == "sqlite" and "unable to open" in text:

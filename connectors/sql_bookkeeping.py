@@ -8,6 +8,7 @@ contribution to an aggregate commit together or not at all.
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -15,7 +16,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
-    Float,
+    Double,
     Integer,
     LargeBinary,
     MetaData,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     String,
     Table,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 
 from connectors.protocol import RollupSink
@@ -33,6 +35,13 @@ MARKS = "tenure_marks"
 #: column can be called that (theirs start with dim_, sum_, hll_ or kll_).
 SUBJECTS = "subjects_hll"
 _IDENTIFIER_LIMIT = 63  # PostgreSQL's; the tightest of the supported dialects
+#: A row's key as text. On MySQL and MariaDB it is compared case- and accent-sensitively
+#: (``utf8mb4_bin``), as elsewhere: keys that differ only by case stay distinct, and a
+#: binary collation may meet the connection's collation in ``row_key = CAST(id AS CHAR)``
+#: where the server's default collation would be refused as an "illegal mix".
+_ROW_KEY = String(200).with_variant(
+    mysql.VARCHAR(200, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+)
 
 
 def bookkeeping_metadata(schema: str | None) -> tuple[MetaData, Table, Table]:
@@ -52,11 +61,23 @@ def bookkeeping_metadata(schema: str | None) -> tuple[MetaData, Table, Table]:
         MARKS,
         metadata,
         Column("label", String(63), nullable=False),
-        Column("row_key", String(200), nullable=False),
+        Column("row_key", _ROW_KEY, nullable=False),
         Column("run_id", String(36), nullable=False),
         PrimaryKeyConstraint("label", "row_key"),
     )
     return metadata, journal, marks
+
+
+def journal_row(run_id: str, label: str, chunk_no: int, action: str, rows: int) -> dict[str, Any]:
+    """A journal entry for a chunk committing now."""
+    return {
+        "run_id": run_id,
+        "label": label,
+        "chunk_no": chunk_no,
+        "action": action,
+        "rows": rows,
+        "committed_at": datetime.now(UTC),
+    }
 
 
 def is_bookkeeping(table: str) -> bool:
@@ -84,7 +105,8 @@ def rollup_table(
         Column("period_start", Date, nullable=False),
         *(Column(f"dim_{d}", dimension_types[d], nullable=True) for d in sink.dimensions),
         Column("n", BigInteger, nullable=False),
-        *(Column(f"sum_{c}", Float, nullable=True) for c in sink.sums),
+        # Double, not Float: MySQL's FLOAT is single precision.
+        *(Column(f"sum_{c}", Double, nullable=True) for c in sink.sums),
         *(Column(f"hll_{c}", LargeBinary, nullable=True) for c in sink.distinct),
         *(Column(f"kll_{c}", LargeBinary, nullable=True) for c in sink.quantiles),
     ]

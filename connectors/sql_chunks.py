@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import typing
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,6 +19,7 @@ from sqlalchemy import (
     Connection,
     Date,
     Engine,
+    Select,
     String,
     Table,
     and_,
@@ -40,9 +40,10 @@ from sqlalchemy import (
 from sqlalchemy import cast as sa_cast
 
 from connectors.protocol import ChunkResult, ChunkWork, ColumnRewrite, ExpirySelection, Key
-from connectors.rollups import partial_cells, period_starts
-from connectors.sql_bookkeeping import bookkeeping_metadata, rollup_table
-from connectors.sql_expressions import TimeContext
+from connectors.rollups import partial_cells, period_starts, rollup_columns
+from connectors.sql_bookkeeping import bookkeeping_metadata, journal_row, rollup_table
+from connectors.sql_expressions import column_info, is_mysql
+from connectors.times import TimeContext
 from connectors.values import plain
 
 
@@ -124,16 +125,8 @@ def execute_chunk(
         return ChunkResult(0, None)
     chunk = _Chunk(connection, table, books, work, times, and_(window, keys_up_to(columns, last)))
     rows = _process(chunk)
-    connection.execute(
-        insert(books.journal).values(
-            run_id=work.run_id,
-            label=work.label,
-            chunk_no=work.chunk_no,
-            action=work.action,
-            rows=rows,
-            committed_at=datetime.now(UTC),
-        )
-    )
+    journal = journal_row(work.run_id, work.label, work.chunk_no, work.action, rows)
+    connection.execute(insert(books.journal).values(journal))
     return ChunkResult(rows, last)
 
 
@@ -158,31 +151,22 @@ def _process(chunk: _Chunk) -> int:
     return int(chunk.connection.execute(delete(chunk.table).where(chunk.rows)).rowcount)
 
 
-def _rollup_columns(work: ChunkWork) -> list[str]:
-    """The columns the rollups read: the clock, their dimensions and measured columns."""
-    needed = {work.selection.clock_column}
-    for sink in work.rollups:
-        needed.update(sink.dimensions, sink.sums, sink.distinct, sink.quantiles)
-        if sink.subject is not None:
-            needed.add(sink.subject)
-    return sorted(needed)
-
-
 def _delete_and_aggregate(chunk: _Chunk) -> int:
     work, table = chunk.work, chunk.table
-    names = _rollup_columns(work)
-    gone = chunk.connection.execute(
-        delete(table).where(chunk.rows).returning(*(table.c[c] for c in names))
-    ).all()
+    names = rollup_columns(work)
+    gone = _delete_returning(chunk, [table.c[c] for c in names])
     if not gone:
         return 0
-    frame = pd.DataFrame.from_records([tuple(row) for row in gone], columns=names)
+    frame = pd.DataFrame.from_records(gone, columns=names)
     clock = frame[work.selection.clock_column]
+    # Naive values of an aware column (MySQL's TIMESTAMP) are UTC wall time.
+    aware = column_info(table, work.selection.clock_column).timezone_aware
+    naive_zone = ZoneInfo("UTC") if aware else chunk.times.naive_zone
     periods: dict[str, pd.Series] = {}
     for sink in work.rollups:
         if sink.period not in periods:
             periods[sink.period] = period_starts(
-                clock, sink.period, ZoneInfo(work.period_zone), chunk.times.naive_zone
+                clock, sink.period, ZoneInfo(work.period_zone), naive_zone
             )
         cells = partial_cells(frame, sink, periods[sink.period])
         for cell in cells:
@@ -191,11 +175,38 @@ def _delete_and_aggregate(chunk: _Chunk) -> int:
     return len(gone)
 
 
+def _delete_returning(chunk: _Chunk, columns: list[Column[Any]]) -> list[tuple[Any, ...]]:
+    """Delete the chunk's rows, returning `columns` of each.
+
+    ``DELETE ... RETURNING`` where the dialect has it (PostgreSQL, SQLite, MariaDB);
+    elsewhere (MySQL) the rows are read with ``SELECT ... FOR UPDATE``, which locks them
+    and the gaps between them until the commit, then deleted by the same predicate.
+    """
+    connection, table = chunk.connection, chunk.table
+    if connection.dialect.delete_returning:
+        statement = delete(table).where(chunk.rows).returning(*columns)
+        return [tuple(row) for row in connection.execute(statement)]
+    locked = _for_update(select(*columns).where(chunk.rows), table, connection)
+    chosen = [tuple(row) for row in connection.execute(locked)]
+    deleted = connection.execute(delete(table).where(chunk.rows)).rowcount
+    if deleted != len(chosen):  # the caller's transaction rolls back: nothing is lost
+        raise RuntimeError(f"{len(chosen)} rows read for deletion but {deleted} deleted")
+    return chosen
+
+
+def _for_update(statement: Select[Any], table: Table, connection: Connection) -> Select[Any]:
+    """`statement` locking the rows it reads from `table`, where the database can."""
+    name = connection.dialect.name
+    if name == "postgresql" or is_mysql(name):
+        return statement.with_for_update(of=table)
+    return statement
+
+
 def _delete_and_aggregate_in_database(chunk: _Chunk) -> int:
     """PostgreSQL: one statement deletes the chunk and adds its counts and sums to every
     rollup (data-modifying CTEs), so no row travels to Python."""
     work, table = chunk.work, chunk.table
-    returned = (table.c[c] for c in _rollup_columns(work))
+    returned = (table.c[c] for c in rollup_columns(work))
     gone = delete(table).where(chunk.rows).returning(*returned).cte("gone")
     statement = select(func.count()).select_from(gone)
     clock_name = work.selection.clock_column
@@ -252,8 +263,7 @@ def _rewrite(chunk: _Chunk) -> int:
     in_database, transforms = _split_rewrites(table, work.rewrites, connection.dialect.name)
     names = [r.column for r in transforms]
     chosen = select(table.c[key], *(table.c[n] for n in names)).where(chunk.rows)
-    if connection.dialect.name == "postgresql":
-        chosen = chosen.with_for_update(of=table)
+    chosen = _for_update(chosen, table, connection)
     rows = [tuple(row) for row in connection.execute(chosen)]
     if not rows:
         return 0

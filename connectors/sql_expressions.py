@@ -7,14 +7,31 @@ so the dialect quotes it: no SQL is ever assembled from strings.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime, time
-from zoneinfo import ZoneInfo
+from datetime import UTC, datetime
+from typing import Any, Final, TypeVar
 
-from sqlalchemy import ColumnElement, Table, and_, exists, false, not_, or_, true
+from sqlalchemy import ColumnElement, Engine, Table, and_, event, exists, false, not_, or_, true
 from sqlalchemy.sql.elements import KeyedColumnElement
 
-from connectors.protocol import ColumnInfo, Condition, ExpirySelection, RowFilter, Scalar
+from connectors.protocol import ColumnInfo, Condition, ExpirySelection, RowFilter
+from connectors.times import TimeContext
 from connectors.type_families import family_of
+
+__all__ = [
+    "TimeContext",
+    "clock_expired",
+    "column_info",
+    "condition",
+    "is_mysql",
+    "matches",
+    "matches_any",
+    "utc_sessions",
+]
+
+#: SQLAlchemy names the dialect ``mariadb`` for ``mariadb+pymysql://`` URLs and ``mysql``
+#: for ``mysql+pymysql://`` ones, whichever server answers.
+MYSQL_DIALECTS: Final = frozenset({"mysql", "mariadb"})
+_Value = TypeVar("_Value")
 
 _COMPARISONS: dict[str, Callable[[KeyedColumnElement[object], object], ColumnElement[bool]]] = {
     "eq": lambda c, v: c == v,
@@ -28,39 +45,6 @@ _COMPARISONS: dict[str, Callable[[KeyedColumnElement[object], object], ColumnEle
 }
 
 
-class TimeContext:
-    """How the store's values meet the policy's instants.
-
-    Naive timestamp columns hold wall time in `naive_zone`; plain dates (date columns,
-    date values in conditions) are calendar days in `local_zone`.
-    """
-
-    def __init__(self, naive_zone: str, local_zone: str) -> None:
-        self.naive_zone = ZoneInfo(naive_zone)
-        self.local_zone = ZoneInfo(local_zone)
-
-    def bind_instant(self, column: ColumnInfo, moment: datetime) -> datetime | date:
-        """`moment` (aware) as the column stores it."""
-        if column.family == "date":
-            return moment.astimezone(self.local_zone).date()
-        if column.timezone_aware:
-            return moment
-        return moment.astimezone(self.naive_zone).replace(tzinfo=None)
-
-    def bind_value(self, column: ColumnInfo, value: Scalar) -> Scalar:
-        """A condition value as the column stores it: dates become local midnight for
-        timestamp columns; digit strings become integers for integer columns."""
-        if column.family == "datetime" and isinstance(value, date):
-            if not isinstance(value, datetime):
-                value = datetime.combine(value, time(), self.local_zone)
-            elif value.tzinfo is None:
-                value = value.replace(tzinfo=self.local_zone)
-            return self.bind_instant(column, value)
-        if column.family == "integer" and isinstance(value, str) and value.lstrip("-").isdigit():
-            return int(value)
-        return value
-
-
 def condition(table: Table, cond: Condition, times: TimeContext) -> ColumnElement[bool]:
     """A condition that is never NULL: a NULL column matches only ``is_null``."""
     column = table.c[cond.column]
@@ -70,10 +54,10 @@ def condition(table: Table, cond: Condition, times: TimeContext) -> ColumnElemen
         return column.is_not(None)
     info = column_info(table, cond.column)
     if isinstance(cond.value, tuple):
-        value: object = tuple(times.bind_value(info, v) for v in cond.value)
+        value: object = tuple(in_utc(times.bind_value(info, v)) for v in cond.value)
     else:
         assert cond.value is not None, "the policy model guarantees a value"
-        value = times.bind_value(info, cond.value)
+        value = in_utc(times.bind_value(info, cond.value))
     return and_(column.is_not(None), _COMPARISONS[cond.op](column, value))
 
 
@@ -99,10 +83,11 @@ def clock_expired(
     has not started (NULL), including any one of several matching events."""
     if selection.event is None or event_table is None:
         column = table.c[selection.clock_column]
-        bound = times.bind_instant(column_info(table, selection.clock_column), selection.cutoff)
+        info = column_info(table, selection.clock_column)
+        bound = in_utc(times.bind_instant(info, selection.cutoff))
         return and_(column.is_not(None), column < bound)
     event = selection.event
-    bound = times.bind_instant(column_info(event_table, event.column), selection.cutoff)
+    bound = in_utc(times.bind_instant(column_info(event_table, event.column), selection.cutoff))
     aliased = event_table.alias("clock_event")  # the event table may be the row's own
     clock = aliased.c[event.column]
     linked = aliased.c[event.event_key] == table.c[event.local_key]
@@ -115,3 +100,43 @@ def column_info(table: Table, name: str) -> ColumnInfo:
     column = table.c[name]
     family, aware = family_of(column.type)
     return ColumnInfo(name, family, str(column.type), bool(column.nullable), aware)
+
+
+def is_mysql(dialect_name: str) -> bool:
+    """Whether a dialect name is MySQL's or MariaDB's (see `MYSQL_DIALECTS`)."""
+    return dialect_name in MYSQL_DIALECTS
+
+
+def utc_sessions(engine: Engine) -> None:
+    """On MySQL and MariaDB, every connection's session time zone becomes UTC.
+
+    ``DATETIME`` columns are naive: they hold whatever wall time the application wrote,
+    read in the connector's ``naive_timezone`` like any naive column. ``TIMESTAMP``
+    columns hold an instant, stored in UTC but converted from and to the *session's*
+    time zone, which defaults to the server's. With the session in UTC (``+00:00``, which
+    needs no time zone tables), a ``TIMESTAMP`` value read back is its UTC wall time and
+    one sent is taken as UTC wall time, whatever the server's setting: `family_of` counts
+    such columns as timezone-aware and `in_utc` converts their bound instants, since the
+    drivers drop a ``datetime``'s offset. Other dialects are left alone.
+    """
+    if is_mysql(engine.dialect.name):
+        event.listen(engine, "connect", _utc_session)
+
+
+def _utc_session(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SET time_zone = '+00:00'")  # a constant statement
+    finally:
+        cursor.close()
+
+
+def in_utc(value: _Value) -> _Value:
+    """An aware timestamp as the same instant in UTC, anything else unchanged.
+
+    PostgreSQL compares instants either way; MySQL's drivers send only a timestamp's wall
+    time, which the connector's sessions read as UTC (`utc_sessions`).
+    """
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC)
+    return value

@@ -7,8 +7,10 @@ hundred million, so nothing here reads a whole table when the store can do bette
   planner's row estimate (``pg_class.reltuples``) to return about twenty times the
   values wanted, then picks the values at random among those; a column too sparse for
   that rate is sampled again at ten times the rate, up to the whole table.
-* Other stores (SQLite, MariaDB) have no ``TABLESAMPLE``; they read the column once and
-  keep a random ``limit`` of its values (``ORDER BY random() LIMIT n``, a bounded sort).
+* Other stores (SQLite, MySQL, MariaDB) have no ``TABLESAMPLE``; they read the column
+  once and keep a random ``limit`` of its values (``ORDER BY random() LIMIT n``, a
+  bounded sort; SQLAlchemy writes ``RAND()`` for MySQL and MariaDB).
+* MySQL and MariaDB estimate a table's rows in ``information_schema.TABLES``.
 
 Long texts are cut in the database (``substr``) so that a column of e-mail bodies does
 not bring megabytes back for a classifier that reads the first few thousand characters.
@@ -33,6 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import expression
 
+from connectors.sql_expressions import is_mysql
 from connectors.type_families import family_of
 
 #: Characters of a text value the sample keeps.
@@ -47,12 +50,30 @@ RATE_GROWTH: Final = 10.0
 _PG_CLASS: Final = expression.table(
     "pg_class", expression.column("oid"), expression.column("reltuples"), schema="pg_catalog"
 )
+_MYSQL_TABLES: Final = expression.table(
+    "TABLES",  # its column names, like MySQL's column names everywhere, ignore case
+    expression.column("table_schema"),
+    expression.column("table_name"),
+    expression.column("table_rows"),
+    schema="information_schema",
+)
 
 
 def estimate_rows(connection: Connection, table: Table) -> int:
-    """The planner's row estimate on PostgreSQL (exact count when there is none yet);
-    an exact count elsewhere."""
-    if connection.dialect.name == "postgresql":
+    """The planner's row estimate on PostgreSQL, the storage engine's on MySQL and
+    MariaDB (an exact count when there is none yet, or it is zero: InnoDB updates it
+    some time after the rows are written); an exact count elsewhere."""
+    if is_mysql(connection.dialect.name):
+        tables = _MYSQL_TABLES.c
+        schema = func.database() if table.schema is None else bindparam("schema", table.schema)
+        estimate = connection.execute(
+            select(tables.table_rows).where(
+                tables.table_schema == schema, tables.table_name == table.name
+            )
+        ).scalar()
+        if estimate:
+            return int(estimate)
+    elif connection.dialect.name == "postgresql":
         qualified = connection.dialect.identifier_preparer.format_table(table)
         estimate = connection.execute(
             select(_PG_CLASS.c.reltuples).where(

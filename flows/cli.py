@@ -494,9 +494,11 @@ def demo_build(
     ] = None,
     replace: Annotated[bool, typer.Option(help="Replace an existing demo store.")] = False,
 ) -> None:
-    """Build the demo CRM store with Faker (English and French Canadian customers)."""
+    """Build the demo CRM store with Faker (English and French Canadian customers), and
+    beside --path its mailbox (mail/, a Maildir) and web server logs (weblogs/)."""
     from sqlalchemy import create_engine
 
+    from connectors.demo.files_and_mail import build_demo_files, check_demo_files_free
     from connectors.demo.generate import DemoSpec, DemoStoreExists, build_demo_store
 
     if url is None:
@@ -506,7 +508,10 @@ def demo_build(
     spec = DemoSpec(customers=customers, seed=seed, as_of=moment.replace(tzinfo=UTC))
     engine = create_engine(url)
     try:
+        if not replace:
+            check_demo_files_free(path.parent)  # before the SQL store: refuse, write nothing
         counts = build_demo_store(engine, spec, replace=replace)
+        files = build_demo_files(path.parent, spec, replace=replace)
     except DemoStoreExists as exc:
         stderr.print(f"error: {exc} (use --replace to rebuild it)", markup=False)
         raise typer.Exit(EXIT_INVALID) from None
@@ -514,6 +519,7 @@ def demo_build(
         engine.dispose()
     shown = engine.url.render_as_string(hide_password=True)
     stdout.print(f"demo store {shown}: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
+    stdout.print(f"demo files {path.parent}: " + ", ".join(f"{t} {n:,}" for t, n in files.items()))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, make_url
+from sqlalchemy import Engine
 
 from anonymizers.operators import OperatorError
 from anonymizers.secrets import pseudonym_key
@@ -29,7 +29,7 @@ from flows.ledger import ChunkRecord, Ledger, RunLocked, open_state
 from flows.register_records import register_record
 from flows.releases import release_rollups
 from flows.risk_check import table_risk
-from flows.stores import opened_stores
+from flows.stores import default_state_dir, opened_stores
 from retention_rules.clock import PolicyClock
 from retention_rules.issues import PolicyIssue
 from retention_rules.loader import LoadedPolicy, load_policy
@@ -192,11 +192,7 @@ class RunContext:
 
 def default_state_url(policy: Policy) -> str:
     """Beside the first SQLite store (the demo store); else in the working directory."""
-    for store in policy.stores.values():
-        url = make_url(store.url)
-        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-            return f"sqlite:///{Path(url.database or '').parent / 'tenure-state.sqlite'}"
-    return "sqlite:///tenure-state.sqlite"
+    return f"sqlite:///{default_state_dir(policy) / 'tenure-state.sqlite'}"
 
 
 @contextmanager

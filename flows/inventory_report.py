@@ -46,6 +46,7 @@ def inventory_json(inventory: Inventory) -> dict[str, Any]:
             "passed": inventory.coverage.passed,
             "gaps": [_gap_json(gap) for gap in inventory.coverage.gaps],
         },
+        "unreadable": list(inventory.unreadable),
         "tables": [
             {
                 "store": table.store,
@@ -140,6 +141,7 @@ def inventory_markdown(inventory: Inventory) -> str:
         "",
     ]
     lines += [f"- {gap}" for gap in coverage.gaps]
+    lines += [f"- unreadable, not scanned: {reason}" for reason in inventory.unreadable]
     lines += ["", "| " + " | ".join(_HEADERS) + " |", "|" + "---|" * len(_HEADERS)]
     lines += ["| " + " | ".join(cells) + " |" for cells in _cells(inventory, _statuses(inventory))]
     return "\n".join(lines) + "\n"

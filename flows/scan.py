@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from anonymizers.detection import LABEL_THRESHOLD, VALUE_FAMILIES, classify_column
 from anonymizers.detection.entities import DIRECT_IDENTIFIERS, PERSONAL_ENTITIES
+from connectors.errors import StoreError, StoreUnavailable
 from connectors.protocol import Connector, TableInfo
 from retention_rules.coverage import ColumnEvidence, Coverage, check_coverage
 from retention_rules.loader import LoadedPolicy
@@ -89,6 +90,9 @@ class Inventory:
     tables: list[TableScan]
     coverage: Coverage
     primary_keys: dict[tuple[str, str | None, str], tuple[str, ...]] = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)
+    """Collections a store could not read (a file that is not valid CSV), one line each:
+    left out of the map; the bindings on them fail on their own."""
 
     @property
     def reused(self) -> int:
@@ -174,20 +178,29 @@ def scan_policy(
 ) -> Inventory:
     """Scan every table of every store in ``connectors`` and check the policy's coverage.
 
-    Raises ``StoreError`` when a store fails mid-scan: the gate cannot pass on half a map.
+    Raises ``StoreUnavailable`` when a store fails mid-scan: the gate cannot pass on half
+    a map. A single collection the store cannot read (``StoreError``) is listed in
+    ``unreadable`` instead: its bindings fail anyway, and the rest of the map is whole.
     """
     policy = loaded.policy
     sample_size = policy.scan.sample_size
     tables: list[TableScan] = []
+    unreadable: list[str] = []
     primary_keys: dict[tuple[str, str | None, str], tuple[str, ...]] = {}
     for store, connector in connectors.items():
         for schema in _schemas(loaded, store):
             for name in connector.table_names(schema):
-                info = connector.table_info(name, schema)
-                if info is None:  # dropped while we looked
+                try:
+                    info = connector.table_info(name, schema)
+                    if info is None:  # dropped while we looked
+                        continue
+                    scan = _scan_or_reuse(connector, store, info, sample_size, cache, full)
+                except StoreUnavailable:
+                    raise
+                except StoreError as exc:
+                    unreadable.append(str(exc))
                     continue
                 primary_keys[(store, schema, name)] = info.primary_key
-                scan = _scan_or_reuse(connector, store, info, sample_size, cache, full)
                 tables.append(scan)
                 if on_table is not None:
                     on_table(scan)
@@ -200,6 +213,7 @@ def scan_policy(
         tables=tables,
         coverage=check_coverage(policy, evidence, DIRECT_IDENTIFIERS),
         primary_keys=primary_keys,
+        unreadable=unreadable,
     )
 
 

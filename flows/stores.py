@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import make_url
 
 from connectors.errors import StoreError
 from connectors.protocol import Connector
@@ -28,6 +31,7 @@ def opened_stores(
                 naive_timezone=store.naive_timezone,
                 local_timezone=policy.timezone,
                 read_only=read_only,
+                bookkeeping_dir=str(bookkeeping_dir(policy, name)),
             )
         except StoreError as exc:
             issues.append(PolicyIssue(("stores", name, "url"), exc.reason))
@@ -38,3 +42,19 @@ def opened_stores(
     finally:
         for connector in connectors.values():
             connector.close()
+
+
+def default_state_dir(policy: Policy) -> Path:
+    """Beside the first SQLite store (the demo store); else the working directory."""
+    for store in policy.stores.values():
+        url = make_url(store.url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            return Path(url.database or "").parent
+    return Path()
+
+
+def bookkeeping_dir(policy: Policy, store: str) -> Path:
+    """Where a store without SQL keeps its journal, marks, rollups and intents: the
+    store's ``bookkeeping:`` directory, else ``tenure-bookkeeping`` beside the state."""
+    chosen = policy.stores[store].bookkeeping
+    return Path(chosen) if chosen else default_state_dir(policy) / "tenure-bookkeeping"

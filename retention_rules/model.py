@@ -124,6 +124,9 @@ class Store(_Strict):
 
     url: str = Field(repr=False, exclude=True)
     naive_timezone: str = "UTC"
+    bookkeeping: str | None = None
+    """Where a store without SQL (files, mailboxes) keeps its journal, marks, rollups
+    and intents; default ``tenure-bookkeeping/`` beside the state database."""
 
     @model_validator(mode="before")
     @classmethod

@@ -38,7 +38,11 @@ def _check_dataset(
     policy: Policy, index: int, dataset: Dataset, connector: Connector
 ) -> Iterator[PolicyIssue]:
     at: Loc = ("datasets", index)
-    table = connector.table_info(dataset.table, dataset.db_schema)
+    try:
+        table = connector.table_info(dataset.table, dataset.db_schema)
+    except StoreError as exc:  # an unreadable file, a mailbox that cannot be parsed
+        yield PolicyIssue((*at, "table"), str(exc))
+        return
     if table is None:
         yield PolicyIssue(
             (*at, "table"), f"table {dataset.table!r} does not exist in store {dataset.store!r}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import shutil
 import socket
 import uuid
 from collections.abc import Iterator
@@ -13,6 +14,9 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
+from tests.imap_server import ImapServer, ImapUnavailable, find_dovecot
+from tests.mariadb_server import MariaDBServer, MariaDBUnavailable
+from tests.mariadb_server import find_binaries as find_mariadb_binaries
 from tests.pg_server import PostgresServer, wait_until_ready
 
 REPO = Path(__file__).resolve().parent.parent
@@ -142,3 +146,83 @@ def demo_url(request: pytest.FixtureRequest) -> str:
     """Each read-only demo test runs on both backends."""
     name = "demo_sqlite_url" if request.param == "sqlite" else "demo_pg_url"
     return str(request.getfixturevalue(name))
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[MariaDBServer]:
+    """A MariaDB server for the session; skipped only when its binaries are not installed."""
+    try:
+        binaries = find_mariadb_binaries()
+    except MariaDBUnavailable as exc:
+        pytest.skip(f"MariaDB server binaries not installed: {exc}")
+    server = MariaDBServer.start(binaries)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def mariadb_url(mariadb_server: MariaDBServer) -> str:
+    """A fresh, empty database on the session's MariaDB server."""
+    return mariadb_server.create_database(f"t_{uuid.uuid4().hex[:16]}")
+
+
+# a real IMAP server (Dovecot) for the mail store tests
+
+
+@pytest.fixture(scope="session")
+def imap_server() -> Iterator[ImapServer]:
+    """A Dovecot server for the session; skipped only when Dovecot is not installed."""
+    try:
+        find_dovecot()
+    except ImapUnavailable as exc:
+        pytest.skip(str(exc))
+    server = ImapServer.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def imap_user(imap_server: ImapServer) -> str:
+    """A new user of the session's server: an empty mailbox for one test."""
+    return imap_server.new_user()
+
+
+# the shipped policy's mail and weblogs stores: the demo's Maildir and web logs
+
+
+def demo_files_environ(root: Path) -> dict[str, str]:
+    """Point the shipped policy's ``mail`` and ``weblogs`` stores at demo files under
+    ``root`` (their defaults are relative to the working directory)."""
+    return {
+        "TENURE_MAIL_URL": f"maildir:///{root / 'mail'}?internal_domains=360.agency",
+        "TENURE_WEBLOGS_URL": f"files:///{root / 'weblogs'}",
+    }
+
+
+@pytest.fixture(scope="session")
+def demo_files_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Maildir and web logs that go with ``build_demo``'s store, built once."""
+    from connectors.demo.files_and_mail import build_demo_files
+    from connectors.demo.generate import DemoSpec
+
+    root = tmp_path_factory.mktemp("demo-files")
+    build_demo_files(root, DemoSpec(customers=60, as_of=DEMO_AS_OF))
+    return root
+
+
+@pytest.fixture
+def demo_files(
+    demo_files_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """A test's own copy of the demo files (runs change them), with the environment
+    pointing the shipped policy at it; returns those variables."""
+    root = tmp_path / "demo-files"
+    shutil.copytree(demo_files_template, root)  # copy2 keeps the messages' mtimes
+    environ = demo_files_environ(root)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    return environ

@@ -10,12 +10,13 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.ports import free_port
 
 
 class PostgresUnavailable(RuntimeError):
@@ -39,12 +40,6 @@ def find_bindir() -> Path:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class PostgresServer:
     bindir: Path
@@ -63,7 +58,7 @@ class PostgresServer:
     def start(cls) -> PostgresServer:
         bindir = find_bindir()
         root = Path(tempfile.mkdtemp(prefix="tenure-pg-"))
-        server = cls(bindir, root, _free_port())
+        server = cls(bindir, root, free_port())
         server._chown(root)
         data = root / "data"
         server._run("initdb", "-D", str(data), "-U", server.user, "-A", "trust", "-E", "UTF8",

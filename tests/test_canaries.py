@@ -84,6 +84,7 @@ def _failure(hits: list[Hit]) -> str:
 
 def test_no_canary_survives_the_nightly_run(
     tmp_path: Path,
+    demo_files: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
@@ -113,7 +114,8 @@ def test_no_canary_survives_the_nightly_run(
         )
     }
     options = RunOptions(now=DEMO_AS_OF, state_url=state_url)  # the coverage gate is on
-    report = run_policy(SHIPPED_POLICY, options, environ={"TENURE_CRM_URL": store_url})
+    environ = {"TENURE_CRM_URL": store_url, **demo_files}
+    report = run_policy(SHIPPED_POLICY, options, environ=environ)
     assert report.gate is not None and report.gate.status == "passed", report.gate
     assert not report.failed, [(o.dataset, o.error) for o in report.outcomes if o.error]
     _assert_acted_on(store_url, planted)

@@ -21,8 +21,11 @@ from tests.conftest import SHIPPED_POLICY
 POLICY = load_policy(SHIPPED_POLICY, environ={}).policy
 
 
+_STORES = {d.table: d.store for d in POLICY.datasets}  # table names are unique across stores
+
+
 def _evidence(table: str, column: str, **entities: float) -> ColumnEvidence:
-    return ColumnEvidence("crm", None, table, column, entities)
+    return ColumnEvidence(_STORES.get(table, "crm"), None, table, column, entities)
 
 
 def test_the_policy_names_exactly_the_entities_the_scan_labels() -> None:
@@ -168,7 +171,8 @@ def test_a_suggested_dataset_loads_once_its_todos_are_filled(tmp_path: Path) -> 
     with pytest.raises(PolicyError) as raised:
         load_policy(path, environ={})
     fields = {str(issue).split(": ")[1] for issue in raised.value.issues}
-    assert {"datasets[12].purpose", "datasets[12].retention"} <= fields
+    new = len(POLICY.datasets)  # the appended dataset's index
+    assert {f"datasets[{new}].purpose", f"datasets[{new}].retention"} <= fields
     stub["datasets"][0].update(
         purpose="marketing",
         primary_key=["id"],
@@ -178,4 +182,4 @@ def test_a_suggested_dataset_loads_once_its_todos_are_filled(tmp_path: Path) -> 
     )
     YAML(typ="safe").dump(document, path)
     loaded = load_policy(path, environ={})
-    assert loaded.policy.datasets[12].columns == {"tel": ["contact.phone"]}
+    assert loaded.policy.datasets[new].columns == {"tel": ["contact.phone"]}

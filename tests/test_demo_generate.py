@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import mailbox
 import re
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from email import message_from_bytes
+from email.message import Message
+from email.utils import getaddresses, parsedate_to_datetime
 from pathlib import Path
 
 import pytest
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import create_engine, func, insert, select
 
+from connectors.demo import files_and_mail
+from connectors.demo.files_and_mail import DemoFilesExist, build_demo_files
 from connectors.demo.generate import DemoSpec, DemoStoreExists, build_demo_store
 from connectors.demo.schema import customers, login_events, metadata
 
@@ -259,3 +267,99 @@ def test_postgres_store_matches_sqlite_and_keeps_accepting_rows(store: Path, pg_
     assert first is not None and first.utcoffset() is not None
     assert first == next(instants(store, "SELECT occurred_at FROM login_events ORDER BY id"))
     assert new_id == 61
+
+
+# --------------------------------------------------------------------------- mail and web logs
+
+
+def file_contents(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` by relative path (names are deterministic too)."""
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def messages(folder: Path) -> list[tuple[Path, Message]]:
+    """A Maildir folder's messages with their files, checked to read as a Maildir."""
+    files = sorted(p for sub in ("cur", "new") for p in (folder / sub).iterdir())
+    assert len(mailbox.Maildir(folder, create=False)) == len(files)
+    return [(p, message_from_bytes(p.read_bytes())) for p in files]
+
+
+@pytest.fixture(scope="module")
+def demo_files_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("demo-files")
+    build_demo_files(root, SMALL)
+    return root
+
+
+def test_files_and_mail_are_deterministic(demo_files_root: Path, tmp_path: Path) -> None:
+    counts = build_demo_files(tmp_path, SMALL)
+    assert file_contents(tmp_path / "mail") == file_contents(demo_files_root / "mail")
+    assert file_contents(tmp_path / "weblogs") == file_contents(demo_files_root / "weblogs")
+    assert counts["inbox messages"] == 400 and counts["billing messages"] == 150
+    assert counts["access_log days"] == 420
+    lines = [len(p.read_text().splitlines()) for p in (tmp_path / "weblogs").rglob("part-0.jsonl")]
+    assert len(lines) == 420 and sum(lines) == counts["access_log lines"]
+    assert min(lines) >= 20 and max(lines) <= 60
+
+
+def test_every_correspondent_is_a_demo_customer(store: Path, demo_files_root: Path) -> None:
+    emails = {str(e) for (e,) in rows(store, "SELECT email FROM customers")}
+    for folder, count, years in ((demo_files_root / "mail", 400, 4.5), (
+        demo_files_root / "mail" / ".Billing", 150, 6.0,
+    )):  # fmt: skip
+        found = messages(folder)
+        assert len(found) == count
+        sent = []
+        for path, msg in found:
+            addresses = getaddresses([str(v) for k in ("From", "To", "Cc") for v in
+                                      msg.get_all(k, [])])  # fmt: skip
+            outside = [a for _, a in addresses if not a.endswith("@360.agency")]
+            assert outside and outside[0] in emails, msg["Subject"]
+            moment = parsedate_to_datetime(msg["Date"])
+            assert path.stat().st_mtime == moment.timestamp()  # mtime = Date
+            assert re.fullmatch(r"\s*<\d+\.[0-9a-f]{16}@[\w.]+>", msg["Message-ID"])  # a host
+            sent.append(moment)
+        oldest = AS_OF - relativedelta(days=round(365.25 * years) + 1)
+        assert oldest <= min(sent) and max(sent) <= AS_OF
+        cutoff = AS_OF - relativedelta(years=3 if count == 400 else 2)
+        assert any(s < cutoff for s in sent) and any(s >= cutoff for s in sent)
+    assert mailbox.Maildir(demo_files_root / "mail", create=False).list_folders() == ["Billing"]
+    html = [m for _, m in messages(demo_files_root / "mail") if m.is_multipart()]
+    assert 0.2 * 400 < len(html) < 0.7 * 400
+
+
+def test_web_logs_are_daily_partitions_free_of_personal_urls(
+    store: Path, demo_files_root: Path
+) -> None:
+    days = sorted((demo_files_root / "weblogs" / "access_log").iterdir())
+    assert days[-1].name == "date=2026-11-23" and days[0].name == "date=2025-09-30"
+    cookies = set()
+    for day in days:
+        for line in (day / "part-0.jsonl").read_text().splitlines():
+            record = json.loads(line)
+            assert record["ts"].startswith(day.name[5:]) and record["ts"].endswith("Z")
+            assert "@" not in record["url"] and "%40" not in record["url"]
+            ipaddress.ip_address(record["ip"])
+            cookies.add(record["visitor_id"])
+    clicks = {str(v) for (v,) in rows(store, "SELECT DISTINCT visitor_id FROM web_clicks")}
+    assert len(cookies & clicks) >= 10  # returning visitors of the click stream
+    assert None in cookies  # crawlers keep no cookie
+
+
+def test_demo_files_are_kept_unless_replace_is_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, small in (("INBOX_MESSAGES", 5), ("BILLING_MESSAGES", 3), ("LOG_DAYS", 3)):
+        monkeypatch.setattr(files_and_mail, name, small)  # sizes do not matter here
+    spec = DemoSpec(customers=10, as_of=AS_OF)
+    build_demo_files(tmp_path, spec)
+    (tmp_path / "tenure-bookkeeping").mkdir()
+    with pytest.raises(DemoFilesExist, match="demo folder 'mail'"):
+        build_demo_files(tmp_path, spec)
+    (tmp_path / "weblogs" / "access_log" / "stray").mkdir()
+    build_demo_files(tmp_path, spec, replace=True)
+    assert not (tmp_path / "weblogs" / "access_log" / "stray").exists()
+    assert not (tmp_path / "tenure-bookkeeping").exists()  # stale marks would hide messages
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mail", "weblogs"]

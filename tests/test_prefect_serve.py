@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,8 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from tests.conftest import REPO, SHIPPED_POLICY
+from tests.conftest import REPO, SHIPPED_POLICY, demo_files_environ
+from tests.ports import free_port
 
 BIN = Path(sys.executable).parent
 PREFECT = BIN / "prefect"
@@ -36,12 +36,6 @@ STOP_TIMEOUT = 10.0
 T = TypeVar("T")
 
 pytestmark = pytest.mark.skipif(not PREFECT.exists(), reason=f"{PREFECT} not found")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _offline_env(home: Path) -> dict[str, str]:
@@ -60,6 +54,7 @@ def _offline_env(home: Path) -> dict[str, str]:
         DO_NOT_TRACK="1",
         # Should a run start anyway, it would touch a throwaway store, not the demo one.
         TENURE_CRM_URL=f"sqlite:///{home / 'crm.sqlite'}",
+        **demo_files_environ(home),  # and throwaway mail and web logs
     )
     return env
 
@@ -163,7 +158,7 @@ def prefect_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], list[P
 
     Every process the test appends to the list is stopped, with the server, at the end.
     """
-    port = _free_port()
+    port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     env = _offline_env(tmp_path)
     args = [str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(port)]

@@ -193,7 +193,9 @@ def test_an_aggregate_cannot_promise_k_above_its_threshold(tmp_path: Path) -> No
 
 
 @pytest.fixture
-def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+def demo(
+    tmp_path: Path, demo_files: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, str]:
     url = f"sqlite:///{tmp_path / 'crm.sqlite'}"
     build_demo(url, customers=150)
     monkeypatch.setenv("TENURE_CRM_URL", url)
@@ -246,7 +248,7 @@ def test_every_run_adds_a_register_entry_and_risk_reports_k_of_the_aggregates(
     first_entry = {d["dataset"]: d for d in entries[0]["datasets"]}
     assert set(first_entry) == {
         "customers", "accounts", "usage_events", "web_clicks", "support_tickets",
-        "marketing_contacts",
+        "billing_email", "marketing_contacts",
     }  # fmt: skip
     customers_risk = first_entry["customers"]["risk"]
     assert customers_risk["direct_identifiers"]["email"] == "pseudonymized"

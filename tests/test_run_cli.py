@@ -27,7 +27,9 @@ def prefect_api() -> Iterator[None]:
 
 
 @pytest.fixture
-def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+def demo(
+    tmp_path: Path, demo_files: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, str]:
     url = f"sqlite:///{tmp_path / 'crm.sqlite'}"
     build_demo(url)
     monkeypatch.setenv("TENURE_CRM_URL", url)
@@ -57,7 +59,7 @@ def test_run_then_nothing_left_to_do(prefect_api: None, demo: tuple[str, str]) -
     assert plan.exit_code == 0, plan.stderr
     assert {d["expired"] for d in json.loads(plan.stdout)["datasets"]} == {0}
     verify = runner.invoke(app, ["audit", "verify", str(SHIPPED_POLICY), "--state", state])
-    assert verify.exit_code == 0 and "24 entries" in verify.stdout
+    assert verify.exit_code == 0 and "30 entries" in verify.stdout  # 15 bindings, twice
     assert _artifact_keys() >= {"retention-summary", "retention-report"}
 
 

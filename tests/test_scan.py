@@ -22,7 +22,7 @@ from flows.cli import app
 from flows.inventory_report import inventory_json, inventory_markdown
 from flows.scan import Inventory
 from flows.scan_runner import run_scan
-from tests.conftest import OUTBOUND_ATTEMPTS, SHIPPED_POLICY, build_demo
+from tests.conftest import OUTBOUND_ATTEMPTS, SHIPPED_POLICY, build_demo, demo_files_environ
 
 runner = CliRunner()
 
@@ -126,13 +126,18 @@ def test_postgres_samples_pages_with_tablesample_across_the_table(big_pg_table: 
 
 
 @pytest.fixture(scope="module")
-def scanned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Inventory, Path]]:
-    """One full scan of a fresh demo store with the shipped policy."""
+def scanned(
+    tmp_path_factory: pytest.TempPathFactory, demo_files_template: Path
+) -> Iterator[tuple[Inventory, Path]]:
+    """One full scan of a fresh demo store, its mail and web logs, with the shipped policy
+    (the mail and web logs stay shared: scans only read them)."""
     root = tmp_path_factory.mktemp("scan")
     store = root / "crm.sqlite"
     build_demo(f"sqlite:///{store}")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TENURE_CRM_URL", f"sqlite:///{store}")
+        for name, value in demo_files_environ(demo_files_template).items():
+            patch.setenv(name, value)
         inventory, _ = run_scan(SHIPPED_POLICY, state_url=f"sqlite:///{root / 'state.sqlite'}")
         yield inventory, root
 
@@ -146,7 +151,7 @@ def test_the_demo_store_is_fully_covered_by_the_shipped_policy(
 ) -> None:
     inventory, _ = scanned
     assert inventory.coverage.passed, [str(gap) for gap in inventory.coverage.gaps]
-    assert len(inventory.tables) == 11
+    assert len(inventory.tables) == 14
     labels = _labels(inventory)
     assert labels["customers.email"] == {"EMAIL_ADDRESS"}
     assert labels["customers.phone"] == {"PHONE_NUMBER"}
@@ -156,6 +161,9 @@ def test_the_demo_store_is_fully_covered_by_the_shipped_policy(
     assert {"PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER"} <= labels["support_tickets.notes"]
     assert labels["invoices.amount"] == labels["customers.id"] == set()
     assert labels["email_messages.from_address"] == {"EMAIL_ADDRESS"}, "values overrule 'address'"
+    assert {"PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER"} <= labels["inbox.body"]
+    assert labels["billing.correspondent"] == labels["inbox.from_address"] == {"EMAIL_ADDRESS"}
+    assert labels["access_log.ip"] == {"IP_ADDRESS"}
 
 
 def test_the_inventory_never_holds_a_sampled_value(scanned: tuple[Inventory, Path]) -> None:
@@ -220,7 +228,10 @@ def _forbid_classifying(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_unchanged_tables_are_not_sampled_again_unless_full(
-    scanned: tuple[Inventory, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    scanned: tuple[Inventory, Path],
+    demo_files: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     store, state = _store_copy(scanned, tmp_path), tmp_path / "state.sqlite"
     shutil.copy(scanned[1] / "state.sqlite", state)
@@ -233,12 +244,12 @@ def test_unchanged_tables_are_not_sampled_again_unless_full(
     assert first.reused == 0
     classified.clear()
     again, _ = run_scan(SHIPPED_POLICY, state_url=state_url)
-    assert (again.reused, classified) == (11, [])
+    assert (again.reused, classified) == (14, [])
     assert _labels(again) == _labels(first)
 
     _add_unbound_phones(store)
     changed, _ = run_scan(SHIPPED_POLICY, state_url=state_url)
-    assert changed.reused == 10
+    assert changed.reused == 13
     assert "cell" in classified and "body" not in classified
     assert [str(gap).split(":")[0] for gap in changed.coverage.gaps] == ["crm.customers.cell"]
 
@@ -305,7 +316,10 @@ def test_a_scan_opens_no_outbound_connection(
 
 
 def test_with_warn_the_run_goes_on_and_audits_the_gaps(
-    scanned: tuple[Inventory, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    scanned: tuple[Inventory, Path],
+    demo_files: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from flows import audit
     from flows.engine import RunOptions, run_policy
@@ -325,7 +339,7 @@ def test_with_warn_the_run_goes_on_and_audits_the_gaps(
     report = run_policy(
         policy,
         RunOptions(now=DEMO_AS_OF, state_url=state),
-        environ={"TENURE_CRM_URL": f"sqlite:///{store}"},
+        environ={"TENURE_CRM_URL": f"sqlite:///{store}", **demo_files},
     )
     assert report.gate is not None and report.gate.status == "warned"
     assert not report.blocked and not report.failed

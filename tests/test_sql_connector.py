@@ -51,10 +51,12 @@ closures = Table(
 )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.sqlite'}"
+    if request.param == "mariadb":
+        return str(request.getfixturevalue("mariadb_url"))
     return str(request.getfixturevalue("pg_url"))
 
 
@@ -202,8 +204,9 @@ def test_read_only_sqlite_never_creates_a_missing_file(tmp_path: Path) -> None:
     assert not missing.exists()
 
 
-def test_unreachable_server_error_hides_the_password() -> None:
-    connector = SQLConnector("crm", "postgresql+psycopg://tenure:s3cr3t-pw@127.0.0.1:1/crm")
+@pytest.mark.parametrize("scheme", ["postgresql+psycopg", "mysql+pymysql", "mariadb+pymysql"])
+def test_unreachable_server_error_hides_the_password(scheme: str) -> None:
+    connector = SQLConnector("crm", f"{scheme}://tenure:s3cr3t-pw@127.0.0.1:1/crm")
     with pytest.raises(StoreUnavailable) as caught:
         connector.ping()
     assert "s3cr3t-pw" not in str(caught.value)

@@ -41,16 +41,16 @@ def test_broken_policy(path: Path, demo_sqlite_url: str, monkeypatch: pytest.Mon
 def test_shipped_policy_is_valid_offline() -> None:
     result = runner.invoke(app, ["validate", "--offline", str(SHIPPED_POLICY)])
     assert result.exit_code == 0, result.stderr
-    assert "12 datasets" in result.stdout
+    assert "15 datasets" in result.stdout
 
 
 def test_shipped_policy_matches_the_demo_schema_on_both_backends(
-    demo_url: str, monkeypatch: pytest.MonkeyPatch
+    demo_url: str, demo_files: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TENURE_CRM_URL", demo_url)
     result = runner.invoke(app, ["validate", str(SHIPPED_POLICY)])
     assert result.exit_code == 0, result.stderr
-    assert "schema checked in 1 store(s)" in result.stdout
+    assert "schema checked in 3 store(s)" in result.stdout
 
 
 def test_many_problems_are_reported_in_one_pass(tmp_path: Path) -> None:
@@ -84,7 +84,7 @@ def test_debug_shows_the_exception() -> None:
 
 
 def test_validation_never_writes_to_the_store(
-    demo_sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+    demo_sqlite_url: str, demo_files: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = Path(demo_sqlite_url.removeprefix("sqlite:///"))
     before = hashlib.sha256(path.read_bytes()).hexdigest()

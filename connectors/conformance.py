@@ -1,0 +1,364 @@
+"""The conformance suite every connector passes: subclass ``ConnectorConformance``.
+
+A connector's test module writes one class::
+
+    from connectors.conformance import ConformanceFixture, ConnectorConformance, Record
+
+    class TestMyStore(ConnectorConformance):
+        @pytest.fixture
+        def make_store(self, tmp_path):
+            def make(records: list[Record]) -> ConformanceFixture:
+                ...  # write the records into a fresh store under tmp_path
+                return ConformanceFixture(open=..., collection="events", key=("id",),
+                                          clock="happened_at", text="note", group="team")
+            return make
+
+and pytest runs every ``test_*`` method below against it: discovery, sampling, chunked
+streaming, counting, delete and update by keys, aggregation, a crash between chunks
+and inside one, and bad input. The store holds the same few records for every
+connector; each record has a clock (an aware instant), a text and a group, which the
+fixture maps to fields of its own (a mailbox has no free choice of field names).
+Needs pytest (a test dependency).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from connectors.errors import StoreError
+from connectors.protocol import (
+    ChunkAction,
+    ChunkWork,
+    ColumnRewrite,
+    Condition,
+    Connector,
+    ExpirySelection,
+    RollupSink,
+    RowFilter,
+)
+
+#: Records before this instant are expired in every test.
+CUTOFF = datetime(2024, 3, 1, tzinfo=UTC)
+GROUPS = ("north", "south", "held")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record of the suite's store, in the suite's own terms."""
+
+    clock: datetime
+    text: str
+    group: str
+
+
+@dataclass(frozen=True)
+class ConformanceFixture:
+    """A fresh store holding the suite's records, and how to reach them."""
+
+    open: Callable[[bool], Connector]
+    """A new connector on the store; the argument is ``read_only``."""
+    collection: str
+    key: tuple[str, ...]
+    clock: str
+    text: str
+    group: str
+    schema: str | None = None
+
+
+def suite_records() -> list[Record]:
+    """23 records over four months; 14 before ``CUTOFF``, 5 of them in group "held"."""
+    start = datetime(2024, 1, 3, 9, 30, tzinfo=UTC)
+    return [
+        Record(
+            start + timedelta(days=5 * i, hours=i), f"note {i:02d} for person {i}", GROUPS[i % 3]
+        )
+        for i in range(23)
+    ]
+
+
+def _expired(records: list[Record], *, held: bool | None = None) -> list[Record]:
+    chosen = [r for r in records if r.clock < CUTOFF]
+    if held is None:
+        return chosen
+    return [r for r in chosen if (r.group == "held") == held]
+
+
+class ConnectorConformance:
+    """The suite; a subclass provides the ``make_store`` fixture."""
+
+    LABEL = "conformance"
+
+    @pytest.fixture
+    def make_store(self) -> Callable[[list[Record]], ConformanceFixture]:
+        raise NotImplementedError("a connector's test class provides make_store")
+
+    @pytest.fixture
+    def store(self, make_store: Callable[[list[Record]], ConformanceFixture]) -> ConformanceFixture:
+        return make_store(suite_records())
+
+    @pytest.fixture
+    def connector(self, store: ConformanceFixture) -> Iterator[Connector]:
+        opened = store.open(False)
+        yield opened
+        opened.close()
+
+    # helpers
+
+    def selection(
+        self, store: ConformanceFixture, *, hold: bool = False, mark: bool = False
+    ) -> ExpirySelection:
+        exclusions = (RowFilter("hold", (Condition(store.group, "eq", "held"),)),) if hold else ()
+        return ExpirySelection(
+            table=store.collection,
+            clock_column=store.clock,
+            cutoff=CUTOFF,
+            schema=store.schema,
+            exclusions=exclusions,
+            primary_key=store.key,
+            skip_marked=self.LABEL if mark else None,
+        )
+
+    def run(
+        self,
+        connector: Connector,
+        selection: ExpirySelection,
+        action: ChunkAction,
+        *,
+        run_id: str = "run-1",
+        limit: int = 4,
+        rewrites: tuple[ColumnRewrite, ...] = (),
+        rollups: tuple[RollupSink, ...] = (),
+        stop_after: int | None = None,
+    ) -> tuple[int, int]:
+        """Chunks until nothing is left (or ``stop_after`` chunks): (rows, chunks)."""
+        after, rows, chunk_no = None, 0, 0
+        while stop_after is None or chunk_no < stop_after:
+            work = ChunkWork(
+                run_id,
+                self.LABEL,
+                chunk_no + 1,
+                selection,
+                after,
+                limit,
+                action,
+                "UTC",
+                rewrites,
+                rollups,
+            )
+            result = connector.execute_chunk(work)
+            if result.last is None:
+                break
+            chunk_no += 1
+            rows += result.rows
+            after = result.last
+        return rows, chunk_no
+
+    def texts(self, connector: Connector, store: ConformanceFixture) -> list[str]:
+        """Every record's text, read through the connector, in key order."""
+        everything = ExpirySelection(
+            store.collection,
+            store.clock,
+            datetime(9999, 1, 1, tzinfo=UTC),
+            store.schema,
+            primary_key=store.key,
+        )
+        return [
+            row[0] for chunk in connector.read_rows(everything, [store.text], 100) for row in chunk
+        ]
+
+    # discovery and reading
+
+    def test_discovers_the_collection_and_its_fields(
+        self, connector: Connector, store: ConformanceFixture
+    ) -> None:
+        assert store.collection in connector.table_names(store.schema)
+        info = connector.table_info(store.collection, store.schema)
+        assert info is not None
+        assert info.primary_key == store.key
+        assert info.columns[store.clock].family == "datetime"
+        assert info.columns[store.text].family == "text"
+        assert connector.table_info("no_such_collection", store.schema) is None
+
+    def test_samples_values_from_the_store(
+        self, connector: Connector, store: ConformanceFixture
+    ) -> None:
+        sample = connector.sample_values(store.collection, [store.text], 5, store.schema)
+        known = {r.text for r in suite_records()}
+        assert 1 <= len(sample[store.text]) <= 5
+        assert set(sample[store.text]) <= known
+
+    def test_counts_expired_and_held_records(
+        self, connector: Connector, store: ConformanceFixture
+    ) -> None:
+        records = suite_records()
+        counts = connector.count_expiry(self.selection(store, hold=True))
+        assert counts.total == len(records)
+        assert counts.expired == len(_expired(records, held=False))
+        assert counts.held == len(_expired(records, held=True))
+        assert counts.held_by == {"hold": counts.held}
+
+    def test_streams_the_selected_records_in_chunks(
+        self, connector: Connector, store: ConformanceFixture
+    ) -> None:
+        chunks = list(connector.read_rows(self.selection(store, hold=True), [store.text], 3))
+        assert all(1 <= len(chunk) <= 3 for chunk in chunks)
+        got = [row[0] for chunk in chunks for row in chunk]
+        assert sorted(got) == sorted(r.text for r in _expired(suite_records(), held=False))
+        assert self.texts(connector, store) == self.texts(connector, store)  # read only
+
+    # changing records
+
+    def test_deletes_by_keys_in_chunks_and_journals_them(
+        self, connector: Connector, store: ConformanceFixture
+    ) -> None:
+        records = suite_records()
+        rows, chunks = self.run(connector, self.selection(store, hold=True), "delete")
+        gone = _expired(records, held=False)
+        assert rows == len(gone) and chunks >= 2
+        kept = sorted(r.text for r in records if r not in gone)
+        assert sorted(self.texts(connector, store)) == kept
+        journal = connector.journal("run-1")
+        assert sum(e.rows for e in journal) == len(gone)
+        assert [e.chunk_no for e in journal] == list(range(1, chunks + 1))
+        assert self.run(connector, self.selection(store, hold=True), "delete", run_id="run-2") == (
+            0,
+            0,
+        )
+
+    def test_updates_fields_by_keys_once(
+        self, connector: Connector, store: ConformanceFixture
+    ) -> None:
+        records = suite_records()
+        rewrite = ColumnRewrite(
+            store.text, transform=lambda s: s.map(lambda v: f"redacted {len(v)}")
+        )
+        selection = self.selection(store, hold=True, mark=True)
+        rows, _ = self.run(connector, selection, "anonymize", rewrites=(rewrite,))
+        changed = _expired(records, held=False)
+        assert rows == len(changed)
+        expected = sorted(f"redacted {len(r.text)}" if r in changed else r.text for r in records)
+        assert sorted(self.texts(connector, store)) == expected
+        assert self.run(connector, selection, "anonymize", run_id="run-2", rewrites=(rewrite,)) == (
+            0,
+            0,
+        )
+        groups = connector.count_groups(store.collection, [store.group], self.LABEL, store.schema)
+        assert sum(n for _, n in groups) == len(changed)
+
+    def test_aggregates_then_deletes(self, connector: Connector, store: ConformanceFixture) -> None:
+        records = suite_records()
+        sink = RollupSink("by_group", "month", (store.group,), min_cell_size=1)
+        rows, _ = self.run(
+            connector, self.selection(store), "aggregate_then_delete", rollups=(sink,)
+        )
+        gone = _expired(records)
+        assert rows == len(gone)
+        cells = connector.rollup_cells(self.LABEL, sink)
+        counted = {
+            (c.period_start.isoformat()[:7], c.dimensions[store.group]): c.count for c in cells
+        }
+        expected = (
+            pd.Series(
+                1,
+                index=pd.MultiIndex.from_tuples(
+                    [(r.clock.strftime("%Y-%m"), r.group) for r in gone]
+                ),
+            )
+            .groupby(level=[0, 1])
+            .sum()
+        )
+        assert counted == {key: int(n) for key, n in expected.items()}
+
+    # crashes
+
+    def test_a_crash_between_chunks_loses_nothing(self, store: ConformanceFixture) -> None:
+        records = suite_records()
+        first = store.open(False)
+        done, chunks = self.run(first, self.selection(store, hold=True), "delete", stop_after=1)
+        assert chunks == 1 and 0 < done < len(_expired(records, held=False))
+        # the process dies here: the connector is never closed; a new one takes over
+        second = store.open(False)
+        rest, _ = self.run(second, self.selection(store, hold=True), "delete", run_id="run-2")
+        assert done + rest == len(_expired(records, held=False))
+        kept = sorted(r.text for r in records if r not in _expired(records, held=False))
+        assert sorted(self.texts(second, store)) == kept
+        journaled = sum(e.rows for run in ("run-1", "run-2") for e in second.journal(run))
+        assert journaled == done + rest
+        second.close()
+
+    def test_a_crash_inside_a_chunk_is_undone_or_finished(
+        self, store: ConformanceFixture, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The store fails while changing a chunk; afterwards each record is deleted
+        and counted exactly once."""
+        records = suite_records()
+        sink = RollupSink("by_group", "month", (store.group,), min_cell_size=1)
+        first = store.open(False)
+        crash = self.crash_inside_chunk(first, monkeypatch)
+        with pytest.raises(Exception, match="simulated crash"):
+            self.run(first, self.selection(store), "aggregate_then_delete", rollups=(sink,))
+        crash.undo()
+        second = store.open(False)
+        self.run(
+            second, self.selection(store), "aggregate_then_delete", run_id="run-2", rollups=(sink,)
+        )
+        gone = _expired(records)
+        assert sorted(self.texts(second, store)) == sorted(r.text for r in records if r not in gone)
+        cells = second.rollup_cells(self.LABEL, sink)
+        assert sum(c.count for c in cells) == len(gone)
+        journaled = sum(e.rows for run in ("run-1", "run-2") for e in second.journal(run))
+        assert journaled == len(gone)
+        second.close()
+
+    def crash_inside_chunk(self, connector: Connector, monkeypatch: pytest.MonkeyPatch) -> Any:
+        """Make the connector fail half-way through its first chunk's change; returns
+        an object whose ``undo()`` lets later connectors work again. Overridden by
+        connectors whose store-level write is elsewhere."""
+        from connectors.record_connector import RecordConnector
+
+        if not isinstance(connector, RecordConnector):
+            pytest.skip("a transactional store rolls a failed chunk back (tested elsewhere)")
+        store = connector.store
+
+        real = store.delete
+
+        def failing(collection: str, keys: Any) -> int:
+            """Finish the first half of the chunk's units (each unit is atomic in a
+            real store, so a crash never leaves one half-changed), then die."""
+            described = store.describe(collection)
+            assert described is not None
+            width = described.unit or len(described.key)
+            units = list(dict.fromkeys(tuple(key[:width]) for key in keys))
+            finished = set(units[: len(units) // 2])
+            real(collection, [key for key in keys if tuple(key[:width]) in finished])
+            raise RuntimeError("simulated crash")
+
+        monkeypatch.setattr(store, "delete", failing)
+
+        class Undo:
+            def undo(self) -> None:
+                monkeypatch.setattr(store, "delete", real)
+
+        return Undo()
+
+    # bad input
+
+    def test_bad_input_is_a_clear_store_error(
+        self, connector: Connector, store: ConformanceFixture
+    ) -> None:
+        with pytest.raises(StoreError) as missing:
+            connector.count_expiry(
+                ExpirySelection(
+                    "no_such_collection", store.clock, CUTOFF, store.schema, primary_key=store.key
+                )
+            )
+        assert "no_such_collection" in str(missing.value)
+        assert len(str(missing.value).splitlines()) == 1
+        with pytest.raises(StoreError):
+            connector.sample_values(store.collection, ["no_such_field"], 3, store.schema)

@@ -1,0 +1,161 @@
+"""Mail in mbox files (``mbox:///file.mbox`` or a directory of them) as a ``RecordStore``."""
+
+from __future__ import annotations
+
+import mailbox
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.engine import URL
+
+from connectors.mail_messages import frame, message_key, rebuild, same_message, split_header
+from connectors.mail_stores import MailStore
+from connectors.protocol import Key
+from connectors.records import Partition
+
+_FROM_DATE = re.compile(r"([A-Z][a-z]{2}) +([A-Z][a-z]{2}) +(\d{1,2}) +(\d\d:\d\d:\d\d) +(\d{4})")
+
+
+def from_line_date(line: bytes) -> datetime | None:
+    """The delivery time an mbox ``From `` line records (taken as UTC)."""
+    found = _FROM_DATE.search(line.decode("ascii", "replace"))
+    if found is None:
+        return None
+    try:
+        return datetime.strptime(" ".join(found.groups()), "%a %b %d %H:%M:%S %Y").replace(
+            tzinfo=UTC
+        )
+    except ValueError:
+        return None
+
+
+class MboxStore(MailStore):
+    """``mbox:///file.mbox`` (one collection, named after the file) or ``mbox:///dir``
+    (each ``*.mbox`` file in it). Changes hold the mailbox's lock (``fcntl`` and dot
+    lock, as mail programs do) and Python rewrites the file through a temporary one that
+    is renamed over it. Messages sharing a Message-ID count as copies of one record:
+    ``delete`` removes them all and ``update`` keeps one, rewritten."""
+
+    def __init__(self, name: str, url: URL, *, read_only: bool = True) -> None:
+        super().__init__(name, url, read_only=read_only)
+        self.path = Path(url.database or "")
+
+    def ping(self) -> None:
+        for path in self._boxes().values():
+            try:
+                with path.open("rb") as f:
+                    start = f.read(5)
+            except OSError as exc:
+                raise self.error(f"cannot read {path}: {exc.strerror}", unavailable=True) from None
+            if start not in (b"", b"From "):
+                raise self.error(f"not an mbox file: {path}", unavailable=True)
+
+    def collections(self) -> list[str]:
+        return sorted(self._boxes())
+
+    def _boxes(self) -> dict[str, Path]:
+        if self.path.is_file():
+            return {self.path.stem.lower(): self.path}
+        if self.path.is_dir():
+            boxes: dict[str, Path] = {}
+            for path in sorted(self.path.glob("*.mbox")):
+                if path.is_file():
+                    self.add_collection(boxes, path.stem.lower(), path)
+            return boxes
+        raise self.error(f"no such file or directory: {self.path}", unavailable=True)
+
+    def _box(self, collection: str) -> Path:
+        return self.located(self._boxes(), collection)
+
+    @staticmethod
+    def _index(box: mailbox.mbox) -> dict[str, list[Any]]:
+        """Message key -> the mailbox's own keys of that message's copies, in file order."""
+        index: dict[str, list[Any]] = {}
+        for toc in box.iterkeys():
+            raw = box.get_bytes(toc)
+            index.setdefault(message_key(split_header(raw)), []).append(toc)
+        return index
+
+    def scan(
+        self,
+        collection: str,
+        fields: Sequence[str],
+        chunk_size: int,
+        partitions: Sequence[Partition] | None = None,
+    ) -> Iterator[pd.DataFrame]:
+        wanted = self.wanted(fields, chunk_size)
+        path = self._box(collection)
+        modified = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        box = mailbox.mbox(str(path), create=False)
+        try:
+            index = self._index(box)
+            keys = sorted(index)
+            for start in range(0, len(keys), chunk_size):
+                rows = []
+                for key in keys[start : start + chunk_size]:
+                    first_line, _, raw = box.get_bytes(index[key][0], from_=True).partition(b"\n")
+                    delivered = from_line_date(first_line) or modified
+                    rows.append(self.record(raw, wanted, key=key, size=len(raw),
+                                            fallback_sent_at=delivered))  # fmt: skip
+                yield frame(rows, wanted)
+        finally:
+            box.close()
+
+    @contextmanager
+    def _locked(self, collection: str) -> Iterator[mailbox.mbox]:
+        """The mailbox under its lock; on leaving, the file is rewritten (a temporary
+        file renamed over it: atomic) and the lock released."""
+        self.require_writable()
+        path = self._box(collection)
+        box = mailbox.mbox(str(path), create=False)
+        try:
+            try:
+                box.lock()
+            except mailbox.ExternalClashError:
+                raise self.error(f"mailbox is locked: {path}") from None
+            except OSError as exc:
+                raise self.error(f"cannot lock {path}: {exc.strerror}") from None
+            yield box
+            try:
+                box.flush()
+            except mailbox.ExternalClashError as exc:
+                raise self.error(f"the mailbox changed under its lock: {exc}") from None
+        finally:
+            box.close()  # also flushes what a failure left pending: each change was meant
+
+    def delete(self, collection: str, keys: Sequence[Key]) -> int:
+        with self._locked(collection) as box:
+            index = self._index(box)
+            wanted = [k for k in dict.fromkeys(str(key[0]) for key in keys) if k in index]
+            for key in wanted:
+                for toc in index[key]:
+                    box.remove(toc)
+        return len(wanted)
+
+    def update(self, collection: str, keys: Sequence[Key], values: pd.DataFrame) -> int:
+        changes = self.changes(keys, values)
+        with self._locked(collection) as box:
+            return self._rewrite(box, changes)
+
+    @staticmethod
+    def _rewrite(box: mailbox.mbox, changes: Mapping[str, Mapping[str, str | None]]) -> int:
+        index = MboxStore._index(box)
+        updated = 0
+        for key, change in changes.items():
+            copies = index.get(key)
+            if not copies:
+                continue
+            updated += 1
+            first_line, _, raw = box.get_bytes(copies[0], from_=True).partition(b"\n")
+            new = rebuild(raw, change, key)
+            if len(copies) == 1 and same_message(new, raw):
+                continue
+            box[copies[0]] = first_line + b"\n" + new
+            for extra in copies[1:]:
+                box.remove(extra)
+        return updated

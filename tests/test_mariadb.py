@@ -1,0 +1,340 @@
+"""Tenure on a real MariaDB server: the demo store, the nightly run, time zones, errors.
+
+The nightly checks are the SQLite and PostgreSQL ones (``tests/test_nightly.py``) run on
+a MariaDB store; ``test_sql_connector.py`` runs its connector checks here too.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects.mysql.base import MySQLDialect
+
+from anonymizers.operators import create_operator
+from connectors.demo.schema import customers, login_events, metadata
+from connectors.errors import StoreUnavailable
+from connectors.protocol import (
+    ChunkWork,
+    ColumnRewrite,
+    Condition,
+    ExpirySelection,
+    RollupSink,
+    RowFilter,
+)
+from connectors.sql import SQLConnector
+from connectors.values import plain
+from tests import test_nightly as nightly
+from tests import test_scan as scan
+from tests import test_sql_forms as forms
+from tests.conftest import build_demo
+from tests.mariadb_server import SERVER_TIME_ZONE, MariaDBServer
+from tests.test_demo_generate import build, instants, table_contents
+from tests.test_nightly import _key  # noqa: F401  (autouse: the pseudonym keys of the runs)
+from tests.test_sql_connector import CUTOFF, MONTREAL, SECOND
+
+NightlyCheck = Callable[[str, Path], None]
+
+
+@pytest.fixture
+def demo_store(mariadb_url: str) -> str:
+    """A fresh demo store for a test that changes it."""
+    build_demo(mariadb_url)
+    return mariadb_url
+
+
+@pytest.fixture(scope="module")
+def shared_demo(mariadb_server: MariaDBServer) -> str:
+    """A demo store for the read-only tests of this module."""
+    url = mariadb_server.create_database("demo_shared")
+    build_demo(url)
+    return url
+
+
+@pytest.fixture
+def without_delete_returning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MariaDB as MySQL sees it: no ``DELETE ... RETURNING`` (SQLAlchemy turns it on for
+    MariaDB when it first connects)."""
+    initialize = MySQLDialect.initialize
+
+    def as_mysql(dialect: MySQLDialect, connection: Any) -> None:
+        initialize(dialect, connection)
+        dialect.delete_returning = False
+
+    monkeypatch.setattr(MySQLDialect, "initialize", as_mysql)
+
+
+# --- the demo store -------------------------------------------------------------------
+
+
+def test_demo_store_matches_sqlite(shared_demo: str, tmp_path: Path) -> None:
+    sqlite_store = tmp_path / "crm.sqlite"
+    build(sqlite_store)
+    expected = {name: len(rows) for name, rows in table_contents(sqlite_store).items()}
+    engine = sa.create_engine(shared_demo)
+    try:
+        with engine.connect() as connection:
+            counts = {
+                name: connection.scalar(sa.select(sa.func.count()).select_from(table))
+                for name, table in metadata.tables.items()
+            }
+            stored = connection.scalars(
+                sa.select(login_events.c.occurred_at).order_by(login_events.c.id)
+            ).all()
+    finally:
+        engine.dispose()
+    assert counts == expected
+    # DATETIME is naive: the demo's instants are kept as UTC wall time, to the second.
+    wanted = list(instants(sqlite_store, "SELECT occurred_at FROM login_events ORDER BY id"))
+    assert [moment.replace(tzinfo=UTC) for moment in stored] == wanted
+
+
+def test_ids_continue_after_the_demo_rows(demo_store: str) -> None:
+    engine = sa.create_engine(demo_store)
+    try:
+        with engine.begin() as connection:
+            new = connection.execute(
+                sa.insert(customers).values(
+                    first_name="A", last_name="B", email="a@b.ca", language="en",
+                    created_at=datetime(2026, 11, 24),
+                )
+            ).inserted_primary_key  # fmt: skip
+    finally:
+        engine.dispose()
+    assert new is not None and new[0] == 61
+
+
+# --- the nightly run, with the same checks as on SQLite and PostgreSQL -----------------
+
+NIGHTLY_CHECKS: list[NightlyCheck] = [
+    nightly.test_run_processes_every_expired_row_and_a_rerun_changes_nothing,
+    nightly.test_only_expired_rows_are_touched,
+    nightly.test_held_rows_survive_and_are_reported,
+    nightly.test_anonymized_rows_are_rewritten_once,
+    nightly.test_aggregates_account_for_every_deleted_row_and_hide_small_cells,
+]
+
+
+@pytest.mark.parametrize(
+    "check", NIGHTLY_CHECKS, ids=lambda check: check.__name__.removeprefix("test_")
+)
+def test_nightly_run(check: NightlyCheck, demo_store: str, tmp_path: Path) -> None:
+    check(demo_store, tmp_path)
+
+
+def test_named_lock_keeps_a_second_runner_out(mariadb_url: str, tmp_path: Path) -> None:
+    nightly.test_postgres_advisory_lock_keeps_a_second_runner_out(mariadb_url, tmp_path)
+
+
+@pytest.mark.parametrize("as_mysql", [False, True], ids=["delete-returning", "select-for-update"])
+def test_rollups_equal_sqlites(
+    as_mysql: bool, request: pytest.FixtureRequest, mariadb_url: str, tmp_path: Path
+) -> None:
+    """The same published cells whether the deleted rows come back from ``DELETE ...
+    RETURNING`` (MariaDB) or from a locking read before the delete (MySQL)."""
+    if as_mysql:
+        request.getfixturevalue("without_delete_returning")
+        connector = SQLConnector("crm", mariadb_url)
+        connector.ping()
+        assert not connector._engine.dialect.delete_returning
+        connector.close()
+    nightly.test_postgres_in_database_rollups_equal_the_pandas_path(mariadb_url, tmp_path)
+    assert nightly._expired_now(mariadb_url)["web_clicks"] == 0
+
+
+# --- the connector on its own ---------------------------------------------------------
+
+
+def test_a_lock_is_held_by_one_connector_at_a_time(mariadb_url: str) -> None:
+    name = "tenure:" + "a-policy-name-longer-than-sixty-four-characters-" * 2  # hashed
+    first, second = SQLConnector("crm", mariadb_url), SQLConnector("crm", mariadb_url)
+    try:
+        with first.exclusive(name) as held:
+            assert held
+            with second.exclusive(name) as also:
+                assert not also
+            with second.exclusive("another lock") as other:
+                assert other
+        with second.exclusive(name) as now:
+            assert now
+    finally:
+        first.close()
+        second.close()
+
+
+def test_timestamp_columns_are_instants_and_datetime_columns_wall_time(
+    mariadb_url: str,
+) -> None:
+    """The server's zone is not UTC; ``TIMESTAMP`` values are written with
+    ``FROM_UNIXTIME`` (read in that zone), so each row holds the intended instant, and
+    ``DATETIME`` values hold Montreal wall time."""
+    table = sa.Table(
+        "stamps",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("stamped", mysql.TIMESTAMP, nullable=True),
+        sa.Column("walled", mysql.DATETIME, nullable=True),
+    )
+    moments = {1: CUTOFF - SECOND, 2: CUTOFF, 3: CUTOFF + SECOND, 4: None}
+    engine = sa.create_engine(mariadb_url)
+    table.create(engine)
+    with engine.begin() as connection:
+        assert connection.scalar(sa.select(sa.literal_column("@@session.time_zone"))) == (
+            SERVER_TIME_ZONE
+        )
+        for key, moment in moments.items():
+            connection.execute(
+                sa.insert(table).values(
+                    id=key,
+                    stamped=None if moment is None else sa.func.from_unixtime(moment.timestamp()),
+                    walled=None if moment is None else moment.replace(tzinfo=None),
+                )
+            )
+    engine.dispose()
+    connector = SQLConnector("s", mariadb_url, naive_timezone="America/Montreal")
+    try:
+        info = connector.table_info("stamps")
+        assert info is not None
+        assert info.columns["stamped"].timezone_aware
+        assert not info.columns["walled"].timezone_aware
+        for clock in ("stamped", "walled"):
+            counts = connector.count_expiry(ExpirySelection("stamps", clock, CUTOFF))
+            assert (counts.expired, counts.kept) == (1, 3), clock
+        held = RowFilter("at the cut-off", (Condition("stamped", "eq", CUTOFF),))
+        counts = connector.count_expiry(
+            ExpirySelection("stamps", "stamped", CUTOFF + SECOND * 2, exclusions=(held,))
+        )
+        assert (counts.expired, counts.held) == (2, 1)
+    finally:
+        connector.close()
+
+
+@pytest.mark.parametrize("clock_type", [mysql.TIMESTAMP(), mysql.DATETIME()], ids=str)
+def test_rollup_periods_are_counted_in_the_policy_zone(
+    clock_type: sa.types.TypeEngine[Any], mariadb_url: str
+) -> None:
+    """A click at 03:00 UTC on 1 December is in November in Montreal. The store's naive
+    zone is Montreal: a ``DATETIME`` value is Montreal wall time, a ``TIMESTAMP`` an
+    instant (whatever the store's naive zone)."""
+    table = sa.Table(
+        "clicks",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("at", clock_type, nullable=False),
+    )
+    instant = datetime(2020, 12, 1, 3, 0, tzinfo=UTC)
+    engine = sa.create_engine(mariadb_url)
+    table.create(engine)
+    with engine.begin() as connection:
+        value = (
+            sa.func.from_unixtime(instant.timestamp())
+            if isinstance(clock_type, mysql.TIMESTAMP)
+            else instant.astimezone(MONTREAL).replace(tzinfo=None)
+        )
+        connection.execute(sa.insert(table).values(id=1, at=value))
+    engine.dispose()
+    connector = SQLConnector("s", mariadb_url, naive_timezone="America/Montreal", read_only=False)
+    sink = RollupSink("by_month", "month", (), min_cell_size=1)
+    selection = ExpirySelection("clicks", "at", CUTOFF + timedelta(days=400), primary_key=("id",))
+    work = ChunkWork(
+        "run", "clicks", 1, selection, None, 10, "aggregate_then_delete",
+        period_zone="America/Montreal", rollups=(sink,),
+    )  # fmt: skip
+    try:
+        assert connector.execute_chunk(work).rows == 1
+        cells = connector.rollup_cells("clicks", sink)
+    finally:
+        connector.close()
+    assert [(cell.period_start, cell.count) for cell in cells] == [(date(2020, 11, 1), 1)]
+
+
+def test_anonymizing_runs_constants_in_sql_and_the_rest_in_pandas(mariadb_url: str) -> None:
+    """MySQL has none of the operators' SQL forms but the constants': the others go
+    through pandas, with the same results."""
+    engine = sa.create_engine(mariadb_url)
+    forms.people.create(engine)
+    before = [forms._person(i) for i in range(1, 12)]
+    with engine.begin() as connection:
+        connection.execute(sa.insert(forms.people), before)
+    operators = {
+        "phone": create_operator("mask", {"chars_to_mask": 4, "from_end": True}),
+        "postcode": create_operator("null", {}),
+        "born": create_operator("generalize", {"to": "decade"}),
+        "email": create_operator("replace", {"new_value": "gone'; --"}),
+    }
+    calls: list[str] = []
+    rewrites = tuple(
+        ColumnRewrite(name, sql=o.sql_expression, transform=forms._spy(name, o.operate, calls))
+        for name, o in operators.items()
+    )
+    forms._anonymize(mariadb_url, rewrites)
+    forms._anonymize(mariadb_url, rewrites)  # marked rows are not rewritten again
+    with engine.connect() as connection:
+        after = connection.execute(sa.select(forms.people).order_by(forms.people.c.id))
+        rows = after.mappings().all()
+    engine.dispose()
+    # Nine expired rows, three chunks; the second pass finds them all marked.
+    assert sorted(set(calls)) == ["born", "phone"] and len(calls) == 2 * 3
+    expired = [row for row in before if row["id"] % 4]
+    for name, operator in operators.items():
+        original = pd.Series([row[name] for row in expired], dtype=object)
+        expected = [plain(v) for v in operator.operate(original)]
+        assert [row[name] for row in rows if row["id"] % 4] == expected, name
+        assert [row[name] for row in rows if not row["id"] % 4] == [
+            row[name] for row in before if not row["id"] % 4
+        ], name
+
+
+def test_samples_and_row_estimates(shared_demo: str) -> None:
+    scan.test_a_sample_holds_only_the_columns_non_null_values(shared_demo)
+    scan.test_samples_are_random_not_the_first_rows(shared_demo)
+    connector = SQLConnector("crm", shared_demo)
+    statements: list[str] = []
+    sa.event.listen(
+        connector._engine,
+        "before_cursor_execute",
+        lambda _c, _cur, statement, *_: statements.append(statement),
+    )
+    try:
+        estimate = connector.estimate_rows("web_clicks")
+    finally:
+        connector.close()
+    engine = sa.create_engine(shared_demo)
+    with engine.connect() as connection:
+        exact = connection.scalar(sa.text("SELECT COUNT(*) FROM web_clicks"))
+    engine.dispose()
+    assert exact and 0.5 * exact <= estimate <= 2 * exact
+    assert any("information_schema" in s for s in statements)
+    assert not any("count(*)" in s.lower() for s in statements)
+
+
+# --- errors ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("failure", ["wrong password", "nothing listening"])
+def test_a_refused_connection_names_the_store_in_one_line_without_the_password(
+    failure: str, mariadb_server: MariaDBServer
+) -> None:
+    with socket.socket() as bound:  # bound, never listening: connections are refused
+        bound.bind(("127.0.0.1", 0))
+        port = mariadb_server.port if failure == "wrong password" else bound.getsockname()[1]
+        url = f"mysql+pymysql://tenure:Not-The-Pw-42@127.0.0.1:{port}/mysql"
+        connector = SQLConnector("crm", url)
+        with pytest.raises(StoreUnavailable) as caught:
+            connector.ping()
+        connector.close()
+    message = str(caught.value)
+    assert "Not-The-Pw-42" not in message
+    assert "\n" not in message
+    assert message.startswith(f"store 'crm' (mysql+pymysql://tenure:***@127.0.0.1:{port}/mysql): ")
+    if failure == "wrong password":
+        assert "Access denied for user 'tenure'" in message and "(error 1045)" in message
+    else:
+        assert "Can't connect" in message and "(error 2003)" in message
