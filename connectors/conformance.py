@@ -42,6 +42,7 @@ from connectors.protocol import (
     RollupSink,
     RowFilter,
 )
+from connectors.record_connector import RecordConnector
 
 #: Records before this instant are expired in every test.
 CUTOFF = datetime(2024, 3, 1, tzinfo=UTC)
@@ -320,8 +321,6 @@ class ConnectorConformance:
         """Make the connector fail half-way through its first chunk's change; returns
         an object whose ``undo()`` lets later connectors work again. Overridden by
         connectors whose store-level write is elsewhere."""
-        from connectors.record_connector import RecordConnector
-
         if not isinstance(connector, RecordConnector):
             pytest.skip("a transactional store rolls a failed chunk back (tested elsewhere)")
         store = connector.store

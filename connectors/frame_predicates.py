@@ -34,8 +34,7 @@ def comparable(values: pd.Series, info: ColumnInfo) -> pd.Series:
     """Values in a form that compares with bound Python values: timestamps as pandas
     datetimes (naive or aware, as the column stores them), dates as ``date`` objects."""
     if info.family == "datetime":
-        stamps = pd.to_datetime(values, utc=info.timezone_aware, format="ISO8601")
-        return stamps
+        return pd.to_datetime(values, utc=info.timezone_aware, format="ISO8601")
     if info.family == "date":
         return values.map(_as_date, na_action="ignore")
     return values

@@ -37,7 +37,6 @@ from connectors.imap_wire import (
 from connectors.mail_messages import (
     body_text,
     decode_folder_name,
-    frame,
     identity_key,
     message_key,
     parse,
@@ -288,13 +287,14 @@ class ImapStore(MailStore):
                 )
                 spots[key] = got.uid
         self._indexes[real] = index
-        keys = sorted(rows)
-        for start in range(0, len(keys), chunk_size):
-            chunk = [rows[key] for key in keys[start : start + chunk_size]]
-            if "body" in wanted:
-                chunk = self._with_bodies(real, chunk, [spots[row["message_key"]] for row in chunk])
-            if chunk:
-                yield frame(chunk, wanted)
+
+        def rows_of(keys: list[str]) -> list[dict[str, Any]]:
+            chunk = [rows[key] for key in keys]
+            if "body" not in wanted:
+                return chunk
+            return self._with_bodies(real, chunk, [spots[key] for key in keys])
+
+        yield from self.frames(rows, chunk_size, wanted, rows_of)
 
     def _with_bodies(
         self, real: str, rows: list[dict[str, Any]], uids: list[int]

@@ -7,14 +7,14 @@ picks the store for a URL.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import pandas as pd
 from sqlalchemy.engine import URL
 
 from connectors.errors import StoreError, StoreUnavailable
-from connectors.mail_messages import FIELDS, KEY, WRITABLE, record
+from connectors.mail_messages import FIELDS, KEY, WRITABLE, frame, record
 from connectors.protocol import Key
 from connectors.records import Capabilities, Collection, Partition
 from connectors.values import plain
@@ -104,6 +104,21 @@ class MailStore:
         if chunk_size < 1:
             raise self.error("chunk_size must be at least 1")
         return list(dict.fromkeys(fields))
+
+    @staticmethod
+    def frames(
+        keys: Iterable[str],
+        chunk_size: int,
+        wanted: Sequence[str],
+        rows_of: Callable[[list[str]], list[dict[str, Any]]],
+    ) -> Iterator[pd.DataFrame]:
+        """The messages in key order, ``chunk_size`` keys at a time; ``rows_of`` reads a
+        chunk of keys (it may drop a message gone since the listing)."""
+        ordered = sorted(keys)
+        for start in range(0, len(ordered), chunk_size):
+            rows = rows_of(ordered[start : start + chunk_size])
+            if rows:
+                yield frame(rows, wanted)
 
     def record(self, raw: bytes, wanted: Sequence[str], **found: Any) -> dict[str, Any]:
         return record(raw, set(wanted), internal_domains=self.internal_domains, **found)

@@ -9,11 +9,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from sqlalchemy.engine import URL
 
-from connectors.mail_messages import decode_folder_name, frame, rebuild, same_message
+from connectors.mail_messages import decode_folder_name, rebuild, same_message
 from connectors.mail_stores import MailStore
 from connectors.protocol import Key
 from connectors.records import Partition
@@ -72,19 +73,20 @@ class MaildirStore(MailStore):
         wanted = self.wanted(fields, chunk_size)
         folder = self._folder(collection)
         files = self._files(folder)
-        keys = sorted(files)
-        for start in range(0, len(keys), chunk_size):
+
+        def rows_of(keys: list[str]) -> list[dict[str, Any]]:
             rows = []
-            for key in keys[start : start + chunk_size]:
+            for key in keys:
                 found = self._read(folder, key, files)
                 if found is not None:
                     path, raw = found
-                    stat = path.stat()
-                    mtime = datetime.fromtimestamp(stat.st_mtime, UTC)
-                    rows.append(self.record(raw, wanted, key=key, size=len(raw),
-                                            fallback_sent_at=mtime))  # fmt: skip
-            if rows:
-                yield frame(rows, wanted)
+                    mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+                    rows.append(
+                        self.record(raw, wanted, key=key, size=len(raw), fallback_sent_at=mtime)
+                    )
+            return rows
+
+        yield from self.frames(files, chunk_size, wanted, rows_of)
 
     def _read(self, folder: Path, key: str, files: dict[str, Path]) -> tuple[Path, bytes] | None:
         """The message's file and bytes, looked for again should a mail program have

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.engine import URL
 
-from connectors.mail_messages import frame, message_key, rebuild, same_message, split_header
+from connectors.mail_messages import message_key, rebuild, same_message, split_header
 from connectors.mail_stores import MailStore
 from connectors.protocol import Key
 from connectors.records import Partition
@@ -94,15 +94,18 @@ class MboxStore(MailStore):
         box = mailbox.mbox(str(path), create=False)
         try:
             index = self._index(box)
-            keys = sorted(index)
-            for start in range(0, len(keys), chunk_size):
+
+            def rows_of(keys: list[str]) -> list[dict[str, Any]]:
                 rows = []
-                for key in keys[start : start + chunk_size]:
+                for key in keys:
                     first_line, _, raw = box.get_bytes(index[key][0], from_=True).partition(b"\n")
                     delivered = from_line_date(first_line) or modified
-                    rows.append(self.record(raw, wanted, key=key, size=len(raw),
-                                            fallback_sent_at=delivered))  # fmt: skip
-                yield frame(rows, wanted)
+                    rows.append(
+                        self.record(raw, wanted, key=key, size=len(raw), fallback_sent_at=delivered)
+                    )
+                return rows
+
+            yield from self.frames(index, chunk_size, wanted, rows_of)
         finally:
             box.close()
 

@@ -83,7 +83,8 @@ class RecordConnector:
         )
         self._collections: dict[str, Collection | None] = {}
         self._passes: dict[tuple[str, str], tuple[pd.DataFrame, int]] = {}
-        self._partition_rows: dict[tuple[str, str], int] = {}
+        #: Records per partition (by its fields' values), as the last count_expiry read them.
+        self._partition_rows: dict[str, dict[tuple[Any, ...], int]] = {}
         self._restart_after: dict[tuple[str, str], Key | None] = {}
 
     @property
@@ -111,9 +112,7 @@ class RecordConnector:
         partitions = self.store.partitions(table)
         if partitions and all(p.records is not None for p in partitions):
             return sum(p.records or 0 for p in partitions)
-        return (
-            sum(len(frame) for frame in self.store.scan(table, [], SCAN_CHUNK)) if collection else 0
-        )
+        return sum(len(frame) for frame in self.store.scan(collection.name, [], SCAN_CHUNK))
 
     def sample_values(
         self, table: str, columns: Sequence[str], limit: int, schema: str | None = None
@@ -148,15 +147,23 @@ class RecordConnector:
         return reservoirs
 
     def count_expiry(self, selection: ExpirySelection) -> ExpiryCounts:
+        """Counted in one read of the collection, which also counts each partition's
+        records, so that dropping partitions right after need not read them again."""
         total = expired = held = 0
         held_by = dict.fromkeys((f.name for f in selection.exclusions), 0)
-        for frame, due, holds in self._judged(selection, ()):
+        fields = self._require(selection.table).partition_fields
+        sizes: dict[tuple[Any, ...], int] = {}
+        for frame, due, holds in self._judged(selection, fields):
             total += len(frame)
+            for values in frame[list(fields)].itertuples(index=False, name=None) if fields else ():
+                place = tuple(plain(v) for v in values)
+                sizes[place] = sizes.get(place, 0) + 1
             protected = np.logical_or.reduce(holds) if holds else np.zeros(len(frame), bool)
             expired += int((due & ~protected).sum())
             held += int((due & protected).sum())
             for row_filter, mask in zip(selection.exclusions, holds, strict=True):
                 held_by[row_filter.name] += int((due & mask).sum())
+        self._partition_rows[selection.table] = sizes
         return ExpiryCounts(total, expired, held, held_by)
 
     def count_groups(
@@ -332,20 +339,23 @@ class RecordConnector:
     ) -> ChunkResult:
         selection = work.selection
         info = collection.fields[selection.clock_column]
+        partitions = [
+            p
+            for p in sorted(self.store.partitions(collection.name), key=lambda p: p.name)
+            if work.after is None or (p.name,) > work.after
+        ]
+        clocks = pd.DataFrame(
+            {selection.clock_column: [p.values.get(selection.clock_column) for p in partitions]}
+        )
+        due = clock_mask(clocks, selection, info, self._times)  # once for all partitions
         chosen: list[Partition] = []
         rows = 0
-        for partition in sorted(self.store.partitions(collection.name), key=lambda p: p.name):
-            if work.after is not None and (partition.name,) <= work.after:
-                continue
-            frame = pd.DataFrame(
-                {selection.clock_column: [partition.values[selection.clock_column]]}
-            )
-            if not clock_mask(frame, selection, info, self._times)[0]:
-                continue
-            chosen.append(partition)
-            rows += self._partition_size(collection.name, partition)
-            if rows >= work.limit:
-                break
+        for partition, expired in zip(partitions, due, strict=True):
+            if expired:
+                chosen.append(partition)
+                rows += self._partition_size(collection, partition)
+                if rows >= work.limit:
+                    break
         if not chosen:
             return ChunkResult(0, None)
         intent = Intent(
@@ -365,14 +375,17 @@ class RecordConnector:
         self._apply(books, collection, intent)
         return ChunkResult(rows, (chosen[-1].name,))
 
-    def _partition_size(self, table: str, partition: Partition) -> int:
+    def _partition_size(self, collection: Collection, partition: Partition) -> int:
+        """The partition's records: known to the store, counted by ``count_expiry``, or
+        else read."""
         if partition.records is not None:
             return partition.records
-        key = (table, partition.name)
-        if key not in self._partition_rows:
-            frames = self.store.scan(table, [], SCAN_CHUNK, [partition])
-            self._partition_rows[key] = sum(len(frame) for frame in frames)
-        return self._partition_rows[key]
+        place = tuple(plain(partition.values.get(f)) for f in collection.partition_fields)
+        counted = self._partition_rows.get(collection.name, {})
+        if place not in counted:
+            frames = self.store.scan(collection.name, [], SCAN_CHUNK, [partition])
+            counted[place] = sum(len(frame) for frame in frames)
+        return counted[place]
 
     # applying a chunk
 
@@ -437,9 +450,8 @@ class RecordConnector:
     def _apply(self, books: RecordBookkeeping, collection: Collection, intent: Intent) -> None:
         """Steps 2 and 3 of a chunk; also the replay of an intent after a crash, which
         leaves alone the units rewritten since the intent was written."""
-        if intent.partitions:
-            names = {key[0] for key in intent.keys}
-            partitions = [p for p in self.store.partitions(collection.name) if p.name in names]
+        if intent.partitions:  # a partition is named by its key; no need to list them again
+            partitions = [Partition(str(key[0]), {}) for key in intent.keys]
             self.store.drop_partitions(collection.name, partitions)
             books.close_intent(intent, (), {})
             return

@@ -55,7 +55,6 @@ from connectors.rollups import merge_cells
 from connectors.sql_bookkeeping import JOURNAL, MARKS, is_bookkeeping, rollup_table_name
 from connectors.sql_chunks import Bookkeeping, execute_chunk, not_marked
 from connectors.sql_expressions import (
-    TimeContext,
     clock_expired,
     column_info,
     is_mysql,
@@ -64,6 +63,7 @@ from connectors.sql_expressions import (
     utc_sessions,
 )
 from connectors.sql_sampling import estimate_rows, sample_values
+from connectors.times import TimeContext
 
 _LOCK_NAME_LIMIT = 64  # MySQL's, for GET_LOCK
 

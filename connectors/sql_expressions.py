@@ -17,17 +17,6 @@ from connectors.protocol import ColumnInfo, Condition, ExpirySelection, RowFilte
 from connectors.times import TimeContext
 from connectors.type_families import family_of
 
-__all__ = [
-    "TimeContext",
-    "clock_expired",
-    "column_info",
-    "condition",
-    "is_mysql",
-    "matches",
-    "matches_any",
-    "utc_sessions",
-]
-
 #: SQLAlchemy names the dialect ``mariadb`` for ``mariadb+pymysql://`` URLs and ``mysql``
 #: for ``mysql+pymysql://`` ones, whichever server answers.
 MYSQL_DIALECTS: Final = frozenset({"mysql", "mariadb"})

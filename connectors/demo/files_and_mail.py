@@ -34,6 +34,7 @@ from connectors.demo.generate import (
     _click_rows,  # the demo package's own generator: log cookies match the click stream
     _user_agent,
     _World,
+    mail_values,
 )
 from connectors.demo.people import Agent, Customer, Even, instant, ip_address, years_before
 from connectors.demo.vocabulary import (
@@ -332,15 +333,7 @@ def _inbox_mail(world: _World) -> Iterator[_Mail]:
     for sent in _moments(world, "mail_inbox", world.as_of - INBOX_SPAN, INBOX_MESSAGES):
         p = _customer_at(rng, world.people, sent)
         phrases = PHRASES[p.lang]
-        agent = rng.choice(world.agents[p.lang])
-        values = {
-            **p.facts(),
-            "agent": agent.name,
-            "agent_first": agent.name.split()[0],
-            "agent_email": agent.email,
-            "agent_phone": agent.phone,
-            "feature": rng.choice(FEATURES).replace("_", " "),
-        }
+        agent, values = mail_values(rng, world, p)
         subject = rng.choice((*phrases.email_subjects[1:], *phrases.ticket_subjects))
         if rng.random() < 0.3 and not subject.lower().startswith(("re:", "re :")):
             subject = ("Re: " if p.lang == "en" else "RE : ") + subject

@@ -387,12 +387,9 @@ def _ticket_rows(world: _World) -> Iterator[_Row]:
             }
 
 
-def _message(rng: random.Random, world: _World, p: Customer) -> dict[str, str]:
-    """One e-mail between the customer and either 360 Agency staff or their colleague.
-
-    ``direction`` is seen from the customer's mailbox: outbound means the customer sent it.
-    """
-    phrases = PHRASES[p.lang]
+def mail_values(rng: random.Random, world: _World, p: Customer) -> tuple[Agent, dict[str, str]]:
+    """The agent writing to (or written to by) the customer, and the values an e-mail
+    template is filled with: the customer's facts, the agent's, a feature."""
     agent = rng.choice(world.agents[p.lang])
     values = {
         **p.facts(),
@@ -402,6 +399,16 @@ def _message(rng: random.Random, world: _World, p: Customer) -> dict[str, str]:
         "agent_phone": agent.phone,
         "feature": rng.choice(FEATURES).replace("_", " "),
     }
+    return agent, values
+
+
+def _message(rng: random.Random, world: _World, p: Customer) -> dict[str, str]:
+    """One e-mail between the customer and either 360 Agency staff or their colleague.
+
+    ``direction`` is seen from the customer's mailbox: outbound means the customer sent it.
+    """
+    phrases = PHRASES[p.lang]
+    agent, values = mail_values(rng, world, p)
     outbound = rng.random() < 0.45
     if rng.random() < 0.2:  # with a colleague
         template = phrases.to_colleague_mail if outbound else phrases.from_colleague_mail
