@@ -25,6 +25,7 @@ install: $(VENV)/.installed
 ## information (coverage gate), show the plan, run it
 demo: export TENURE_PSEUDONYM_KEY ?= demo-only-pseudonym-key-not-for-production
 demo: export TENURE_PSEUDONYM_KEY_ACCOUNTS ?= demo-only-accounts-key-not-for-production
+demo: export TENURE_AUDIT_KEY ?= demo-only-audit-key-not-for-production
 demo: $(VENV)/.installed
 	$(BIN)/tenure demo build --replace
 	$(BIN)/tenure validate $(POLICY)

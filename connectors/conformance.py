@@ -231,6 +231,7 @@ class ConnectorConformance:
             0,
             0,
         )
+        assert connector.journal_runs() == ["run-1"]  # run-2 committed nothing
 
     def test_updates_fields_by_keys_once(
         self, connector: Connector, store: ConformanceFixture
@@ -291,6 +292,7 @@ class ConnectorConformance:
         assert sorted(self.texts(second, store)) == kept
         journaled = sum(e.rows for run in ("run-1", "run-2") for e in second.journal(run))
         assert journaled == done + rest
+        assert second.journal_runs() == ["run-1", "run-2"]  # a lost ledger is rebuilt from these
         second.close()
 
     def test_a_crash_inside_a_chunk_is_undone_or_finished(

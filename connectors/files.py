@@ -26,6 +26,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import partial
+from pathlib import Path
+from stat import S_ISREG
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -56,12 +58,15 @@ from connectors.files_formats import (
     sample,
 )
 from connectors.protocol import ColumnInfo, Key, Scalar
-from connectors.records import Capabilities, Collection, Partition
+from connectors.records import SYMLINK, Capabilities, Collection, Partition
+from connectors.urls import hide_secrets, mask_url
 
 if TYPE_CHECKING:
     from connectors.protocol import Connector
 
 KEY = ("source_file", "row_number")
+#: The column a scan adds: the version of each record's file as it was read.
+VERSION = "_tenure_file_version"
 COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 _SEGMENT = re.compile(r"(?P<name>[^=/]+)=(?P<value>[^/]*)")
 TEMP_SUFFIX = ".tenure-tmp"
@@ -106,8 +111,8 @@ class FilesStore:
             parsed = make_url(url)
         except ArgumentError:
             raise StoreError(name, "files://", "not a files URL") from None
-        self._display = parsed.render_as_string(hide_password=True)
-        self._password = parsed.password
+        self._display = mask_url(parsed)
+        self._url = parsed
         query = {k: v for k, v in parsed.query.items() if k != "format"}
         forced = parsed.query.get("format")
         if forced is not None and forced not in FORMATS:
@@ -128,6 +133,8 @@ class FilesStore:
         self._prefix = self._root.rstrip("/")  # what paths below the root start with
         self._local = isinstance(self._fs, LocalFileSystem)
         self._layouts: dict[str, tuple[tuple[str, ...], _Layout]] = {}
+        #: Symbolic links inside each collection, as its last listing found them.
+        self._links: dict[str, int] = {}
 
     @property
     def display_url(self) -> str:
@@ -146,8 +153,24 @@ class FilesStore:
             raise StoreUnavailable(self.name, self._display, self._clean(exc)) from None
 
     def collections(self) -> list[str]:
+        """Folders below the root; a folder that is a symbolic link is listed too, so
+        that reading it reports it (it is never followed)."""
         self.ping()
-        return [n for n, is_dir in self._entries(self._root) if is_dir and _valid_name(n)]
+        links: list[str] = []
+        names = [n for n, is_dir in self._entries(self._root, links) if is_dir]
+        names += [n for n in links if self._fs.isdir(f"{self._prefix}/{n}")]
+        return sorted(n for n in names if _valid_name(n))
+
+    def bookkeeping_home(self) -> Path | None:
+        """``_tenure/`` in a local store's root (never read as data: names starting
+        with ``_`` are not collections); None elsewhere."""
+        return Path(self._root) / "_tenure" if self._local else None
+
+    def skipped(self, collection: str) -> dict[str, int]:
+        """Symbolic links found inside the collection by its last listing: never
+        followed, replaced or unlinked, and counted here (``ReportsSkipped``)."""
+        links = self._links.get(collection, 0)
+        return {SYMLINK: links} if links else {}
 
     def describe(self, collection: str) -> Collection | None:
         layout = self._layout(collection)
@@ -159,29 +182,39 @@ class FilesStore:
         fields: Sequence[str],
         chunk_size: int,
         partitions: Sequence[Partition] | None = None,
+        units: Sequence[Key] | None = None,
     ) -> Iterator[pd.DataFrame]:
         """Files in order of their relative path, records in file order; files are streamed
-        in pieces of ``chunk_size`` rows, never read whole."""
+        in pieces of ``chunk_size`` rows, never read whole. Asked for ``VERSION``, frames
+        hold the version of each record's file as it was read (taken before it is opened,
+        so that a file changed while being read never matches it again)."""
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
         layout = self._require(collection)
         if not layout.files:
             return  # emptied by deletes: its fields are gone with its files
         known = layout.collection.fields
-        unknown = [f for f in fields if f not in known]
+        unknown = [f for f in fields if f not in known and f != VERSION]
         if unknown:
             raise StoreError(self.name, self._display, f"{collection}: no field {unknown[0]!r}")
         wanted = [
-            f for f in dict.fromkeys(fields) if f not in KEY and f not in layout.partition_fields
+            f
+            for f in dict.fromkeys(fields)
+            if f not in KEY and f not in layout.partition_fields and f != VERSION
         ]
+        versioned = VERSION in fields
         files = layout.files
         if partitions is not None:
             names = [p.name for p in partitions]
             files = [f for f in files if any(_within(f.partition, n) for n in names)]
+        if units is not None:
+            chosen = {str(unit[0]) for unit in units}
+            files = [f for f in files if f.rel in chosen]
         pending: list[pd.DataFrame] = []
         held = 0
         for file in files:
-            for frame in self._typed_frames(collection, layout, file, wanted, chunk_size):
+            frames = self._typed_frames(collection, layout, file, wanted, chunk_size, versioned)
+            for frame in frames:
                 while len(frame):
                     piece, frame = frame.iloc[: chunk_size - held], frame.iloc[chunk_size - held :]
                     pending.append(piece)
@@ -191,6 +224,12 @@ class FilesStore:
                         pending, held = [], 0
         if pending:
             yield pd.concat(pending, ignore_index=True)
+
+    def scan_units(
+        self, collection: str, fields: Sequence[str], chunk_size: int, units: Sequence[Key]
+    ) -> Iterator[pd.DataFrame]:
+        """As ``scan``, for these files only (``ScansUnits``)."""
+        return self.scan(collection, fields, chunk_size, units=units)
 
     def delete(self, collection: str, keys: Sequence[Key]) -> int:
         """Rewrite each file named by ``keys`` without those rows; keys whose file or row is
@@ -240,21 +279,29 @@ class FilesStore:
             rel = str(unit[0])
             if rel.startswith("/") or any(not p or p[0] in "._" for p in rel.split("/")):
                 continue
-            path = f"{self._prefix}/{collection}/{rel}"
-            try:
-                if self._local:
-                    stat = os.stat(path)
-                    found[tuple(unit)] = f"{stat.st_ino}-{stat.st_size}-{stat.st_mtime_ns}"
-                    continue
-                details = self._fs.info(path)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                raise self._error(collection, rel, self._clean(exc)) from None
-            if details.get("type") == "file":
-                described = sorted((str(k), str(v)) for k, v in details.items() if k != "name")
-                found[tuple(unit)] = hashlib.sha256(repr(described).encode()).hexdigest()[:32]
+            version = self._version(collection, rel, f"{self._prefix}/{collection}/{rel}")
+            if version is not None:
+                found[tuple(unit)] = version
         return found
+
+    def _version(self, collection: str, rel: str, path: str) -> str | None:
+        """The file's version as ``versions`` gives it; None when it is gone (or is a
+        symbolic link, never this store's to change)."""
+        try:
+            if self._local:
+                stat = os.lstat(path)
+                if not S_ISREG(stat.st_mode):
+                    return None
+                return f"{stat.st_ino}-{stat.st_size}-{stat.st_mtime_ns}"
+            details = self._fs.info(path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._error(collection, rel, self._clean(exc)) from None
+        if details.get("type") != "file":
+            return None
+        described = sorted((str(k), str(v)) for k, v in details.items() if k != "name")
+        return hashlib.sha256(repr(described).encode()).hexdigest()[:32]
 
     def partitions(self, collection: str) -> list[Partition]:
         layout = self._layout(collection)
@@ -293,9 +340,11 @@ class FilesStore:
                 )
             path = f"{base}/{'/'.join(segments)}"
             try:
-                if not self._fs.isdir(path):
-                    continue
-                if self._local:
+                if not self._fs.isdir(path) or (self._local and os.path.islink(path)):
+                    continue  # gone, or a link: never followed nor unlinked
+                if self._local and _links_below(path):
+                    _remove_files_below(path)  # the links stay: never unlinked
+                elif self._local:
                     staged = os.path.join(base, f".{'%2F'.join(segments)}{DROP_SUFFIX}")
                     os.rename(path, staged)
                     _fsync_dir(base)
@@ -311,8 +360,9 @@ class FilesStore:
 
     # --- layout ----------------------------------------------------------------------------
 
-    def _entries(self, path: str) -> list[tuple[str, bool]]:
-        """The visible children of a folder (name, is a folder), sorted."""
+    def _entries(self, path: str, links: list[str] | None = None) -> list[tuple[str, bool]]:
+        """The visible children of a folder (name, is a folder), sorted; symbolic links
+        are left out (and named in ``links``, when given)."""
         try:
             listing = self._fs.ls(path, detail=True)
         except FileNotFoundError:
@@ -323,14 +373,19 @@ class FilesStore:
             base = posixpath.basename(full)
             if not base or base[0] in "._" or full == path.rstrip("/"):
                 continue
+            if entry.get("islink"):
+                if links is not None:
+                    links.append(base)
+                continue
             found.append((base, entry["type"] == "directory"))
         return sorted(found)
 
     def _files(self, collection: str, base: str) -> list[_File]:
         files: list[_File] = []
+        links: list[str] = []
 
         def walk(path: str, parts: list[str]) -> None:
-            for name, is_dir in self._entries(path):
+            for name, is_dir in self._entries(path, links):
                 child = f"{path}/{name}"
                 if is_dir:
                     walk(child, [*parts, name])
@@ -355,6 +410,7 @@ class FilesStore:
                 files.append(_File(rel, child, *detected, partition, tuple(hive)))
 
         walk(base, [])
+        self._links[collection] = len(links)
         files.sort(key=lambda f: f.rel)
         for file in files[1:]:
             if file.format != files[0].format:
@@ -373,6 +429,10 @@ class FilesStore:
         if not _valid_name(collection):
             return None
         base = f"{self._prefix}/{collection}"
+        if self._local and os.path.islink(base):
+            raise StoreError(
+                self.name, self._display, f"{collection}: a symbolic link, not followed"
+            )
         try:
             if not self._fs.isdir(base):
                 return None
@@ -438,6 +498,7 @@ class FilesStore:
             unit=1,
             positional=True,
             partition_fields=tuple(partition_fields),
+            version_field=VERSION,
         )
         return _Layout(described, files, partition_fields)
 
@@ -454,10 +515,17 @@ class FilesStore:
             raise self._error(collection, file.rel, self._clean(exc)) from None
 
     def _typed_frames(
-        self, collection: str, layout: _Layout, file: _File, wanted: list[str], chunk_size: int
+        self,
+        collection: str,
+        layout: _Layout,
+        file: _File,
+        wanted: list[str],
+        chunk_size: int,
+        versioned: bool = False,
     ) -> Iterator[pd.DataFrame]:
         fields = layout.collection.fields
         offset = 0
+        version = (self._version(collection, file.rel, file.path) or "") if versioned else None
         try:
             with self._fs.open(file.path, "rb", compression=file.compression) as opened:
                 for raw in read(file.format, opened, wanted, chunk_size):
@@ -468,6 +536,8 @@ class FilesStore:
                             "row_number": pd.RangeIndex(offset, offset + count).to_numpy(),
                         }
                     )
+                    if version is not None:
+                        frame[VERSION] = pd.Series([version] * count, dtype=object)
                     values = dict(file.values)
                     for name, column in layout.partition_fields.items():
                         value = _typed_value(values.get(name), column)
@@ -524,6 +594,8 @@ class FilesStore:
             path = f"{base}/{rel}"
             if detected is None or not self._fs.isfile(path):
                 continue  # gone already: a replay
+            if self._local and os.path.islink(path):
+                continue  # never replaced: its target would keep what was to go
             file = _File(rel, path, *detected, "", ())
             done += self._rewrite(collection, base, file, change)
         return done
@@ -568,7 +640,7 @@ class FilesStore:
             raise self._error(collection, file.rel, self._clean(exc)) from None
         finally:
             if private is None:
-                with contextlib.suppress(FileNotFoundError):
+                with contextlib.suppress(OSError):  # gone, or never made (read-only)
                     os.unlink(temp)
             else:
                 shutil.rmtree(private, ignore_errors=True)
@@ -590,10 +662,10 @@ class FilesStore:
     # --- errors -----------------------------------------------------------------------------
 
     def _clean(self, exc: BaseException) -> str:
-        """One line of the error, with the URL's password (if any) blanked out."""
+        """One line of the error, with the URL's secrets (if any) blanked out."""
         text = str(exc).strip()
         line = text.splitlines()[0] if text else type(exc).__name__
-        return line.replace(self._password, "***") if self._password else line
+        return hide_secrets(line, self._url)
 
     def _error(self, collection: str, rel: str, reason: str) -> StoreError:
         return StoreError(self.name, self._display, f"{collection}/{rel}: {reason}")
@@ -606,6 +678,26 @@ def _valid_name(name: str) -> bool:
 def _within(partition: str, name: str) -> bool:
     name = name.strip("/")
     return partition == name or partition.startswith(name + "/")
+
+
+def _links_below(path: str) -> bool:
+    """Whether a local folder holds a symbolic link anywhere below it."""
+    for folder, dirs, files in os.walk(path):
+        if any(os.path.islink(os.path.join(folder, name)) for name in [*dirs, *files]):
+            return True
+    return False
+
+
+def _remove_files_below(path: str) -> None:
+    """Remove the regular files below a local folder, and the folders left empty; the
+    symbolic links (and the folders holding them) stay."""
+    for folder, _, files in os.walk(path, topdown=False):
+        for name in files:
+            full = os.path.join(folder, name)
+            if not os.path.islink(full):
+                os.unlink(full)
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
 
 
 def _fsync_dir(path: str) -> None:

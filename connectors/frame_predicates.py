@@ -10,16 +10,31 @@ events and every one of them is past the cut-off.
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Callable, Mapping
-from datetime import date, datetime
-from typing import Any
+from datetime import UTC, date, datetime, time, tzinfo
+from numbers import Integral
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_integer_dtype
 
-from connectors.protocol import ColumnInfo, Condition, ExpirySelection, RowFilter, Scalar
-from connectors.times import TimeContext
+from connectors.protocol import (
+    ColumnInfo,
+    Condition,
+    ExpirySelection,
+    RowFilter,
+    Scalar,
+)
+from connectors.times import EPOCH_RANGE, TimeContext, epoch_bound
 
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_ISO_TIMESTAMP = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?(?:Z|[+-][0-9]{2}:[0-9]{2})?)?"
+)
+_T = TypeVar("_T")
 _COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
     "eq": operator.eq,
     "ne": operator.ne,
@@ -102,17 +117,103 @@ def held_masks(
     return [filter_mask(frame, row_filter, fields, times) for row_filter in filters]
 
 
+def clock_judgement(
+    values: pd.Series, info: ColumnInfo, selection: ExpirySelection, times: TimeContext
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where a clock value is readable, and where it is readable and strictly before the
+    cut-off, as ``connectors.sql_clocks`` judges SQL stores. Readable is a timestamp (or a
+    day, for a date field), or ISO 8601 text naming a real day and time (``YYYY-MM-DD``,
+    then optionally ``T`` or a space, the time, an offset: the form files and logs
+    write; SQLite's form is a part of it); with ``epoch_seconds``, an integer of
+    seconds. NULL is neither."""
+    present: np.ndarray = values.notna().to_numpy(dtype=bool)
+    before = np.zeros(len(values), dtype=bool)
+    if selection.clock_format == "epoch_seconds":
+        low, high = EPOCH_RANGE
+        if is_integer_dtype(values.dtype) and not is_bool_dtype(values.dtype):
+            numbers = values.astype("Float64")
+            ok = present & ((numbers >= low) & (numbers <= high)).fillna(False).to_numpy(bool)
+        else:
+            ok = present & values.map(lambda v: _is_epoch(v, low, high)).to_numpy(dtype=bool)
+        if ok.any():
+            seconds = values[ok].astype("int64").to_numpy()
+            before[ok] = seconds < epoch_bound(selection.cutoff)
+        return ok, before
+    bound = times.bind_instant(info, selection.cutoff)
+    if info.family == "datetime" and is_datetime64_any_dtype(values.dtype):
+        if present.any():
+            stamps = comparable(values[present], info)
+            before[present] = np.asarray(stamps < _bound(bound, info), dtype=bool)
+        return present, before
+    zone = UTC if info.timezone_aware else times.naive_zone
+    read = _day if info.family == "date" else _instant
+    parsed = [read(v, zone) if p else None for v, p in zip(values, present, strict=True)]
+    ok = np.array([v is not None for v in parsed], dtype=bool)
+    for i, moment in enumerate(parsed):
+        if moment is not None:
+            before[i] = moment < bound
+    return ok, before
+
+
+def _is_epoch(value: Any, low: int, high: int) -> bool:
+    if isinstance(value, bool) or not isinstance(value, Integral | np.integer):
+        return False
+    return low <= int(value) <= high
+
+
+def _instant(value: Any, zone: tzinfo) -> datetime | None:
+    """A timestamp value as a Python datetime: in UTC for an aware field (naive values
+    are UTC), else naive wall time in the store's zone (``zone``)."""
+    if isinstance(value, str):
+        moment = _parsed(value, _ISO_TIMESTAMP, datetime.fromisoformat)
+    elif isinstance(value, pd.Timestamp | np.datetime64):
+        moment = pd.Timestamp(value).to_pydatetime()
+    elif isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime.combine(value, time())
+    else:
+        return None
+    if moment is None:
+        return None
+    if zone is UTC:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    return moment.astimezone(zone).replace(tzinfo=None) if moment.tzinfo is not None else moment
+
+
+def _day(value: Any, zone: tzinfo) -> date | None:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return _parsed(value, _ISO_DAY, date.fromisoformat) if isinstance(value, str) else None
+
+
+def _parsed(text: str, shape: re.Pattern[str], parse: Callable[[str], _T]) -> _T | None:
+    if shape.fullmatch(text) is None:
+        return None
+    try:
+        return parse(text)
+    except ValueError:
+        return None
+
+
 def clock_mask(
     frame: pd.DataFrame, selection: ExpirySelection, info: ColumnInfo, times: TimeContext
 ) -> np.ndarray:
-    """Where the record's own clock is set and strictly before the cut-off."""
-    values = comparable(frame[selection.clock_column], info)
-    bound = _bound(times.bind_instant(info, selection.cutoff), info)
-    present = values.notna().to_numpy(dtype=bool)
-    result = np.zeros(len(frame), dtype=bool)
-    if present.any():
-        result[present] = np.asarray(values[present] < bound, dtype=bool)
-    return result
+    """Where the record's own clock is set, readable and strictly before the cut-off."""
+    _, before = clock_judgement(frame[selection.clock_column], info, selection, times)
+    return before
+
+
+def unreadable_mask(
+    frame: pd.DataFrame, selection: ExpirySelection, info: ColumnInfo, times: TimeContext
+) -> np.ndarray:
+    """Where the record's own clock is set but cannot be read: never expired."""
+    values = frame[selection.clock_column]
+    readable, _ = clock_judgement(values, info, selection, times)
+    unreadable: np.ndarray = values.notna().to_numpy(dtype=bool) & ~readable
+    return unreadable
 
 
 def expired_event_keys(
@@ -120,13 +221,14 @@ def expired_event_keys(
     event_key: str,
     clock: str,
     info: ColumnInfo,
-    cutoff: datetime,
+    selection: ExpirySelection,
     times: TimeContext,
-) -> set[Any]:
-    """The event keys whose every event is set and before the cut-off."""
-    values = comparable(events[clock], info)
-    bound = _bound(times.bind_instant(info, cutoff), info)
-    past = values.notna() & (values.where(values.notna(), bound) < bound)
-    verdict = pd.Series(past.to_numpy(dtype=bool), index=events.index)
-    every = verdict.groupby(events[event_key].to_numpy()).all()
-    return set(every.index[every.to_numpy(dtype=bool)])
+) -> tuple[set[Any], set[Any]]:
+    """The event keys whose every event is set, readable and before the cut-off; and the
+    keys with an event that is set but unreadable."""
+    readable, past = clock_judgement(events[clock], info, selection, times)
+    keys = events[event_key].to_numpy()
+    verdict = pd.Series(past, index=events.index)
+    every = verdict.groupby(keys).all()
+    unreadable = events[clock].notna().to_numpy(dtype=bool) & ~readable
+    return set(every.index[every.to_numpy(dtype=bool)]), set(keys[unreadable])

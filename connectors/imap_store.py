@@ -37,7 +37,6 @@ from connectors.imap_wire import (
 from connectors.mail_messages import (
     body_text,
     decode_folder_name,
-    identity_key,
     message_key,
     parse,
     rebuild,
@@ -57,12 +56,12 @@ BODY_BATCH = 50
 
 @dataclass
 class _Index:
-    """Message key -> UIDs in a folder. UIDs are never reused while the folder's
-    UIDVALIDITY stays, so the index only ever grows by the UIDs above ``top``."""
+    """UID -> message key in a folder. A UID's message never changes and UIDs are never
+    reused while the folder's UIDVALIDITY stays, so a message is read whole (its key
+    needs its body) once per process."""
 
     uidvalidity: str
-    top: int = 0
-    keys: dict[str, list[int]] = field(default_factory=dict)
+    keys: dict[int, str] = field(default_factory=dict)
 
 
 class ImapStore(MailStore):
@@ -270,31 +269,25 @@ class ImapStore(MailStore):
         bodies chunk by chunk when asked for."""
         wanted = self.wanted(fields, chunk_size)
         real = self._real(collection)
-        validity = self._select(real, write=False)
-        uids = self._uids("ALL")
+        keys = self._keys(real, write=False)
         header_fields = [f for f in wanted if f != "body"]
-        index = _Index(validity, max(uids, default=0))
-        rows: dict[str, dict[str, Any]] = {}
-        spots: dict[str, int] = {}
+        rows: dict[int, dict[str, Any]] = {}
         items = "(UID RFC822.SIZE INTERNALDATE FLAGS BODY.PEEK[HEADER])"
-        for got in self._fetch(uids, items):
-            key = message_key(got.data)
-            index.keys.setdefault(key, []).append(got.uid)
-            if key not in rows:  # copies sharing a Message-ID: the first stands for all
+        for got in self._fetch(sorted(keys), items):
+            if got.uid in keys:  # each message its own record, whatever its Message-ID
                 received = internal_date(got.internal_date)
-                rows[key] = self.record(
-                    got.data, header_fields, key=key, size=got.size, fallback_sent_at=received
-                )
-                spots[key] = got.uid
-        self._indexes[real] = index
+                rows[got.uid] = self.record(
+                    got.data, header_fields, key=keys[got.uid], size=got.size,
+                    fallback_sent_at=received,
+                )  # fmt: skip
 
-        def rows_of(keys: list[str]) -> list[dict[str, Any]]:
-            chunk = [rows[key] for key in keys]
+        def rows_of(chunk: list[tuple[str, int]]) -> list[dict[str, Any]]:
+            found = [rows[uid] for _, uid in chunk]
             if "body" not in wanted:
-                return chunk
-            return self._with_bodies(real, chunk, [spots[key] for key in keys])
+                return found
+            return self._with_bodies(real, found, [uid for _, uid in chunk])
 
-        yield from self.frames(rows, chunk_size, wanted, rows_of)
+        yield from self.frames(((keys[uid], uid) for uid in rows), chunk_size, wanted, rows_of)
 
     def _with_bodies(
         self, real: str, rows: list[dict[str, Any]], uids: list[int]
@@ -313,27 +306,28 @@ class ImapStore(MailStore):
 
     # changing
 
-    def _index(self, real: str) -> dict[str, list[int]]:
-        """Key -> UIDs of the folder, selected for writing; only messages new since the
-        last look are fetched (their Message-ID alone, when they have one)."""
-        validity = self._select(real, write=True)
+    def _keys(self, real: str, *, write: bool) -> dict[int, str]:
+        """UID -> key of every message in the folder (selected, for writing or not);
+        only messages not seen before are fetched, whole, in batches."""
+        validity = self._select(real, write=write)
         index = self._indexes.get(real)
         if index is None or index.uidvalidity != validity:
             index = self._indexes[real] = _Index(validity)
-        fresh = [u for u in self._uids(f"UID {index.top + 1}:*") if u > index.top]
-        if fresh:
-            unknown = []
-            named = "(UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID X-TENURE-KEY)])"
-            for got in self._fetch(fresh, named):
-                key = identity_key(got.data)
-                if key is None:
-                    unknown.append(got.uid)
-                else:
-                    index.keys.setdefault(key, []).append(got.uid)
-            for got in self._fetch(unknown, "(UID BODY.PEEK[HEADER])"):
-                index.keys.setdefault(message_key(got.data), []).append(got.uid)
-            index.top = max(fresh)
-        return index.keys
+        present = self._uids("ALL")
+        listed = set(present)
+        index.keys = {uid: key for uid, key in index.keys.items() if uid in listed}
+        unknown = [uid for uid in present if uid not in index.keys]
+        for start in range(0, len(unknown), BODY_BATCH):
+            for got in self._fetch(unknown[start : start + BODY_BATCH], "(UID BODY.PEEK[])"):
+                index.keys[got.uid] = message_key(got.data)
+        return {uid: index.keys[uid] for uid in present if uid in index.keys}
+
+    def _index(self, real: str) -> dict[str, list[int]]:
+        """Key -> UIDs of the folder, selected for writing."""
+        found: dict[str, list[int]] = {}
+        for uid, key in self._keys(real, write=True).items():
+            found.setdefault(key, []).append(uid)
+        return found
 
     def _writable_folder(self, collection: str) -> str:
         """The folder's real name, once sure the store may and can remove exactly the
@@ -352,24 +346,35 @@ class ImapStore(MailStore):
             store = partial(conn.uid, "STORE", batch, "+FLAGS.SILENT", r"(\Deleted)")
             self._run("UID STORE", store)
             self._run("UID EXPUNGE", partial(conn.uid, "EXPUNGE", batch))
-        gone = set(uids)
         index = self._indexes.get(real)
         if index is not None:
-            for key in list(index.keys):
-                left = [u for u in index.keys[key] if u not in gone]
-                if left:
-                    index.keys[key] = left
-                else:
-                    del index.keys[key]
+            for uid in uids:
+                index.keys.pop(uid, None)
 
     def delete(self, collection: str, keys: Sequence[Key]) -> int:
+        """Expunge each message whose key names one message, or one message and the
+        rewritten copies a crashed ``update`` left of it; returns how many records went.
+        Copies no one can tell apart are left alone (the connector refuses them)."""
         real = self._writable_folder(collection)
         index = self._index(real)
-        wanted = {uid: str(k[0]) for k in keys for uid in index.get(str(k[0]), [])}
+        wanted: dict[int, str] = {}
+        for key in dict.fromkeys(str(k[0]) for k in keys):
+            uids = index.get(key, [])
+            if len(uids) == 1 or self._interrupted_update(uids):
+                wanted.update(dict.fromkeys(uids, key))
         present = self._fetch(sorted(wanted), "(UID)")
         if present:
             self._expunge(real, [got.uid for got in present])
         return len({wanted[got.uid] for got in present})
+
+    def _interrupted_update(self, uids: Sequence[int]) -> bool:
+        """Several messages with one key, all but the first carrying the key in
+        ``X-Tenure-Key``: an update appended its rewrite and died before expunging."""
+        if len(uids) < 2:
+            return False
+        found = self._fetch(sorted(uids), "(UID BODY.PEEK[HEADER.FIELDS (X-TENURE-KEY)])")
+        marked = [b"x-tenure-key" in got.data.lower() for got in found]
+        return len(found) == len(uids) and not marked[0] and all(marked[1:])
 
     def update(self, collection: str, keys: Sequence[Key], values: pd.DataFrame) -> int:
         """Each changed message is appended anew (same folder, flags and INTERNALDATE),
@@ -382,7 +387,10 @@ class ImapStore(MailStore):
         old: list[int] = []
         updated = 0
         for key, change in changes.items():
-            copies = self._fetch(index.get(key, []), "(UID FLAGS INTERNALDATE BODY.PEEK[])")
+            uids = index.get(key, [])
+            if len(uids) > 1 and not self._interrupted_update(uids):
+                continue  # copies no one can tell apart: left alone
+            copies = self._fetch(uids, "(UID FLAGS INTERNALDATE BODY.PEEK[])")
             if not copies:
                 continue
             updated += 1

@@ -52,13 +52,13 @@ WRITABLE = {
 }
 REDACTED_HEADER = "X-Tenure-Redacted"
 KEY_HEADER = "X-Tenure-Key"
-#: Headers left out of a Message-ID-less message's fingerprint: mail programs rewrite
-#: them (mbox status, sizes) or ``rebuild`` does, and the key must survive both.
+#: Headers left out of a message's fingerprint: mail programs rewrite them (mbox
+#: status, sizes) or ``rebuild`` does, and the key must survive both.
 _UNSTABLE = {
     "status", "x-status", "x-keywords", "x-uid", "x-imap", "x-imapbase", "lines",
     "content-length", KEY_HEADER.lower(), REDACTED_HEADER.lower(),
 }  # fmt: skip
-_OWN_KEY = re.compile(r"hdr:[0-9a-f]{32}")
+_OWN_KEY = re.compile(r"(?:msg|hdr):[0-9a-f]{32}")
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _HEADERS_ONLY = BytesHeaderParser(policy=policy.compat32)
 
@@ -69,31 +69,26 @@ def split_header(raw: bytes) -> bytes:
     return raw[: found.end()] if found else raw
 
 
-def identity_key(header: bytes) -> str | None:
-    """The key when the headers name it (Message-ID, or the key ``rebuild`` recorded for a
-    message without one); None when only the full-header fingerprint can tell."""
+def message_key(raw: bytes) -> str:
+    """A message's key: a digest of everything that makes it distinct, its headers
+    (Message-ID, Date, From, ... but those mail programs rewrite, see ``_UNSTABLE``) and
+    its body (line endings aside). Two different messages never share it, whatever
+    Message-ID their senders chose; byte-identical copies do, and are refused as
+    records no one can tell apart (``RecordConnector``). ``rebuild`` records the key in
+    ``X-Tenure-Key``, which then stands for it: a redacted message keeps its key.
+    Digests keep personal data out of journals and intents."""
+    header = split_header(raw)
     msg = _HEADERS_ONLY.parsebytes(header)
-    message_id = _unfold(msg.get("Message-ID"))
-    if message_id:
-        return "mid:" + _digest(message_id)
     own = _unfold(msg.get(KEY_HEADER))
-    # only our own fingerprint form: a sender cannot borrow another message's Message-ID key
-    return own if own and _OWN_KEY.fullmatch(own) else None
-
-
-def message_key(header: bytes) -> str:
-    """A message's stable key: a digest of its Message-ID, or of its stable headers
-    when it has none. Digests keep personal data out of journals and intents."""
-    known = identity_key(header)
-    if known is not None:
-        return known
-    msg = _HEADERS_ONLY.parsebytes(header)
+    if own and _OWN_KEY.fullmatch(own):
+        return own
     canonical = "\n".join(
         f"{name.lower()}:{_unfold(value)}"
         for name, value in msg.items()
         if name.lower() not in _UNSTABLE
     )
-    return "hdr:" + _digest(canonical)
+    body = raw[len(header) :].replace(b"\r\n", b"\n").rstrip(b"\n")
+    return "msg:" + _digest(canonical + "\n" + hashlib.sha256(body).hexdigest())
 
 
 def _digest(text: str) -> str:
@@ -277,8 +272,8 @@ def html_to_text(markup: str) -> str:
 
 def rebuild(raw: bytes, values: Mapping[str, str | None], key: str) -> bytes:
     """The message with the given fields replaced; every other header, the Message-ID
-    included, stays, so the key does (a message without a Message-ID records its key
-    in ``X-Tenure-Key``).
+    included, stays, and ``X-Tenure-Key`` records the message's key, which the new
+    content no longer gives.
 
     A new ``body`` replaces the whole MIME structure: a text/plain part, plus the same
     text escaped as HTML when the message had an HTML alternative (the original HTML
@@ -287,7 +282,7 @@ def rebuild(raw: bytes, values: Mapping[str, str | None], key: str) -> bytes:
     """
     msg = parse(raw)
     # headers first, the body last: a replay then writes the headers in the same order
-    if key.startswith("hdr:") and KEY_HEADER not in msg:
+    if _OWN_KEY.fullmatch(key) and KEY_HEADER not in msg:  # a Maildir's key is its name
         msg[KEY_HEADER] = key
     for name, header in WRITABLE.items():
         if header is not None and name in values:

@@ -8,6 +8,7 @@ picks the store for a URL.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pandas as pd
@@ -17,6 +18,7 @@ from connectors.errors import StoreError, StoreUnavailable
 from connectors.mail_messages import FIELDS, KEY, WRITABLE, frame, record
 from connectors.protocol import Key
 from connectors.records import Capabilities, Collection, Partition
+from connectors.urls import mask_url, secret_values
 from connectors.values import plain
 
 Changes = dict[str, dict[str, str | None]]
@@ -34,7 +36,9 @@ class MailStore:
         self.name = name
         self.url = url
         self.read_only = read_only
-        self._secrets: list[str] = [url.password] if isinstance(url.password, str) else []
+        #: What each collection's last scan left out, by reason (symbolic links).
+        self._skipped: dict[str, dict[str, int]] = {}
+        self._secrets: list[str] = list(secret_values(url))
         unknown = sorted(set(url.query) - self.OPTIONS - {"internal_domains"})
         if unknown:
             raise self.error(f"unknown URL option {unknown[0]!r}")
@@ -45,7 +49,7 @@ class MailStore:
 
     @property
     def display_url(self) -> str:
-        return self.url.render_as_string(hide_password=True)
+        return mask_url(self.url)
 
     def option(self, name: str) -> str | None:
         value = self.url.query.get(name)
@@ -107,18 +111,28 @@ class MailStore:
 
     @staticmethod
     def frames(
-        keys: Iterable[str],
+        messages: Iterable[tuple[str, T]],
         chunk_size: int,
         wanted: Sequence[str],
-        rows_of: Callable[[list[str]], list[dict[str, Any]]],
+        rows_of: Callable[[list[tuple[str, T]]], list[dict[str, Any]]],
     ) -> Iterator[pd.DataFrame]:
-        """The messages in key order, ``chunk_size`` keys at a time; ``rows_of`` reads a
-        chunk of keys (it may drop a message gone since the listing)."""
-        ordered = sorted(keys)
+        """The messages, each (its key, where it is), in key order, ``chunk_size`` at a
+        time; ``rows_of`` reads a chunk of them (it may drop a message gone since the
+        listing). Messages sharing a key each give a row: never merged into one."""
+        ordered = sorted(messages, key=lambda message: message[0])
         for start in range(0, len(ordered), chunk_size):
             rows = rows_of(ordered[start : start + chunk_size])
             if rows:
                 yield frame(rows, wanted)
+
+    def skipped(self, collection: str) -> dict[str, int]:
+        """What the last scan of ``collection`` left out, by reason (``ReportsSkipped``)."""
+        return dict(self._skipped.get(collection, {}))
+
+    def bookkeeping_home(self) -> Path | None:
+        """The folder for Tenure's lock and journal of this store (``HasHome``); None
+        for a remote store."""
+        return None
 
     def record(self, raw: bytes, wanted: Sequence[str], **found: Any) -> dict[str, Any]:
         return record(raw, set(wanted), internal_domains=self.internal_domains, **found)

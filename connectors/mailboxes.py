@@ -25,6 +25,7 @@ from connectors.errors import StoreError
 from connectors.imap_store import ImapStore
 from connectors.maildir_store import MaildirStore
 from connectors.mbox_store import MboxStore
+from connectors.urls import mask_url
 
 if TYPE_CHECKING:
     from connectors.protocol import Connector
@@ -47,7 +48,7 @@ def open_store(
         return MboxStore(name, parsed, read_only=read_only)
     if scheme in ("imap", "imaps"):
         return ImapStore(name, parsed, read_only=read_only)
-    shown = parsed.render_as_string(hide_password=True)
+    shown = mask_url(parsed)
     raise StoreError(name, shown, f"not a mail URL (schemes: {', '.join(_SCHEMES)})")
 
 

@@ -14,10 +14,14 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.engine import URL
 
+from connectors.errors import StoreError
 from connectors.mail_messages import decode_folder_name, rebuild, same_message
 from connectors.mail_stores import MailStore
 from connectors.protocol import Key
-from connectors.records import Partition
+from connectors.records import SYMLINK, Partition
+
+#: The folder in a Maildir's root that holds Tenure's lock and journal for it.
+BOOKKEEPING = "tenure-bookkeeping"
 
 
 class MaildirStore(MailStore):
@@ -39,6 +43,11 @@ class MaildirStore(MailStore):
     def collections(self) -> list[str]:
         return sorted(self._folders())
 
+    def bookkeeping_home(self) -> Path | None:
+        """``tenure-bookkeeping/`` in the Maildir's root: no leading dot, so neither a
+        Maildir++ folder nor read by this store."""
+        return self.root / BOOKKEEPING
+
     def _folders(self) -> dict[str, Path]:
         if not self.root.is_dir():
             raise self.error(f"no such directory: {self.root}", unavailable=True)
@@ -46,6 +55,8 @@ class MaildirStore(MailStore):
             raise self.error(f"not a Maildir (no cur/ and new/): {self.root}", unavailable=True)
         folders = {"inbox": self.root}
         for entry in sorted(self.root.iterdir()):
+            if entry.is_symlink():
+                continue  # never followed: its messages are not this store's to change
             if entry.name.startswith(".") and entry.name != ".." and (entry / "cur").is_dir():
                 self.add_collection(folders, decode_folder_name(entry.name[1:]).lower(), entry)
         return folders
@@ -53,14 +64,22 @@ class MaildirStore(MailStore):
     def _folder(self, collection: str) -> Path:
         return self.located(self._folders(), collection)
 
-    @staticmethod
-    def _files(folder: Path) -> dict[str, Path]:
-        files: dict[str, Path] = {}
+    def _listing(self, collection: str, folder: Path) -> dict[str, list[Path]]:
+        """Message files by key. Two files with one unique name both stay listed (the
+        connector refuses them as a duplicate key); symbolic links are counted as
+        skipped, never followed, replaced or unlinked."""
+        files: dict[str, list[Path]] = {}
+        links = 0
         for sub in ("cur", "new"):
             with os.scandir(folder / sub) as entries:
                 for entry in entries:
-                    if not entry.name.startswith(".") and entry.is_file():
-                        files.setdefault(maildir_key(entry.name), Path(entry.path))
+                    if entry.name.startswith("."):
+                        continue
+                    if entry.is_symlink():
+                        links += 1
+                    elif entry.is_file(follow_symlinks=False):
+                        files.setdefault(maildir_key(entry.name), []).append(Path(entry.path))
+        self._skipped[collection] = {SYMLINK: links} if links else {}
         return files
 
     def scan(
@@ -72,12 +91,13 @@ class MaildirStore(MailStore):
     ) -> Iterator[pd.DataFrame]:
         wanted = self.wanted(fields, chunk_size)
         folder = self._folder(collection)
-        files = self._files(folder)
+        files = self._listing(collection, folder)
+        messages = [(key, path) for key, paths in files.items() for path in sorted(paths)]
 
-        def rows_of(keys: list[str]) -> list[dict[str, Any]]:
+        def rows_of(chunk: list[tuple[str, Path]]) -> list[dict[str, Any]]:
             rows = []
-            for key in keys:
-                found = self._read(folder, key, files)
+            for key, listed in chunk:
+                found = self._read(collection, folder, key, listed)
                 if found is not None:
                     path, raw = found
                     mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
@@ -86,31 +106,40 @@ class MaildirStore(MailStore):
                     )
             return rows
 
-        yield from self.frames(files, chunk_size, wanted, rows_of)
+        yield from self.frames(messages, chunk_size, wanted, rows_of)
 
-    def _read(self, folder: Path, key: str, files: dict[str, Path]) -> tuple[Path, bytes] | None:
+    def _read(
+        self, collection: str, folder: Path, key: str, path: Path | None
+    ) -> tuple[Path, bytes] | None:
         """The message's file and bytes, looked for again should a mail program have
-        moved it (new/ to cur/, new flags) since the folder was listed."""
+        moved it (new/ to cur/, new flags) since the folder was listed; None when it is
+        gone, or when its key now names several files."""
         for attempt in range(2):
-            path = files.get(key)
             if path is not None:
                 try:
                     return path, path.read_bytes()
                 except FileNotFoundError:
                     pass
             if attempt == 0:
-                files.clear()
-                files.update(self._files(folder))
+                path = self._only(collection, folder, key)
         return None
 
+    def _only(self, collection: str, folder: Path, key: str) -> Path | None:
+        """The one file ``key`` names now (listed again), or None."""
+        paths = self._listing(collection, folder).get(key, [])
+        return paths[0] if len(paths) == 1 else None
+
     def delete(self, collection: str, keys: Sequence[Key]) -> int:
+        """Unlink each message whose key names one file (a key naming several is
+        refused: the connector never chooses one); returns how many went."""
         self.require_writable()
         folder = self._folder(collection)
-        files = self._files(folder)
+        files = self._listing(collection, folder)
         deleted = 0
         for key in dict.fromkeys(str(k[0]) for k in keys):
+            paths = files.get(key, [])
+            path = paths[0] if len(paths) == 1 else None
             for attempt in range(2):
-                path = files.get(key)
                 if path is not None:
                     try:
                         path.unlink()
@@ -118,20 +147,25 @@ class MaildirStore(MailStore):
                         break
                     except FileNotFoundError:
                         pass
-                if attempt == 0:  # moved by a mail program since listed: look again
-                    files.clear()
-                    files.update(self._files(folder))
+                    except OSError as exc:
+                        raise self._failed(path, exc) from None
+                if attempt == 0 and len(paths) <= 1:  # moved by a mail program since listed
+                    path = self._only(collection, folder, key)
         return deleted
 
     def update(self, collection: str, keys: Sequence[Key], values: pd.DataFrame) -> int:
         """Each message is written to ``tmp/`` and renamed over its own file: a reader
-        sees the old message or the new one, never a torn one, and the key stays."""
+        sees the old message or the new one, never a torn one, and the key stays. A key
+        naming several files is refused, as in ``delete``."""
         changes = self.changes(keys, values)
         folder = self._folder(collection)
-        files = self._files(folder)
+        files = self._listing(collection, folder)
         updated = 0
         for key, change in changes.items():
-            found = self._read(folder, key, files)
+            paths = files.get(key, [])
+            if len(paths) > 1:
+                continue
+            found = self._read(collection, folder, key, paths[0] if paths else None)
             if found is None:
                 continue
             path, raw = found
@@ -141,24 +175,40 @@ class MaildirStore(MailStore):
                 self._replace(folder, path, new)
         return updated
 
-    @staticmethod
-    def _replace(folder: Path, path: Path, data: bytes) -> None:
-        stat = path.stat()
-        (folder / "tmp").mkdir(exist_ok=True)
+    def _replace(self, folder: Path, path: Path, data: bytes) -> None:
+        """Write ``data`` to ``tmp/`` and rename it over ``path``. A failure (a full
+        disk, a read-only filesystem) leaves the message as it was and no temporary
+        file, and is this store's one-line error naming the file."""
         temporary = folder / "tmp" / f"{time.time_ns()}.R{secrets.token_hex(8)}.tenure"
-        with temporary.open("wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temporary, stat.st_mode & 0o7777)
-        if hasattr(os, "chown") and (stat.st_uid, stat.st_gid) != (os.getuid(), os.getgid()):
-            with suppress(PermissionError):
-                os.chown(temporary, stat.st_uid, stat.st_gid)
-        os.utime(temporary, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the received time
-        os.replace(temporary, path)
-        sized = _sized_name(path.name, data)
-        if sized != path.name:  # Dovecot trusts S=/W= sizes: keep them true (same key)
-            os.replace(path, path.with_name(sized))
+        try:
+            stat = path.stat()
+            (folder / "tmp").mkdir(exist_ok=True)
+            _write_new(temporary, data)
+            os.chmod(temporary, stat.st_mode & 0o7777)
+            if hasattr(os, "chown") and (stat.st_uid, stat.st_gid) != (os.getuid(), os.getgid()):
+                with suppress(PermissionError):
+                    os.chown(temporary, stat.st_uid, stat.st_gid)
+            os.utime(temporary, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the received time
+            os.replace(temporary, path)
+            sized = _sized_name(path.name, data)
+            if sized != path.name:  # Dovecot trusts S=/W= sizes: keep them true (same key)
+                os.replace(path, path.with_name(sized))
+        except OSError as exc:
+            with suppress(OSError):
+                temporary.unlink()
+            raise self._failed(path, exc) from None
+
+    def _failed(self, path: Path, exc: OSError) -> StoreError:
+        where = path.relative_to(self.root) if path.is_relative_to(self.root) else path.name
+        return self.error(f"{where}: {exc.strerror or exc}")
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Write a new file durably (a seam the disk-error tests break)."""
+    with path.open("xb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
 
 
 def maildir_key(filename: str) -> str:

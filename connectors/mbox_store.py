@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mailbox
+import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -13,7 +14,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.engine import URL
 
-from connectors.mail_messages import message_key, rebuild, same_message, split_header
+from connectors.mail_messages import message_key, rebuild, same_message
 from connectors.mail_stores import MailStore
 from connectors.protocol import Key
 from connectors.records import Partition
@@ -38,12 +39,22 @@ class MboxStore(MailStore):
     """``mbox:///file.mbox`` (one collection, named after the file) or ``mbox:///dir``
     (each ``*.mbox`` file in it). Changes hold the mailbox's lock (``fcntl`` and dot
     lock, as mail programs do) and Python rewrites the file through a temporary one that
-    is renamed over it. Messages sharing a Message-ID count as copies of one record:
-    ``delete`` removes them all and ``update`` keeps one, rewritten."""
+    is renamed over it. Each message is a record, keyed by its content
+    (``message_key``); byte-identical copies share a key, and ``delete`` and ``update``
+    leave such a key alone (the connector refuses it). In a directory, a ``*.mbox`` that
+    is a symbolic link is never followed (a rewrite would replace the link and leave the
+    target): reading it is an error naming it. A file named by the URL is followed."""
 
     def __init__(self, name: str, url: URL, *, read_only: bool = True) -> None:
         super().__init__(name, url, read_only=read_only)
         self.path = Path(url.database or "")
+
+    def bookkeeping_home(self) -> Path | None:
+        """``.tenure/`` in the directory (only ``*.mbox`` files are read), or
+        ``.<file>.tenure/`` beside a single mbox file."""
+        if self.path.is_dir():
+            return self.path / ".tenure"
+        return self.path.parent / f".{self.path.name}.tenure"
 
     def ping(self) -> None:
         for path in self._boxes().values():
@@ -59,8 +70,8 @@ class MboxStore(MailStore):
         return sorted(self._boxes())
 
     def _boxes(self) -> dict[str, Path]:
-        if self.path.is_file():
-            return {self.path.stem.lower(): self.path}
+        if self.path.is_file():  # named by the URL: its target is the box
+            return {self.path.stem.lower(): Path(os.path.realpath(self.path))}
         if self.path.is_dir():
             boxes: dict[str, Path] = {}
             for path in sorted(self.path.glob("*.mbox")):
@@ -70,15 +81,18 @@ class MboxStore(MailStore):
         raise self.error(f"no such file or directory: {self.path}", unavailable=True)
 
     def _box(self, collection: str) -> Path:
-        return self.located(self._boxes(), collection)
+        path = self.located(self._boxes(), collection)
+        if path.is_symlink():
+            raise self.error(f"{path.name} is a symbolic link: not followed")
+        return path
 
     @staticmethod
     def _index(box: mailbox.mbox) -> dict[str, list[Any]]:
-        """Message key -> the mailbox's own keys of that message's copies, in file order."""
+        """Message key -> the mailbox's own keys of the messages with it, in file order
+        (more than one only for byte-identical copies)."""
         index: dict[str, list[Any]] = {}
         for toc in box.iterkeys():
-            raw = box.get_bytes(toc)
-            index.setdefault(message_key(split_header(raw)), []).append(toc)
+            index.setdefault(message_key(box.get_bytes(toc)), []).append(toc)
         return index
 
     def scan(
@@ -94,18 +108,19 @@ class MboxStore(MailStore):
         box = mailbox.mbox(str(path), create=False)
         try:
             index = self._index(box)
+            messages = [(key, toc) for key, tocs in index.items() for toc in tocs]
 
-            def rows_of(keys: list[str]) -> list[dict[str, Any]]:
+            def rows_of(chunk: list[tuple[str, Any]]) -> list[dict[str, Any]]:
                 rows = []
-                for key in keys:
-                    first_line, _, raw = box.get_bytes(index[key][0], from_=True).partition(b"\n")
+                for key, toc in chunk:
+                    first_line, _, raw = box.get_bytes(toc, from_=True).partition(b"\n")
                     delivered = from_line_date(first_line) or modified
                     rows.append(
                         self.record(raw, wanted, key=key, size=len(raw), fallback_sent_at=delivered)
                     )
                 return rows
 
-            yield from self.frames(index, chunk_size, wanted, rows_of)
+            yield from self.frames(messages, chunk_size, wanted, rows_of)
         finally:
             box.close()
 
@@ -132,12 +147,13 @@ class MboxStore(MailStore):
             box.close()  # also flushes what a failure left pending: each change was meant
 
     def delete(self, collection: str, keys: Sequence[Key]) -> int:
+        """Remove each message whose key names one message; returns how many went."""
         with self._locked(collection) as box:
             index = self._index(box)
             wanted = [k for k in dict.fromkeys(str(key[0]) for key in keys) if k in index]
+            wanted = [k for k in wanted if len(index[k]) == 1]
             for key in wanted:
-                for toc in index[key]:
-                    box.remove(toc)
+                box.remove(index[key][0])
         return len(wanted)
 
     def update(self, collection: str, keys: Sequence[Key], values: pd.DataFrame) -> int:
@@ -150,15 +166,12 @@ class MboxStore(MailStore):
         index = MboxStore._index(box)
         updated = 0
         for key, change in changes.items():
-            copies = index.get(key)
-            if not copies:
+            copies = index.get(key, [])
+            if len(copies) != 1:  # gone, or copies no one can tell apart: left alone
                 continue
             updated += 1
             first_line, _, raw = box.get_bytes(copies[0], from_=True).partition(b"\n")
             new = rebuild(raw, change, key)
-            if len(copies) == 1 and same_message(new, raw):
-                continue
-            box[copies[0]] = first_line + b"\n" + new
-            for extra in copies[1:]:
-                box.remove(extra)
+            if not same_message(new, raw):
+                box[copies[0]] = first_line + b"\n" + new
         return updated

@@ -23,6 +23,7 @@ Scalar = str | int | float | bool | date | datetime
 Key = tuple[Any, ...]
 Period = Literal["day", "week", "month", "quarter", "year"]
 ChunkAction = Literal["delete", "anonymize", "aggregate_then_delete"]
+ClockFormat = Literal["timestamp", "epoch_seconds"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class ForeignKeyInfo:
     columns: tuple[str, ...]
     referred_table: str
     referred_columns: tuple[str, ...]
+    on_delete: str | None = None
+    """What the database does to these rows when the row they refer to is deleted:
+    ``CASCADE``, ``SET NULL``, ``SET DEFAULT``, ``RESTRICT`` or None (no action)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,8 @@ class TableInfo:
     columns: dict[str, ColumnInfo]
     primary_key: tuple[str, ...]
     foreign_keys: tuple[ForeignKeyInfo, ...] = ()
+    unique_keys: tuple[tuple[str, ...], ...] = ()
+    """Other column sets no two rows share (unique constraints and unique indexes)."""
 
 
 @dataclass(frozen=True)
@@ -97,8 +103,23 @@ class ExpirySelection:
     exclusions: tuple[RowFilter, ...] = ()
     primary_key: tuple[str, ...] = ()
     skip_marked: str | None = None
-    """Leave out rows already marked under this label (rows rewritten in place); needs a
-    one-column primary key."""
+    """Leave out rows already marked under this label (rows rewritten in place)."""
+    keep_referenced: bool = False
+    """The selected rows are to be deleted: leave out (count as held, under
+    ``referenced by <table>.<columns>``) every row another row of the store still refers
+    to by a foreign key, since the database would delete, unlink or orphan that row.
+    ``execute_chunk`` applies it to every chunk that deletes. Stores without foreign
+    keys have nothing to leave out."""
+    removed_first: tuple[ExpirySelection, ...] = ()
+    """For counting ahead of a run (a plan, a dry run): the selections of other tables
+    that the run deletes before this one. A row referred to only by rows they select is
+    counted as expired, as it will be by then. ``execute_chunk`` ignores it and judges
+    the store as it is."""
+    clock_format: ClockFormat = "timestamp"
+    """How the clock's values are read (the record's own clock or the event's):
+    ``timestamp``, a timestamp in the store's canonical form (on SQLite, whose columns
+    hold anything, ISO text as SQLAlchemy writes it); ``epoch_seconds``, integer seconds
+    since 1970-01-01 UTC. Any other value is *unreadable*: never expired, counted."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +130,15 @@ class ExpiryCounts:
     expired: int
     held: int
     held_by: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+    """Why rows are held under the names in ``held_by`` the store chose itself (rows
+    other rows refer to); a hold's reason is the policy's."""
+    unreadable: int = 0
+    """Rows whose clock holds a value that is not a timestamp in the selection's
+    ``clock_format`` (``20300101``, ``'not a date'``): never expired, so among the kept."""
+    skipped: dict[str, int] = field(default_factory=dict)
+    """Records the store left alone and outside ``total``, by reason: two records it
+    cannot tell apart (``duplicate key``), a ``symbolic link`` it will not follow."""
 
     @property
     def kept(self) -> int:
@@ -280,6 +310,11 @@ class Connector(Protocol):
 
     def journal(self, run_id: str) -> list[JournalEntry]:
         """The chunks this store committed for `run_id`."""
+        ...
+
+    def journal_runs(self) -> list[str]:
+        """Every run id the store's journal holds (a run whose state database was lost
+        is found here), oldest first."""
         ...
 
     def rollup_cells(self, label: str, rollup: RollupSink) -> list[PublishedCell]:

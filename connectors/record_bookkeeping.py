@@ -36,6 +36,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     delete,
+    func,
     insert,
     inspect,
     select,
@@ -261,6 +262,18 @@ class RecordBookkeeping:
         )
         with self.engine().connect() as connection:
             return [JournalEntry(**row) for row in connection.execute(statement).mappings()]
+
+    def journal_runs(self) -> list[str]:
+        if not self.exists:
+            return []
+        table = self.journal_table
+        statement = (
+            select(table.c.run_id)
+            .group_by(table.c.run_id)
+            .order_by(func.min(table.c.committed_at), table.c.run_id)
+        )
+        with self.engine().connect() as connection:
+            return list(connection.scalars(statement))
 
     def rollup_cells(self, label: str, sink: RollupSink) -> list[PublishedCell]:
         if not self.exists:

@@ -17,7 +17,9 @@ the pass starts (``after`` is None), not rechecked per chunk as a SQL store does
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
+import os
 import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -28,9 +30,15 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from connectors.errors import StoreError, StoreUnavailable
-from connectors.frame_predicates import clock_mask, expired_event_keys, held_masks
+from connectors.frame_predicates import (
+    clock_mask,
+    expired_event_keys,
+    held_masks,
+    unreadable_mask,
+)
 from connectors.protocol import (
     Capabilities,
     ChunkResult,
@@ -44,7 +52,14 @@ from connectors.protocol import (
     TableInfo,
 )
 from connectors.record_bookkeeping import Intent, RecordBookkeeping, key_text
-from connectors.records import Collection, Partition, RecordStore
+from connectors.records import (
+    Collection,
+    HasHome,
+    Partition,
+    RecordStore,
+    ReportsSkipped,
+    ScansUnits,
+)
 from connectors.rollups import partial_cells, period_starts, rollup_columns
 from connectors.times import TimeContext
 from connectors.values import plain
@@ -53,13 +68,19 @@ from connectors.values import plain
 SCAN_CHUNK = 50_000
 #: At most this many records are read to draw a sample.
 SAMPLE_READ_LIMIT = 200_000
+#: The reason records that share a key are refused.
+DUPLICATE_KEY = "duplicate key"
+#: How many times a chunk's units are judged again before the binding gives up on them.
+REJUDGE_ATTEMPTS = 3
 
 
 class RecordConnector:
     """The ``Connector`` protocol over a ``RecordStore``.
 
-    ``bookkeeping_dir`` is where the store's bookkeeping database lives (the flows pass
-    the state database's directory); without it the connector can read but not write.
+    ``bookkeeping_dir`` is where the store's bookkeeping database and lock live (the
+    policy's ``bookkeeping:`` setting). Without it they belong to the store, whatever
+    folder a run starts from: in its own folder (``HasHome``), or else in a per-machine
+    folder named by a digest of its password-free URL (``store_home``).
     """
 
     def __init__(
@@ -75,12 +96,15 @@ class RecordConnector:
         self.name = store.name
         self._times = TimeContext(naive_timezone, local_timezone)
         self._read_only = read_only
-        self._dir = None if bookkeeping_dir is None else Path(bookkeeping_dir)
-        self._books = (
-            None
-            if self._dir is None
-            else RecordBookkeeping(self._dir / f"{store.name}.bookkeeping.sqlite")
+        # a shared folder names each store's files; the store's own folder needs not
+        stem = "store" if bookkeeping_dir is None else store.name
+        self._dir = store_home(store) if bookkeeping_dir is None else Path(bookkeeping_dir)
+        self._books: RecordBookkeeping | None = RecordBookkeeping(
+            self._dir / f"{stem}.bookkeeping.sqlite"
         )
+        self._lock = self._dir / f"{stem}.lock"
+        #: What the last judging of each collection refused, by reason (duplicate keys).
+        self._refused: dict[str, dict[str, int]] = {}
         self._collections: dict[str, Collection | None] = {}
         self._passes: dict[tuple[str, str], tuple[pd.DataFrame, int]] = {}
         #: Records per partition (by its fields' values), as the last count_expiry read them.
@@ -90,6 +114,12 @@ class RecordConnector:
     @property
     def display_url(self) -> str:
         return self.store.display_url
+
+    @property
+    def bookkeeping_path(self) -> Path:
+        """The bookkeeping database (journal, marks, rollups, intents) of this store."""
+        assert self._books is not None
+        return self._books.path
 
     @property
     def capabilities(self) -> Capabilities:
@@ -153,8 +183,10 @@ class RecordConnector:
         held_by = dict.fromkeys((f.name for f in selection.exclusions), 0)
         fields = self._require(selection.table).partition_fields
         sizes: dict[tuple[Any, ...], int] = {}
-        for frame, due, holds in self._judged(selection, fields):
+        unreadable = 0
+        for frame, due, holds, unread in self._judged(selection, fields):
             total += len(frame)
+            unreadable += int(unread.sum())
             for values in frame[list(fields)].itertuples(index=False, name=None) if fields else ():
                 place = tuple(plain(v) for v in values)
                 sizes[place] = sizes.get(place, 0) + 1
@@ -164,7 +196,14 @@ class RecordConnector:
             for row_filter, mask in zip(selection.exclusions, holds, strict=True):
                 held_by[row_filter.name] += int((due & mask).sum())
         self._partition_rows[selection.table] = sizes
-        return ExpiryCounts(total, expired, held, held_by)
+        return ExpiryCounts(
+            total,
+            expired,
+            held,
+            held_by,
+            unreadable=unreadable,
+            skipped=self._skipped(selection.table),
+        )
 
     def count_groups(
         self, table: str, columns: Sequence[str], marked: str, schema: str | None = None
@@ -184,7 +223,7 @@ class RecordConnector:
     def read_rows(
         self, selection: ExpirySelection, columns: Sequence[str], chunk_size: int
     ) -> Iterator[list[tuple[Any, ...]]]:
-        for frame, due, holds in self._judged(selection, columns):
+        for frame, due, holds, _ in self._judged(selection, columns):
             protected = np.logical_or.reduce(holds) if holds else np.zeros(len(frame), bool)
             chosen = frame[due & ~protected]
             rows = [
@@ -197,7 +236,17 @@ class RecordConnector:
     def execute_chunk(self, work: ChunkWork) -> ChunkResult:
         """The next chunk; but first, as a chunk of this run, any chunk a crash left
         half done (its intent), so that it is finished and journaled before anything
-        new is chosen."""
+        new is chosen. A bookkeeping database that cannot be written (a read-only or
+        full disk) is this store's ``StoreError``."""
+        try:
+            return self._execute_chunk(work)
+        except SQLAlchemyError as exc:
+            where = self._books.path if self._books is not None else "?"
+            reason = str(exc.orig if isinstance(exc, DBAPIError) else exc).splitlines()[0]
+            reason = f"bookkeeping {where}: {reason}"
+            raise StoreError(self.name, self.display_url, reason) from None
+
+    def _execute_chunk(self, work: ChunkWork) -> ChunkResult:
         books = self._writable()
         collection = self._require(work.selection.table)
         pass_key = (work.run_id, work.label)
@@ -214,34 +263,37 @@ class RecordConnector:
             return self._drop_chunk(books, replace(work, after=after), collection)
         if after is None or pass_key not in self._passes:
             self._passes[pass_key] = (self._actionable(work, collection), 0)
-        actionable, start = self._passes[pass_key]
-        end = _chunk_end(actionable, collection, start, work.limit)
-        if end == start:
+        rows = self._next_rows(work, collection, pass_key)
+        if rows is None:
             self._passes.pop(pass_key, None)
             return ChunkResult(0, None)
-        self._passes[pass_key] = (actionable, end)
-        rows = actionable.iloc[start:end]
         keys = _keys(rows, collection.key)
         intent = self._intent(books, work, collection, rows, keys)
-        self._apply(books, collection, intent)
-        return ChunkResult(intent.rows, keys[-1])
+        done = self._apply(books, collection, intent)
+        return ChunkResult(done, keys[-1])
 
     def journal(self, run_id: str) -> list[JournalEntry]:
         return [] if self._books is None else self._books.journal(run_id)
+
+    def journal_runs(self) -> list[str]:
+        return [] if self._books is None else self._books.journal_runs()
 
     def rollup_cells(self, label: str, rollup: RollupSink) -> list[PublishedCell]:
         return [] if self._books is None else self._books.rollup_cells(label, rollup)
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[bool]:
-        """An advisory file lock beside the bookkeeping database; the kernel releases it
-        if this process dies."""
-        if self._dir is None:
-            yield True
-            return
-        self._dir.mkdir(parents=True, exist_ok=True)
-        path = self._dir / f"{self.name}.lock"
-        with path.open("a") as handle:
+        """An advisory file lock beside the bookkeeping database, which belongs to the
+        store (see the class docstring): every run of any policy against this store
+        shares it. The kernel releases it if this process dies. A lock that cannot be
+        created (a read-only filesystem) is this store's ``StoreError``."""
+        try:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            handle = self._lock.open("a")
+        except OSError as exc:
+            reason = f"cannot create its lock {self._lock}: {exc.strerror or exc}"
+            raise StoreError(self.name, self.display_url, reason) from None
+        with handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -260,18 +312,23 @@ class RecordConnector:
     # choosing records
 
     def _judged(
-        self, selection: ExpirySelection, columns: Sequence[str]
-    ) -> Iterator[tuple[pd.DataFrame, np.ndarray, list[np.ndarray]]]:
-        """Each frame of the collection with where it is expired and where each
-        exclusion holds it."""
+        self,
+        selection: ExpirySelection,
+        columns: Sequence[str],
+        units: Sequence[Key] | None = None,
+    ) -> Iterator[tuple[pd.DataFrame, np.ndarray, list[np.ndarray], np.ndarray]]:
+        """Each frame of the collection (of some units only, when given) with where it
+        is expired, where each exclusion holds it, and where its clock cannot be read.
+        Records sharing a key are left out (``_scan``)."""
         collection = self._require(selection.table)
         fields = collection.fields
         needed = set(columns) | {c.column for f in selection.exclusions for c in f.conditions}
         event_keys: set[Any] | None = None
+        unreadable_keys: set[Any] = set()
         if selection.event is not None:
             event = selection.event
             needed.add(event.local_key)
-            event_keys = self._expired_events(selection)
+            event_keys, unreadable_keys = self._expired_events(selection)
         else:
             needed.add(selection.clock_column)
         marks = (
@@ -279,45 +336,135 @@ class RecordConnector:
             if selection.skip_marked is not None and self._books is not None
             else set()
         )
+        if collection.version_field is not None:
+            needed.add(collection.version_field)  # the pass applies positions to it only
         wanted = sorted(needed - set(collection.key))
-        for frame in self.store.scan(selection.table, wanted, SCAN_CHUNK):
+        for frame in self._scan(collection, wanted, units):
             if event_keys is not None:
                 assert selection.event is not None
                 local = frame[selection.event.local_key]
                 due = local.isin(event_keys).to_numpy(dtype=bool) & local.notna().to_numpy(bool)
+                unread = local.isin(unreadable_keys).to_numpy(dtype=bool)
             else:
                 info = fields[selection.clock_column]
                 due = clock_mask(frame, selection, info, self._times)
+                unread = unreadable_mask(frame, selection, info, self._times)
             if marks:
                 due &= ~_key_texts(frame, collection.key).isin(marks).to_numpy(dtype=bool)
-            yield frame, due, held_masks(frame, selection.exclusions, fields, self._times)
+            holds = held_masks(frame, selection.exclusions, fields, self._times)
+            yield frame, due, holds, unread
 
-    def _expired_events(self, selection: ExpirySelection) -> set[Any]:
+    def _scan(
+        self, collection: Collection, wanted: list[str], units: Sequence[Key] | None
+    ) -> Iterator[pd.DataFrame]:
+        """The store's frames without the records whose key another record shares: the
+        store cannot tell them apart, so none of them is judged, changed or marked; they
+        are counted under ``duplicate key`` (``_skipped``). Frames come in key order, so
+        a run of equal keys is held back until the next frame shows where it ends."""
+        name = collection.name
+        if units is None:
+            self._refused[name] = {}
+            frames = self.store.scan(name, wanted, SCAN_CHUNK)
+        else:
+            if not isinstance(self.store, ScansUnits):
+                raise StoreError(self.name, self.display_url, f"{name}: cannot read units again")
+            frames = self.store.scan_units(name, wanted, SCAN_CHUNK, units)
+        refused = self._refused.setdefault(name, {})
+        key = list(collection.key)
+        pending: pd.DataFrame | None = None
+        for frame in frames:
+            if pending is not None and len(pending):
+                frame = pd.concat([pending, frame], ignore_index=True)
+            if not len(frame):
+                continue
+            keys = frame[key]
+            last = (keys == keys.iloc[-1]).all(axis=1).to_numpy(dtype=bool)
+            pending, frame = frame[last], frame[~last]
+            repeated = frame[key].duplicated(keep=False).to_numpy(dtype=bool)
+            if repeated.any():
+                refused[DUPLICATE_KEY] = refused.get(DUPLICATE_KEY, 0) + int(repeated.sum())
+                frame = frame[~repeated]
+            if len(frame):
+                yield frame.reset_index(drop=True)
+        if pending is not None and len(pending) > 1:
+            refused[DUPLICATE_KEY] = refused.get(DUPLICATE_KEY, 0) + len(pending)
+        elif pending is not None and len(pending):
+            yield pending.reset_index(drop=True)
+
+    def _skipped(self, table: str) -> dict[str, int]:
+        """What the last judging of ``table`` left out, by reason: records sharing a key,
+        and what the store's scan left out itself (symbolic links)."""
+        found = dict(self._refused.get(table, {}))
+        if isinstance(self.store, ReportsSkipped):
+            for reason, count in self.store.skipped(table).items():
+                found[reason] = found.get(reason, 0) + count
+        return {reason: count for reason, count in sorted(found.items()) if count}
+
+    def _expired_events(self, selection: ExpirySelection) -> tuple[set[Any], set[Any]]:
         assert selection.event is not None
         event = selection.event
         events = self._require(event.table)
         frames = list(self.store.scan(event.table, [event.event_key, event.column], SCAN_CHUNK))
         if not frames:
-            return set()
+            return set(), set()
         data = pd.concat(frames, ignore_index=True)
         info = events.fields[event.column]
-        return expired_event_keys(
-            data, event.event_key, event.column, info, selection.cutoff, self._times
-        )
+        return expired_event_keys(data, event.event_key, event.column, info, selection, self._times)
 
-    def _actionable(self, work: ChunkWork, collection: Collection) -> pd.DataFrame:
-        """The pass's records (selected, not held), with what the action reads."""
+    def _actionable(
+        self, work: ChunkWork, collection: Collection, units: Sequence[Key] | None = None
+    ) -> pd.DataFrame:
+        """The pass's records (selected, not held), with what the action reads (and the
+        version of their unit as read, for positional stores that give it); of some
+        units only, when given."""
         columns = {r.column for r in work.rewrites}
         if work.action == "aggregate_then_delete":
             columns.update(rollup_columns(work))
         parts = []
-        for frame, due, holds in self._judged(work.selection, sorted(columns)):
+        for frame, due, holds, _ in self._judged(work.selection, sorted(columns), units):
             protected = np.logical_or.reduce(holds) if holds else np.zeros(len(frame), bool)
             parts.append(frame[due & ~protected])
         if not parts:
             return pd.DataFrame(columns=[*collection.key, *sorted(columns)])
         rows = pd.concat(parts, ignore_index=True)
         return rows.sort_values(list(collection.key), kind="stable", ignore_index=True)
+
+    def _next_rows(
+        self, work: ChunkWork, collection: Collection, pass_key: tuple[str, str]
+    ) -> pd.DataFrame | None:
+        """The pass's next chunk (None: the pass is done), every unit of it still the
+        version its records were chosen from. A unit changed since (by the application,
+        by anyone) is judged again and its old positions are dropped, so a position is
+        only ever applied to the very file it was read from."""
+        key = list(collection.key)
+        stale: list[Key] = []
+        for _ in range(REJUDGE_ATTEMPTS):
+            actionable, start = self._passes[pass_key]
+            end = _chunk_end(actionable, collection, start, work.limit)
+            if end == start:
+                return None
+            rows = actionable.iloc[start:end]
+            stale = self._stale_units(collection, rows)
+            if not stale:
+                self._passes[pass_key] = (actionable, end)
+                return rows
+            rest = actionable.iloc[start:]
+            gone = set(stale)
+            rest = rest[[unit not in gone for unit in _unit_keys(rest, collection)]]
+            again = self._actionable(work, collection, stale)
+            merged = pd.concat([rest, again], ignore_index=True)
+            self._passes[pass_key] = (merged.sort_values(key, ignore_index=True), 0)
+        unit = "/".join(str(part) for part in stale[0])
+        reason = f"{collection.name}/{unit}: changed each time it was read; left for the next run"
+        raise StoreError(self.name, self.display_url, reason)
+
+    def _stale_units(self, collection: Collection, rows: pd.DataFrame) -> list[Key]:
+        """The units of ``rows`` whose version is no longer the one they were read at."""
+        if collection.version_field is None or not collection.positional:
+            return []
+        read = _unit_versions(rows, collection)
+        current = self.store.versions(collection.name, list(read))
+        return [unit for unit, version in read.items() if current.get(unit) != version]
 
     # whole partitions
 
@@ -409,7 +556,9 @@ class RecordConnector:
                     )
                 values[rewrite.column] = rewrite.transform(rows[rewrite.column])
         versions: dict[Key, str] = {}
-        if collection.positional:
+        if collection.positional and collection.version_field is not None:
+            versions = _unit_versions(rows, collection)  # as read when chosen
+        elif collection.positional:
             units = sorted({key[: collection.unit] for key in keys})
             versions = self.store.versions(collection.name, units)
         intent = Intent(
@@ -447,14 +596,24 @@ class RecordConnector:
             out.append((books.rollup(work.label, sink, collection.fields), cells))
         return out
 
-    def _apply(self, books: RecordBookkeeping, collection: Collection, intent: Intent) -> None:
-        """Steps 2 and 3 of a chunk; also the replay of an intent after a crash, which
-        leaves alone the units rewritten since the intent was written."""
+    def _apply(
+        self,
+        books: RecordBookkeeping,
+        collection: Collection,
+        intent: Intent,
+        *,
+        replay: bool = False,
+    ) -> int:
+        """Steps 2 and 3 of a chunk; also the replay of an intent after a crash. Units
+        whose version is no longer the intent's are left alone: on a replay they were
+        rewritten by the crashed run (its count and marks stand); otherwise someone
+        changed them since they were read, so only what the store really deleted or
+        rewrote is journaled and marked. Returns the records journaled."""
         if intent.partitions:  # a partition is named by its key; no need to list them again
             partitions = [Partition(str(key[0]), {}) for key in intent.keys]
             self.store.drop_partitions(collection.name, partitions)
             books.close_intent(intent, (), {})
-            return
+            return intent.rows
         chosen = list(range(len(intent.keys)))
         if intent.versions:
             current = self.store.versions(collection.name, list(intent.versions))
@@ -463,12 +622,15 @@ class RecordConnector:
         keys = [intent.keys[i] for i in chosen]
         if intent.action == "anonymize":
             assert intent.values is not None, "an anonymize intent carries its new values"
-            self.store.update(collection.name, keys, intent.values.iloc[chosen])
-            books.close_intent(intent, intent.keys, {})
-            return
+            done = self.store.update(collection.name, keys, intent.values.iloc[chosen])
+            rows = intent.rows if replay else done
+            books.close_intent(replace(intent, rows=rows), intent.keys if replay else keys, {})
+            return rows
         shifted = _shifted_marks(books, collection, keys) if collection.positional else {}
-        self.store.delete(collection.name, keys)
-        books.close_intent(intent, (), shifted)
+        done = self.store.delete(collection.name, keys)
+        rows = intent.rows if replay else done
+        books.close_intent(replace(intent, rows=rows), (), shifted)
+        return rows
 
     def _replay(
         self, books: RecordBookkeeping, collection: Collection, work: ChunkWork
@@ -478,8 +640,8 @@ class RecordConnector:
         for intent in books.pending(work.label):
             if intent.collection == collection.name:
                 intent = replace(intent, run_id=work.run_id, chunk_no=work.chunk_no)
-                self._apply(books, collection, intent)
-                return ChunkResult(intent.rows, intent.keys[-1])
+                done = self._apply(books, collection, intent, replay=True)
+                return ChunkResult(done, intent.keys[-1])
         return None
 
     # plumbing
@@ -503,6 +665,40 @@ class RecordConnector:
                 self.name, self.display_url, f"collection {table!r} does not exist"
             )
         return collection
+
+
+def store_home(store: RecordStore) -> Path:
+    """Where a store's bookkeeping lives unless the policy says: its own folder, or a
+    per-machine folder named by a digest of its URL without password or options (so
+    that every policy and every run on this machine that reaches the store shares it)."""
+    if isinstance(store, HasHome):
+        home = store.bookkeeping_home()
+        if home is not None:
+            return home
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    identity = store.display_url.split("?", 1)[0]
+    return Path(state) / "tenure" / "stores" / hashlib.sha256(identity.encode()).hexdigest()[:24]
+
+
+def _unit_keys(frame: pd.DataFrame, collection: Collection) -> pd.Series:
+    """Each record's unit (its leading key fields), as ``Key`` tuples."""
+    columns = list(collection.key[: collection.unit])
+    rows = frame[columns].itertuples(index=False, name=None)
+    units = [tuple(plain(v) for v in row) for row in rows]
+    return pd.Series(units, index=frame.index, dtype=object)
+
+
+def _unit_versions(rows: pd.DataFrame, collection: Collection) -> dict[Key, str]:
+    """The version each unit of ``rows`` was read at ("" for a unit read at two
+    versions, which then matches none)."""
+    assert collection.version_field is not None
+    columns = [*collection.key[: collection.unit], collection.version_field]
+    pairs = rows[columns].drop_duplicates()
+    found: dict[Key, str] = {}
+    units = _unit_keys(pairs, collection)
+    for unit, version in zip(units, pairs[collection.version_field].astype(str), strict=True):
+        found[unit] = version if found.get(unit, version) == version else ""
+    return found
 
 
 def _key_texts(frame: pd.DataFrame, key: tuple[str, ...]) -> pd.Series:

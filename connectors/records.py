@@ -8,19 +8,37 @@ streams records as pandas DataFrames, and deletes or updates records by key.
 marks and rollups in a bookkeeping database of its own, and makes every chunk
 crash-safe with a write-ahead intent. A store only promises that a single ``delete`` or
 ``update`` of one unit (a file, a message) is atomic and that repeating it is harmless.
+
+Two optional protocols a store may also answer: ``HasHome`` (a local folder of its own
+where its lock, journal and intents live, so that every run of any policy, from any
+working folder, shares them) and ``ReportsSkipped`` (what its scans left out and why:
+symbolic links, unreadable entries), so that nothing is ever left out silently.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import pandas as pd
 
 from connectors.protocol import Capabilities, ColumnInfo, Key, Scalar
 
-__all__ = ["Capabilities", "Collection", "Partition", "RecordStore"]
+__all__ = [
+    "SYMLINK",
+    "Capabilities",
+    "Collection",
+    "HasHome",
+    "Partition",
+    "RecordStore",
+    "ReportsSkipped",
+    "ScansUnits",
+]
+
+#: Why a symbolic link inside a store is skipped: never followed, replaced or unlinked.
+SYMLINK = "symbolic link"
 
 
 @dataclass(frozen=True)
@@ -39,6 +57,13 @@ class Collection:
     records before it are deleted (a line number in a file)."""
     partition_fields: tuple[str, ...] = ()
     """Fields whose value comes from the partition a record lives in."""
+    version_field: str | None = None
+    """A positional store that names this field puts it in a scanned frame when asked
+    for it: the version (as ``versions`` gives it) of each record's unit *as it was
+    read*, and it
+    answers ``ScansUnits.scan_units`` to read some units again. A unit whose version changed
+    after its records were chosen is then judged again before its positions are used.
+    Not one of ``fields``: a policy never sees it."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +109,9 @@ class RecordStore(Protocol):
     ) -> Iterator[pd.DataFrame]:
         """Records in key order, in frames of at most ``chunk_size`` rows (a unit may
         be split across frames), holding the key fields and ``fields``; only the given
-        ``partitions`` when not None. Read only."""
+        ``partitions`` when not None. Read only. Two records may share a key only when
+        the store cannot tell them apart: ``RecordConnector`` then refuses both and
+        reports them (a store must never merge them into one)."""
         ...
 
     def delete(self, collection: str, keys: Sequence[Key]) -> int:
@@ -115,3 +142,36 @@ class RecordStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class HasHome(Protocol):
+    """A store that has a local folder of its own for Tenure's bookkeeping."""
+
+    def bookkeeping_home(self) -> Path | None:
+        """A folder inside (or beside) the store that the store never reads as data,
+        where every run keeps the store's lock, journal and intents; None when the store
+        is not local (the connector then uses a per-machine folder keyed by its URL)."""
+        ...
+
+
+@runtime_checkable
+class ReportsSkipped(Protocol):
+    """A store whose scans may leave entries out (a symbolic link, which is never
+    followed, replaced or unlinked): it says how many, by reason."""
+
+    def skipped(self, collection: str) -> dict[str, int]:
+        """What the last complete scan of ``collection`` left out, by reason."""
+        ...
+
+
+@runtime_checkable
+class ScansUnits(Protocol):
+    """A positional store that can read some of its units again (see
+    ``Collection.version_field``)."""
+
+    def scan_units(
+        self, collection: str, fields: Sequence[str], chunk_size: int, units: Sequence[Key]
+    ) -> Iterator[pd.DataFrame]:
+        """As ``scan``, for these units only (their leading key fields)."""
+        ...

@@ -14,6 +14,7 @@ from sqlalchemy import make_url
 
 from connectors.errors import UnknownStoreScheme
 from connectors.protocol import Connector
+from connectors.urls import mask_url
 
 ENTRY_POINT_GROUP = "tenure.connectors"
 
@@ -30,7 +31,7 @@ def open_connector(name: str, url: str, **options: Any) -> Connector:
     if not matches:
         raise UnknownStoreScheme(
             name,
-            parsed.render_as_string(hide_password=True),
+            mask_url(parsed),
             f"no connector for scheme {scheme!r} (installed: {', '.join(available_schemes())})",
         )
     factory: Callable[..., Connector] = next(iter(matches)).load()

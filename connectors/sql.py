@@ -10,24 +10,24 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import (
-    URL,
     ColumnElement,
+    Index,
     MetaData,
-    String,
     Table,
+    UniqueConstraint,
     and_,
     case,
-    cast,
     create_engine,
     exists,
     func,
     inspect,
     make_url,
     not_,
+    or_,
     select,
 )
 from sqlalchemy.exc import (
@@ -53,17 +53,27 @@ from connectors.protocol import (
 )
 from connectors.rollups import merge_cells
 from connectors.sql_bookkeeping import JOURNAL, MARKS, is_bookkeeping, rollup_table_name
-from connectors.sql_chunks import Bookkeeping, execute_chunk, not_marked
+from connectors.sql_chunks import Bookkeeping, execute_chunk, not_marked, row_key
 from connectors.sql_expressions import (
     clock_expired,
+    clock_unreadable,
     column_info,
     is_mysql,
     matches,
     matches_any,
     utc_sessions,
 )
+from connectors.sql_references import (
+    enforce_foreign_keys,
+    reference_name,
+    reference_reason,
+    referring_to,
+    still_referred,
+    store_foreign_keys,
+)
 from connectors.sql_sampling import estimate_rows, sample_values
 from connectors.times import TimeContext
+from connectors.urls import hide_secrets, mask_url, read_only_url
 
 _LOCK_NAME_LIMIT = 64  # MySQL's, for GET_LOCK
 
@@ -89,16 +99,17 @@ class SQLConnector:
         # bookkeeping tables, in the same transactions as its rows.
         self.name = name
         self._url = make_url(url)
-        self._password = self._url.password
         self._times = TimeContext(naive_timezone, local_timezone)
-        self._engine = create_engine(_read_only(self._url) if read_only else self._url)
+        self._engine = create_engine(read_only_url(self._url) if read_only else self._url)
         utc_sessions(self._engine)
+        enforce_foreign_keys(self._engine)
         self._tables: dict[tuple[str | None, str], Table | None] = {}
+        self._foreign_keys: dict[str | None, dict[str, tuple[ForeignKeyInfo, ...]]] = {}
         self._books: dict[tuple[str, str], Bookkeeping] = {}
 
     @property
     def display_url(self) -> str:
-        return self._url.render_as_string(hide_password=True)
+        return mask_url(self._url)
 
     @property
     def capabilities(self) -> Capabilities:
@@ -120,13 +131,14 @@ class SQLConnector:
             schema=schema,
             columns={c.name: column_info(reflected, c.name) for c in reflected.columns},
             primary_key=tuple(c.name for c in reflected.primary_key.columns),
-            foreign_keys=tuple(
-                ForeignKeyInfo(
-                    columns=tuple(c.name for c in fk.columns),
-                    referred_table=fk.referred_table.name,
-                    referred_columns=tuple(e.column.name for e in fk.elements),
+            foreign_keys=self._store_foreign_keys(schema).get(table, ()),
+            unique_keys=tuple(
+                dict.fromkeys(
+                    tuple(c.name for c in unique.columns)
+                    for unique in (*reflected.constraints, *reflected.indexes)
+                    if isinstance(unique, UniqueConstraint)
+                    or (isinstance(unique, Index) and unique.unique)
                 )
-                for fk in reflected.foreign_key_constraints
             ),
         )
 
@@ -153,27 +165,42 @@ class SQLConnector:
     def count_expiry(self, selection: ExpirySelection) -> ExpiryCounts:
         table = self._require(selection.table, selection.schema)
         expired, held = self._expired_and_held(table, selection)
+        references = self._references(table, selection)
 
         def count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
             return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
+        event_table = (
+            self._require(selection.event.table, selection.schema) if selection.event else None
+        )
+        unreadable = clock_unreadable(table, selection, self._times, event_table)
         statement = select(
             func.count(),
             count_if(and_(expired, not_(held))),
             count_if(and_(expired, held)),
+            count_if(unreadable),
             *(
                 count_if(and_(expired, matches(table, f, self._times)))
                 for f in selection.exclusions
             ),
+            *(count_if(and_(expired, referred)) for _, _, referred in references),
         ).select_from(table)
         with self._translated_errors(), self._engine.connect() as connection:
             row = connection.execute(statement).one()
-        total, expired_count, held_count, *per_filter = (int(v) for v in row)
+        total, expired_count, held_count, unreadable_count, *per_filter = (int(v) for v in row)
+        per_filter, per_reference = (
+            per_filter[: len(selection.exclusions)],
+            per_filter[len(selection.exclusions) :],
+        )
+        kept_by = [(r, n) for r, n in zip(references, per_reference, strict=True) if n]
         return ExpiryCounts(
             total=total,
             expired=expired_count,
             held=held_count,
-            held_by={f.name: n for f, n in zip(selection.exclusions, per_filter, strict=True)},
+            held_by={f.name: n for f, n in zip(selection.exclusions, per_filter, strict=True)}
+            | {name: n for (name, _, _), n in kept_by},
+            reasons={name: reason for (name, reason, _), _ in kept_by},
+            unreadable=unreadable_count,
         )
 
     def count_groups(
@@ -183,12 +210,12 @@ class SQLConnector:
         marks = self._table(MARKS, None)
         if marks is None:
             return []
-        (key,) = reflected.primary_key.columns  # marks exist for one-column keys only
+        key = row_key(list(reflected.primary_key.columns))
         chosen = [reflected.c[c] for c in columns]
         statement = (
             select(*chosen, func.count())
             .select_from(reflected)
-            .where(exists().where(marks.c.label == marked, marks.c.row_key == cast(key, String)))
+            .where(exists().where(marks.c.label == marked, marks.c.row_key == key))
             .group_by(*chosen)
         )
         with self._translated_errors(), self._engine.connect() as connection:
@@ -212,9 +239,18 @@ class SQLConnector:
     def execute_chunk(self, work: ChunkWork) -> ChunkResult:
         table = self._require(work.selection.table, work.selection.schema)
         books = self._bookkeeping(work)
+        # The store as it is: rows that still refer to a row keep it, whatever was
+        # foreseen; and no chunk deletes a row another row refers to.
+        deletes = work.action != "anonymize"
+        selection = replace(
+            work.selection,
+            removed_first=(),
+            keep_referenced=work.selection.keep_referenced or deletes,
+        )
+        work = replace(work, selection=selection)
         with self._translated_errors(), self._engine.begin() as connection:
             rows = execute_chunk(
-                connection, table, books, work, self._actionable(table, work.selection), self._times
+                connection, table, books, work, self._actionable(table, selection), self._times
             )
         return rows
 
@@ -229,6 +265,18 @@ class SQLConnector:
         )
         with self._translated_errors(), self._engine.connect() as connection:
             return [JournalEntry(**row) for row in connection.execute(statement).mappings()]
+
+    def journal_runs(self) -> list[str]:
+        journal = self._table(JOURNAL, None)
+        if journal is None:
+            return []
+        statement = (
+            select(journal.c.run_id)
+            .group_by(journal.c.run_id)
+            .order_by(func.min(journal.c.committed_at), journal.c.run_id)
+        )
+        with self._translated_errors(), self._engine.connect() as connection:
+            return list(connection.scalars(statement))
 
     def rollup_cells(self, label: str, rollup: RollupSink) -> list[PublishedCell]:
         table = self._table(rollup_table_name(label, rollup.name), None)
@@ -269,7 +317,7 @@ class SQLConnector:
         self._engine.dispose()
 
     def _expired_and_held(
-        self, table: Table, selection: ExpirySelection
+        self, table: Table, selection: ExpirySelection, outer: frozenset[str] = frozenset()
     ) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
         event_table = (
             self._require(selection.event.table, selection.schema) if selection.event else None
@@ -279,11 +327,63 @@ class SQLConnector:
             marks = self._table(MARKS, None)
             if marks is not None:
                 expired = and_(expired, not_marked(table, selection, marks))
-        return expired, matches_any(table, selection.exclusions, self._times)
+        held = matches_any(table, selection.exclusions, self._times)
+        references = self._references(table, selection, outer)
+        if references:
+            held = or_(held, *(referred for _, _, referred in references))
+        return expired, held
 
-    def _actionable(self, table: Table, selection: ExpirySelection) -> ColumnElement[bool]:
-        expired, held = self._expired_and_held(table, selection)
+    def _actionable(
+        self, table: Table, selection: ExpirySelection, outer: frozenset[str] = frozenset()
+    ) -> ColumnElement[bool]:
+        expired, held = self._expired_and_held(table, selection, outer)
         return and_(expired, not_(held))
+
+    def _references(
+        self, table: Table, selection: ExpirySelection, outer: frozenset[str] = frozenset()
+    ) -> list[tuple[str, str, ColumnElement[bool]]]:
+        """For a selection that deletes: each foreign key pointing at its table, as the
+        name its kept rows are counted under, the reason, and the condition "a row that
+        is not leaving refers to this one". Rows of `removed_first` leave (judged as the
+        run will judge them, with their own references); tables of the enclosing
+        selections (`outer`) are not judged again, so a cycle of keys ends."""
+        if not selection.keep_referenced:
+            return []
+        inside = outer | {selection.table}
+        found = []
+        for child_name, key in referring_to(
+            selection.table, self._store_foreign_keys(selection.schema)
+        ):
+            child = self._require(child_name, selection.schema)
+            leaving = [
+                replace(s, removed_first=selection.removed_first)
+                for s in selection.removed_first
+                if s.table == child_name and s.schema == selection.schema
+            ]
+
+            def departs(
+                rows: Table, leaving: list[ExpirySelection] = leaving
+            ) -> ColumnElement[bool]:
+                return or_(*(self._actionable(rows, s, inside) for s in leaving))
+
+            judged = departs if leaving and child_name not in inside else None
+            found.append(
+                (
+                    reference_name(child_name, key),
+                    reference_reason(child_name, key),
+                    still_referred(table, child, key, judged),
+                )
+            )
+        return found
+
+    def _store_foreign_keys(self, schema: str | None) -> dict[str, tuple[ForeignKeyInfo, ...]]:
+        """Every foreign key of the schema's tables, read once per connector."""
+        if schema not in self._foreign_keys:
+            with self._translated_errors(), self._engine.connect() as connection:
+                self._foreign_keys[schema] = store_foreign_keys(
+                    inspect(connection), connection, schema
+                )
+        return self._foreign_keys[schema]
 
     def _bookkeeping(self, work: ChunkWork) -> Bookkeeping:
         """Create Tenure's tables in the store the first time a label needs them."""
@@ -336,17 +436,7 @@ class SQLConnector:
         match original.args:
             case (int(code), str(message)):  # MySQL's drivers: (error number, message)
                 text = f"{message} (error {code})"
-        if self._password:
-            text = text.replace(str(self._password), "***")
+        text = hide_secrets(text, self._url)
         if self._url.get_backend_name() == "sqlite" and "unable to open" in text:
             text += f" (does {self._url.database} exist?)"
         return text
-
-
-def _read_only(url: URL) -> URL:
-    """SQLite opened through a ``file:`` URI with ``mode=ro`` fails instead of creating
-    a missing file; other backends are only ever sent SELECTs by a read-only connector."""
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return url
-    path = Path(url.database or "")
-    return url.set(database=f"file:{path}", query={**url.query, "mode": "ro", "uri": "true"})

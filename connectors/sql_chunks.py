@@ -8,7 +8,9 @@ started; a rerun selects only what is still expired and unmarked.
 from __future__ import annotations
 
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import reduce
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -38,6 +40,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import cast as sa_cast
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import BinaryExpression, BindParameter
+from sqlalchemy.sql.visitors import replacement_traverse
 
 from connectors.protocol import ChunkResult, ChunkWork, ColumnRewrite, ExpirySelection, Key
 from connectors.rollups import partial_cells, period_starts, rollup_columns
@@ -78,14 +83,27 @@ def keys_up_to(columns: list[Column[Any]], last: Key) -> ColumnElement[bool]:
     return tuple_(*columns) <= tuple_(*(bindparam(None, v) for v in last))
 
 
+def keys_in(columns: list[Column[Any]], keys: Sequence[Key]) -> ColumnElement[bool]:
+    if len(columns) == 1:
+        return columns[0].in_([key[0] for key in keys])
+    return tuple_(*columns).in_(list(keys))
+
+
+def row_key(columns: Sequence[ColumnElement[Any]]) -> ColumnElement[str]:
+    """A row's key as the text of its mark, computed by the database on both sides of
+    every comparison: one column's value as text; for several, each value's text after
+    its length and a colon, so that no two keys share a text ((1, 23) is ``1:12:23``,
+    (12, 3) is ``2:121:3``)."""
+    texts: list[ColumnElement[str]] = [cast(c, String) for c in columns]
+    if len(texts) == 1:
+        return texts[0]
+    parts = [p for t in texts for p in (cast(func.length(t), String), literal(":", String), t)]
+    return reduce(lambda left, right: left + right, parts)
+
+
 def not_marked(table: Table, selection: ExpirySelection, marks: Table) -> ColumnElement[bool]:
-    (key,) = selection.primary_key
-    return not_(
-        exists().where(
-            marks.c.label == selection.skip_marked,
-            marks.c.row_key == cast(table.c[key], String),
-        )
-    )
+    key = row_key([table.c[k] for k in selection.primary_key])
+    return not_(exists().where(marks.c.label == selection.skip_marked, marks.c.row_key == key))
 
 
 @dataclass(frozen=True)
@@ -258,35 +276,74 @@ def _split_rewrites(
 
 
 def _rewrite(chunk: _Chunk) -> int:
+    """Rewrite the chunk's rows in place and mark them. Every statement applies the
+    chunk's selection again besides the key, so a key that names more than one row never
+    reaches a row that is held, young or outside the chunk."""
     work, table, connection = chunk.work, chunk.table, chunk.connection
-    (key,) = work.selection.primary_key
+    keys = [table.c[k] for k in work.selection.primary_key]
     in_database, transforms = _split_rewrites(table, work.rewrites, connection.dialect.name)
     names = [r.column for r in transforms]
-    chosen = select(table.c[key], *(table.c[n] for n in names)).where(chunk.rows)
+    chosen = select(*keys, *(table.c[n] for n in names)).where(chunk.rows)
     chosen = _for_update(chosen, table, connection)
     rows = [tuple(row) for row in connection.execute(chosen)]
     if not rows:
         return 0
-    live = [row[0] for row in rows]
-    if in_database:
-        connection.execute(update(table).where(table.c[key].in_(live)).values(in_database))
+    live = [row[: len(keys)] for row in rows]
     if transforms:
-        frame = pd.DataFrame.from_records(rows, columns=[key, *names])
+        frame = pd.DataFrame.from_records([row[len(keys) :] for row in rows], columns=names)
         for rewrite in transforms:
             assert rewrite.transform is not None
             frame[rewrite.column] = rewrite.transform(frame[rewrite.column])
         statement = (
             update(table)
-            .where(table.c[key] == bindparam("_key"))
-            .values({n: bindparam(f"_new_{n}") for n in names})
+            .where(*(k == bindparam(f"_key_{i}") for i, k in enumerate(keys)))
+            .where(_listed_parameters(chunk.rows))
+            .values({**in_database, **{n: bindparam(f"_new_{n}") for n in names}})
         )
         params = [
-            {"_key": row[0], **{f"_new_{n}": plain(v) for n, v in zip(names, row[1:], strict=True)}}
-            for row in frame.itertuples(index=False, name=None)
+            {
+                **{f"_key_{i}": v for i, v in enumerate(key)},
+                **{f"_new_{n}": plain(v) for n, v in zip(names, new, strict=True)},
+            }
+            for key, new in zip(live, frame.itertuples(index=False, name=None), strict=True)
         ]
-        connection.execute(statement, params)
+        written = connection.execute(statement, params).rowcount
+        sane = connection.dialect.supports_sane_multi_rowcount
+    elif in_database:
+        statement = update(table).where(keys_in(keys, live), chunk.rows).values(in_database)
+        written, sane = connection.execute(statement).rowcount, True
+    else:
+        written, sane = len(rows), True
+    if sane and written != len(rows):  # the caller's transaction rolls back: nothing is lost
+        raise RuntimeError(
+            f"{len(rows)} rows chosen for rewriting but {written} rewritten: the key "
+            f"({', '.join(work.selection.primary_key)}) does not name one row"
+        )
+    marked = select(literal(work.label, String), row_key(keys), literal(work.run_id, String))
     connection.execute(
-        insert(chunk.books.marks),
-        [{"label": work.label, "row_key": str(k), "run_id": work.run_id} for k in live],
+        insert(chunk.books.marks).from_select(
+            ["label", "row_key", "run_id"], marked.where(keys_in(keys, live)).distinct()
+        )
     )
-    return len(live)
+    return len(rows)
+
+
+def _listed_parameters(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    """`condition` with every ``IN`` list (a hold's subject keys) sent as one parameter
+    per value: a statement run once per row (``executemany``) cannot expand a list."""
+
+    def listed(element: Any, **_: Any) -> Any:
+        if (
+            isinstance(element, BinaryExpression)
+            and isinstance(element.right, BindParameter)
+            and element.right.expanding
+        ):
+            listed_values = element.right.value or ()
+            values = [bindparam(None, v, type_=element.left.type) for v in listed_values]
+            if element.operator is operators.in_op:
+                return element.left.in_(values)
+            if element.operator is operators.not_in_op:
+                return element.left.not_in(values)
+        return None
+
+    return replacement_traverse(condition, {}, listed)

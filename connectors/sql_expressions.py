@@ -12,9 +12,11 @@ from typing import Any, Final, TypeVar
 
 from sqlalchemy import ColumnElement, Engine, Table, and_, event, exists, false, not_, or_, true
 from sqlalchemy.sql.elements import KeyedColumnElement
+from sqlalchemy.sql.expression import FromClause
 
 from connectors.protocol import ColumnInfo, Condition, ExpirySelection, RowFilter
-from connectors.times import TimeContext
+from connectors.sql_clocks import before, readable
+from connectors.times import TimeContext, epoch_bound
 from connectors.type_families import family_of
 
 #: SQLAlchemy names the dialect ``mariadb`` for ``mariadb+pymysql://`` URLs and ``mysql``
@@ -68,21 +70,64 @@ def clock_expired(
     times: TimeContext,
     event_table: Table | None,
 ) -> ColumnElement[bool]:
-    """True when the row's clock is strictly before the cut-off; never for a clock that
-    has not started (NULL), including any one of several matching events."""
+    """True when the row's clock is readable and strictly before the cut-off; never for
+    a clock that has not started (NULL) or cannot be read (`connectors.sql_clocks`),
+    including any one of several matching events."""
     if selection.event is None or event_table is None:
         column = table.c[selection.clock_column]
-        info = column_info(table, selection.clock_column)
-        bound = in_utc(times.bind_instant(info, selection.cutoff))
-        return and_(column.is_not(None), column < bound)
+        readable, before = _clock_tests(table, selection.clock_column, selection, times)
+        return and_(column.is_not(None), readable, before)
     event = selection.event
-    bound = in_utc(times.bind_instant(column_info(event_table, event.column), selection.cutoff))
-    aliased = event_table.alias("clock_event")  # the event table may be the row's own
+    aliased, linked = _events(table, selection, event_table)
     clock = aliased.c[event.column]
-    linked = aliased.c[event.event_key] == table.c[event.local_key]
+    readable, before = _clock_tests(aliased, event.column, selection, times)
     has_event = exists().where(linked)
-    unfinished = exists().where(linked, or_(clock.is_(None), clock >= bound))
+    unfinished = exists().where(linked, or_(clock.is_(None), not_(readable), not_(before)))
     return and_(has_event, not_(unfinished))
+
+
+def clock_unreadable(
+    table: Table,
+    selection: ExpirySelection,
+    times: TimeContext,
+    event_table: Table | None,
+) -> ColumnElement[bool]:
+    """True when the row's clock (or one of its events') holds a value that is not a
+    timestamp in the selection's form: such a row is never expired, and is counted."""
+    if selection.event is None or event_table is None:
+        column = table.c[selection.clock_column]
+        readable, _ = _clock_tests(table, selection.clock_column, selection, times)
+        return and_(column.is_not(None), not_(readable))
+    aliased, linked = _events(table, selection, event_table)
+    clock = aliased.c[selection.event.column]
+    readable, _ = _clock_tests(aliased, selection.event.column, selection, times)
+    return exists().where(linked, clock.is_not(None), not_(readable))
+
+
+def _events(
+    table: Table, selection: ExpirySelection, event_table: Table
+) -> tuple[FromClause, ColumnElement[bool]]:
+    assert selection.event is not None
+    event = selection.event
+    aliased = event_table.alias("clock_event")  # the event table may be the row's own
+    return aliased, aliased.c[event.event_key] == table.c[event.local_key]
+
+
+def _clock_tests(
+    table: FromClause, name: str, selection: ExpirySelection, times: TimeContext
+) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    """Whether the clock value is readable, and whether it is before the cut-off."""
+    column = table.c[name]
+    family, aware = family_of(column.type)
+    if selection.clock_format == "epoch_seconds":
+        bound: object = epoch_bound(selection.cutoff)
+    else:
+        info = ColumnInfo(name, family, str(column.type), bool(column.nullable), aware)
+        bound = in_utc(times.bind_instant(info, selection.cutoff))
+    return (
+        readable(column, family, selection.clock_format),
+        before(column, bound, selection.clock_format),  # type: ignore[arg-type]
+    )
 
 
 def column_info(table: Table, name: str) -> ColumnInfo:
@@ -109,15 +154,20 @@ def utc_sessions(engine: Engine) -> None:
     drivers drop a ``datetime``'s offset. Other dialects are left alone.
     """
     if is_mysql(engine.dialect.name):
-        event.listen(engine, "connect", _utc_session)
+        on_connect(engine, "SET time_zone = '+00:00'")
 
 
-def _utc_session(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("SET time_zone = '+00:00'")  # a constant statement
-    finally:
-        cursor.close()
+def on_connect(engine: Engine, statement: str) -> None:
+    """Run a constant session statement on every new connection of ``engine``."""
+
+    def run(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(statement)
+        finally:
+            cursor.close()
+
+    event.listen(engine, "connect", run)
 
 
 def in_utc(value: _Value) -> _Value:

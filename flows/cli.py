@@ -19,15 +19,17 @@ import typer
 from rich.console import Console
 from sqlalchemy import Engine
 
+from anonymizers.secrets import MissingSecret
 from connectors.errors import StoreError
 from connectors.protocol import Connector, PublishedCell
+from flows.ledger import StateError
 from flows.reports import plan_json, render_plan
 from flows.stores import opened_stores
 from retention_rules.clock import PolicyClock
 from retention_rules.issues import PolicyError
 from retention_rules.loader import LoadedPolicy, load_policy
 from retention_rules.planner import evaluate, plan_rules
-from retention_rules.schema_check import check_live_schema
+from retention_rules.schema_check import cascade_warnings, check_live_schema
 
 if TYPE_CHECKING:
     from flows.risk_report import RiskLine
@@ -86,6 +88,16 @@ def _reported() -> Iterator[None]:
             raise
         stderr.print(f"error: {exc}", markup=False)
         raise typer.Exit(EXIT_INVALID) from None
+    except StateError as exc:
+        if _state["debug"]:
+            raise
+        stderr.print(f"error: --state: {exc}", markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    except MissingSecret as exc:  # no audit key: a real run must not proceed unaudited
+        if _state["debug"]:
+            raise
+        stderr.print(f"error: {exc}", markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
 
 
 @contextmanager
@@ -97,6 +109,23 @@ def _checked_stores(loaded: LoadedPolicy) -> Iterator[Mapping[str, Connector]]:
         if issues:
             raise PolicyError(loaded.locate(issues))
         yield connectors
+
+
+def _policy_clock(loaded: LoadedPolicy, now: datetime | None) -> PolicyClock:
+    """The policy's clock at ``--now``; an instant at which a cut-off cannot be computed
+    is one line per problem and exit code 2."""
+    from retention_rules.clock import clock_problems
+
+    try:
+        clock = PolicyClock.at(loaded.policy.timezone, now)
+        problems = clock_problems(loaded.policy, clock)
+    except (OverflowError, ValueError) as exc:
+        problems = [str(exc)]
+    if problems:
+        shown = "now" if now is None else f"--now {now.isoformat()}"
+        stderr.print(f"error: {shown}: {'; '.join(problems)}", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    return clock
 
 
 @app.command()
@@ -113,8 +142,10 @@ def validate(
     with _reported():
         loaded = load_policy(policy)
         if not offline:
-            with _checked_stores(loaded):
-                pass  # connecting and checking every store is the whole job
+            with _checked_stores(loaded) as connectors:
+                # Warnings do not fail validation (see `cascade_warnings`).
+                for warning in loaded.locate(cascade_warnings(loaded.policy, connectors)):
+                    stderr.print(f"warning: {warning}", markup=False)
         p = loaded.policy
         stdout.print(
             f"{policy}: valid — {len(p.purposes)} purposes, {len(p.categories)} categories, "
@@ -136,7 +167,7 @@ def plan(
     """
     with _reported():
         loaded = load_policy(policy)
-        clock = PolicyClock.at(loaded.policy.timezone, now)
+        clock = _policy_clock(loaded, now)
         with _checked_stores(loaded) as connectors:
             rows = evaluate(plan_rules(loaded.policy, clock), connectors)
         if as_json:
@@ -178,11 +209,19 @@ def run(
     from flows.run_report import RichRunProgress, render_run, report_json
 
     with _reported():
-        load_policy(policy)  # a policy that does not load stops here, before Prefect starts
+        # A policy that does not load, an instant no cut-off can be computed at, or a
+        # state database that cannot be opened stops here, before Prefect starts.
+        loaded = load_policy(policy)
+        _policy_clock(loaded, now)
+        if not dry_run:  # a dry run only reads the state database, if there is one
+            from flows.audit import current_key
+
+            current_key()  # no audit key: one line, exit 2, nothing created or touched
+            _state_of(loaded, state, create=True).dispose()
         try:
-            with RichRunProgress(stderr) as progress:
+            with RichRunProgress(stderr) as progress, _state_reference(state) as state_from:
                 show_progress(None if as_json else progress)
-                report = nightly_retention(str(policy), dry_run, now, chunk_size, state)
+                report = nightly_retention(str(policy), dry_run, now, chunk_size, state_from)
         except RunLocked as exc:
             stderr.print(f"error: {exc}", markup=False)
             raise typer.Exit(EXIT_LOCKED) from None
@@ -316,29 +355,77 @@ def _state_database(policy: Path, state: str | None) -> Engine:
     return _state_of(loaded, state)
 
 
-def _state_of(loaded: LoadedPolicy, state: str | None) -> Engine:
+def _state_of(loaded: LoadedPolicy, state: str | None, *, create: bool = False) -> Engine:
+    """The state database; commands that only read never create it: a missing one is
+    one line ("no state database at …") and exit code 2."""
     from flows.engine import default_state_url
-    from flows.ledger import open_state
+    from flows.ledger import existing_state, open_state
 
-    return open_state(state or default_state_url(loaded.policy))
+    with _reported():
+        url = state or default_state_url(loaded.policy)
+        return open_state(url) if create else existing_state(url)
+
+
+@contextmanager
+def _state_reference(state: str | None) -> Iterator[str]:
+    """Hand a --state URL to the in-process flow by reference: the flow's parameter is
+    the environment variable's name, so Prefect never stores the URL or its password."""
+    import os
+
+    from flows.ledger import STATE_VARIABLE
+
+    if state is None:
+        yield STATE_VARIABLE
+        return
+    before = os.environ.get(STATE_VARIABLE)
+    os.environ[STATE_VARIABLE] = state
+    try:
+        yield STATE_VARIABLE
+    finally:
+        if before is None:
+            os.environ.pop(STATE_VARIABLE, None)
+        else:
+            os.environ[STATE_VARIABLE] = before
 
 
 @audit_app.command("verify")
 def audit_verify(policy: PolicyArg, state: StateOption = None) -> None:
-    """Check that no audit entry was edited, removed or reordered."""
+    """Check the audit log's keyed chain (no entry edited, removed or reordered), and
+    that it accounts for every run of the ledger and every chunk each store's journal
+    says was committed. Exit 1 when it does not, 2 without the audit key."""
     from flows import audit
+    from flows.engine import default_state_url
+    from flows.ledger import StateMissing, existing_state
 
-    engine = _state_database(policy, state)
-    result = audit.verify(engine)
-    engine.dispose()
+    with _reported():
+        loaded = load_policy(policy)
+        url = state or default_state_url(loaded.policy)
+        try:
+            engine = existing_state(url)
+        except StateMissing as exc:  # the log is gone: that is what verify is for
+            stderr.print(f"audit log BROKEN: {exc}", markup=False)
+            raise typer.Exit(EXIT_FAILED) from None
+        try:
+            with opened_stores(loaded.policy) as (connectors, issues):
+                datasets = {d.name for d in loaded.policy.datasets}
+                result = audit.verify(engine, connectors, datasets)
+        finally:
+            engine.dispose()
+    for issue in loaded.locate(issues):
+        stderr.print(f"not checked: {issue}", markup=False)
+    for line in result.unchecked:
+        stderr.print(f"not checked: {line}", markup=False)
     for problem in result.problems:
         stderr.print(problem, markup=False)
     if not result.ok:
         stderr.print(
-            f"audit log BROKEN: {len(result.problems)} problem(s) in {result.entries} entries"
+            f"audit log BROKEN: {len(result.problems)} problem(s) in {result.entries} entries",
+            markup=False,
         )
         raise typer.Exit(EXIT_FAILED)
-    stdout.print(f"audit log intact: {result.entries} entries, head {result.head}")
+    stdout.print(f"audit log intact: {result.entries} entries, head {result.head}", markup=False)
+    for line in result.checked:
+        stdout.print(f"  matches {line}", markup=False)
 
 
 @audit_app.command("show")
@@ -500,6 +587,7 @@ def demo_build(
 
     from connectors.demo.files_and_mail import build_demo_files, check_demo_files_free
     from connectors.demo.generate import DemoSpec, DemoStoreExists, build_demo_store
+    from connectors.urls import mask_url
 
     if url is None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -517,7 +605,7 @@ def demo_build(
         raise typer.Exit(EXIT_INVALID) from None
     finally:
         engine.dispose()
-    shown = engine.url.render_as_string(hide_password=True)
+    shown = mask_url(engine.url)
     stdout.print(f"demo store {shown}: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
     stdout.print(f"demo files {path.parent}: " + ", ".join(f"{t} {n:,}" for t, n in files.items()))
 

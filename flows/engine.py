@@ -7,9 +7,10 @@ connectors change the stores, and this module keeps the books.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,11 +22,11 @@ from sqlalchemy import Engine
 from anonymizers.operators import OperatorError
 from anonymizers.secrets import pseudonym_key
 from connectors.errors import StoreError, StoreUnavailable
-from connectors.protocol import ChunkWork, ColumnRewrite, Connector, TableInfo
+from connectors.protocol import ChunkWork, ColumnRewrite, Connector
 from flows import audit, register
 from flows.binding_operators import binding_operators
 from flows.gate import GateVerdict, coverage_gate
-from flows.ledger import ChunkRecord, Ledger, RunLocked, open_state
+from flows.ledger import ChunkRecord, Ledger, RunLocked, StateError, existing_state, open_state
 from flows.register_records import register_record
 from flows.releases import release_rollups
 from flows.risk_check import table_risk
@@ -34,15 +35,21 @@ from retention_rules.clock import PolicyClock
 from retention_rules.issues import PolicyIssue
 from retention_rules.loader import LoadedPolicy, load_policy
 from retention_rules.model import AggregateThenDeleteAction, AnonymizeAction, Dataset, Policy
-from retention_rules.planner import RulePlan, execution_order, plan_rules, rollup_sinks
+from retention_rules.planner import (
+    RulePlan,
+    as_the_store_is,
+    execution_order,
+    foreign_key_parents,
+    foresee_removals,
+    plan_rules,
+    protecting_holds,
+    rollup_sinks,
+)
 from retention_rules.schema_check import check_live_schema
 
 DEFAULT_CHUNK_SIZE = 10_000
-ACTION_COUNTERS = {
-    "delete": "deleted",
-    "anonymize": "anonymized",
-    "aggregate_then_delete": "aggregated",
-}
+_log = logging.getLogger(__name__)
+ACTION_COUNTERS = audit.ACTION_COUNTERS
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,9 @@ class RunOptions:
     dry_run: bool = False
     chunk_size: int = DEFAULT_CHUNK_SIZE
     now: datetime | None = None
-    state_url: str | None = None
+    state_url: str | None = field(default=None, repr=False)
+    """May hold a password: kept out of reprs (and of Prefect's parameters, see
+    ``flows.nightly``)."""
     raise_transient: bool = False
     """Let a lost connection propagate (for an orchestrator to retry) instead of
     recording it as the binding's error."""
@@ -92,6 +101,10 @@ class DatasetOutcome:
     held: int = 0
     held_by: dict[str, int] = field(default_factory=dict)
     hold_reasons: dict[str, str] = field(default_factory=dict)
+    unreadable: int = 0
+    """Rows whose clock is not a timestamp in the store's form: never expired."""
+    skipped: dict[str, int] = field(default_factory=dict)
+    """Records the store left alone, by reason (a duplicate key, a symbolic link)."""
     error: str | None = None
     refused: bool = False
     """Counted only: the coverage gate blocked destructive steps."""
@@ -134,6 +147,8 @@ class DatasetOutcome:
             ACTION_COUNTERS[self.action]: self.processed,
             "chunks": self.chunks,
             "held": self.held,
+            "clock_unreadable": self.unreadable,
+            "skipped": dict(self.skipped),
             "holds": [
                 {"hold": name, "reason": self.hold_reasons.get(name, ""), "rows": rows}
                 for name, rows in self.held_by.items()
@@ -179,6 +194,8 @@ class RunContext:
     state: Engine | None = None
     reconciled_runs: list[str] = field(default_factory=list)
     gate: GateVerdict | None = None
+    audit_key: audit.AuditKey | None = None
+    """What the run's audit entries are chained with (a real run has one)."""
 
     @property
     def policy(self) -> Policy:
@@ -208,34 +225,62 @@ def run_context(
     policy = loaded.policy
     clock = PolicyClock.at(policy.timezone, options.now)
     run_id = str(uuid.uuid4())
+    # A real run never proceeds unaudited: no audit key, nothing is opened or touched.
+    key = None if options.dry_run else audit.current_key()
     with opened_stores(policy, read_only=options.dry_run) as (connectors, store_issues):
         issues = store_issues + check_live_schema(policy, connectors)
         failures = binding_failures(loaded, issues)
         broken = {issue.loc[1] for issue in issues if issue.loc[0] == "stores"}
         usable = {n: c for n, c in connectors.items() if n not in broken}
-        plans = execution_order(plan_rules(policy, clock), _parents(policy, usable, failures))
+        plans = execution_order(
+            foresee_removals(plan_rules(policy, clock), failures),
+            foreign_key_parents(policy, usable, failures),
+        )
         context = RunContext(run_id, loaded, clock, options, connectors, plans, failures)
         state_url = options.state_url or default_state_url(policy)
         if options.dry_run:
             if options.coverage_gate:  # the scan cache lives in the state database
-                context.gate = coverage_gate(loaded, usable, open_state(state_url))
+                state = _cache_state(state_url)
+                context.gate = coverage_gate(loaded, usable, state, read_only=True)
+                if state is not None:
+                    state.dispose()
             yield context
             return
+        assert key is not None, "looked up above for every real run"
+        context.audit_key = key
         context.state = state = open_state(state_url)
         ledger = Ledger(context.state)
         with ledger.locked(policy.name, run_id), ExitStack() as stack:
             for name, connector in usable.items():
-                if not stack.enter_context(connector.exclusive(f"tenure:{policy.name}")):
+                try:
+                    mine = stack.enter_context(connector.exclusive(f"tenure:{policy.name}"))
+                except StoreError as exc:  # no lock to be had (a read-only store): its
+                    for dataset in policy.datasets:  # bindings fail, the others run
+                        if dataset.store == name:
+                            failures.setdefault(dataset.name, first_line(exc))
+                    continue
+                if not mine:
                     raise RunLocked(f"policy {policy.name!r} is being run against store {name!r}")
-            context.reconciled_runs = reconcile(ledger, connectors, policy)
+            context.reconciled_runs = reconcile(ledger, usable, policy, key)
             ledger.start_run(run_id, policy.name, loaded.sha256, clock.now, dry_run=False)
             try:
                 if options.coverage_gate:
                     context.gate = coverage_gate(loaded, usable, state)
                 yield context
             except BaseException:
-                ledger.finish_run(run_id, "failed")
+                # Audit what the stores committed; if even that fails, the run stays
+                # 'running' and the next run's reconcile audits it.
+                with suppress(Exception):
+                    _close_from_journals(ledger, usable, policy, run_id, "failed", key)
                 raise
+
+
+def _cache_state(url: str) -> Engine | None:
+    """The state database of a dry run, for its scan cache: read, never created."""
+    try:
+        return existing_state(url)
+    except StateError:
+        return None
 
 
 def binding_failures(loaded: LoadedPolicy, issues: list[PolicyIssue]) -> dict[str, str]:
@@ -253,59 +298,83 @@ def binding_failures(loaded: LoadedPolicy, issues: list[PolicyIssue]) -> dict[st
 def _affected(policy: Policy, issue: PolicyIssue) -> list[Dataset]:
     section, index = issue.loc[0], issue.loc[1] if len(issue.loc) > 1 else None
     if section == "datasets" and isinstance(index, int):
-        return [policy.datasets[index]]
+        first = policy.datasets[index]  # and the other bindings the problem stops
+        return [first, *(d for d in policy.datasets if d.name in issue.datasets and d is not first)]
     if section == "stores":
         return [d for d in policy.datasets if d.store == index]
     if section == "holds" and isinstance(index, int):
-        return [d for d in policy.datasets if policy.holds[index].covers(d.name)]
+        hold = policy.holds[index].name  # and the other bindings of its tables
+        return [d for d in policy.datasets if hold in protecting_holds(policy, d)]
     return list(policy.datasets)
 
 
-def _parents(
-    policy: Policy, connectors: Mapping[str, Connector], failures: dict[str, str]
-) -> dict[str, set[str]]:
-    parents: dict[str, set[str]] = {}
-    for dataset in policy.datasets:
-        connector = connectors.get(dataset.store)
-        if connector is None or dataset.name in failures:
-            continue
-        info: TableInfo | None = connector.table_info(dataset.table, dataset.db_schema)
-        if info is not None:
-            parents[dataset.table] = {fk.referred_table for fk in info.foreign_keys}
-    return parents
-
-
-def reconcile(ledger: Ledger, connectors: Mapping[str, Connector], policy: Policy) -> list[str]:
+def reconcile(
+    ledger: Ledger, connectors: Mapping[str, Connector], policy: Policy, key: audit.AuditKey
+) -> list[str]:
     """Close runs that died: copy their committed chunks from the stores' journals into
-    the ledger, and audit what they did, so that no destruction goes unrecorded."""
-    closed = []
-    for run_id in ledger.unfinished_runs(policy.name):
-        totals: dict[tuple[str, str], list[int]] = {}
-        for connector in connectors.values():
-            for entry in connector.journal(run_id):
-                record = ChunkRecord(run_id, entry.label, entry.chunk_no, entry.action, entry.rows)
-                ledger.record_chunk(record, entry.committed_at)
-                total = totals.setdefault((entry.label, entry.action), [0, 0])
-                total[0] += entry.rows
-                total[1] += 1
-        audit.append(
-            ledger.engine,
-            [
-                {
-                    "run_id": run_id,
-                    "policy": policy.name,
-                    "dataset": label,
-                    "action": action,
-                    ACTION_COUNTERS[action]: rows,
-                    "chunks": chunk_count,
-                    "status": "interrupted",
-                }
-                for (label, action), (rows, chunk_count) in sorted(totals.items())
-            ],
-        )
-        ledger.finish_run(run_id, "interrupted")
-        closed.append(run_id)
-    return closed
+    the ledger, and audit what they did, so that no destruction goes unrecorded. Runs
+    the ledger never knew (their state database was lost) are found in the journals."""
+    datasets = {d.name for d in policy.datasets}
+    known = ledger.known_runs() | {e.get("run_id") for e in audit.entries(ledger.engine)}
+    for connector in connectors.values():
+        try:
+            found = connector.journal_runs()
+        except StoreError:
+            continue  # unreachable now: the next run looks again
+        for run_id in found:
+            if run_id in known:
+                continue
+            journal = [e for e in connector.journal(run_id) if e.label in datasets]
+            if journal:
+                ledger.adopt_run(run_id, policy.name, min(e.committed_at for e in journal))
+                known.add(run_id)
+    return [
+        run_id
+        for run_id in ledger.unfinished_runs(policy.name)
+        if _close_from_journals(ledger, connectors, policy, run_id, "interrupted", key)
+    ]
+
+
+def _close_from_journals(
+    ledger: Ledger,
+    connectors: Mapping[str, Connector],
+    policy: Policy,
+    run_id: str,
+    status: str,
+    key: audit.AuditKey,
+) -> bool:
+    """Copy a run's chunks from the stores' journals into the ledger, audit them (unless
+    the run's entries were written already) and close it; False, leaving the run open,
+    when a store's journal cannot be read."""
+    totals: dict[tuple[str, str], list[int]] = {}
+    try:
+        journals = [connector.journal(run_id) for connector in connectors.values()]
+    except StoreError:
+        return False
+    for entry in (e for journal in journals for e in journal):
+        record = ChunkRecord(run_id, entry.label, entry.chunk_no, entry.action, entry.rows)
+        ledger.record_chunk(record, entry.committed_at)
+        total = totals.setdefault((entry.label, entry.action), [0, 0])
+        total[0] += entry.rows
+        total[1] += 1
+    if not audit.entries(ledger.engine, run_id):
+        entries: list[dict[str, Any]] = [
+            {
+                "run_id": run_id,
+                "policy": policy.name,
+                "dataset": label,
+                "action": action,
+                ACTION_COUNTERS[action]: rows,
+                "chunks": chunk_count,
+                "status": status,
+            }
+            for (label, action), (rows, chunk_count) in sorted(totals.items())
+        ]
+        if not entries:  # nothing committed: the run is still on record
+            entries = [{"run_id": run_id, "policy": policy.name, "chunks": 0, "status": status}]
+        audit.append(ledger.engine, audit.run_entries(entries), key)
+    ledger.finish_run(run_id, status)
+    return True
 
 
 def process_dataset(
@@ -320,8 +389,13 @@ def process_dataset(
         return outcome
     connector = context.connectors[dataset.store]
     try:
-        counts = connector.count_expiry(plan.selection)
+        # A real run counts the store as it is now: the children that went first are gone.
+        selection = plan.selection if context.options.dry_run else as_the_store_is(plan.selection)
+        counts = connector.count_expiry(selection)
         outcome.expired, outcome.held, outcome.held_by = counts.expired, counts.held, counts.held_by
+        outcome.hold_reasons |= counts.reasons
+        outcome.unreadable = counts.unreadable
+        outcome.skipped = dict(counts.skipped)
         outcome.refused = context.refused
         if context.options.dry_run or context.refused:
             return outcome
@@ -346,8 +420,19 @@ def process_dataset(
     except (StoreError, OperatorError) as exc:
         if isinstance(exc, StoreUnavailable) and context.options.raise_transient:
             raise
-        outcome.error = str(exc).splitlines()[0]
+        outcome.error = first_line(exc)
+    except Exception as exc:  # a defect must not stop retention for the other bindings
+        _log.exception("binding %s failed", dataset.name)
+        outcome.error = f"unexpected {type(exc).__name__}: {first_line(exc)}"
     return outcome
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's first line, bounded: what a report shows of it (a driver's later
+    lines may quote row values)."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _release(
@@ -437,7 +522,8 @@ def finish(context: RunContext, outcomes: list[DatasetOutcome]) -> RunReport:
     entries = [] if report.blocked else [audit_entry(report, o) for o in outcomes]
     if report.gate is not None and report.gate.gaps:
         entries.insert(0, gate_entry(report, report.gate))
-    audit.append(context.state, entries)
+    assert context.audit_key is not None, "a real run has its audit key"
+    audit.append(context.state, audit.run_entries(entries), context.audit_key)
     records = [
         register_record(
             context.policy,

@@ -48,8 +48,16 @@ class GateVerdict:
 
 
 def coverage_gate(
-    loaded: LoadedPolicy, connectors: Mapping[str, Connector], state: Engine
+    loaded: LoadedPolicy,
+    connectors: Mapping[str, Connector],
+    state: Engine | None,
+    *,
+    read_only: bool = False,
 ) -> GateVerdict:
-    """Scan the stores (re-sampling only changed tables) and check the policy's coverage."""
-    inventory = scan_policy(loaded, connectors, cache=StateScanCache(state))
+    """Scan the stores (re-sampling only changed tables) and check the policy's coverage.
+
+    Without a state database every table is sampled; with ``read_only`` (a dry run) the
+    cache is read but not written."""
+    cache = None if state is None else StateScanCache(state, read_only=read_only)
+    inventory = scan_policy(loaded, connectors, cache=cache)
     return GateVerdict.of(inventory, loaded.policy.scan.on_coverage_gap)

@@ -8,11 +8,13 @@ between a store's commit and the ledger's write is reconciled by the next run.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -30,10 +32,14 @@ from sqlalchemy import (
     delete,
     event,
     insert,
+    inspect,
+    make_url,
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
+
+from connectors.urls import hide_secrets, mask_url, read_only_url
 
 metadata = MetaData()
 runs = Table(
@@ -76,6 +82,7 @@ audit = Table(
     Column("entry", Text, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    Column("key_id", String(32), nullable=False),
 )
 releases = Table(
     "tenure_releases",
@@ -116,6 +123,14 @@ class RunLocked(RuntimeError):
     """Another run of the same policy is in progress."""
 
 
+class StateError(RuntimeError):
+    """The state database cannot be opened; the message shows its URL masked."""
+
+
+class StateMissing(StateError):
+    """A command that only reads found no state database (and created none)."""
+
+
 @dataclass(frozen=True)
 class ChunkRecord:
     run_id: str
@@ -126,10 +141,80 @@ class ChunkRecord:
 
 
 def open_state(url: str) -> Engine:
-    engine = create_engine(url)
+    """The state database, created (tables included) when missing: for runs and scans,
+    which write it. Commands that only read use ``existing_state``. A URL that does not
+    parse, a driver that is missing or a database that cannot be reached raises
+    ``StateError``, its URL masked."""
+    try:
+        engine = create_engine(url)
+    except (ArgumentError, ValueError, ImportError):
+        raise StateError(f"not a SQLAlchemy URL or no driver for it: {mask_url(url)}") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-    metadata.create_all(engine, checkfirst=True)
+    try:
+        metadata.create_all(engine, checkfirst=True)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        reason = hide_secrets(str(getattr(exc, "orig", None) or exc).strip(), url)
+        raise StateError(f"state database at {mask_url(url)}: {reason.splitlines()[0]}") from None
+    return engine
+
+
+#: Where flows find the state database's URL by default: an environment variable.
+STATE_VARIABLE = "TENURE_STATE_URL"
+_VARIABLE_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+_BLOCK_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
+
+
+def state_url_from(reference: str) -> str | None:
+    """The state URL a flow parameter refers to, never the URL itself (Prefect stores
+    and shows parameters): the name of an environment variable (``TENURE_STATE_URL``;
+    unset: None, the default location), or of a Prefect Secret block
+    (``tenure-state-url``, which must exist)."""
+    if _VARIABLE_NAME.fullmatch(reference):
+        return os.environ.get(reference) or None
+    if _BLOCK_NAME.fullmatch(reference):
+        from anonymizers.secrets import prefect_secret
+
+        value = prefect_secret(reference)
+        if not value:
+            raise StateError(f"no Prefect Secret block {reference!r} holding the state URL")
+        return value
+    raise StateError(
+        "the state database is named by an environment variable (e.g. TENURE_STATE_URL) "
+        "or a Prefect Secret block, never by its URL: Prefect would store the URL"
+    )
+
+
+def existing_state(url: str) -> Engine:
+    """The state database opened for reading, never created: a SQLite file read-only,
+    any other database only after checking it holds Tenure's tables. Raises
+    ``StateMissing`` ("no state database at …") or ``StateError``."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise StateError(f"not a SQLAlchemy URL: {mask_url(url)}") from None
+    shown = mask_url(parsed)
+    if parsed.get_backend_name() == "sqlite":
+        path = Path(parsed.database or "")
+        if parsed.database in (None, "", ":memory:") or not path.is_file():
+            raise StateMissing(f"no state database at {shown}")
+        parsed = read_only_url(parsed)
+    try:
+        engine = create_engine(parsed)
+    except ImportError:
+        raise StateError(f"no driver for the state database at {shown}") from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_reader_pragmas)
+    try:
+        present = inspect(engine).has_table(audit.name)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        reason = hide_secrets(str(getattr(exc, "orig", None) or exc).strip(), url)
+        raise StateError(f"state database at {shown}: {reason.splitlines()[0]}") from None
+    if not present:
+        engine.dispose()
+        raise StateMissing(f"no state database at {shown} (no Tenure tables in it)")
     return engine
 
 
@@ -140,6 +225,13 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+    _sqlite_reader_pragmas(connection, _record)
+
+
+def _sqlite_reader_pragmas(connection: Any, _record: Any) -> None:
+    """Wait for a writer rather than fail (a reader cannot change the journal mode)."""
+    cursor = connection.cursor()
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
 
@@ -205,6 +297,27 @@ class Ledger:
                 .where(runs.c.run_id == run_id)
                 .values(status=status, finished_at=datetime.now(UTC))
             )
+
+    def adopt_run(self, run_id: str, policy: str, first_seen: datetime) -> None:
+        """Record a run the ledger never knew (its state database was lost) as
+        interrupted, from what a store's journal says it committed."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                insert(runs).values(
+                    run_id=run_id,
+                    policy=policy,
+                    policy_sha256="",
+                    dry_run=False,
+                    evaluated_at=first_seen,
+                    started_at=first_seen,
+                    status="running",
+                )
+            )
+
+    def known_runs(self) -> set[str]:
+        """Every run id the ledger holds, whatever its policy or status."""
+        with self.engine.connect() as connection:
+            return set(connection.scalars(select(runs.c.run_id)))
 
     def unfinished_runs(self, policy: str) -> list[str]:
         """Runs left 'running' by a process that died; called with the lock held."""

@@ -26,6 +26,7 @@ from flows.engine import (
     process_dataset,
     run_context,
 )
+from flows.ledger import STATE_VARIABLE, state_url_from
 from flows.run_report import report_markdown, report_rows
 from retention_rules.planner import RulePlan
 
@@ -62,14 +63,16 @@ def nightly_retention(
     dry_run: bool = False,
     now: datetime | None = None,
     chunk_size: int = 10_000,
-    state_url: str | None = None,
+    state_from: str = STATE_VARIABLE,
 ) -> RunReport:
     """Apply a retention policy: delete, anonymize, aggregate-then-delete what expired.
 
     The coverage gate runs first (inside ``run_context``) and cannot be switched off
-    here; when it blocks, every task only counts.
+    here; when it blocks, every task only counts. ``state_from`` names where the state
+    database's URL is (an environment variable or a Prefect Secret block): Prefect
+    stores and shows a flow's parameters, so the URL and its password are never one.
     """
-    options = RunOptions(dry_run, chunk_size, now, state_url, raise_transient=True)
+    options = RunOptions(dry_run, chunk_size, now, state_url_from(state_from), raise_transient=True)
     with run_context(policy_path, options) as context:
         if context.gate is not None and context.gate.gaps:
             get_run_logger().warning(

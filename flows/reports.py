@@ -43,6 +43,8 @@ def _row_json(loaded: LoadedPolicy, row: PlanRow) -> dict[str, Any]:
         "expired": row.counts.expired,
         "held": row.counts.held,
         "kept": row.counts.kept,
+        "clock_unreadable": row.counts.unreadable,
+        "skipped": dict(row.counts.skipped),
         "holds": [
             {"name": name, "reason": row.held_reasons[name], "rows": count}
             for name, count in row.counts.held_by.items()
@@ -84,6 +86,12 @@ def render_plan(
         )
     console.print(table)
     for row in rows:
+        if row.counts.unreadable:
+            line = unreadable_line(row.rule.dataset.name, row.counts.unreadable)
+            console.print(line, markup=False, style="yellow")
+        if row.counts.skipped:
+            line = skipped_line(row.rule.dataset.name, row.counts.skipped)
+            console.print(line, markup=False, style="yellow")
         for name, count in row.counts.held_by.items():
             if count:
                 console.print(
@@ -95,6 +103,20 @@ def render_plan(
                 f"[dim]lapsed[/] hold {hold.name} on {row.rule.dataset.name} "
                 f"expired on {hold.expires}"
             )
+
+
+def unreadable_line(dataset: str, rows: int) -> str:
+    """What the plan and the run report say of rows whose clock cannot be read."""
+    return (
+        f"{dataset}: clock unreadable: {rows:,} rows (not a timestamp in the store's form; "
+        "never expired: fix them, or set clock.format)"
+    )
+
+
+def skipped_line(dataset: str, skipped: dict[str, int]) -> str:
+    """What the plan and the run report say of records a store left alone."""
+    parts = ", ".join(f"{count:,} ({reason})" for reason, count in skipped.items())
+    return f"{dataset}: skipped, never judged or changed: {parts}"
 
 
 def _local(moment: datetime) -> str:

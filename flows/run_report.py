@@ -10,6 +10,7 @@ from rich.table import Table
 
 from flows.engine import ACTION_COUNTERS, DatasetOutcome, RunReport
 from flows.gate import GateVerdict
+from flows.reports import skipped_line, unreadable_line
 
 _HEADERS = ("Dataset", "Purpose", "Action", "Cut-off", "Expired", "Done", "Held", "Status")
 
@@ -44,6 +45,7 @@ def report_markdown(report: RunReport) -> str:
     ]
     lines += ["| " + " | ".join(_cells(report, o)) + " |" for o in report.outcomes]
     lines += [f"\n{line}" for line in gate_lines(report)]
+    lines += [f"\n- {line}" for line in unreadable_lines(report)]
     for outcome in report.outcomes:
         for hold, rows in outcome.held_by.items():
             if rows:
@@ -86,10 +88,19 @@ def render_run(console: Console, report: RunReport) -> None:
     console.print(table)
     for line in gate_lines(report):
         console.print(line, markup=False, style="red" if report.blocked else "yellow")
+    for line in unreadable_lines(report):
+        console.print(line, markup=False, style="yellow")
     if not report.dry_run and not report.blocked:
         console.print(_by_purpose(report))
     for run_id in report.reconciled_runs:
         console.print(f"[yellow]reconciled[/] interrupted run {run_id} from the stores' journals")
+
+
+def unreadable_lines(report: RunReport) -> list[str]:
+    """One line per binding whose clock could not be read in some rows, and one per
+    binding whose store left records alone (duplicate keys, symbolic links)."""
+    unreadable = [unreadable_line(o.dataset, o.unreadable) for o in report.outcomes if o.unreadable]
+    return unreadable + [skipped_line(o.dataset, o.skipped) for o in report.outcomes if o.skipped]
 
 
 def gate_lines(report: RunReport) -> list[str]:

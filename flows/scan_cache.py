@@ -1,7 +1,8 @@
 """The scan cache in the state database: each table's last findings and fingerprint.
 
-Keyed by the store's display URL (never its password) so that two policies naming the
-same database share the work, and two databases behind the same store name do not.
+Keyed by the store's display URL (``connectors.urls.mask_url``: no password, no secret
+query parameter) so that two policies naming the same database share the work, and two
+databases behind the same store name do not.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from flows.scan import CachedScan, TableScan
 
 
 class StateScanCache:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, read_only: bool = False) -> None:
         self.engine = engine
+        self.read_only = read_only
 
     def get(self, store_url: str, schema: str | None, table: str) -> CachedScan | None:
         statement = select(scan_cache).where(
@@ -35,6 +37,8 @@ class StateScanCache:
         )
 
     def put(self, store_url: str, scan: TableScan) -> None:
+        if self.read_only:
+            return
         key = (
             scan_cache.c.store_url == store_url,
             scan_cache.c.db_schema == (scan.schema or ""),

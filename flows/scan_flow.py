@@ -13,6 +13,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.inventory_report import artifact_rows, inventory_markdown, write_inventory
+from flows.ledger import STATE_VARIABLE, state_url_from
 from flows.scan import Inventory
 from flows.scan_runner import default_output_dir, run_scan
 
@@ -21,10 +22,14 @@ from flows.scan_runner import default_output_dir, run_scan
 def pii_scan(
     policy_path: str,
     full: bool = False,
-    state_url: str | None = None,
+    state_from: str = STATE_VARIABLE,
     output_dir: str | None = None,
 ) -> Inventory:
-    """Scan every store the policy names, write the inventory, check coverage."""
+    """Scan every store the policy names, write the inventory, check coverage.
+
+    ``state_from`` names the environment variable or Prefect Secret block holding the
+    state database's URL (``flows.ledger.state_url_from``), never the URL itself."""
+    state_url = state_url_from(state_from)
     inventory, loaded = run_scan(Path(policy_path), full=full, state_url=state_url)
     directory = Path(output_dir) if output_dir else default_output_dir(loaded.policy)
     write_inventory(inventory, directory)

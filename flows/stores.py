@@ -31,7 +31,7 @@ def opened_stores(
                 naive_timezone=store.naive_timezone,
                 local_timezone=policy.timezone,
                 read_only=read_only,
-                bookkeeping_dir=str(bookkeeping_dir(policy, name)),
+                bookkeeping_dir=bookkeeping_dir(policy, name),
             )
         except StoreError as exc:
             issues.append(PolicyIssue(("stores", name, "url"), exc.reason))
@@ -53,8 +53,10 @@ def default_state_dir(policy: Policy) -> Path:
     return Path()
 
 
-def bookkeeping_dir(policy: Policy, store: str) -> Path:
-    """Where a store without SQL keeps its journal, marks, rollups and intents: the
-    store's ``bookkeeping:`` directory, else ``tenure-bookkeeping`` beside the state."""
+def bookkeeping_dir(policy: Policy, store: str) -> str | None:
+    """Where a store without SQL keeps its lock, journal, marks, rollups and intents:
+    the store's ``bookkeeping:`` directory; else None, and the connector keeps them with
+    the store itself (``connectors.record_connector.store_home``), never in a folder a
+    run happens to start from: two runs from two folders must share one lock."""
     chosen = policy.stores[store].bookkeeping
-    return Path(chosen) if chosen else default_state_dir(policy) / "tenure-bookkeeping"
+    return str(Path(chosen)) if chosen else None

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from retention_rules.durations import Duration
+from retention_rules.model import Policy
 
 
 @dataclass(frozen=True)
@@ -36,3 +37,27 @@ class PolicyClock:
     def cutoff(self, retention: Duration) -> datetime:
         """Records whose clock is strictly before this instant have expired."""
         return retention.before(self.local_now())
+
+
+def clock_problems(policy: Policy, clock: PolicyClock) -> list[str]:
+    """What cannot be computed at this instant, one message each: a cut-off before the
+    year 1 (``--now 0001-01-02`` with six years of retention), or a date after 9999."""
+    problems = []
+    try:
+        clock.local_now()
+    except (OverflowError, ValueError):
+        return [f"{clock.now.isoformat()} is out of range in the time zone {clock.zone.key}"]
+    for dataset in policy.datasets:
+        try:
+            clock.cutoff(dataset.retention)
+        except (OverflowError, ValueError):
+            problems.append(
+                f"dataset {dataset.name}: retention {dataset.retention} before "
+                f"{clock.today().isoformat()} is before the year 1"
+            )
+    review = policy.anonymization_register.review_every
+    try:
+        clock.now + review.as_relativedelta()
+    except (OverflowError, ValueError):
+        problems.append(f"register.review_every {review} after {clock.today()} is past 9999")
+    return problems

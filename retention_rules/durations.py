@@ -28,6 +28,9 @@ _PHRASE_PART = re.compile(r"(\d+)\s*([a-zA-Zéû]+)")
 _ISO = re.compile(
     r"P(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
 )
+#: The longest duration: a cut-off this far back from any instant Tenure runs at is a
+#: date, and no retention law speaks of longer.
+MAX_YEARS = 1000
 # Durations are ordered by where they land from this fixed day, so that "12 months"
 # and "1 year" compare equal and "13 months" is longer than "1 year".
 _REFERENCE = datetime(2000, 1, 1, tzinfo=UTC)
@@ -48,7 +51,17 @@ class Duration:
         """Parse '13 months', '6 years', '1 year 6 months', '30 jours' or ISO 8601 'P6Y'."""
         raw = text.strip()
         fields = _parse_iso(raw) if raw[:1].upper() == "P" else _parse_phrase(raw)
-        return cls(**fields, text=raw)
+        duration = cls(**fields, text=raw)
+        if duration.approximate_years() > MAX_YEARS:
+            raise ValueError(
+                f"duration {raw!r} is too long: at most {MAX_YEARS} years, so that its "
+                "cut-off is a date"
+            )
+        return duration
+
+    def approximate_years(self) -> float:
+        """The length in years, with a month as 1/12 and a day as 1/365.25 of one."""
+        return self.years + self.months / 12 + (self.weeks * 7 + self.days) / 365.25
 
     @property
     def is_zero(self) -> bool:

@@ -13,6 +13,9 @@ class PolicyIssue:
 
     loc: Loc
     message: str
+    datasets: tuple[str, ...] = ()
+    """Other bindings the problem stops besides the one at `loc` (those of a foreign-key
+    cycle)."""
 
 
 @dataclass(frozen=True)

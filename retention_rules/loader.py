@@ -17,6 +17,8 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.composer import MaxDepthExceededError
+from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from retention_rules.issues import Loc, LocatedIssue, PolicyError, PolicyIssue, format_loc
@@ -59,18 +61,45 @@ def _read_bytes(path: Path) -> bytes:
         raise PolicyError([issue]) from None
 
 
+#: Deeper than any policy needs; deeper nesting would exhaust Python's stack.
+MAX_DEPTH = 64
+
+
+class _Constructor(RoundTripConstructor):
+    """Dates that do not exist (``2027-02-30``) are errors at their line."""
+
+    def construct_yaml_timestamp(self, node: Any, values: Any = None) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node, values)
+        except (ValueError, OverflowError) as exc:
+            raise ConstructorError(
+                None, None, f"invalid date {node.value!r}: {exc}", node.start_mark
+            ) from None
+
+
+_Constructor.add_constructor("tag:yaml.org,2002:timestamp", _Constructor.construct_yaml_timestamp)
+
+
 def _parse_yaml(path: Path, raw: bytes) -> Any:
+    yaml = YAML(typ="rt")
+    yaml.Constructor = _Constructor
+    yaml.max_depth = MAX_DEPTH
     try:
-        document = YAML(typ="rt").load(raw)
+        document = yaml.load(raw)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         problem = str(exc.problem or exc.context)
+        if isinstance(exc, MaxDepthExceededError):
+            problem = f"nested deeper than {MAX_DEPTH} levels"
         if exc.context and exc.context_mark is not None and exc.problem_mark is not None:
             problem += f" ({exc.context} started at line {exc.context_mark.line + 1})"
         raise PolicyError([LocatedIssue(str(path), line, "", f"invalid YAML: {problem}")]) from None
-    except (YAMLError, UnicodeDecodeError) as exc:
-        raise PolicyError([LocatedIssue(str(path), None, "", f"invalid YAML: {exc}")]) from None
+    except (YAMLError, UnicodeDecodeError, ValueError, OverflowError, RecursionError) as exc:
+        # ValueError: an integer of more digits than Python converts; the others have
+        # no mark to give a line.
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PolicyError([LocatedIssue(str(path), None, "", f"invalid YAML: {text}")]) from None
     if not isinstance(document, CommentedMap):
         raise PolicyError(
             [LocatedIssue(str(path), 1, "", "a policy file must be a YAML mapping (key: value)")]

@@ -25,6 +25,7 @@ from pydantic import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from connectors.urls import mask_url
 from retention_rules.durations import Duration, PositiveDuration
 from retention_rules.interpolation import interpolate
 
@@ -125,8 +126,9 @@ class Store(_Strict):
     url: str = Field(repr=False, exclude=True)
     naive_timezone: str = "UTC"
     bookkeeping: str | None = None
-    """Where a store without SQL (files, mailboxes) keeps its journal, marks, rollups
-    and intents; default ``tenure-bookkeeping/`` beside the state database."""
+    """Where a store without SQL (files, mailboxes) keeps its lock, journal, marks,
+    rollups and intents; by default they belong to the store itself (see
+    docs/connectors.md), whatever folder a run starts from."""
 
     @model_validator(mode="before")
     @classmethod
@@ -151,7 +153,7 @@ class Store(_Strict):
 
     @property
     def display_url(self) -> str:
-        return make_url(self.url).render_as_string(hide_password=True)
+        return mask_url(self.url)
 
 
 class EventJoin(_Strict):
@@ -173,6 +175,14 @@ class Clock(_Strict):
     column: Identifier
     event_table: Identifier | None = None
     join: EventJoin | None = None
+    format: Literal["timestamp", "epoch_seconds"] = Field(
+        default="timestamp",
+        description=(
+            "timestamp: the column holds timestamps (on SQLite, ISO text as SQLAlchemy "
+            "writes it); epoch_seconds: integer seconds since 1970-01-01 UTC. A value in "
+            "another form is never expired: it is counted as 'clock unreadable'"
+        ),
+    )
 
     @model_validator(mode="after")
     def _join_with_event_table(self) -> Clock:
@@ -396,6 +406,10 @@ class Condition(_Strict):
         if not takes_none and (self.value is None or isinstance(self.value, list) != takes_list):
             kind = "a list" if takes_list else "a single value"
             raise ValueError(f"op {self.op} needs {kind}")
+        if takes_list and not self.value:
+            raise ValueError(
+                f"op {self.op} with an empty list: a hold must name the values it protects"
+            )
         return self
 
 
@@ -408,6 +422,13 @@ class Hold(_Strict):
     datasets: list[Name] | Literal["all"] = "all"
     subject_keys: list[str | int] | None = Field(default=None, min_length=1)
     where: list[Condition] | None = Field(default=None, min_length=1)
+
+    @field_validator("datasets")
+    @classmethod
+    def _some_dataset(cls, value: list[str] | Literal["all"]) -> list[str] | Literal["all"]:
+        if not value:
+            raise ValueError("a hold on no dataset protects nothing (omit datasets for all)")
+        return value
 
     @model_validator(mode="after")
     def _one_selector(self) -> Hold:

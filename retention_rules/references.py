@@ -177,6 +177,12 @@ def _action_references(
             "aggregate_then_delete needs the clock on the row itself: its rollups are "
             "counted by the period of that timestamp",
         )
+    if ds.clock.format != "timestamp":
+        yield PolicyIssue(
+            (*at, "clock", "format"),
+            "aggregate_then_delete counts its rollups by a timestamp clock; "
+            f"format {ds.clock.format} is for delete and anonymize",
+        )
     for r, rollup in enumerate(action.rollups):
         for d, dimension in enumerate(rollup.dimensions):
             direct = [

@@ -7,12 +7,15 @@ the policy says must go; so every name the policy uses is looked up before any w
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 from anonymizers.operators import OperatorError, create_operator
 from connectors.errors import StoreError
 from connectors.protocol import Connector, TableInfo
+from connectors.times import TimeContext
 from retention_rules.issues import Loc, PolicyIssue
 from retention_rules.model import AggregateThenDeleteAction, AnonymizeAction, Dataset, Policy
+from retention_rules.planner import foreign_key_parents, protecting_holds, reference_cycles
 
 _CLOCK_FAMILIES = ("datetime", "date")
 _NUMERIC_FAMILIES = ("integer", "numeric")
@@ -31,7 +34,117 @@ def check_live_schema(policy: Policy, connectors: Mapping[str, Connector]) -> li
     for i, dataset in enumerate(policy.datasets):
         if dataset.store in reachable:
             issues.extend(_check_dataset(policy, i, dataset, connectors[dataset.store]))
-    return issues
+    issues.extend(_cycles(policy, {n: c for n, c in connectors.items() if n in reachable}))
+    return list(dict.fromkeys(issues))  # a hold on two bindings of a table is checked twice
+
+
+#: ``ON DELETE`` rules that change the referring rows.
+_CHANGING_RULES = ("CASCADE", "SET NULL", "SET DEFAULT")
+
+
+def cascade_warnings(policy: Policy, connectors: Mapping[str, Connector]) -> list[PolicyIssue]:
+    """Every foreign key with ``ON DELETE CASCADE``, ``SET NULL`` or ``SET DEFAULT`` that
+    leads from a table a binding deletes from, or into a bound table: one warning each,
+    at the deleting binding (else at the bound child).
+
+    Warnings, not problems: a run never deletes a row another row still refers to (it
+    is kept and counted as ``referenced by <table>.<columns>``), so the database's rule
+    never fires on Tenure's deletes. What is named is what the database would do if
+    anything else deleted the parent, and why some expired rows will be kept."""
+    warnings: list[PolicyIssue] = []
+    for store, connector in connectors.items():
+        bound = [(i, d) for i, d in enumerate(policy.datasets) if d.store == store]
+        if not bound:
+            continue
+        try:
+            tables = {t: connector.table_info(t) for t in connector.table_names()}
+        except StoreError:
+            continue  # reported by the schema check
+        for child, info in sorted(tables.items()):
+            for key in info.foreign_keys if info is not None else ():
+                rule = (key.on_delete or "").upper()
+                if rule not in _CHANGING_RULES:
+                    continue
+                deleting = [
+                    (i, d) for i, d in bound if d.table == key.referred_table and _deletes(d)
+                ]
+                children = [(i, d) for i, d in bound if d.table == child]
+                if not deleting and not children:
+                    continue
+                columns = ", ".join(f"{child}.{c}" for c in key.columns)
+                held = [h.name for h in policy.holds for _, d in children if h.covers(d.name)]
+                into = (
+                    f"bound by {', '.join(d.name for _, d in children)}"
+                    + (f", held by {', '.join(dict.fromkeys(held))}" if held else "")
+                    if children
+                    else "not bound"
+                )
+                if deleting:
+                    effect = (
+                        f"a {key.referred_table} row a {child} row refers to is kept "
+                        f"(counted as 'referenced by {child}.{','.join(key.columns)}')"
+                    )
+                else:
+                    effect = f"Tenure does not delete {key.referred_table} rows"
+                index = (deleting or children)[0][0]
+                warnings.append(
+                    PolicyIssue(
+                        ("datasets", index, "table"),
+                        f"ON DELETE {rule} from {key.referred_table} into {columns} ({into}): "
+                        f"deleting a {key.referred_table} row {_effect(rule, child)}; "
+                        f"{effect}",
+                    )
+                )
+    return warnings
+
+
+def _effect(rule: str, child: str) -> str:
+    return f"deletes its {child} rows" if rule == "CASCADE" else f"unlinks its {child} rows"
+
+
+def _deletes(dataset: Dataset) -> bool:
+    return not isinstance(dataset.action, AnonymizeAction)
+
+
+def _cycles(policy: Policy, connectors: Mapping[str, Connector]) -> Iterator[PolicyIssue]:
+    """Bound tables whose foreign keys form a cycle cannot be processed children first:
+    when one of their bindings deletes, one problem, at the first of them, stops them
+    all (the other bindings still run)."""
+    tables = [d.table for d in policy.datasets if d.store in connectors]
+    for cycle in reference_cycles(tables, foreign_key_parents(policy, connectors)):
+        bound = [(i, d) for i, d in enumerate(policy.datasets) if d.table in cycle]
+        if not any(_deletes(d) for _, d in bound):
+            continue  # rewritten in place: the order does not matter
+        names = [d.name for _, d in bound]
+        yield PolicyIssue(
+            ("datasets", bound[0][0], "table"),
+            f"the foreign keys of tables {', '.join(cycle)} form a cycle "
+            f"({' -> '.join([*cycle, cycle[0]])}): their rows cannot be processed children "
+            f"first, so bindings {', '.join(names)} do not run",
+            datasets=tuple(names[1:]),
+        )
+
+
+def _check_key(at: Loc, dataset: Dataset, table: TableInfo) -> Iterator[PolicyIssue]:
+    """The policy's primary_key must name one row: a key two rows share would delete or
+    rewrite both. It must contain the table's primary key or one of its unique keys."""
+    key = set(dataset.primary_key)
+    if not key <= set(table.columns):
+        return  # each missing column is reported on its own
+    candidates = [k for k in (table.primary_key, *table.unique_keys) if k]
+    if any(set(candidate) <= key for candidate in candidates):
+        return
+    named = ", ".join(dataset.primary_key)
+    if candidates:
+        use = " or ".join("[" + ", ".join(repr(c) for c in k) + "]" for k in candidates)
+        advice = f"use its primary or a unique key: {use}"
+    else:
+        advice = "the table has no primary or unique key; add one"
+    yield PolicyIssue(
+        (*at, "primary_key"),
+        f"primary_key [{named}] is not unique in table {table.name!r} (two rows may share "
+        f"it, and would be deleted or rewritten together); {advice}",
+    )
 
 
 def _check_dataset(
@@ -51,14 +164,50 @@ def _check_dataset(
     for loc, column in _columns_named(dataset, at):
         if column not in table.columns:
             yield _missing(loc, table, column)
+    yield from _check_key(at, dataset, table)
     yield from _check_clock(dataset, at, table, connector)
     yield from _check_operators(dataset, at, table)
     yield from _check_measures(dataset, at, table)
+    yield from _check_holds(policy, dataset, table)
+
+
+def _check_holds(policy: Policy, dataset: Dataset, table: TableInfo) -> Iterator[PolicyIssue]:
+    """Every hold protecting the binding's rows names columns of its table, and values
+    those columns can hold, read as the run binds them (`TimeContext.bind_value`: dates
+    in the policy's zone, integers as integers)."""
+    times = TimeContext(policy.stores[dataset.store].naive_timezone, policy.timezone)
+    owners = protecting_holds(policy, dataset)
     for h, hold in enumerate(policy.holds):
-        if hold.covers(dataset.name):
-            for c, cond in enumerate(hold.where or ()):
-                if cond.column not in table.columns:
-                    yield _missing(("holds", h, "where", c, "column"), table, cond.column)
+        if hold.name not in owners:
+            continue
+        at: Loc = ("holds", h)
+        tested: list[tuple[Loc, str, Any]] = []
+        if hold.subject_keys is not None:
+            column = owners[hold.name].subject_key
+            tested += [
+                ((*at, "subject_keys", k), column, v) for k, v in enumerate(hold.subject_keys)
+            ]
+        for c, cond in enumerate(hold.where or ()):
+            if cond.column not in table.columns:
+                yield _missing((*at, "where", c, "column"), table, cond.column)
+                continue
+            if isinstance(cond.value, list):
+                tested += [
+                    ((*at, "where", c, "value", v), cond.column, value)
+                    for v, value in enumerate(cond.value)
+                ]
+            elif cond.value is not None:
+                tested.append(((*at, "where", c, "value"), cond.column, cond.value))
+        for loc, column, value in tested:
+            info = table.columns.get(column)
+            if info is None:
+                continue  # the binding's own columns are checked on their own
+            try:
+                times.bind_value(info, value)
+            except ValueError as exc:
+                yield PolicyIssue(
+                    loc, f"{exc}: column {table.name}.{column} has type {info.type_name}"
+                )
 
 
 def _columns_named(dataset: Dataset, at: Loc) -> Iterator[tuple[Loc, str]]:
@@ -108,11 +257,18 @@ def _check_clock(
                 yield _missing(loc, event_table, column)
         clock_table = event_table
     info = clock_table.columns.get(clock.column)
-    if info is not None and info.family not in _CLOCK_FAMILIES:
+    if clock.format == "epoch_seconds":  # integers, or SQLite's untyped DATETIME
+        if info is not None and info.family not in (*_NUMERIC_FAMILIES, *_CLOCK_FAMILIES):
+            yield PolicyIssue(
+                (*at, "clock", "column"),
+                f"clock column {clock_table.name}.{clock.column} has type {info.type_name}; "
+                "epoch_seconds needs an integer column",
+            )
+    elif info is not None and info.family not in _CLOCK_FAMILIES:
         yield PolicyIssue(
             (*at, "clock", "column"),
             f"clock column {clock_table.name}.{clock.column} has type {info.type_name}; "
-            "a clock must be a date or timestamp column",
+            "a clock must be a date or timestamp column (or set format: epoch_seconds)",
         )
 
 

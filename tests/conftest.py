@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import shutil
 import socket
 import uuid
@@ -24,6 +25,10 @@ SHIPPED_POLICY = REPO / "retention_rules" / "policies" / "crm_pro.yaml"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # The demo data is generated up to this instant so that every expectation is fixed.
 DEMO_AS_OF = datetime(2026, 11, 24, tzinfo=UTC)
+#: The audit log's HMAC key (``flows.audit``): a real run refuses to start without one. Set
+#: here, at import, so that module fixtures and the subprocesses tests start have it too.
+AUDIT_KEY = "test-audit-key-0123456789abcdef"
+os.environ.setdefault("TENURE_AUDIT_KEY", AUDIT_KEY)
 
 
 class OutboundConnection(AssertionError):
@@ -102,12 +107,7 @@ def pg_server() -> Iterator[PostgresServer]:
 @pytest.fixture
 def pg_url(pg_server: PostgresServer) -> str:
     """A fresh, empty database on the session's server."""
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    engine = create_engine(pg_server.admin_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))  # generated hex name
-    engine.dispose()
-    return pg_server.url(name)
+    return pg_server.fresh_database()
 
 
 def build_demo(url: str, customers: int = 60) -> dict[str, int]:

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,17 @@ class PostgresServer:
 
     def url(self, database: str) -> str:
         return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{database}"
+
+    def fresh_database(self, prefix: str = "t") -> str:
+        """The URL of a new, empty database on this server."""
+        from sqlalchemy import create_engine, text
+
+        name = f"{prefix}_{uuid.uuid4().hex[:16]}"
+        engine = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))  # generated hex name
+        engine.dispose()
+        return self.url(name)
 
     @classmethod
     def start(cls) -> PostgresServer:

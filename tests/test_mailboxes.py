@@ -27,8 +27,10 @@ from sqlalchemy import make_url
 from connectors.conformance import ConformanceFixture, ConnectorConformance, Record
 from connectors.errors import StoreError, StoreUnavailable
 from connectors.imap_store import ImapStore
-from connectors.mail_messages import FIELDS
+from connectors.mail_messages import FIELDS, message_key, rebuild
 from connectors.mailboxes import connector, open_store
+from connectors.protocol import ExpirySelection
+from connectors.record_connector import RecordConnector
 from connectors.registry import open_connector
 from tests.imap_server import PASSWORD, ImapServer
 from tests.mail_fixtures import (
@@ -214,7 +216,7 @@ def test_scan_reads_every_field_in_key_order_and_chunks(setup: MailSetup) -> Non
         == "Dear Priya Raman,\n\nPlease find attached invoice INV-2024-0107."
     )
     no_id_key = rows["no_id"]["message_key"]  # Maildir: the file's unique name
-    assert no_id_key.startswith("hdr:") or (setup.kind == "maildir" and "." in no_id_key)
+    assert no_id_key.startswith("msg:") or (setup.kind == "maildir" and "." in no_id_key)
     html = rows["html_only"]["body"]
     assert "Je réserve pour 20 personnes. Rappelez-moi au 438-555-0123." in html
     assert "<" not in html and "color" not in html
@@ -303,11 +305,11 @@ def test_update_by_keys_rewrites_the_messages(setup: MailSetup) -> None:
     assert store.update("inbox", [("mid:gone",)], values.iloc[:1]) == 0
 
 
-def test_copies_of_a_message_are_one_record(setup: MailSetup, tmp_path: Path) -> None:
-    """Two messages with one Message-ID (a crash between an IMAP update's APPEND and its
-    EXPUNGE leaves such a pair) read as one record; an update leaves one message."""
+def test_identical_copies_are_never_merged(setup: MailSetup, tmp_path: Path) -> None:
+    """Two byte-identical messages cannot be told apart: the scan gives both (one key),
+    the store leaves that key alone, and the connector refuses both and reports them."""
     if setup.kind == "maildir":
-        pytest.skip("a Maildir message's key is its file name, unique by itself")
+        pytest.skip("a Maildir message's key is its file name (see test_record_store_safety)")
     copy = setup.mails["devis"]
     if setup.kind == "mbox":
         write_mbox(Path(make_url(setup.url).database or "") / "Inbox.mbox", [copy])
@@ -318,13 +320,33 @@ def test_copies_of_a_message_are_one_record(setup: MailSetup, tmp_path: Path) ->
         conn.logout()
     store = setup.store()
     data = scan_all(store)
-    assert len(data) == 5 and len(setup.raw_messages()) == 7  # 6 + the copy
-    key = data[data["subject"] == copy.subject]["message_key"].iloc[0]
-    assert setup.readable().count(b"cuisine") >= 2  # both copies
+    assert len(data) == 6 and len(setup.raw_messages()) == 7  # 6 + the copy
+    key = data[data["subject"] == copy.subject]["message_key"]
+    assert len(key) == 2 and key.nunique() == 1
+    assert store.update("inbox", [(key.iloc[0],)], pd.DataFrame({"subject": ["x"]})) == 0
+    assert store.delete("inbox", [(key.iloc[0],)]) == 0
+    assert len(setup.raw_messages()) == 7 and setup.readable().count(b"cuisine") >= 2
+    connector = RecordConnector(store, bookkeeping_dir=tmp_path / "books", read_only=False)
+    selection = ExpirySelection("inbox", "sent_at", datetime(2100, 1, 1, tzinfo=UTC))
+    counts = connector.count_expiry(selection)
+    assert counts.skipped == {"duplicate key": 2} and counts.total == 4  # 5 - 1, no copy
+
+
+def test_an_interrupted_imap_update_is_finished_by_its_replay(
+    imap_server: ImapServer, imap_user: str, filled_imap: imaplib.IMAP4
+) -> None:
+    """A crash between an update's APPEND and its EXPUNGE leaves the message and its
+    rewrite (which records the key): one record to replay, never two refused ones."""
+    store = imap_store(imap_server, imap_user)
+    first = scan_all(store).sort_values("message_key").iloc[0]
+    key = first["message_key"]
+    ((_, raw),) = [m for m in imap_messages(filled_imap, "INBOX") if message_key(m[1]) == key]
+    rewritten = rebuild(raw, {"subject": "[redacted]"}, key)
+    assert filled_imap.append("INBOX", None, None, rewritten)[0] == "OK"
+    assert (scan_all(store)["message_key"] == key).sum() == 2
     assert store.update("inbox", [(key,)], pd.DataFrame({"subject": ["[redacted]"]})) == 1
-    assert len(setup.raw_messages()) == 6
-    assert b"cuisine" not in setup.readable()
-    assert store.delete("inbox", [(key,)]) == 1 and len(setup.raw_messages()) == 5
+    assert (scan_all(store)["message_key"] == key).sum() == 1
+    assert store.delete("inbox", [(key,)]) == 1
 
 
 def test_update_refuses_fields_a_message_cannot_hold(setup: MailSetup) -> None:

@@ -111,6 +111,7 @@ def test_plan_json_through_the_cli(
     assert {h["name"] for h in invoices["holds"]} == {
         "dispute_500_17_123456",
         "revenu_quebec_audit_2020",
+        "referenced by payments.invoice_id",  # invoices whose held payments refer to them
     }
 
 

@@ -151,12 +151,13 @@ def test_the_coverage_gate_refuses_every_destructive_step(
 
 
 def test_the_scan_flow_publishes_the_inventory(
-    prefect_api: None, demo: tuple[str, str], tmp_path: Path
+    prefect_api: None, demo: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from flows.scan_flow import pii_scan
 
     _, state = demo
-    inventory = pii_scan(str(SHIPPED_POLICY), state_url=state, output_dir=str(tmp_path / "inv"))
+    monkeypatch.setenv("TENURE_STATE_URL", state)  # flows take the state URL by reference
+    inventory = pii_scan(str(SHIPPED_POLICY), output_dir=str(tmp_path / "inv"))
     assert inventory.coverage.passed
     assert (tmp_path / "inv" / "inventory.json").exists()
     assert _artifact_keys() >= {"pii-inventory", "pii-inventory-report"}

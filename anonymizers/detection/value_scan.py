@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final
 
 from anonymizers.detection.entities import PERSON
 from anonymizers.detection.shapes import looks_like_person_name
-from anonymizers.text_redaction import by_language, text_engine
+from anonymizers.text_redaction import by_language, split_pieces, text_engine
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine, RecognizerResult
@@ -77,15 +77,29 @@ def analyse_texts(
     """Presidio's findings in each text, in the text's language (``detect_language``).
 
     ``free_text`` runs spaCy over the texts in batches of ``batch_size`` (``nlp.pipe``);
-    otherwise only the pattern recognizers run and spaCy is never called.
+    otherwise only the pattern recognizers run and spaCy is never called. A text longer
+    than ``PIECE_CHARS`` is analysed as the pieces of ``split_pieces`` (as ``redact_text``
+    redacts it), its findings moved back to the whole text's offsets.
     """
     analyzer = text_engine().analyzer
+    pieces: list[str] = []
+    owners: list[tuple[int, int]] = []  # (text, offset of the piece in it)
+    for owner, text in enumerate(texts):
+        offset = 0
+        for piece in split_pieces(text):
+            pieces.append(piece)
+            owners.append((owner, offset))
+            offset += len(piece)
     results: list[list[RecognizerResult]] = [[] for _ in texts]
-    for language, positions in by_language(texts).items():
-        group = [texts[i] for i in positions]
+    for language, positions in by_language(pieces).items():
+        group = [pieces[i] for i in positions]
         analysed = _analyse(analyzer, group, language, list(entities), free_text, batch_size)
         for i, found in zip(positions, analysed, strict=True):
-            results[i] = found
+            owner, offset = owners[i]
+            for result in found:
+                result.start += offset
+                result.end += offset
+            results[owner].extend(found)
     return results
 
 

@@ -62,8 +62,9 @@ MAIL = "mail"
 WEBLOGS = "weblogs"
 BILLING_FOLDER = "Billing"  # Maildir++ ".Billing": the connector's "billing" collection
 ACCESS_LOG = "access_log"
-#: The files and mail connectors' default bookkeeping, beside the state database
-#: (``flows.stores.bookkeeping_dir``), which the demo keeps in this same folder.
+#: Where the files and mail connectors kept their bookkeeping before it moved into the
+#: stores themselves (``_tenure/``, ``tenure-bookkeeping/``: replaced with them); a
+#: replaced demo still removes a folder left from then.
 BOOKKEEPING = "tenure-bookkeeping"
 
 INBOX_MESSAGES = 400
