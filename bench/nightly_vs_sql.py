@@ -34,6 +34,9 @@ from zoneinfo import ZoneInfo
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import Engine, create_engine, event, text
 
+# The run audits what it does: a key for this throwaway state database only.
+os.environ.setdefault("TENURE_AUDIT_KEY", "bench-only-audit-key-not-a-secret")
+
 from connectors.sql_bookkeeping import rollup_table_name
 from flows.engine import RunOptions, RunReport, run_policy
 from retention_rules.clock import PolicyClock
@@ -448,6 +451,7 @@ def measure_cli(bench: Bench, seed: str) -> list[tuple[str, float]]:
         **os.environ,
         "BENCH_URL": url,
         "TENURE_PSEUDONYM_KEY": "bench-only-not-a-secret",
+        "TENURE_AUDIT_KEY": "bench-only-audit-key-not-a-secret",
         "PREFECT_HOME": str(bench.workdir / "prefect-home"),
     }
     policy = str(bench.policies["A"])

@@ -65,6 +65,7 @@ from connectors.sql_expressions import (
 )
 from connectors.sql_references import (
     enforce_foreign_keys,
+    other_schema_children,
     reference_name,
     reference_reason,
     referring_to,
@@ -105,6 +106,9 @@ class SQLConnector:
         enforce_foreign_keys(self._engine)
         self._tables: dict[tuple[str | None, str], Table | None] = {}
         self._foreign_keys: dict[str | None, dict[str, tuple[ForeignKeyInfo, ...]]] = {}
+        self._foreign_children: dict[
+            tuple[str | None, str], list[tuple[str, str, ForeignKeyInfo]]
+        ] = {}
         self._books: dict[tuple[str, str], Bookkeeping] = {}
 
     @property
@@ -374,7 +378,30 @@ class SQLConnector:
                     still_referred(table, child, key, judged),
                 )
             )
+        for child_schema, child_name, key in self._other_schema_children(
+            selection.schema, selection.table
+        ):  # never leaving with this run: their rows keep what they refer to
+            child = self._require(child_name, child_schema)
+            qualified = f"{child_schema}.{child_name}"
+            found.append(
+                (
+                    reference_name(qualified, key),
+                    reference_reason(qualified, key),
+                    still_referred(table, child, key, None),
+                )
+            )
         return found
+
+    def _other_schema_children(
+        self, schema: str | None, table: str
+    ) -> list[tuple[str, str, ForeignKeyInfo]]:
+        """Foreign keys of other schemas' tables into ``table``, read once per table."""
+        if (schema, table) not in self._foreign_children:
+            with self._translated_errors(), self._engine.connect() as connection:
+                self._foreign_children[(schema, table)] = other_schema_children(
+                    inspect(connection), schema, table
+                )
+        return self._foreign_children[(schema, table)]
 
     def _store_foreign_keys(self, schema: str | None) -> dict[str, tuple[ForeignKeyInfo, ...]]:
         """Every foreign key of the schema's tables, read once per connector."""

@@ -22,11 +22,13 @@ from sqlalchemy import (
     Numeric,
     String,
     and_,
+    case,
     false,
     func,
     literal,
     or_,
     true,
+    type_coerce,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -81,6 +83,37 @@ class clock_before(FunctionElement[bool]):
     type = Boolean()
     inherit_cache = True
     name = "tenure_clock_before"
+
+
+class comparable_timestamp(FunctionElement[Any]):
+    """A timestamp column's value in one form for comparing with a bound value (a hold's):
+    the column itself where the store types it; on SQLite, whose readable values come in
+    three forms, each padded to ``YYYY-MM-DD HH:MM:SS.ffffff``, the form SQLAlchemy binds
+    a ``datetime`` in, so ``2020-01-01`` equals midnight of that day."""
+
+    inherit_cache = True
+    name = "tenure_comparable_timestamp"
+
+    def __init__(self, column: ColumnElement[Any]) -> None:
+        super().__init__(column)
+        self.type = column.type
+
+
+@compiles(comparable_timestamp)
+def _typed_comparable(element: comparable_timestamp, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(next(iter(element.clauses)), **kw)
+
+
+@compiles(comparable_timestamp, "sqlite")
+def _sqlite_comparable(element: comparable_timestamp, compiler: SQLCompiler, **kw: Any) -> str:
+    x: ColumnElement[Any] = type_coerce(next(iter(element.clauses)), String())
+    length = func.length(x)
+    padded = case(
+        (length == 10, x.concat(literal(" 00:00:00.000000"))),
+        (length == 19, x.concat(literal(".000000"))),
+        else_=x,
+    )
+    return compiler.process(padded, **kw)
 
 
 def readable(column: ColumnElement[Any], family: str, clock_format: ClockFormat) -> _Readable:

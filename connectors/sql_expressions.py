@@ -15,7 +15,7 @@ from sqlalchemy.sql.elements import KeyedColumnElement
 from sqlalchemy.sql.expression import FromClause
 
 from connectors.protocol import ColumnInfo, Condition, ExpirySelection, RowFilter
-from connectors.sql_clocks import before, readable
+from connectors.sql_clocks import before, comparable_timestamp, readable
 from connectors.times import TimeContext, epoch_bound
 from connectors.type_families import family_of
 
@@ -49,7 +49,10 @@ def condition(table: Table, cond: Condition, times: TimeContext) -> ColumnElemen
     else:
         assert cond.value is not None, "the policy model guarantees a value"
         value = in_utc(times.bind_value(info, cond.value))
-    return and_(column.is_not(None), _COMPARISONS[cond.op](column, value))
+    compared: ColumnElement[Any] = column
+    if info.family == "datetime":  # in the one form a bound timestamp has (SQLite)
+        compared = comparable_timestamp(column)
+    return and_(column.is_not(None), _COMPARISONS[cond.op](compared, value))  # type: ignore[arg-type]
 
 
 def matches_any(
@@ -76,13 +79,15 @@ def clock_expired(
     if selection.event is None or event_table is None:
         column = table.c[selection.clock_column]
         readable, before = _clock_tests(table, selection.clock_column, selection, times)
-        return and_(column.is_not(None), readable, before)
+        # The cheap comparison first: SQLite reads the value's form only for rows it
+        # passes (an unreadable value compares either way; it is never expired).
+        return and_(column.is_not(None), before, readable)
     event = selection.event
     aliased, linked = _events(table, selection, event_table)
     clock = aliased.c[event.column]
     readable, before = _clock_tests(aliased, event.column, selection, times)
     has_event = exists().where(linked)
-    unfinished = exists().where(linked, or_(clock.is_(None), not_(readable), not_(before)))
+    unfinished = exists().where(linked, or_(clock.is_(None), not_(before), not_(readable)))
     return and_(has_event, not_(unfinished))
 
 

@@ -76,6 +76,42 @@ def store_foreign_keys(
     return found
 
 
+#: Catalogue schemas: they hold no rows of the store's.
+_SYSTEM_SCHEMAS = frozenset({"information_schema", "mysql", "performance_schema", "sys"})
+
+
+def other_schema_children(
+    inspector: Inspector, schema: str | None, table: str
+) -> list[tuple[str, str, ForeignKeyInfo]]:
+    """``(schema, child table, key)`` for every foreign key of a table in *another*
+    schema of the store that points at ``table`` of ``schema``: a cascade defined there
+    deletes rows here as surely as one beside the table."""
+    default = inspector.default_schema_name
+    home = schema or default
+    found = []
+    for other in inspector.get_schema_names():
+        if other == home or other in _SYSTEM_SCHEMAS or other.startswith("pg_"):
+            continue
+        for (_, child), keys in sorted(inspector.get_multi_foreign_keys(schema=other).items()):
+            found += [
+                (
+                    other,
+                    child,
+                    ForeignKeyInfo(
+                        columns=tuple(key["constrained_columns"]),
+                        referred_table=key["referred_table"],
+                        referred_columns=tuple(key["referred_columns"]),
+                        on_delete=_rule(key.get("options", {}).get("ondelete")),
+                    ),
+                )
+                for key in keys
+                if key["referred_table"] == table
+                # PostgreSQL leaves out a referred schema that is on the search path.
+                and (key.get("referred_schema") or default) == home
+            ]
+    return found
+
+
 def _rule(text: str | None) -> str | None:
     return None if text is None else " ".join(text.upper().split())
 

@@ -36,7 +36,7 @@ from anonymizers.secrets import (
 )
 from connectors.errors import StoreError
 from connectors.protocol import Connector
-from flows.ledger import audit, chunks, locks, runs
+from flows.ledger import audit, chunks, holder_gone, locks, runs
 
 GENESIS = "0" * 64
 KEY_ID_VARIABLE = "TENURE_AUDIT_KEY_ID"
@@ -229,9 +229,11 @@ def _ledger_runs(engine: Engine) -> set[str]:
 
 
 def _runs_in_progress(engine: Engine) -> set[str]:
-    """Runs holding their policy's lock right now: their entries are not written yet."""
+    """Runs holding their policy's lock right now: their entries are not written yet. A
+    lock whose process is gone (a killed run) shelters nothing: its chunks are checked."""
     with engine.connect() as connection:
-        return set(connection.scalars(select(locks.c.run_id)))
+        held = connection.execute(select(locks.c.run_id, locks.c.host, locks.c.pid))
+        return {row.run_id for row in held if not holder_gone(row.host, row.pid)}
 
 
 def _against_ledger(engine: Engine, log: _Log, checked: list[str]) -> list[str]:

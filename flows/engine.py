@@ -483,11 +483,13 @@ def _work_through(
         result = connector.execute_chunk(work)
         if result.last is None:
             return
+        # Committed in the store: counted before anything else can fail, so the run's
+        # audit entry holds it even if the ledger cannot be written now.
         outcome.chunks = work.chunk_no
+        outcome.processed += result.rows
         ledger.record_chunk(
             ChunkRecord(context.run_id, plan.dataset.name, work.chunk_no, work.action, result.rows)
         )
-        outcome.processed += result.rows
         progress.advance(plan.dataset.name, result.rows)
         after = result.last
 

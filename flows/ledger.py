@@ -153,11 +153,32 @@ def open_state(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
     try:
         metadata.create_all(engine, checkfirst=True)
+        _check_layout(engine, mask_url(url))
     except SQLAlchemyError as exc:
         engine.dispose()
         reason = hide_secrets(str(getattr(exc, "orig", None) or exc).strip(), url)
         raise StateError(f"state database at {mask_url(url)}: {reason.splitlines()[0]}") from None
+    except StateError:
+        engine.dispose()
+        raise
     return engine
+
+
+def _check_layout(engine: Engine, shown: str) -> None:
+    """Refuse a state database whose tables lack columns this version writes (one made
+    by an earlier Tenure): a run must not delete what it then cannot audit."""
+    inspector = inspect(engine)
+    for table in metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        missing = [c.name for c in table.columns if c.name not in present]
+        if missing:
+            raise StateError(
+                f"state database at {shown} was made by an earlier Tenure ({table.name} has "
+                f"no {', '.join(missing)}): keep it as the record of past runs and start a "
+                "new one with --state or TENURE_STATE_URL"
+            )
 
 
 #: Where flows find the state database's URL by default: an environment variable.
@@ -215,6 +236,11 @@ def existing_state(url: str) -> Engine:
     if not present:
         engine.dispose()
         raise StateMissing(f"no state database at {shown} (no Tenure tables in it)")
+    try:
+        _check_layout(engine, shown)
+    except StateError:
+        engine.dispose()
+        raise
     return engine
 
 
@@ -263,7 +289,7 @@ class Ledger:
         with self.engine.begin() as connection:
             holder = connection.execute(select(locks).where(locks.c.policy == policy)).first()
             if holder is not None:
-                if not _holder_gone(holder.host, holder.pid):
+                if not holder_gone(holder.host, holder.pid):
                     raise RunLocked(
                         f"policy {policy!r} is being run by run {holder.run_id} "
                         f"(pid {holder.pid} on {holder.host}, since {holder.acquired_at})"
@@ -338,7 +364,7 @@ class Ledger:
         return True
 
 
-def _holder_gone(host: str, pid: int) -> bool:
+def holder_gone(host: str, pid: int) -> bool:
     """A lock held by a process of this machine that no longer exists is stale."""
     if host != socket.gethostname():
         return False

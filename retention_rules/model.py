@@ -128,7 +128,18 @@ class Store(_Strict):
     bookkeeping: str | None = None
     """Where a store without SQL (files, mailboxes) keeps its lock, journal, marks,
     rollups and intents; by default they belong to the store itself (see
-    docs/connectors.md), whatever folder a run starts from."""
+    docs/connectors.md), whatever folder a run starts from. An absolute path: a relative
+    one would name another folder, with another lock, for each folder a run starts from."""
+
+    @field_validator("bookkeeping")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and not os.path.isabs(value):
+            raise ValueError(
+                f"{value!r} is a relative path: give an absolute one (a relative folder "
+                "would differ, with its own lock, for each folder a run starts from)"
+            )
+        return value
 
     @model_validator(mode="before")
     @classmethod

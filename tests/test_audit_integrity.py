@@ -341,3 +341,48 @@ def test_tenure_run_without_the_audit_key_is_one_line_and_exit_2(
     assert result.stderr.count("\n") == 1 and "TENURE_AUDIT_KEY" in result.stderr
     assert "tenure-audit-key" in result.stderr  # or the Prefect Secret block
     assert not list(tmp_path.rglob("tenure-state.sqlite*"))
+
+
+def test_a_state_database_of_an_earlier_version_stops_the_run_untouched(
+    store: str, tmp_path: Path
+) -> None:
+    """A state database made before the keyed log (no key id column): the run would
+    delete, then fail to audit; instead it stops in one line, the store untouched."""
+    _state(tmp_path).parent.mkdir()
+    old = create_engine(f"sqlite:///{_state(tmp_path)}")
+    with old.begin() as c:
+        c.execute(
+            text(
+                "create table tenure_audit (seq integer primary key, recorded_at timestamp, "
+                "entry text, prev_hash varchar(64), hash varchar(64))"
+            )
+        )
+    old.dispose()
+    before = hashlib.sha256(Path(store.removeprefix("sqlite:///")).read_bytes()).hexdigest()
+    state = f"sqlite:///{_state(tmp_path)}"
+    result = runner.invoke(app, ["run", str(RUN_POLICY), "--state", state])
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "made by an earlier Tenure (tenure_audit has no key_id)" in line
+    after = hashlib.sha256(Path(store.removeprefix("sqlite:///")).read_bytes()).hexdigest()
+    assert after == before
+    code, _, err = _verify(tmp_path)
+    assert code == 2 and "made by an earlier Tenure" in err
+
+
+def test_a_killed_runs_lock_does_not_hide_its_unaudited_chunks(store: str, tmp_path: Path) -> None:
+    """A run killed after committing chunks leaves its lock row; its process is gone, so
+    verify does not treat it as in progress: its chunks are not yet audited, and it says so
+    (the next run's reconcile audits them)."""
+    state = _state(tmp_path)
+    state.parent.mkdir()
+    assert _kill_after(RUN_POLICY, store, state, after_chunks=3), "the run must be killed"
+    engine = create_engine(f"sqlite:///{state}")
+    with engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM tenure_locks")).scalar_one() == 1
+    engine.dispose()
+    code, _, err = _verify(tmp_path)
+    assert code == 1 and "audit log BROKEN" in err
+    assert _run(store, tmp_path).reconciled_runs  # the next run audits what it did
+    code, _, err = _verify(tmp_path)
+    assert code == 0, err

@@ -224,3 +224,43 @@ def test_a_hold_protects_its_rows_from_every_binding_of_the_table(db: Path, tmp_
     cutoff = datetime(2026, 5, 2, 16, tzinfo=UTC)
     expired_3 = sum(START + timedelta(days=10 * i) < cutoff for i in of_customer_3)
     assert rows["invoice_amounts"]["held"] == expired_3
+
+
+@pytest.mark.parametrize(
+    ("op", "value"),
+    [("ge", "2020-01-01"), ("in", ("2020-01-05T10:00:00", "2020-01-01")), ("eq", "2020-01-01")],
+)
+def test_a_timestamp_hold_matches_every_form_sqlite_stores(
+    tmp_path: Path, op: str, value: Any
+) -> None:
+    """SQLite keeps a DATETIME as ``2020-01-01``, ``2020-01-05 10:00:00`` or with
+    microseconds, all readable clocks; a hold compares them as the instants they are
+    (compared as text, ``2020-01-01`` was not ``>=`` midnight of that day and was
+    deleted under its hold)."""
+    import sqlite3
+
+    from connectors.protocol import Condition, ExpirySelection, RowFilter
+    from connectors.sql import SQLConnector
+
+    path = tmp_path / "forms.sqlite"
+    with sqlite3.connect(path) as raw:
+        raw.execute("create table t (id integer primary key, issued_at DATETIME)")
+        raw.executemany(
+            "insert into t values (?, ?)",
+            [(1, "2020-01-01"), (2, "2020-01-05 10:00:00"), (3, "2019-12-31 23:59:59.000000")],
+        )
+    hold = RowFilter("audit", (Condition("issued_at", op, value),))
+    selection = ExpirySelection(
+        table="t",
+        clock_column="issued_at",
+        cutoff=datetime(2025, 1, 1, tzinfo=UTC),
+        exclusions=(hold,),
+        primary_key=("id",),
+    )
+    connector = SQLConnector("db", f"sqlite:///{path}")
+    try:
+        counts = connector.count_expiry(selection)
+    finally:
+        connector.close()
+    held = {"ge": 2, "in": 2, "eq": 1}[op]
+    assert (counts.expired, counts.held, counts.held_by) == (3 - held, held, {"audit": held})

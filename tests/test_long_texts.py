@@ -186,3 +186,33 @@ def test_a_defect_in_one_binding_fails_that_binding_alone(
     audited = {e["dataset"]: e for e in audit.entries(open_state(state))}
     assert audited["notes"]["status"] == "error"
     assert audited["logins"]["deleted"] == 3
+
+
+def test_a_chunk_committed_before_a_ledger_failure_is_still_audited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store commits a chunk, then the state database fails: the binding fails, and
+    its audit entry still counts every row the store deleted."""
+    from flows.ledger import ChunkRecord, Ledger
+
+    policy, url = _store(tmp_path)
+    record_chunk = Ledger.record_chunk
+
+    def failing(self: Ledger, record: ChunkRecord, *args: Any, **kwargs: Any) -> bool:
+        if (record.dataset, record.chunk_no) == ("logins", 2):
+            raise OSError("database is locked")
+        return record_chunk(self, record, *args, **kwargs)
+
+    monkeypatch.setattr(Ledger, "record_chunk", failing)
+    state = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    options = RunOptions(now=NOW, state_url=state, coverage_gate=False, chunk_size=1)
+    report = run_policy(policy, options)
+    logins = next(o for o in report.outcomes if o.dataset == "logins")
+    assert logins.error == "unexpected OSError: database is locked"
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        left = connection.execute(text("select count(*) from logins")).scalar_one()
+    gone = 5 - left
+    assert gone == 2  # two chunks committed before the failure stopped the binding
+    audited = {e["dataset"]: e for e in audit.entries(open_state(state))}
+    assert audited["logins"]["deleted"] == gone

@@ -122,3 +122,21 @@ def test_a_bad_or_unreachable_state_stops_the_run_in_one_line(store: Path, state
     _one_problem(result.stderr, "error: --state: ")
     assert "hunter2-secret" not in result.output
     assert _digest(store) == before
+
+
+def test_a_relative_bookkeeping_folder_is_a_policy_error(tmp_path: Path) -> None:
+    """A relative folder would be another folder, with another lock, for each folder a
+    run starts from: two runs would both act on one store."""
+    text = MINIMAL.replace(
+        "    url: ${TENURE_CRM_URL:-sqlite:///tenure-demo/crm.sqlite}",
+        "    url: ${TENURE_CRM_URL:-sqlite:///tenure-demo/crm.sqlite}\n    bookkeeping: books",
+    )
+    path = _policy(tmp_path, text)
+    result = runner.invoke(app, ["validate", "--offline", str(path)])
+    assert result.exit_code == 2, result.output
+    line = _line_of(text, "bookkeeping: books")
+    problem = _one_problem(result.stderr, f"{path}:{line}: stores.crm.bookkeeping: ")
+    assert "relative path" in problem
+    absolute = text.replace("bookkeeping: books", f"bookkeeping: {tmp_path / 'books'}")
+    result = runner.invoke(app, ["validate", "--offline", str(_policy(tmp_path, absolute))])
+    assert result.exit_code == 0, result.output

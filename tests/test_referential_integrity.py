@@ -493,3 +493,39 @@ def test_the_shipped_demo_keeps_every_reference_and_every_clock(
     outcome = _outcome(report, "invoices")
     assert outcome.processed > 0
     assert outcome.held_by.get("referenced by payments.invoice_id", 0) > 0
+
+
+def test_a_cascade_from_another_schema_keeps_its_parent(pg_url: str, tmp_path: Path) -> None:
+    """PostgreSQL: a table of another schema (``billing.children``) refers to the bound
+    ``public.parents`` with ON DELETE CASCADE; the parent its young child refers to is
+    kept, the other expired parent goes, and the child is still there."""
+    engine = create_engine(pg_url)
+    with engine.begin() as c:
+        c.execute(text("CREATE SCHEMA billing"))
+        c.execute(
+            text(
+                "CREATE TABLE parents (id integer PRIMARY KEY, customer_id integer NOT NULL, "
+                "amount integer NOT NULL, created_at timestamptz NOT NULL)"
+            )
+        )
+        c.execute(
+            text(
+                "CREATE TABLE billing.children (id integer PRIMARY KEY, parent_id integer "
+                "REFERENCES public.parents (id) ON DELETE CASCADE, created_at timestamptz)"
+            )
+        )
+        c.execute(
+            text("INSERT INTO parents VALUES (1, 7, 10, :old), (2, 8, 20, :old)"), {"old": OLD}
+        )
+        c.execute(text("INSERT INTO billing.children VALUES (1, 1, :young)"), {"young": YOUNG})
+    policy = _policy(tmp_path, _binding("parents"))
+    report = _run(policy, pg_url, tmp_path)
+    parents = _outcome(report, "parents")
+    assert parents.error is None
+    assert (parents.processed, parents.held) == (1, 1)
+    assert parents.held_by == {"referenced by billing.children.parent_id": 1}
+    assert "ON DELETE CASCADE" in parents.hold_reasons["referenced by billing.children.parent_id"]
+    with engine.connect() as c:
+        assert c.execute(text("SELECT id FROM parents")).scalars().all() == [1]
+        assert c.execute(text("SELECT count(*) FROM billing.children")).scalar_one() == 1
+    engine.dispose()
