@@ -28,6 +28,7 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.engine import Inspector
+from sqlalchemy.engine.interfaces import ReflectedForeignKeyConstraint
 
 from connectors.protocol import ForeignKeyInfo
 from connectors.sql_expressions import on_connect
@@ -62,14 +63,7 @@ def store_foreign_keys(
     found: dict[str, tuple[ForeignKeyInfo, ...]] = {}
     for (_, table), keys in inspector.get_multi_foreign_keys(schema=schema).items():
         found[table] = tuple(
-            ForeignKeyInfo(
-                columns=tuple(key["constrained_columns"]),
-                referred_table=key["referred_table"],
-                referred_columns=tuple(key["referred_columns"]),
-                on_delete=_rule(key.get("options", {}).get("ondelete")),
-            )
-            for key in keys
-            if key.get("referred_schema") in (None, schema)
+            _foreign_key(key) for key in keys if key.get("referred_schema") in (None, schema)
         )
     if connection.dialect.name == "sqlite":
         found = {name: _sqlite_rules(connection, name, keys) for name, keys in found.items()}
@@ -94,22 +88,22 @@ def other_schema_children(
             continue
         for (_, child), keys in sorted(inspector.get_multi_foreign_keys(schema=other).items()):
             found += [
-                (
-                    other,
-                    child,
-                    ForeignKeyInfo(
-                        columns=tuple(key["constrained_columns"]),
-                        referred_table=key["referred_table"],
-                        referred_columns=tuple(key["referred_columns"]),
-                        on_delete=_rule(key.get("options", {}).get("ondelete")),
-                    ),
-                )
+                (other, child, _foreign_key(key))
                 for key in keys
                 if key["referred_table"] == table
                 # PostgreSQL leaves out a referred schema that is on the search path.
                 and (key.get("referred_schema") or default) == home
             ]
     return found
+
+
+def _foreign_key(key: ReflectedForeignKeyConstraint) -> ForeignKeyInfo:
+    return ForeignKeyInfo(
+        columns=tuple(key["constrained_columns"]),
+        referred_table=key["referred_table"],
+        referred_columns=tuple(key["referred_columns"]),
+        on_delete=_rule(key.get("options", {}).get("ondelete")),
+    )
 
 
 def _rule(text: str | None) -> str | None:
