@@ -1,8 +1,9 @@
 """Reading a clock column in SQL: whether a stored value is a timestamp at all, and
 comparing it with the cut-off exactly.
 
-Typed stores (PostgreSQL, MariaDB) hold only timestamps in a timestamp column, so every
-non-NULL value is readable. SQLite's ``DATETIME`` and ``DATE`` columns hold anything
+PostgreSQL holds only timestamps in a timestamp column, so every non-NULL value is
+readable; MySQL and MariaDB also hold "zero" dates (``0000-00-00``, ``2020-00-10``),
+which are not. SQLite's ``DATETIME`` and ``DATE`` columns hold anything
 (integers, ``'01/02/2030'``, ``' 2020-01-01'``), and comparing those as text or numbers
 with the cut-off's text decides nothing: a value is readable there only when it is text
 in the form SQLAlchemy writes and reads (``YYYY-MM-DD``, ``YYYY-MM-DD HH:MM:SS``,
@@ -162,6 +163,18 @@ def _typed_epoch(element: _Readable, compiler: SQLCompiler, **kw: Any) -> str:
 def _typed_before(element: clock_before, compiler: SQLCompiler, **kw: Any) -> str:
     column, typed, _ = list(element.clauses)
     return compiler.process(Grouping(column < typed), **kw)
+
+
+@compiles(timestamp_readable, "mysql")
+@compiles(timestamp_readable, "mariadb")
+@compiles(date_readable, "mysql")
+@compiles(date_readable, "mariadb")
+def _mysql_readable(element: _Readable, compiler: SQLCompiler, **kw: Any) -> str:
+    """MySQL and MariaDB keep "no date" as ``0000-00-00``, and, unless the SQL mode
+    forbids it, dates with a zero month or day: none of them is an instant."""
+    x = element.column
+    named = and_(func.month(x) > literal(0), func.dayofmonth(x) > literal(0))
+    return compiler.process(Grouping(named), **kw)
 
 
 @compiles(timestamp_readable, "sqlite")

@@ -338,3 +338,27 @@ def test_a_refused_connection_names_the_store_in_one_line_without_the_password(
         assert "Access denied for user 'tenure'" in message and "(error 1045)" in message
     else:
         assert "Can't connect" in message and "(error 2003)" in message
+
+
+def test_zero_dates_are_unreadable_never_expired(mariadb_url: str) -> None:
+    """MariaDB accepts ``0000-00-00`` and dates with a zero month or day in a DATETIME
+    (its default SQL mode has no NO_ZERO_DATE): "no date", not the oldest one. Such a
+    clock is never expired; it is counted as unreadable."""
+    engine = sa.create_engine(mariadb_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("SET SESSION sql_mode = ''"))
+        connection.execute(sa.text("CREATE TABLE zeroes (id INT PRIMARY KEY, at DATETIME)"))
+        connection.execute(
+            sa.text(
+                "INSERT INTO zeroes VALUES (1, '0000-00-00 00:00:00'), "
+                "(2, '2020-00-10 00:00:00'), (3, '2020-05-00 00:00:00'), "
+                "(4, '2020-05-10 00:00:00'), (5, NULL)"
+            )
+        )
+    engine.dispose()
+    connector = SQLConnector("s", mariadb_url)
+    try:
+        counts = connector.count_expiry(ExpirySelection("zeroes", "at", CUTOFF))
+    finally:
+        connector.close()
+    assert (counts.total, counts.expired, counts.unreadable) == (5, 1, 3)
