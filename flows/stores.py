@@ -37,11 +37,35 @@ def opened_stores(
             issues.append(PolicyIssue(("stores", name, "url"), exc.reason))
         except ImportError as exc:
             issues.append(PolicyIssue(("stores", name, "url"), f"driver not installed: {exc.name}"))
+        else:
+            issues.extend(_earlier_bookkeeping(policy, name, connectors[name]))
     try:
         yield connectors, issues
     finally:
         for connector in connectors.values():
             connector.close()
+
+
+def _earlier_bookkeeping(policy: Policy, name: str, connector: Connector) -> list[PolicyIssue]:
+    """Earlier versions kept a store's journal, marks and pending intents beside the state
+    database, in ``tenure-bookkeeping/``; they now belong to the store. Found there, they
+    would be silently ignored (a pending intent never replayed, a marked record rewritten
+    again): the store's bindings stop, saying where to move them."""
+    current = getattr(connector, "bookkeeping_path", None)
+    earlier = (default_state_dir(policy) / "tenure-bookkeeping").resolve() / (
+        f"{name}.bookkeeping.sqlite"
+    )
+    if policy.stores[name].bookkeeping is not None or current is None or not earlier.is_file():
+        return []
+    if earlier == Path(current).resolve():
+        return []
+    return [
+        PolicyIssue(
+            ("stores", name, "bookkeeping"),
+            f"an earlier Tenure kept this store's journal, marks and pending intents in "
+            f"{earlier}: move it to {current}, or set bookkeeping: {earlier.parent}",
+        )
+    ]
 
 
 def default_state_dir(policy: Policy) -> Path:

@@ -243,6 +243,46 @@ def test_bookkeeping_belongs_to_the_store_not_the_working_folder(
     assert imap.bookkeeping_path.is_relative_to(state) and secret not in str(imap.bookkeeping_path)
 
 
+def test_bookkeeping_left_where_an_earlier_version_kept_it_stops_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Earlier versions kept a store's journal, marks and pending intents in
+    ``tenure-bookkeeping/`` beside the state database; ignored, a pending intent would
+    never be replayed. The store's bindings stop, naming where to move it; nothing else
+    is touched and the other stores run."""
+    from flows.engine import RunOptions, run_policy
+
+    root = tmp_path / "logs"
+    (root / "events").mkdir(parents=True)
+    (root / "events" / "a.csv").write_text(csv_rows(4, 0))
+    other = tmp_path / "other"
+    (other / "events").mkdir(parents=True)
+    (other / "events" / "a.csv").write_text(csv_rows(4, 100))
+    monkeypatch.chdir(tmp_path)  # the state database's folder, for a policy without SQLite
+    earlier = tmp_path / "tenure-bookkeeping" / "logs.bookkeeping.sqlite"
+    earlier.parent.mkdir()
+    earlier.write_bytes(b"")
+    policy = tmp_path / "policy.yaml"
+    columns = "amount: usage.amount"
+    policy.write_text(
+        policy_yaml(
+            {"logs": f"files:///{root}", "other": f"files:///{other}"},
+            binding("logs", "logs", "events", "source_file, row_number", "at", columns, "account")
+            + binding(
+                "other", "other", "events", "source_file, row_number", "at", columns, "account"
+            ),
+        )
+    )
+    before = amounts(root)
+    options = RunOptions(now=NOW, state_url=f"sqlite:///{tmp_path / 's.sqlite'}")
+    report = run_policy(policy, options)
+    outcome = {o.dataset: o for o in report.outcomes}
+    assert outcome["logs"].error is not None
+    assert str(earlier) in outcome["logs"].error and "move it to" in outcome["logs"].error
+    assert amounts(root) == before
+    assert outcome["other"].error is None and outcome["other"].processed == 2
+
+
 def test_two_concurrent_runs_from_two_folders_delete_only_the_expired_rows(
     tmp_path: Path,
 ) -> None:
