@@ -3,18 +3,20 @@
 For random stores (records, their people and clocks, some exactly at the cut-off), a random
 legal hold (sometimes lapsed) and a random ``now`` and chunk size, a real run of the engine
 leaves every record that was held or not yet expired at ``now`` in place and unchanged,
-and removes every other one, on every kind of store: SQLite, PostgreSQL, CSV and Parquet
-files, Maildir and mbox.
+and removes every other one, on every kind of store: SQLite, PostgreSQL, MariaDB, CSV and
+Parquet files, Maildir, mbox and IMAP (Dovecot).
 """
 
 from __future__ import annotations
 
+import email
 import mailbox
 import tempfile
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,9 @@ from sqlalchemy import (
 from flows.engine import RunOptions, run_policy
 from retention_rules.clock import PolicyClock
 from retention_rules.durations import Duration
+from tests.imap_server import PASSWORD, ImapServer
+from tests.mail_fixtures import imap_login, imap_messages
+from tests.mariadb_server import MariaDBServer
 from tests.pg_server import PostgresServer
 
 ZONE = "America/Montreal"
@@ -106,8 +111,9 @@ def _sql_write(url: str, rows: list[Row]) -> str:
 
 
 def _stored(url: str, clock: datetime) -> datetime:
-    """SQLite keeps a naive UTC wall time (the store's ``naive_timezone`` is UTC)."""
-    return clock.replace(tzinfo=None) if url.startswith("sqlite") else clock
+    """SQLite and MariaDB keep a naive UTC wall time (the store's ``naive_timezone`` is
+    UTC)."""
+    return clock if url.startswith("postgresql") else clock.replace(tzinfo=None)
 
 
 def _sql_read(url: str) -> Snapshot:
@@ -201,15 +207,47 @@ def _mail_read(url: str) -> Snapshot:
     box: mailbox.Mailbox = (  # type: ignore[type-arg]
         mailbox.Maildir(path, create=False) if kind == "maildir" else mailbox.mbox(path)
     )
+    try:
+        return _snapshot(iter(box))
+    finally:
+        box.close()
+
+
+def _snapshot(messages: Iterable[Message]) -> Snapshot:
     found: Snapshot = {}
-    for msg in box:
+    for msg in messages:
         ident = int(str(msg["Message-ID"]).strip("<>").split("@")[0][1:])
         subject = int(str(msg["From"]).split("@")[0].removeprefix("person"))
         payload = msg.get_payload(decode=True)
         note = payload.decode().rstrip("\n") if isinstance(payload, bytes) else ""
         found[ident] = (subject, parsedate_to_datetime(str(msg["Date"])).astimezone(UTC), note)
-    box.close()
     return found
+
+
+def _imap_write(server: ImapServer) -> Callable[[Path, list[Row]], str]:
+    def write(_folder: Path, rows: list[Row]) -> str:
+        user = server.new_user()
+        conn = imap_login("127.0.0.1", server.port, user, PASSWORD)
+        for row in rows:
+            status, _ = conn.append('"INBOX"', None, row.clock, _message(row).as_bytes())
+            assert status == "OK"
+        conn.logout()
+        return f"{server.url(user)}?internal_domains=example.com"
+
+    return write
+
+
+def _imap_read(server: ImapServer) -> Callable[[str], Snapshot]:
+    def read(url: str) -> Snapshot:
+        user = url.split("://", 1)[1].split(":", 1)[0]
+        conn = imap_login("127.0.0.1", server.port, user, PASSWORD)
+        try:
+            raw = [message for _, message in imap_messages(conn, "INBOX")]
+        finally:
+            conn.logout()
+        return _snapshot(email.message_from_bytes(message) for message in raw)
+
+    return read
 
 
 _SQL_FIELDS = {"table": "events", "key": "id", "subject": "subject", "clock": "happened_at"}
@@ -227,7 +265,9 @@ _MAIL_FIELDS = {
 }
 
 
-def _backends(pg: Callable[[], str]) -> dict[str, Backend]:
+def _backends(
+    pg: Callable[[], str], mariadb: Callable[[], str], imap: ImapServer
+) -> dict[str, Backend]:
     def sql(kind: str, url_for: Callable[[Path], str]) -> Backend:
         return Backend(
             kind,
@@ -240,6 +280,7 @@ def _backends(pg: Callable[[], str]) -> dict[str, Backend]:
     return {
         "sqlite": sql("sqlite", lambda folder: f"sqlite:///{folder / 'store.sqlite'}"),
         "postgresql": sql("postgresql", lambda _folder: pg()),
+        "mariadb": sql("mariadb", lambda _folder: mariadb()),
         **{
             fmt: Backend(
                 fmt,
@@ -260,6 +301,13 @@ def _backends(pg: Callable[[], str]) -> dict[str, Backend]:
             )
             for kind in ("maildir", "mbox")
         },
+        "imap": Backend(
+            "imap",
+            _imap_write(imap),
+            _imap_read(imap),
+            columns={"body": "contact.note", "correspondent": "contact.email"},
+            **_MAIL_FIELDS,
+        ),
     }
 
 
@@ -363,17 +411,25 @@ def _holds(backend: Backend, scenario: Scenario, subjects: set[int]) -> str:
 
 
 @pytest.fixture(scope="module")
-def backends(pg_server: PostgresServer) -> dict[str, Backend]:
-    return _backends(pg_server.fresh_database)
+def backends(
+    pg_server: PostgresServer, mariadb_server: MariaDBServer, imap_server: ImapServer
+) -> dict[str, Backend]:
+    def fresh_mariadb() -> str:
+        return mariadb_server.create_database(f"p_{uuid.uuid4().hex[:16]}")
+
+    return _backends(pg_server.fresh_database, fresh_mariadb, imap_server)
 
 
 @pytest.fixture(autouse=True)
-def _keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     monkeypatch.setenv("TENURE_AUDIT_KEY", "test-audit-key-0123456789abcdef")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state-home"))  # IMAP bookkeeping
     yield
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "csv", "parquet", "maildir", "mbox"])
+@pytest.mark.parametrize(
+    "kind", ["sqlite", "postgresql", "mariadb", "csv", "parquet", "maildir", "mbox", "imap"]
+)
 @given(scenario=scenarios(), hold_subjects=st.sets(st.integers(0, SUBJECTS - 1), min_size=1))
 @settings(
     max_examples=30,
