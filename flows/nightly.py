@@ -4,7 +4,9 @@ The flow is thin: `flows.engine` holds the logic. Tasks run one after another, i
 children-first order the planner chose, and retry when a store connection drops.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: a deployment's runner loads this file as a
+# script and Prefect builds the flow's parameter model from its annotations, which as
+# strings could not be resolved there (``datetime`` "not fully defined": every run failed).
 
 from datetime import datetime
 from typing import Any

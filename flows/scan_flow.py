@@ -5,7 +5,9 @@ writes the full inventory (``inventory.json`` and Markdown) and publishes it as 
 table and markdown artifacts, so a privacy officer can see the map without a terminal.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: a deployment's runner loads this file as a
+# script and Prefect builds the flow's parameter model from its annotations, which as
+# strings could not be resolved there (``datetime`` "not fully defined": every run failed).
 
 from pathlib import Path
 

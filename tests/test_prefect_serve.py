@@ -211,3 +211,82 @@ def test_serve_creates_scheduled_deployment_with_concurrency_limit(
         assert Path(deployment["parameters"]["policy_path"]).is_absolute(), context
         assert deployment["entrypoint"] == "flows/nightly.py:nightly_retention", context
         assert deployment["paused"] is False, context
+
+
+RUN_TIMEOUT = 240.0
+
+
+def _flow_run_state(api: httpx.Client, run_id: str) -> dict[str, Any] | None:
+    """The run's state once it is final, else None."""
+    response = api.get(f"/flow_runs/{run_id}")
+    response.raise_for_status()
+    state: dict[str, Any] = response.json()["state"]
+    return state if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
+
+
+def test_a_run_of_the_served_deployment_runs_the_policy(
+    prefect_server: tuple[str, dict[str, str], list[Process]],
+    tmp_path: Path,
+    demo_files: dict[str, str],
+) -> None:
+    """Issue 13, 1: the nightly deployment's runs failed before doing anything
+    (``Nightly_RetentionModel is not fully defined``). A run is triggered through the
+    API as the schedule would, `tenure serve` executes it, and the stores show it."""
+    from flows import audit
+    from flows.ledger import open_state
+    from retention_rules.clock import PolicyClock
+    from retention_rules.loader import load_policy
+    from retention_rules.planner import evaluate, plan_rules
+    from tests.conftest import DEMO_AS_OF, build_demo
+
+    api_url, env, processes = prefect_server
+    crm = f"sqlite:///{tmp_path / 'served-crm.sqlite'}"
+    build_demo(crm)
+    state = f"sqlite:///{tmp_path / 'served-state.sqlite'}"
+    env = {
+        **env,
+        **demo_files,
+        "TENURE_CRM_URL": crm,
+        "TENURE_STATE_URL": state,
+        "TENURE_PSEUDONYM_KEY": "test-key-0123456789abcdef",
+        "TENURE_PSEUDONYM_KEY_ACCOUNTS": "test-accounts-key-0123456789",
+        "TENURE_AUDIT_KEY": "test-audit-key-0123456789abcdef",
+    }
+    processes.append(_serve(env, tmp_path, "nightly"))
+    with httpx.Client(base_url=api_url, timeout=10) as api:
+        deployment = _wait_for(
+            f"deployment {FLOW_NAME}/nightly",
+            lambda: _deployment(api, "nightly"),
+            DEPLOYMENT_TIMEOUT,
+            processes,
+        )
+        created = api.post(
+            f"/deployments/{deployment['id']}/create_flow_run",
+            json={"parameters": {"now": DEMO_AS_OF.isoformat()}},
+        )
+        created.raise_for_status()
+        run_id = created.json()["id"]
+        final = _wait_for(
+            "the served flow run to finish",
+            lambda: _flow_run_state(api, run_id),
+            RUN_TIMEOUT,
+            processes,
+        )
+    logs = "\n".join(p.output() for p in processes[1:])
+    assert final["type"] == "COMPLETED", f"{final}\n{logs}"
+
+    environ = {**demo_files, "TENURE_CRM_URL": crm}
+    loaded = load_policy(SHIPPED_POLICY, environ=environ)
+    from flows.stores import opened_stores
+
+    with opened_stores(loaded.policy) as (connectors, issues):
+        assert not issues
+        rows = evaluate(plan_rules(loaded.policy, PolicyClock.at("UTC", DEMO_AS_OF)), connectors)
+    assert {r.rule.dataset.name: r.counts.expired for r in rows} == {
+        d.name: 0 for d in loaded.policy.datasets
+    }
+    entries = audit.entries(open_state(state))
+    assert {e["dataset"] for e in entries if "dataset" in e} == {
+        d.name for d in loaded.policy.datasets
+    }
+    assert all(e["status"] == "ok" for e in entries if "dataset" in e)
