@@ -7,13 +7,14 @@ per problem on stderr and exit code 2, with no traceback unless ``--debug``.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -200,10 +201,11 @@ def run(
     Exit 0 when every binding succeeded, 1 when one failed, 2 on an invalid policy,
     3 when another run of the policy is in progress.
     """
-    import os
-
     if not _state["debug"]:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # Before Prefect reads its settings: its 20 s for the temporary API is too short on a
+    # busy machine.
+    os.environ.setdefault(STARTUP_SETTING, STARTUP_SECONDS)
     from flows.ledger import RunLocked
     from flows.nightly import nightly_retention, show_progress
     from flows.run_report import RichRunProgress, render_run, report_json
@@ -221,7 +223,9 @@ def run(
         try:
             with RichRunProgress(stderr) as progress, _state_reference(state) as state_from:
                 show_progress(None if as_json else progress)
-                report = nightly_retention(str(policy), dry_run, now, chunk_size, state_from)
+                report = _on_temporary_api(
+                    lambda: nightly_retention(str(policy), dry_run, now, chunk_size, state_from)
+                )
         except RunLocked as exc:
             stderr.print(f"error: {exc}", markup=False)
             raise typer.Exit(EXIT_LOCKED) from None
@@ -234,6 +238,38 @@ def run(
         render_run(stdout, report)
     if report.failed:
         raise typer.Exit(EXIT_FAILED)
+
+
+T = TypeVar("T")
+
+#: How long a run waits for Prefect's temporary API to start (when no PREFECT_API_URL
+#: names a server), unless the environment says otherwise.
+STARTUP_SETTING = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+STARTUP_SECONDS = "90"
+_STARTUP_TIMED_OUT = "Timed out while attempting to connect to ephemeral Prefect API server"
+
+
+def _on_temporary_api(flow_call: Callable[[], T]) -> T:
+    """Call a flow; if Prefect's temporary API did not start in time, try once more, then
+    stop with one line saying what to set (the flow never began: nothing was touched)."""
+    for attempt in (1, 2):
+        try:
+            return flow_call()
+        except RuntimeError as exc:
+            if _STARTUP_TIMED_OUT not in str(exc):
+                raise
+            from prefect.server.api.server import SubprocessASGIServer
+
+            SubprocessASGIServer().stop()  # Prefect leaves the server it gave up on running
+            if attempt == 2:
+                stderr.print(
+                    f"error: Prefect's temporary API did not start within "
+                    f"{os.environ.get(STARTUP_SETTING, '20')} s, twice: set {STARTUP_SETTING} "
+                    "higher, or PREFECT_API_URL to a running Prefect server",
+                    markup=False,
+                )
+                raise typer.Exit(EXIT_FAILED) from None
+    raise AssertionError("unreachable")
 
 
 @app.command()
@@ -370,8 +406,6 @@ def _state_of(loaded: LoadedPolicy, state: str | None, *, create: bool = False) 
 def _state_reference(state: str | None) -> Iterator[str]:
     """Hand a --state URL to the in-process flow by reference: the flow's parameter is
     the environment variable's name, so Prefect never stores the URL or its password."""
-    import os
-
     from flows.ledger import STATE_VARIABLE
 
     if state is None:
