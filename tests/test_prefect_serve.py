@@ -216,11 +216,21 @@ def test_serve_creates_scheduled_deployment_with_concurrency_limit(
 RUN_TIMEOUT = 240.0
 
 
+def _answer(response: httpx.Response) -> dict[str, Any] | None:
+    """The JSON answer, or None while the server is busy (503: its database is locked)."""
+    if response.status_code == 503:
+        return None
+    response.raise_for_status()
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
 def _flow_run_state(api: httpx.Client, run_id: str) -> dict[str, Any] | None:
     """The run's state once it is final, else None."""
-    response = api.get(f"/flow_runs/{run_id}")
-    response.raise_for_status()
-    state: dict[str, Any] = response.json()["state"]
+    answer = _answer(api.get(f"/flow_runs/{run_id}"))
+    if answer is None:
+        return None
+    state: dict[str, Any] = answer["state"]
     return state if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
 
 
@@ -260,12 +270,18 @@ def test_a_run_of_the_served_deployment_runs_the_policy(
             DEPLOYMENT_TIMEOUT,
             processes,
         )
-        created = api.post(
-            f"/deployments/{deployment['id']}/create_flow_run",
-            json={"parameters": {"now": DEMO_AS_OF.isoformat()}},
+        created = _wait_for(
+            "a flow run of the deployment",
+            lambda: _answer(
+                api.post(
+                    f"/deployments/{deployment['id']}/create_flow_run",
+                    json={"parameters": {"now": DEMO_AS_OF.isoformat()}},
+                )
+            ),
+            DEPLOYMENT_TIMEOUT,
+            processes,
         )
-        created.raise_for_status()
-        run_id = created.json()["id"]
+        run_id = created["id"]
         final = _wait_for(
             "the served flow run to finish",
             lambda: _flow_run_state(api, run_id),
