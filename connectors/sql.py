@@ -77,6 +77,9 @@ from connectors.times import TimeContext
 from connectors.urls import hide_secrets, mask_url, read_only_url
 
 _LOCK_NAME_LIMIT = 64  # MySQL's, for GET_LOCK
+#: A reference into a selection's table: the name its kept rows are counted under, the
+#: reason, and the condition "a row that is not leaving refers to this one".
+Reference = tuple[str, str, ColumnElement[bool]]
 
 
 class SQLConnector:
@@ -106,9 +109,7 @@ class SQLConnector:
         enforce_foreign_keys(self._engine)
         self._tables: dict[tuple[str | None, str], Table | None] = {}
         self._foreign_keys: dict[str | None, dict[str, tuple[ForeignKeyInfo, ...]]] = {}
-        self._foreign_children: dict[
-            tuple[str | None, str], list[tuple[str, str, ForeignKeyInfo]]
-        ] = {}
+        self._foreign_children: dict[str | None, list[tuple[str, str, ForeignKeyInfo]]] = {}
         self._books: dict[tuple[str, str], Bookkeeping] = {}
 
     @property
@@ -168,8 +169,7 @@ class SQLConnector:
 
     def count_expiry(self, selection: ExpirySelection) -> ExpiryCounts:
         table = self._require(selection.table, selection.schema)
-        expired, held = self._expired_and_held(table, selection)
-        references = self._references(table, selection)
+        expired, held, references = self._expired_and_held(table, selection)
 
         def count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
             return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
@@ -325,7 +325,7 @@ class SQLConnector:
 
     def _expired_and_held(
         self, table: Table, selection: ExpirySelection, outer: frozenset[str] = frozenset()
-    ) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    ) -> tuple[ColumnElement[bool], ColumnElement[bool], list[Reference]]:
         event_table = (
             self._require(selection.event.table, selection.schema) if selection.event else None
         )
@@ -338,17 +338,17 @@ class SQLConnector:
         references = self._references(table, selection, outer)
         if references:
             held = or_(held, *(referred for _, _, referred in references))
-        return expired, held
+        return expired, held, references
 
     def _actionable(
         self, table: Table, selection: ExpirySelection, outer: frozenset[str] = frozenset()
     ) -> ColumnElement[bool]:
-        expired, held = self._expired_and_held(table, selection, outer)
+        expired, held, _ = self._expired_and_held(table, selection, outer)
         return and_(expired, not_(held))
 
     def _references(
         self, table: Table, selection: ExpirySelection, outer: frozenset[str] = frozenset()
-    ) -> list[tuple[str, str, ColumnElement[bool]]]:
+    ) -> list[Reference]:
         """For a selection that deletes: each foreign key pointing at its table, as the
         name its kept rows are counted under, the reason, and the condition "a row that
         is not leaving refers to this one". Rows of `removed_first` leave (judged as the
@@ -381,9 +381,10 @@ class SQLConnector:
                     still_referred(table, child, key, judged),
                 )
             )
-        for child_schema, child_name, key in self._other_schema_children(
-            selection.schema, selection.table
-        ):  # never leaving with this run: their rows keep what they refer to
+        # Other schemas' rows never leave with this run: they keep what they refer to.
+        for child_schema, child_name, key in self._other_schema_children(selection.schema):
+            if key.referred_table != selection.table:
+                continue
             child = self._require(child_name, child_schema)
             qualified = f"{child_schema}.{child_name}"
             found.append(
@@ -395,16 +396,12 @@ class SQLConnector:
             )
         return found
 
-    def _other_schema_children(
-        self, schema: str | None, table: str
-    ) -> list[tuple[str, str, ForeignKeyInfo]]:
-        """Foreign keys of other schemas' tables into ``table``, read once per table."""
-        if (schema, table) not in self._foreign_children:
+    def _other_schema_children(self, schema: str | None) -> list[tuple[str, str, ForeignKeyInfo]]:
+        """Foreign keys of other schemas' tables into ``schema``, read once per schema."""
+        if schema not in self._foreign_children:
             with self._translated_errors(), self._engine.connect() as connection:
-                self._foreign_children[(schema, table)] = other_schema_children(
-                    inspect(connection), schema, table
-                )
-        return self._foreign_children[(schema, table)]
+                self._foreign_children[schema] = other_schema_children(inspect(connection), schema)
+        return self._foreign_children[schema]
 
     def _store_foreign_keys(self, schema: str | None) -> dict[str, tuple[ForeignKeyInfo, ...]]:
         """Every foreign key of the schema's tables, read once per connector."""

@@ -75,11 +75,11 @@ _SYSTEM_SCHEMAS = frozenset({"information_schema", "mysql", "performance_schema"
 
 
 def other_schema_children(
-    inspector: Inspector, schema: str | None, table: str
+    inspector: Inspector, schema: str | None
 ) -> list[tuple[str, str, ForeignKeyInfo]]:
     """``(schema, child table, key)`` for every foreign key of a table in *another*
-    schema of the store that points at ``table`` of ``schema``: a cascade defined there
-    deletes rows here as surely as one beside the table."""
+    schema of the store that points into ``schema``: a cascade defined there deletes rows
+    here as surely as one beside the table."""
     default = inspector.default_schema_name
     home = schema or default
     found = []
@@ -90,9 +90,8 @@ def other_schema_children(
             found += [
                 (other, child, _foreign_key(key))
                 for key in keys
-                if key["referred_table"] == table
                 # PostgreSQL leaves out a referred schema that is on the search path.
-                and (key.get("referred_schema") or default) == home
+                if (key.get("referred_schema") or default) == home
             ]
     return found
 

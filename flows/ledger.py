@@ -156,12 +156,17 @@ def open_state(url: str) -> Engine:
         _check_layout(engine, mask_url(url))
     except SQLAlchemyError as exc:
         engine.dispose()
-        reason = hide_secrets(str(getattr(exc, "orig", None) or exc).strip(), url)
-        raise StateError(f"state database at {mask_url(url)}: {reason.splitlines()[0]}") from None
+        raise _unreachable(exc, url) from None
     except StateError:
         engine.dispose()
         raise
     return engine
+
+
+def _unreachable(exc: SQLAlchemyError, url: str) -> StateError:
+    """The driver's first line, with the URL's secrets hidden."""
+    reason = hide_secrets(str(getattr(exc, "orig", None) or exc).strip(), url)
+    return StateError(f"state database at {mask_url(url)}: {reason.splitlines()[0]}")
 
 
 def _check_layout(engine: Engine, shown: str) -> None:
@@ -231,8 +236,7 @@ def existing_state(url: str) -> Engine:
         present = inspect(engine).has_table(audit.name)
     except SQLAlchemyError as exc:
         engine.dispose()
-        reason = hide_secrets(str(getattr(exc, "orig", None) or exc).strip(), url)
-        raise StateError(f"state database at {shown}: {reason.splitlines()[0]}") from None
+        raise _unreachable(exc, url) from None
     if not present:
         engine.dispose()
         raise StateMissing(f"no state database at {shown} (no Tenure tables in it)")
