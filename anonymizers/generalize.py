@@ -37,6 +37,7 @@ from anonymizers.operators import (
     register,
 )
 from anonymizers.regions import region_of
+from connectors.times import wall_instant, wall_instants
 
 DATE_LEVELS = ("day", "month", "year", "decade")
 TEXT_LEVELS = frozenset({"fsa", "ip_prefix", "region"})
@@ -111,24 +112,32 @@ def truncate_datetime64(values: pd.Series, level: str) -> pd.Series:
     result = pd.Series(truncated.astype(f"datetime64[{unit}]"), index=values.index)
     if tz is None:
         return result
-    # Midnight can be repeated or skipped on a DST change in a few zones: resolve, never fail.
-    return result.dt.tz_localize(
-        tz, ambiguous=np.ones(len(result), dtype=bool), nonexistent="shift_forward"
-    )
+    # Midnight is repeated or skipped on a change of offset in a few zones: the one rule.
+    return wall_instants(result, tz)
 
 
 def truncate_date(value: date, level: str) -> date:
-    """Truncate one ``date``/``datetime``/``Timestamp``, keeping its type and time zone."""
+    """Truncate one ``date``/``datetime``/``Timestamp``, keeping its type and time zone
+    (an aware value's new wall time is read by `wall_instant`'s rule)."""
+    zone = value.tzinfo if isinstance(value, datetime) else None
+    wall = value
     if isinstance(value, pd.Timestamp):
-        value = value.replace(hour=0, minute=0, second=0, microsecond=0, nanosecond=0)
+        wall = (
+            value.tz_localize(None)
+            .replace(hour=0, minute=0, second=0, microsecond=0, nanosecond=0)
+            .to_pydatetime()
+        )
     elif isinstance(value, datetime):
-        value = value.replace(hour=0, minute=0, second=0, microsecond=0, fold=0)
-    if level == "day":
-        return value
+        wall = value.replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0, fold=0)
     if level == "month":
-        return value.replace(day=1)
-    year = value.year - value.year % 10 if level == "decade" else value.year
-    return value.replace(year=year, month=1, day=1)
+        wall = wall.replace(day=1)
+    elif level in ("year", "decade"):
+        year = wall.year - wall.year % 10 if level == "decade" else wall.year
+        wall = wall.replace(year=year, month=1, day=1)
+    if zone is None or not isinstance(wall, datetime):
+        return wall
+    moment = wall_instant(wall, zone)
+    return pd.Timestamp(moment) if isinstance(value, pd.Timestamp) else moment
 
 
 def forward_sortation_area(values: pd.Series) -> pd.Series:

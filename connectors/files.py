@@ -58,7 +58,7 @@ from connectors.files_formats import (
     sample,
 )
 from connectors.protocol import ColumnInfo, Key, Scalar
-from connectors.records import SYMLINK, Capabilities, Collection, Partition
+from connectors.records import SYMLINK, Capabilities, Collection, Partition, read_only_paths
 from connectors.urls import hide_secrets, mask_url
 
 if TYPE_CHECKING:
@@ -165,6 +165,15 @@ class FilesStore:
         """``_tenure/`` in a local store's root (never read as data: names starting
         with ``_`` are not collections); None elsewhere."""
         return Path(self._root) / "_tenure" if self._local else None
+
+    def write_problems(self, collection: str) -> list[str]:
+        """Read-only folders of a local collection (a run replaces and removes files in
+        each); a remote store's permissions are not checked."""
+        base = Path(f"{self._prefix}/{collection}")
+        if not self._local or not _valid_name(collection) or not base.is_dir():
+            return []
+        folders = [Path(folder) for folder, _, _ in os.walk(base)]  # links not followed
+        return read_only_paths(f"collection {collection!r}", folders)
 
     def skipped(self, collection: str) -> dict[str, int]:
         """Symbolic links found inside the collection by its last listing: never

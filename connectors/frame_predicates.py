@@ -4,7 +4,8 @@ The same rules as ``connectors.sql_expressions``, so that a record expires in a 
 files exactly when it would in a database: a NULL clock never expires, a NULL value
 matches only ``is_null``, naive timestamps are wall time in the store's zone, dates are
 calendar days in the policy's zone, and an event clock expires a record only when it has
-events and every one of them is past the cut-off.
+events and every one of them is past the cut-off (or, with no event row at all, when its
+fallback column is).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, tzinfo
 from numbers import Integral
 from typing import Any, TypeVar
@@ -139,7 +141,7 @@ def clock_judgement(
             seconds = values[ok].astype("int64").to_numpy()
             before[ok] = seconds < epoch_bound(selection.cutoff)
         return ok, before
-    bound = times.bind_instant(info, selection.cutoff)
+    bound = times.bind_cutoff(info, selection.cutoff)
     if info.family == "datetime" and is_datetime64_any_dtype(values.dtype):
         if present.any():
             stamps = comparable(values[present], info)
@@ -216,19 +218,59 @@ def unreadable_mask(
     return unreadable
 
 
-def expired_event_keys(
+@dataclass(frozen=True)
+class EventKeys:
+    """An event table as its join keys: those whose every event is set, readable and
+    before the cut-off; those with an event that is set but unreadable; and every key
+    that has an event row at all."""
+
+    expired: set[Any]
+    unreadable: set[Any]
+    present: set[Any]
+
+
+def event_keys(
     events: pd.DataFrame,
     event_key: str,
     clock: str,
     info: ColumnInfo,
     selection: ExpirySelection,
     times: TimeContext,
-) -> tuple[set[Any], set[Any]]:
-    """The event keys whose every event is set, readable and before the cut-off; and the
-    keys with an event that is set but unreadable."""
+) -> EventKeys:
+    """The event table's keys, judged (`EventKeys`)."""
     readable, past = clock_judgement(events[clock], info, selection, times)
     keys = events[event_key].to_numpy()
     verdict = pd.Series(past, index=events.index)
     every = verdict.groupby(keys).all()
     unreadable = events[clock].notna().to_numpy(dtype=bool) & ~readable
-    return set(every.index[every.to_numpy(dtype=bool)]), set(keys[unreadable])
+    return EventKeys(
+        set(every.index[every.to_numpy(dtype=bool)]),
+        set(keys[unreadable]),
+        set(events[event_key].dropna()),
+    )
+
+
+def event_masks(
+    frame: pd.DataFrame,
+    selection: ExpirySelection,
+    fields: Mapping[str, ColumnInfo],
+    times: TimeContext,
+    keys: EventKeys,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where each record's event clock is expired, where it cannot be read, and where
+    the record has no event row (a NULL join key matches none) and no value in the
+    clock's fallback column: it never expires. A record with no event is judged by its
+    fallback column, when the clock has one."""
+    assert selection.event is not None
+    local = frame[selection.event.local_key]
+    linked = local.notna().to_numpy(dtype=bool)
+    due = linked & local.isin(keys.expired).to_numpy(dtype=bool)
+    unread = linked & local.isin(keys.unreadable).to_numpy(dtype=bool)
+    missing = ~(linked & local.isin(keys.present).to_numpy(dtype=bool))
+    own = selection.by_fallback()
+    if own is not None:
+        info = fields[own.clock_column]
+        due |= missing & clock_mask(frame, own, info, times)
+        unread |= missing & unreadable_mask(frame, own, info, times)
+        missing &= frame[own.clock_column].isna().to_numpy(dtype=bool)
+    return due, unread, missing

@@ -18,7 +18,7 @@ from connectors.errors import StoreError
 from connectors.mail_messages import decode_folder_name, rebuild, same_message
 from connectors.mail_stores import MailStore
 from connectors.protocol import Key
-from connectors.records import SYMLINK, Partition
+from connectors.records import SYMLINK, Partition, read_only_paths
 
 #: The folder in a Maildir's root that holds Tenure's lock and journal for it.
 BOOKKEEPING = "tenure-bookkeeping"
@@ -47,6 +47,16 @@ class MaildirStore(MailStore):
         """``tenure-bookkeeping/`` in the Maildir's root: no leading dot, so neither a
         Maildir++ folder nor read by this store."""
         return self.root / BOOKKEEPING
+
+    def write_problems(self, collection: str) -> list[str]:
+        """A mail folder whose ``cur``, ``new`` or ``tmp`` this process may not change (a
+        run deletes messages there and writes rewritten ones through ``tmp``)."""
+        try:
+            folder = self._folder(collection)
+        except StoreError:
+            return []  # no such folder: the schema check says so
+        paths = (folder / part for part in ("cur", "new", "tmp"))
+        return read_only_paths(f"mail folder {collection!r}", paths)
 
     def _folders(self) -> dict[str, Path]:
         if not self.root.is_dir():

@@ -14,10 +14,11 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.engine import URL
 
+from connectors.errors import StoreError
 from connectors.mail_messages import message_key, rebuild, same_message
 from connectors.mail_stores import MailStore
 from connectors.protocol import Key
-from connectors.records import Partition
+from connectors.records import Partition, read_only_paths
 
 _FROM_DATE = re.compile(r"([A-Z][a-z]{2}) +([A-Z][a-z]{2}) +(\d{1,2}) +(\d\d:\d\d:\d\d) +(\d{4})")
 
@@ -79,6 +80,15 @@ class MboxStore(MailStore):
                     self.add_collection(boxes, path.stem.lower(), path)
             return boxes
         raise self.error(f"no such file or directory: {self.path}", unavailable=True)
+
+    def write_problems(self, collection: str) -> list[str]:
+        """An mbox file, or its folder, this process may not change (a run rewrites
+        the file through a new one beside it)."""
+        try:
+            box = self._box(collection)
+        except StoreError:
+            return []  # no such mailbox: the schema check says so
+        return read_only_paths(f"mailbox {collection!r}", (box, box.parent))
 
     def _box(self, collection: str) -> Path:
         path = self.located(self._boxes(), collection)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -43,6 +43,9 @@ class ForeignKeyInfo:
     on_delete: str | None = None
     """What the database does to these rows when the row they refer to is deleted:
     ``CASCADE``, ``SET NULL``, ``SET DEFAULT``, ``RESTRICT`` or None (no action)."""
+    declared: bool = False
+    """Declared by the policy, not by the store: the store knows nothing of it and
+    does nothing when the referred row goes."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,11 @@ class RowFilter:
 
     name: str
     conditions: tuple[Condition, ...]
+    through: tuple[ForeignKeyInfo, ...] = ()
+    """The conditions are tested on the row these keys lead to, one after the other
+    (the parent, then the grandparent, in the selection's schema): the filter matches
+    the rows that refer, through them, to a row the conditions hold for (the children
+    of a held parent)."""
 
 
 @dataclass(frozen=True)
@@ -78,13 +86,19 @@ class EventClock:
     """The clock is a column of another table reached by ``local = event_key``.
 
     With several matching event rows a record expires only when every one of them is
-    past the cut-off, and never while one has not happened (NULL).
+    past the cut-off, and never while one has not happened (NULL). A record that no
+    event row matches at all (none was ever written, or they were deleted) has *no
+    event*: it counts from its own column ``fallback`` when given (read in
+    ``fallback_format``), and otherwise never expires and is counted as ``no_event``.
     """
 
     table: str
     column: str
     local_key: str
     event_key: str
+    fallback: str | None = None
+    """A column of the record's own table its clock counts from when it has no event."""
+    fallback_format: ClockFormat = "timestamp"
 
 
 @dataclass(frozen=True)
@@ -115,11 +129,25 @@ class ExpirySelection:
     that the run deletes before this one. A row referred to only by rows they select is
     counted as expired, as it will be by then. ``execute_chunk`` ignores it and judges
     the store as it is."""
+    declared_references: tuple[tuple[str, ForeignKeyInfo], ...] = ()
+    """``(child table, key)``: references into this table that the store does not
+    declare (the policy does). With ``keep_referenced`` they keep a row like the store's
+    own foreign keys."""
     clock_format: ClockFormat = "timestamp"
     """How the clock's values are read (the record's own clock or the event's):
     ``timestamp``, a timestamp in the store's canonical form (on SQLite, whose columns
     hold anything, ISO text as SQLAlchemy writes it); ``epoch_seconds``, integer seconds
     since 1970-01-01 UTC. Any other value is *unreadable*: never expired, counted."""
+
+    def by_fallback(self) -> ExpirySelection | None:
+        """The selection judged by the record's own column its event clock falls back
+        on, for the rows that have no event (None: the clock has no fallback)."""
+        event = self.event
+        if event is None or event.fallback is None:
+            return None
+        return replace(
+            self, clock_column=event.fallback, clock_format=event.fallback_format, event=None
+        )
 
 
 @dataclass(frozen=True)
@@ -139,6 +167,9 @@ class ExpiryCounts:
     skipped: dict[str, int] = field(default_factory=dict)
     """Records the store left alone and outside ``total``, by reason: two records it
     cannot tell apart (``duplicate key``), a ``symbolic link`` it will not follow."""
+    no_event: int = 0
+    """Rows whose event clock has no event row to count from (and no ``fallback`` value,
+    when the clock has one): never expired, so among the kept."""
 
     @property
     def kept(self) -> int:
@@ -242,6 +273,17 @@ class Capabilities:
     their records."""
 
 
+@dataclass(frozen=True)
+class WriteTarget:
+    """A change a run will make to a table: delete rows, or rewrite these columns."""
+
+    table: str
+    schema: str | None = None
+    deletes: bool = True
+    columns: tuple[str, ...] = ()
+    """The columns an anonymization rewrites (when it does not delete)."""
+
+
 @runtime_checkable
 class Connector(Protocol):
     """What the planner and flows may ask of a store."""
@@ -326,6 +368,12 @@ class Connector(Protocol):
     def exclusive(self, name: str) -> AbstractContextManager[bool]:
         """Hold a store-wide lock named `name` while inside; yields False if another
         session holds it. Stores without such locks yield True."""
+        ...
+
+    def write_problems(self, targets: Sequence[WriteTarget]) -> list[str]:
+        """Why a run could not make these changes, or keep its bookkeeping (journal,
+        marks, rollups, lock), in this store: one reason each, found without changing
+        anything, whether or not the connector was opened read-only. [] when it can."""
         ...
 
     def close(self) -> None: ...

@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -34,8 +34,10 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from connectors.errors import StoreError, StoreUnavailable
 from connectors.frame_predicates import (
+    EventKeys,
     clock_mask,
-    expired_event_keys,
+    event_keys,
+    event_masks,
     held_masks,
     unreadable_mask,
 )
@@ -43,13 +45,16 @@ from connectors.protocol import (
     Capabilities,
     ChunkResult,
     ChunkWork,
+    ColumnInfo,
     ExpiryCounts,
     ExpirySelection,
     JournalEntry,
     Key,
     PublishedCell,
     RollupSink,
+    RowFilter,
     TableInfo,
+    WriteTarget,
 )
 from connectors.record_bookkeeping import Intent, RecordBookkeeping, key_text
 from connectors.records import (
@@ -59,6 +64,7 @@ from connectors.records import (
     RecordStore,
     ReportsSkipped,
     ScansUnits,
+    read_only_paths,
 )
 from connectors.rollups import partial_cells, period_starts, rollup_columns
 from connectors.times import TimeContext
@@ -183,10 +189,11 @@ class RecordConnector:
         held_by = dict.fromkeys((f.name for f in selection.exclusions), 0)
         fields = self._require(selection.table).partition_fields
         sizes: dict[tuple[Any, ...], int] = {}
-        unreadable = 0
-        for frame, due, holds, unread in self._judged(selection, fields):
+        unreadable = no_event = 0
+        for frame, due, holds, unread, missing in self._judged(selection, fields):
             total += len(frame)
             unreadable += int(unread.sum())
+            no_event += int(missing.sum())
             for values in frame[list(fields)].itertuples(index=False, name=None) if fields else ():
                 place = tuple(plain(v) for v in values)
                 sizes[place] = sizes.get(place, 0) + 1
@@ -203,6 +210,7 @@ class RecordConnector:
             held_by,
             unreadable=unreadable,
             skipped=self._skipped(selection.table),
+            no_event=no_event,
         )
 
     def count_groups(
@@ -223,7 +231,7 @@ class RecordConnector:
     def read_rows(
         self, selection: ExpirySelection, columns: Sequence[str], chunk_size: int
     ) -> Iterator[list[tuple[Any, ...]]]:
-        for frame, due, holds, _ in self._judged(selection, columns):
+        for frame, due, holds, _, _ in self._judged(selection, columns):
             protected = np.logical_or.reduce(holds) if holds else np.zeros(len(frame), bool)
             chosen = frame[due & ~protected]
             rows = [
@@ -304,6 +312,25 @@ class RecordConnector:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def write_problems(self, targets: Sequence[WriteTarget]) -> list[str]:
+        """The bookkeeping folder (created if missing: its nearest existing folder must
+        be writable), the bookkeeping database and lock if they exist, and the store's
+        own files and folders (``write_problems`` of a store that has it; a remote
+        store's permissions are not checked): by their permissions, changing nothing."""
+        problems = []
+        folder = self._dir
+        while not folder.is_dir() and folder != folder.parent:
+            folder = folder.parent
+        if not os.access(folder, os.W_OK | os.X_OK):
+            verb = "written" if folder == self._dir else "created"
+            problems.append(f"its bookkeeping folder {self._dir} cannot be {verb}: read-only")
+        books = [self._lock] + ([self._books.path] if self._books is not None else [])
+        problems += read_only_paths("its bookkeeping", books)
+        check = getattr(self.store, "write_problems", None)
+        for table in dict.fromkeys(target.table for target in targets):
+            problems += check(table) if check is not None else []
+        return problems
+
     def close(self) -> None:
         if self._books is not None:
             self._books.close()
@@ -316,19 +343,31 @@ class RecordConnector:
         selection: ExpirySelection,
         columns: Sequence[str],
         units: Sequence[Key] | None = None,
-    ) -> Iterator[tuple[pd.DataFrame, np.ndarray, list[np.ndarray], np.ndarray]]:
+    ) -> Iterator[tuple[pd.DataFrame, np.ndarray, list[np.ndarray], np.ndarray, np.ndarray]]:
         """Each frame of the collection (of some units only, when given) with where it
-        is expired, where each exclusion holds it, and where its clock cannot be read.
-        Records sharing a key are left out (``_scan``)."""
+        is expired, where each exclusion holds it, where its clock cannot be read, and
+        where it has no event to count from (`event_masks`). Records sharing a key are
+        left out (``_scan``)."""
+        if selection.keep_referenced and selection.declared_references:
+            child, key = selection.declared_references[0]
+            raise StoreError(
+                self.name,
+                self.display_url,
+                f"{child}.{','.join(key.columns)} refers to {selection.table} (references: in "
+                "the policy), but this store cannot keep the records other records refer to; "
+                "nothing is deleted (declare it only between SQL tables)",
+            )
         collection = self._require(selection.table)
         fields = collection.fields
-        needed = set(columns) | {c.column for f in selection.exclusions for c in f.conditions}
-        event_keys: set[Any] | None = None
-        unreadable_keys: set[Any] = set()
+        needed = set(columns) | {c for f in selection.exclusions for c in _read_by(f)}
+        referred = self._held_parents(selection.exclusions)
+        events: EventKeys | None = None
         if selection.event is not None:
             event = selection.event
             needed.add(event.local_key)
-            event_keys, unreadable_keys = self._expired_events(selection)
+            if event.fallback is not None:
+                needed.add(event.fallback)
+            events = self._expired_events(selection)
         else:
             needed.add(selection.clock_column)
         marks = (
@@ -340,19 +379,53 @@ class RecordConnector:
             needed.add(collection.version_field)  # the pass applies positions to it only
         wanted = sorted(needed - set(collection.key))
         for frame in self._scan(collection, wanted, units):
-            if event_keys is not None:
-                assert selection.event is not None
-                local = frame[selection.event.local_key]
-                due = local.isin(event_keys).to_numpy(dtype=bool) & local.notna().to_numpy(bool)
-                unread = local.isin(unreadable_keys).to_numpy(dtype=bool)
+            if events is not None:
+                due, unread, missing = event_masks(frame, selection, fields, self._times, events)
             else:
                 info = fields[selection.clock_column]
                 due = clock_mask(frame, selection, info, self._times)
                 unread = unreadable_mask(frame, selection, info, self._times)
+                missing = np.zeros(len(frame), dtype=bool)
             if marks:
                 due &= ~_key_texts(frame, collection.key).isin(marks).to_numpy(dtype=bool)
-            holds = held_masks(frame, selection.exclusions, fields, self._times)
-            yield frame, due, holds, unread
+            holds = self._held(frame, selection.exclusions, fields, referred)
+            yield frame, due, holds, unread, missing
+
+    def _held(
+        self,
+        frame: pd.DataFrame,
+        filters: tuple[RowFilter, ...],
+        fields: Mapping[str, ColumnInfo],
+        referred: Mapping[int, set[Key]],
+    ) -> list[np.ndarray]:
+        """One mask per filter: its conditions, or, through references, whether the
+        record refers to one of the held records at their end (`_held_parents`)."""
+        own = iter(
+            held_masks(frame, tuple(f for f in filters if not f.through), fields, self._times)
+        )
+        return [
+            _referring(frame, f.through[0].columns, referred[i]) if f.through else next(own)
+            for i, f in enumerate(filters)
+        ]
+
+    def _held_parents(self, filters: tuple[RowFilter, ...]) -> dict[int, set[Key]]:
+        """For each filter through references (by position): the values of the first
+        reference's referred columns in the records the rest of it holds (the held
+        parents' keys), read once per judging."""
+        found: dict[int, set[Key]] = {}
+        for i, row_filter in enumerate(filters):
+            if not row_filter.through:
+                continue
+            key, rest = row_filter.through[0], replace(row_filter, through=row_filter.through[1:])
+            parent = self._require(key.referred_table)
+            deeper = self._held_parents((rest,))
+            wanted = sorted(set(key.referred_columns) | _read_by(rest))
+            held: set[Key] = set()
+            for frame in self.store.scan(key.referred_table, wanted, SCAN_CHUNK):
+                (mask,) = self._held(frame, (rest,), parent.fields, deeper)
+                held.update(_keys(frame[mask], key.referred_columns))
+            found[i] = held
+        return found
 
     def _scan(
         self, collection: Collection, wanted: list[str], units: Sequence[Key] | None
@@ -400,16 +473,16 @@ class RecordConnector:
                 found[reason] = found.get(reason, 0) + count
         return {reason: count for reason, count in sorted(found.items()) if count}
 
-    def _expired_events(self, selection: ExpirySelection) -> tuple[set[Any], set[Any]]:
+    def _expired_events(self, selection: ExpirySelection) -> EventKeys:
         assert selection.event is not None
         event = selection.event
         events = self._require(event.table)
         frames = list(self.store.scan(event.table, [event.event_key, event.column], SCAN_CHUNK))
         if not frames:
-            return set(), set()
+            return EventKeys(set(), set(), set())
         data = pd.concat(frames, ignore_index=True)
         info = events.fields[event.column]
-        return expired_event_keys(data, event.event_key, event.column, info, selection, self._times)
+        return event_keys(data, event.event_key, event.column, info, selection, self._times)
 
     def _actionable(
         self, work: ChunkWork, collection: Collection, units: Sequence[Key] | None = None
@@ -421,7 +494,7 @@ class RecordConnector:
         if work.action == "aggregate_then_delete":
             columns.update(rollup_columns(work))
         parts = []
-        for frame, due, holds, _ in self._judged(work.selection, sorted(columns), units):
+        for frame, due, holds, _, _ in self._judged(work.selection, sorted(columns), units):
             protected = np.logical_or.reduce(holds) if holds else np.zeros(len(frame), bool)
             parts.append(frame[due & ~protected])
         if not parts:
@@ -675,9 +748,15 @@ def store_home(store: RecordStore) -> Path:
         home = store.bookkeeping_home()
         if home is not None:
             return home
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     identity = store.display_url.split("?", 1)[0]
-    return Path(state) / "tenure" / "stores" / hashlib.sha256(identity.encode()).hexdigest()[:24]
+    return user_state_home() / "stores" / hashlib.sha256(identity.encode()).hexdigest()[:24]
+
+
+def user_state_home() -> Path:
+    """Tenure's per-user folder for what belongs to no store and no policy file:
+    ``$XDG_STATE_HOME/tenure``, by default ``~/.local/state/tenure``."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "tenure"
 
 
 def _unit_keys(frame: pd.DataFrame, collection: Collection) -> pd.Series:
@@ -699,6 +778,21 @@ def _unit_versions(rows: pd.DataFrame, collection: Collection) -> dict[Key, str]
     for unit, version in zip(units, pairs[collection.version_field].astype(str), strict=True):
         found[unit] = version if found.get(unit, version) == version else ""
     return found
+
+
+def _read_by(row_filter: RowFilter) -> set[str]:
+    """The columns of the judged records a filter reads."""
+    if row_filter.through:
+        return set(row_filter.through[0].columns)
+    return {c.column for c in row_filter.conditions}
+
+
+def _referring(frame: pd.DataFrame, columns: tuple[str, ...], keys: set[Key]) -> np.ndarray:
+    """Where the record's ``columns`` hold one of ``keys`` (a NULL refers to nothing)."""
+    present: np.ndarray = frame[list(columns)].notna().all(axis=1).to_numpy(dtype=bool)
+    inside = np.fromiter((k in keys for k in _keys(frame, columns)), dtype=bool, count=len(frame))
+    referring: np.ndarray = present & inside
+    return referring
 
 
 def _key_texts(frame: pd.DataFrame, key: tuple[str, ...]) -> pd.Series:

@@ -17,7 +17,8 @@ symbolic links, unreadable entries), so that nothing is ever left out silently.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -175,3 +176,18 @@ class ScansUnits(Protocol):
     ) -> Iterator[pd.DataFrame]:
         """As ``scan``, for these units only (their leading key fields)."""
         ...
+
+
+def read_only_paths(what: str, paths: Iterable[Path]) -> list[str]:
+    """One reason when this process may not change some of ``paths`` (the folders a
+    run deletes, replaces or moves files in, or files it rewrites), naming the first
+    and counting the others; [] when it may change all of them."""
+    found = [
+        path
+        for path in paths
+        if path.exists() and not os.access(path, os.W_OK | (os.X_OK if path.is_dir() else 0))
+    ]
+    if not found:
+        return []
+    more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+    return [f"{what} is read-only: {found[0]}{more}"]

@@ -20,6 +20,7 @@ import pandas as pd
 from anonymizers.suppression import suppressed_cells
 from connectors.protocol import ChunkWork, PublishedCell, RollupSink
 from connectors.sql_bookkeeping import SUBJECTS
+from connectors.times import wall_instants
 from connectors.values import plain
 
 HLL_LG_K = 12
@@ -30,10 +31,11 @@ _FREQUENCIES = {"day": "D", "week": "W-SUN", "month": "M", "quarter": "Q", "year
 def period_starts(
     values: pd.Series, period: str, zone: ZoneInfo, naive_zone: ZoneInfo
 ) -> pd.Series:
-    """The first day of each value's period, counted in the policy's time zone."""
+    """The first day of each value's period, counted in the policy's time zone; naive
+    values are wall time in ``naive_zone``, read by `wall_instants`' rule."""
     stamps = pd.to_datetime(values)
     if stamps.dt.tz is None:
-        stamps = stamps.dt.tz_localize(naive_zone)
+        stamps = wall_instants(stamps, naive_zone)
     local = stamps.dt.tz_convert(zone).dt.tz_localize(None)
     return local.dt.to_period(_FREQUENCIES[period]).dt.start_time.dt.date
 

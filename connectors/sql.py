@@ -8,7 +8,7 @@ expressions, so counting expired rows happens in the database with one statement
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
@@ -50,12 +50,14 @@ from connectors.protocol import (
     PublishedCell,
     RollupSink,
     TableInfo,
+    WriteTarget,
 )
 from connectors.rollups import merge_cells
 from connectors.sql_bookkeeping import JOURNAL, MARKS, is_bookkeeping, rollup_table_name
 from connectors.sql_chunks import Bookkeeping, execute_chunk, not_marked, row_key
 from connectors.sql_expressions import (
     clock_expired,
+    clock_no_event,
     clock_unreadable,
     column_info,
     is_mysql,
@@ -71,8 +73,10 @@ from connectors.sql_references import (
     referring_to,
     still_referred,
     store_foreign_keys,
+    with_declared,
 )
 from connectors.sql_sampling import estimate_rows, sample_values
+from connectors.sql_write_checks import write_problems
 from connectors.times import TimeContext
 from connectors.urls import hide_secrets, mask_url, read_only_url
 
@@ -178,6 +182,7 @@ class SQLConnector:
             self._require(selection.event.table, selection.schema) if selection.event else None
         )
         unreadable = clock_unreadable(table, selection, self._times, event_table)
+        no_event = clock_no_event(table, selection, self._times, event_table)
         # The expiry test (on SQLite, reading the clock's form) once per row: rows that
         # would expire are counted whole, and the cheaper hold tests go first elsewhere.
         statement = select(
@@ -185,15 +190,18 @@ class SQLConnector:
             count_if(expired),
             count_if(and_(held, expired)),
             count_if(unreadable),
+            count_if(no_event),
             *(
-                count_if(and_(matches(table, f, self._times), expired))
+                count_if(and_(matches(table, f, self._times, self._in(selection)), expired))
                 for f in selection.exclusions
             ),
             *(count_if(and_(referred, expired)) for _, _, referred in references),
         ).select_from(table)
         with self._translated_errors(), self._engine.connect() as connection:
             row = connection.execute(statement).one()
-        total, due, held_count, unreadable_count, *per_filter = (int(v) for v in row)
+        total, due, held_count, unreadable_count, no_event_count, *per_filter = (
+            int(v) for v in row
+        )
         expired_count = due - held_count
         per_filter, per_reference = (
             per_filter[: len(selection.exclusions)],
@@ -208,6 +216,7 @@ class SQLConnector:
             | {name: n for (name, _, _), n in kept_by},
             reasons={name: reason for (name, reason, _), _ in kept_by},
             unreadable=unreadable_count,
+            no_event=no_event_count,
         )
 
     def count_groups(
@@ -320,6 +329,10 @@ class SQLConnector:
                     connection.execute(select(release))
                     connection.commit()
 
+    def write_problems(self, targets: Sequence[WriteTarget]) -> list[str]:
+        """Asked without changing anything (``connectors.sql_write_checks``)."""
+        return write_problems(self._engine, self._url, targets, self._table, self._reason)
+
     def close(self) -> None:
         self._engine.dispose()
 
@@ -334,7 +347,7 @@ class SQLConnector:
             marks = self._table(MARKS, None)
             if marks is not None:
                 expired = and_(expired, not_marked(table, selection, marks))
-        held = matches_any(table, selection.exclusions, self._times)
+        held = matches_any(table, selection.exclusions, self._times, self._in(selection))
         references = self._references(table, selection, outer)
         if references:
             held = or_(held, *(referred for _, _, referred in references))
@@ -358,9 +371,10 @@ class SQLConnector:
             return []
         inside = outer | {selection.table}
         found = []
-        for child_name, key in referring_to(
-            selection.table, self._store_foreign_keys(selection.schema)
-        ):
+        keys = with_declared(
+            self._store_foreign_keys(selection.schema), selection.declared_references
+        )
+        for child_name, key in referring_to(selection.table, keys):
             child = self._require(child_name, selection.schema)
             leaving = [
                 replace(s, removed_first=selection.removed_first)
@@ -395,6 +409,10 @@ class SQLConnector:
                 )
             )
         return found
+
+    def _in(self, selection: ExpirySelection) -> Callable[[str], Table]:
+        """The tables of the selection's schema, by name (for holds through references)."""
+        return lambda name: self._require(name, selection.schema)
 
     def _other_schema_children(self, schema: str | None) -> list[tuple[str, str, ForeignKeyInfo]]:
         """Foreign keys of other schemas' tables into ``schema``, read once per schema."""

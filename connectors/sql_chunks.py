@@ -163,7 +163,8 @@ def _process(chunk: _Chunk) -> int:
         return _rewrite(chunk)
     if work.action == "aggregate_then_delete":
         sketches = any(sink.distinct or sink.quantiles or sink.subject for sink in work.rollups)
-        if chunk.connection.dialect.name == "postgresql" and not sketches:
+        in_database = chunk.connection.dialect.name == "postgresql" and not sketches
+        if in_database and not _skipped_wall_times(chunk):
             return _delete_and_aggregate_in_database(chunk)
         return _delete_and_aggregate(chunk)
     return int(chunk.connection.execute(delete(chunk.table).where(chunk.rows)).rowcount)
@@ -249,11 +250,28 @@ def _delete_and_aggregate_in_database(chunk: _Chunk) -> int:
     return int(chunk.connection.execute(statement).scalar_one())
 
 
+def _skipped_wall_times(chunk: _Chunk) -> bool:
+    """Whether a naive clock of the chunk is a wall time its zone skips. PostgreSQL reads
+    a repeated wall time as `wall_instant` does (its second occurrence) but a skipped
+    one with the offset before the change (``02:30`` as 03:30 EDT, not 03:00), so such
+    a chunk is bucketed by the pandas path instead."""
+    name = chunk.work.selection.clock_column
+    info = column_info(chunk.table, name)
+    zone = str(chunk.times.naive_zone)
+    if info.family != "datetime" or info.timezone_aware or zone == "UTC":
+        return False
+    clock = chunk.table.c[name]
+    skipped = func.timezone(zone, func.timezone(zone, clock)) != clock  # not read back
+    found = select(literal(1)).where(chunk.rows, skipped).limit(1)
+    return chunk.connection.execute(found).first() is not None
+
+
 def _period_start(
     clock: ColumnElement[Any], period: str, zone: str, naive_zone: str | None
 ) -> ColumnElement[Any]:
     """The period's first day in the policy's zone, as `period_starts` computes it; a
-    naive timestamp is first read in the store's zone (`naive_zone`)."""
+    naive timestamp is first read in the store's zone (`naive_zone`), as `wall_instant`
+    reads it when no value of the chunk is a skipped wall time (`_skipped_wall_times`)."""
     instant = clock if naive_zone is None else func.timezone(naive_zone, clock)
     return sa_cast(func.date_trunc(period, func.timezone(zone, instant)), Date)
 

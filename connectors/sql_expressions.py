@@ -7,10 +7,24 @@ so the dialect quotes it: no SQL is ever assembled from strings.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
-from sqlalchemy import ColumnElement, Engine, Table, and_, event, exists, false, not_, or_, true
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Table,
+    and_,
+    event,
+    exists,
+    false,
+    not_,
+    or_,
+    select,
+    true,
+    tuple_,
+)
 from sqlalchemy.sql.elements import KeyedColumnElement
 from sqlalchemy.sql.expression import FromClause
 
@@ -56,15 +70,35 @@ def condition(table: Table, cond: Condition, times: TimeContext) -> ColumnElemen
 
 
 def matches_any(
-    table: Table, filters: tuple[RowFilter, ...], times: TimeContext
+    table: Table,
+    filters: tuple[RowFilter, ...],
+    times: TimeContext,
+    tables: Callable[[str], Table] | None = None,
 ) -> ColumnElement[bool]:
     if not filters:
         return false()
-    return or_(*(matches(table, f, times) for f in filters))
+    return or_(*(matches(table, f, times, tables) for f in filters))
 
 
-def matches(table: Table, row_filter: RowFilter, times: TimeContext) -> ColumnElement[bool]:
-    return and_(true(), *(condition(table, c, times) for c in row_filter.conditions))
+def matches(
+    table: Table,
+    row_filter: RowFilter,
+    times: TimeContext,
+    tables: Callable[[str], Table] | None = None,
+) -> ColumnElement[bool]:
+    """The filter's conditions on the row, or, for a filter ``through`` references, on
+    the row they lead to (``tables`` names the referred tables): the referring keys are
+    one uncorrelated subquery per step, like ``still_referred``'s."""
+    if not row_filter.through:
+        return and_(true(), *(condition(table, c, times) for c in row_filter.conditions))
+    assert tables is not None, "a filter through references needs its tables"
+    key, rest = row_filter.through[0], row_filter.through[1:]
+    parent = tables(key.referred_table)  # its own scope: the subquery is uncorrelated
+    held = matches(parent, replace(row_filter, through=rest), times, tables)
+    referring = [table.c[c] for c in key.columns]
+    target = referring[0] if len(referring) == 1 else tuple_(*referring)
+    keys = select(*(parent.c[c] for c in key.referred_columns)).where(held).correlate(None)
+    return and_(*(c.is_not(None) for c in referring), target.in_(keys))
 
 
 def clock_expired(
@@ -75,20 +109,31 @@ def clock_expired(
 ) -> ColumnElement[bool]:
     """True when the row's clock is readable and strictly before the cut-off; never for
     a clock that has not started (NULL) or cannot be read (`connectors.sql_clocks`),
-    including any one of several matching events."""
+    including any one of several matching events. A row with no event row at all counts
+    from the event clock's ``fallback`` column, if it has one."""
     if selection.event is None or event_table is None:
-        column = table.c[selection.clock_column]
-        readable, before = _clock_tests(table, selection.clock_column, selection, times)
-        # The cheap comparison first: SQLite reads the value's form only for rows it
-        # passes (an unreadable value compares either way; it is never expired).
-        return and_(column.is_not(None), before, readable)
+        return _own_clock_expired(table, selection, times)
     event = selection.event
     aliased, linked = _events(table, selection, event_table)
     clock = aliased.c[event.column]
     readable, before = _clock_tests(aliased, event.column, selection, times)
     has_event = exists().where(linked)
     unfinished = exists().where(linked, or_(clock.is_(None), not_(before), not_(readable)))
-    return and_(has_event, not_(unfinished))
+    expired = and_(has_event, not_(unfinished))
+    fallback = selection.by_fallback()
+    if fallback is None:
+        return expired
+    return or_(expired, and_(not_(has_event), _own_clock_expired(table, fallback, times)))
+
+
+def _own_clock_expired(
+    table: Table, selection: ExpirySelection, times: TimeContext
+) -> ColumnElement[bool]:
+    column = table.c[selection.clock_column]
+    readable, before = _clock_tests(table, selection.clock_column, selection, times)
+    # The cheap comparison first: SQLite reads the value's form only for rows it
+    # passes (an unreadable value compares either way; it is never expired).
+    return and_(column.is_not(None), before, readable)
 
 
 def clock_unreadable(
@@ -97,16 +142,45 @@ def clock_unreadable(
     times: TimeContext,
     event_table: Table | None,
 ) -> ColumnElement[bool]:
-    """True when the row's clock (or one of its events') holds a value that is not a
-    timestamp in the selection's form: such a row is never expired, and is counted."""
+    """True when the row's clock (or one of its events', or its fallback column when it
+    has no event) holds a value that is not a timestamp in the selection's form: such a
+    row is never expired, and is counted."""
     if selection.event is None or event_table is None:
-        column = table.c[selection.clock_column]
-        readable, _ = _clock_tests(table, selection.clock_column, selection, times)
-        return and_(column.is_not(None), not_(readable))
+        return _own_clock_unreadable(table, selection, times)
     aliased, linked = _events(table, selection, event_table)
     clock = aliased.c[selection.event.column]
     readable, _ = _clock_tests(aliased, selection.event.column, selection, times)
-    return exists().where(linked, clock.is_not(None), not_(readable))
+    unreadable = exists().where(linked, clock.is_not(None), not_(readable))
+    fallback = selection.by_fallback()
+    if fallback is None:
+        return unreadable
+    no_event = not_(exists().where(linked))
+    return or_(unreadable, and_(no_event, _own_clock_unreadable(table, fallback, times)))
+
+
+def _own_clock_unreadable(
+    table: Table, selection: ExpirySelection, times: TimeContext
+) -> ColumnElement[bool]:
+    column = table.c[selection.clock_column]
+    readable, _ = _clock_tests(table, selection.clock_column, selection, times)
+    return and_(column.is_not(None), not_(readable))
+
+
+def clock_no_event(
+    table: Table,
+    selection: ExpirySelection,
+    times: TimeContext,
+    event_table: Table | None,
+) -> ColumnElement[bool]:
+    """True for a row of an event clock that no event row matches, and that has no
+    value in the clock's fallback column to count from instead: it never expires. (An
+    event row whose column is NULL is an event that has not happened yet, not this.)"""
+    if selection.event is None or event_table is None:
+        return false()
+    _, linked = _events(table, selection, event_table)
+    no_event = not_(exists().where(linked))
+    fallback = selection.event.fallback
+    return no_event if fallback is None else and_(no_event, table.c[fallback].is_(None))
 
 
 def _events(
@@ -128,7 +202,7 @@ def _clock_tests(
         bound: object = epoch_bound(selection.cutoff)
     else:
         info = ColumnInfo(name, family, str(column.type), bool(column.nullable), aware)
-        bound = in_utc(times.bind_instant(info, selection.cutoff))
+        bound = in_utc(times.bind_cutoff(info, selection.cutoff))
     return (
         readable(column, family, selection.clock_format),
         before(column, bound, selection.clock_format),  # type: ignore[arg-type]

@@ -11,8 +11,8 @@ hold, named ``referenced by <table>.<columns>``, with the database's rule in its
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -33,6 +33,9 @@ from sqlalchemy.engine.interfaces import ReflectedForeignKeyConstraint
 from connectors.protocol import ForeignKeyInfo
 from connectors.sql_expressions import on_connect
 
+#: How a child table is named: by itself in a store, with its store and schema in a policy.
+Child = TypeVar("Child")
+
 
 def reference_name(child: str, key: ForeignKeyInfo) -> str:
     """How rows kept by this reference are counted: ``referenced by payments.invoice_id``."""
@@ -43,6 +46,12 @@ def reference_reason(child: str, key: ForeignKeyInfo) -> str:
     """Why a row this reference points at is kept, in the report and the audit log."""
     columns = ", ".join(f"{child}.{c}" for c in key.columns)
     rule = (key.on_delete or "NO ACTION").upper()
+    if key.declared:  # the store would do nothing: the child would point at nothing
+        return (
+            f"a {child} row that is not being deleted still refers to it ({columns}, a "
+            f"relation declared in the policy): deleting it would leave those {child} rows "
+            "pointing at nothing"
+        )
     if rule == "CASCADE":
         effect = f"deleting it would delete those {child} rows too"
     elif rule in ("SET NULL", "SET DEFAULT"):
@@ -139,6 +148,21 @@ def enforce_foreign_keys(engine: Engine) -> None:
     that ask: Tenure's do, so a delete that would orphan a row fails instead."""
     if engine.dialect.name == "sqlite":
         on_connect(engine, "PRAGMA foreign_keys = ON")
+
+
+def with_declared(
+    keys: Mapping[Child, Sequence[ForeignKeyInfo]], declared: Iterable[tuple[Child, ForeignKeyInfo]]
+) -> dict[Child, tuple[ForeignKeyInfo, ...]]:
+    """The store's foreign keys and the references the policy declares, as one mapping
+    of child table to keys: a declared reference the store also has (the same columns
+    to the same table's same columns) is the store's, and a repeated one counts once."""
+    merged = {child: tuple(child_keys) for child, child_keys in keys.items()}
+    for child, key in declared:
+        same = (key.columns, key.referred_table, key.referred_columns)
+        known = merged.get(child, ())
+        if all((k.columns, k.referred_table, k.referred_columns) != same for k in known):
+            merged[child] = (*known, key)
+    return merged
 
 
 def referring_to(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
+
+import pandas as pd
 
 from connectors.protocol import ColumnInfo, Scalar
 
@@ -21,6 +23,101 @@ def epoch_bound(cutoff: datetime) -> int:
     """The integer ``n`` such that an integer epoch value (seconds since 1970-01-01 UTC)
     is before the aware ``cutoff`` exactly when it is below ``n``."""
     return math.ceil(cutoff.timestamp())
+
+
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def wall_instant(wall: datetime, zone: tzinfo) -> datetime:
+    """A naive wall time read in ``zone``, as an aware instant in ``zone``.
+
+    The one rule for the wall times a change of UTC offset makes ambiguous or
+    impossible (`wall_instants` is the same rule for a pandas Series):
+
+    - a **repeated** wall time (the hour the clocks go back) is its *second*
+      occurrence, after the change: ``2025-11-02 01:47:24`` in Montreal is 01:47:24
+      EST (06:47:24 UTC). PostgreSQL reads it the same way.
+    - a **skipped** wall time (the hour the clocks go forward) is the instant of the
+      change, the end of the gap: ``2025-03-09 02:30`` in Montreal is 03:00 EDT
+      (07:00 UTC), like 02:00 and 03:00.
+
+    A record is so never read as older than it can be, and a later wall time is never
+    an earlier instant, which keeps comparing stored wall times with a bound
+    (`wall_bound`) exact.
+    """
+    return _utc_instant(wall, zone).astimezone(zone)
+
+
+def _utc_instant(wall: datetime, zone: tzinfo) -> datetime:
+    first = wall.replace(tzinfo=zone, fold=0)
+    second = wall.replace(tzinfo=zone, fold=1)
+    if first.utcoffset() == second.utcoffset():
+        return first.astimezone(UTC)
+    # Compared in UTC: aware values sharing one tzinfo compare as wall times.
+    readings = sorted((first.astimezone(UTC), second.astimezone(UTC)))
+    if readings[1].astimezone(zone).replace(tzinfo=None) == wall:
+        return readings[1]  # repeated: the second occurrence
+    return _change_between(readings[0], readings[1], zone)  # skipped
+
+
+def _change_between(before: datetime, after: datetime, zone: tzinfo) -> datetime:
+    """The first instant after ``before`` with ``after``'s UTC offset in ``zone``."""
+    offset = after.astimezone(zone).utcoffset()
+    while after - before > _MICROSECOND:
+        middle = before + (after - before) // 2
+        if middle.astimezone(zone).utcoffset() == offset:
+            after = middle
+        else:
+            before = middle
+    return after
+
+
+def wall_instants(walls: pd.Series, zone: tzinfo) -> pd.Series:
+    """`wall_instant` for a Series of naive ``datetime64`` values: aware, in ``zone``.
+    pandas reads the unambiguous values; those it cannot (repeated or skipped) follow
+    `wall_instant`, once per distinct value."""
+    local = walls.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
+    odd = local.isna() & walls.notna()
+    if odd.any():
+        resolved = {wall: _resolved(wall, zone) for wall in walls[odd].unique()}
+        local = local.copy()
+        local[odd] = [resolved[wall] for wall in walls[odd]]
+    return local
+
+
+def _resolved(wall: pd.Timestamp, zone: tzinfo) -> pd.Timestamp:
+    whole = wall.floor("us")  # a Python datetime holds microseconds
+    moment = pd.Timestamp(wall_instant(whole.to_pydatetime(), zone))
+    if moment.tz_localize(None) == whole:  # repeated: keep any nanoseconds
+        moment += wall - whole
+    return moment
+
+
+def wall_bound(cutoff: datetime, zone: tzinfo) -> datetime:
+    """The naive wall time ``b`` such that a wall time ``w`` in ``zone`` is read
+    (`wall_instant`) as an instant strictly before the aware ``cutoff`` exactly when
+    ``w < b``: the cut-off as a naive clock column is compared with it. Most often
+    the cut-off's own wall time; a cut-off in the first occurrence of a repeated hour
+    is the hour's start (its wall times are read as the second occurrence), and a
+    cut-off at the end of a gap is the gap's start."""
+    wall = cutoff.astimezone(zone).replace(tzinfo=None)
+    instant = cutoff.astimezone(UTC)
+    try:
+        if (
+            _utc_instant(wall, zone) == instant
+            and _utc_instant(wall - _MICROSECOND, zone) < instant
+        ):
+            return wall
+        low, high = wall - timedelta(days=2), wall + timedelta(days=2)
+    except OverflowError:
+        return wall
+    while high - low > _MICROSECOND:  # the rule is monotonic: low is before, high is not
+        middle = low + (high - low) // 2
+        if _utc_instant(middle, zone) < instant:
+            low = middle
+        else:
+            high = middle
+    return high
 
 
 class TimeContext:
@@ -42,6 +139,14 @@ class TimeContext:
             return moment
         return moment.astimezone(self.naive_zone).replace(tzinfo=None)
 
+    def bind_cutoff(self, column: ColumnInfo, cutoff: datetime) -> datetime | date:
+        """The cut-off (aware) as a bound the column's values are compared with (``<``):
+        `bind_instant`, except that a naive column's bound is `wall_bound`, so that a
+        wall time is before it exactly when `wall_instant` reads it before the cut-off."""
+        if column.family == "datetime" and not column.timezone_aware:
+            return wall_bound(cutoff, self.naive_zone)
+        return self.bind_instant(column, cutoff)
+
     def bind_value(self, column: ColumnInfo, value: Scalar) -> Scalar:
         """A condition value (a legal hold's) as the column stores it, so that it is
         compared as what it means, never as text: dates and timestamps are parsed
@@ -53,6 +158,8 @@ class TimeContext:
         if isinstance(value, bool) and family not in ("boolean", "text", "other"):
             raise ValueError(f"{value!r} is not a value of a {family} column")
         if family == "datetime":
+            if self._as_written(column, value):
+                return parse_instant(value) if isinstance(value, str) else value
             return self.bind_instant(column, self._instant(value))
         if family == "date":
             return parse_day(value)
@@ -64,13 +171,22 @@ class TimeContext:
             return str(value)
         return value
 
+    def _as_written(self, column: ColumnInfo, value: Scalar) -> bool:
+        """Whether a hold's timestamp is a naive wall time for a naive column kept in the
+        policy's own zone: then it is compared as written, even in an hour a change of
+        offset repeats or skips (no instant names ``02:30`` on the night 02:00 is 03:00)."""
+        if column.timezone_aware or self.naive_zone.key != self.local_zone.key:
+            return False
+        moment = parse_instant(value) if isinstance(value, str) else value
+        return isinstance(moment, datetime) and moment.tzinfo is None
+
     def _instant(self, value: Scalar) -> datetime:
         if isinstance(value, str):
             value = parse_instant(value)
         if isinstance(value, datetime):
-            return value if value.tzinfo is not None else value.replace(tzinfo=self.local_zone)
+            return value if value.tzinfo is not None else wall_instant(value, self.local_zone)
         if isinstance(value, date):
-            return datetime.combine(value, time(), self.local_zone)
+            return wall_instant(datetime.combine(value, time()), self.local_zone)
         raise ValueError(f"{value!r} is not a date or timestamp (use YYYY-MM-DD)")
 
 

@@ -8,7 +8,7 @@ parts those are; every display URL, error message and cache key goes through it.
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import quote_plus
+from urllib.parse import quote, quote_plus
 
 from sqlalchemy import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -66,7 +66,8 @@ def mask_url(url: str | URL) -> str:
 
 
 def secret_values(url: str | URL) -> tuple[str, ...]:
-    """The secrets a URL holds (its password, its secret query values), longest first."""
+    """The secrets a URL holds (its password, its secret query values), as they are and
+    percent-encoded as the URL's text carries them, longest first."""
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
@@ -75,7 +76,8 @@ def secret_values(url: str | URL) -> tuple[str, ...]:
     for name, value in parsed.query.items():
         if is_secret_parameter(name):
             found += [value] if isinstance(value, str) else list(value)
-    return tuple(sorted({v for v in found if v}, key=len, reverse=True))
+    forms = {form for v in found if v for form in (v, quote(v, safe=""), quote_plus(v))}
+    return tuple(sorted(forms, key=len, reverse=True))
 
 
 def read_only_url(url: URL) -> URL:

@@ -93,8 +93,9 @@ def entry_hash(
     return hmac.new(secret, canonical(fields).encode(), hashlib.sha256).hexdigest()
 
 
-def append(engine: Engine, entries: Sequence[Mapping[str, Any]], key: AuditKey) -> None:
-    """Append entries in one transaction, continuing the chain."""
+def append(engine: Engine, entries: Sequence[Mapping[str, Any]], key: AuditKey) -> str:
+    """Append entries in one transaction, continuing the chain; the new head, the hash
+    to record outside the state database (see ``verify``'s ``head``)."""
     with engine.begin() as connection:
         last = connection.execute(
             select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
@@ -118,6 +119,7 @@ def append(engine: Engine, entries: Sequence[Mapping[str, Any]], key: AuditKey) 
                 )
             )
             prev = digest
+    return str(prev)
 
 
 def run_entries(entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -134,10 +136,16 @@ class Verification:
     """The witnesses compared with the log, and how much each holds."""
     unchecked: list[str] = field(default_factory=list)
     """Witnesses that could not be asked (an unreachable store), and why."""
+    unaudited: list[str] = field(default_factory=list)
+    """Committed work of runs that died (the ledger has them running, their process is
+    gone) that no entry covers yet: the next run of the policy audits it from the
+    stores' journals. Not tampering, but the log does not account for it yet."""
+    interrupted: list[str] = field(default_factory=list)
+    """The runs ``unaudited`` speaks of."""
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.unaudited
 
 
 @dataclass
@@ -167,15 +175,25 @@ def verify(
     connectors: Mapping[str, Connector] | None = None,
     datasets: Collection[str] | None = None,
     key_for: Callable[[str], bytes] = audit_key,
+    *,
+    head: str | None = None,
+    since_run: str | None = None,
 ) -> Verification:
     """Check the chain from the first entry, then compare the log with the ledger and
     with the journal of every store in ``connectors`` (entries of ``datasets`` only,
     when given: a store may be shared with another policy). Raises ``MissingSecret``
-    when the key of an entry's key id is not available."""
+    when the key of an entry's key id is not available.
+
+    Anchors recorded outside the state database catch what no witness inside it can
+    (the newest entries removed with the ledger's record of their run): ``head``, a hash
+    a run report printed, must be an entry of the log (the chain, checked to its end,
+    then vouches for every entry up to it); ``since_run``, a run's id, must have its
+    entries in the log, all of them."""
     problems: list[str] = []
     keys: dict[str, bytes] = {}
     log = _Log()
     prev, expected_seq, count = GENESIS, 1, 0
+    head_at: int | None = None  # the recorded head's place in the log, once found
     with engine.connect() as connection:
         for row in connection.execute(select(audit).order_by(audit.c.seq)):
             count += 1
@@ -201,6 +219,8 @@ def verify(
                     f"{row.key_id!r} (edited, or chained without the key)"
                 )
             prev, expected_seq = row.hash, row.seq + 1
+            if row.hash == head:
+                head_at = count
             try:
                 log.add(json.loads(row.entry))
             except ValueError:
@@ -212,20 +232,85 @@ def verify(
                 f"run {run_id}: {declared - found} of its {declared} audit entries are missing"
             )
     checked: list[str] = []
-    problems += _against_ledger(engine, log, checked)
+    unaudited: list[str] = []
+    problems += _against_ledger(engine, log, checked, unaudited)
     unchecked: list[str] = []
     known = _ledger_runs(engine)
     busy = _runs_in_progress(engine)
+    interrupted = _interrupted_runs(engine, busy) - log.entries.keys()
     for name, connector in (connectors or {}).items():
-        problems += _against_journal(
-            name, connector, log, (known, busy), datasets, (checked, unchecked)
+        differences = _against_journal(
+            name, connector, log, (known, busy, interrupted), datasets, (checked, unchecked)
         )
-    return Verification(count, prev, problems, checked, unchecked)
+        for run_id, problem in differences:
+            (unaudited if run_id in interrupted else problems).append(problem)
+    problems += _against_anchors(
+        engine, log, (head, head_at, since_run), (count, prev, busy), checked
+    )
+    return Verification(
+        count,
+        prev,
+        problems,
+        checked,
+        unchecked,
+        unaudited,
+        sorted(run_id for run_id in interrupted if any(run_id in u for u in unaudited)),
+    )
+
+
+def _against_anchors(
+    engine: Engine,
+    log: _Log,
+    anchors: tuple[str | None, int | None, str | None],
+    end: tuple[int, str, set[str]],
+    checked: list[str],
+) -> list[str]:
+    """What no witness in the state database can show: that the log still holds an
+    anchor recorded outside it. ``anchors``: the recorded head, where the log holds it
+    (None: nowhere), and a run id; ``end``: the log's entries, its head, and the runs in
+    progress."""
+    (head, head_at, run_id), (count, last, busy) = anchors, end
+    problems: list[str] = []
+    if head is not None and head_at is None:
+        problems.append(
+            f"recorded head {head} is not in the audit log, whose {count} entries end at "
+            f"{last}: the log was cut back to before it, or rewritten"
+        )
+    elif head is not None and head_at is not None:
+        checked.append(f"recorded head: entry {head_at} of {count}")
+    if run_id is None:
+        return problems
+    found = log.entries.get(run_id, 0)
+    if found:
+        checked.append(f"run {run_id}: {found} entries")
+        return problems  # missing ones are reported with every run's
+    with engine.connect() as connection:
+        run = connection.execute(
+            select(runs.c.dry_run, runs.c.status).where(runs.c.run_id == run_id)
+        ).first()
+    if run is not None and run.dry_run:
+        why = "it is a dry run, which writes none: name a real run"
+    elif run_id in busy:
+        why = "it is still running: its entries are written when it ends"
+    elif run is not None and run.status == "running":
+        why = "it was interrupted: the next run of the policy audits it"
+    else:
+        unknown = "" if run is not None else " (or no run of this state database had that id)"
+        why = f"the log was cut back to before it, or rewritten{unknown}"
+    problems.append(f"run {run_id}: no audit entry; {why}")
+    return problems
 
 
 def _ledger_runs(engine: Engine) -> set[str]:
     with engine.connect() as connection:
         return set(connection.scalars(select(runs.c.run_id)))
+
+
+def _interrupted_runs(engine: Engine, busy: set[str]) -> set[str]:
+    """Real runs the ledger still has running whose process is gone."""
+    statement = select(runs.c.run_id).where(runs.c.status == "running", runs.c.dry_run.is_(False))
+    with engine.connect() as connection:
+        return set(connection.scalars(statement)) - busy
 
 
 def _runs_in_progress(engine: Engine) -> set[str]:
@@ -236,8 +321,11 @@ def _runs_in_progress(engine: Engine) -> set[str]:
         return {row.run_id for row in held if not holder_gone(row.host, row.pid)}
 
 
-def _against_ledger(engine: Engine, log: _Log, checked: list[str]) -> list[str]:
-    """Every finished real run has entries; every chunk's rows are in its entries."""
+def _against_ledger(
+    engine: Engine, log: _Log, checked: list[str], unaudited: list[str]
+) -> list[str]:
+    """Every finished real run has entries; every chunk's rows are in its entries. A run
+    that died before writing its entries goes to ``unaudited``."""
     problems: list[str] = []
     busy = _runs_in_progress(engine)
     with engine.connect() as connection:
@@ -254,7 +342,16 @@ def _against_ledger(engine: Engine, log: _Log, checked: list[str]) -> list[str]:
     for run in finished:
         if run.run_id in busy:
             continue
-        if run.run_id not in log.entries:
+        if run.run_id in log.entries:
+            continue
+        if run.status == "running":  # and its process is gone: a killed run
+            rows = sum(int(c[2]) for c in committed if c.run_id == run.run_id)
+            number = sum(int(c[3]) for c in committed if c.run_id == run.run_id)
+            unaudited.append(
+                f"ledger: run {run.run_id} (started {run.started_at}) was interrupted: "
+                f"{number} chunks of {rows} rows recorded, not yet audited"
+            )
+        else:
             problems.append(
                 f"ledger: run {run.run_id} ({run.status}, started {run.started_at}) has no "
                 "audit entry"
@@ -281,15 +378,16 @@ def _against_journal(
     name: str,
     connector: Connector,
     log: _Log,
-    runs_of_ledger: tuple[set[str], set[str]],
+    runs_of_ledger: tuple[set[str], set[str], set[str]],
     datasets: Collection[str] | None,
     notes: tuple[list[str], list[str]],
-) -> list[str]:
-    """Every chunk the store committed is covered by an audit entry with the same rows.
-    ``runs_of_ledger``: the ledger's runs, and those in progress; ``notes``: where to say
-    what was checked, and what could not be."""
-    (known, busy), (checked, unchecked) = runs_of_ledger, notes
-    problems: list[str] = []
+) -> list[tuple[str, str]]:
+    """Every chunk the store committed is covered by an audit entry with the same rows;
+    each problem with the run it concerns. ``runs_of_ledger``: the ledger's runs, those
+    in progress and those interrupted; ``notes``: where to say what was checked, and what
+    could not be."""
+    (known, busy, interrupted), (checked, unchecked) = runs_of_ledger, notes
+    problems: list[tuple[str, str]] = []
     where = f"journal of store {name!r}"
     try:
         run_ids = connector.journal_runs()
@@ -315,21 +413,27 @@ def _against_journal(
         rows = sum(r for r, _ in totals.values())
         if run_id not in log.entries:
             status = (
-                "but has no audit entry (the ledger knows it)"
+                ", not yet audited (the run was interrupted)"
+                if run_id in interrupted
+                else " but has no audit entry (the ledger knows it)"
                 if run_id in known
-                else "and is neither in the audit log nor in the ledger"
+                else " and is neither in the audit log nor in the ledger"
             )
             number = sum(n for _, n in totals.values())
             problems.append(
-                f"{where}: run {run_id} committed {number} chunks of {rows} rows {status}"
+                (run_id, f"{where}: run {run_id} committed {number} chunks of {rows} rows{status}")
             )
             continue
         for dataset, (committed, number) in sorted(totals.items()):
             audited = log.totals.get((run_id, dataset), 0)
             if audited != committed:
                 problems.append(
-                    f"{where}: run {run_id}, dataset {dataset}: {number} chunks of "
-                    f"{committed} rows committed, audit entries say {audited} (row totals differ)"
+                    (
+                        run_id,
+                        f"{where}: run {run_id}, dataset {dataset}: {number} chunks of "
+                        f"{committed} rows committed, audit entries say {audited} (row totals "
+                        "differ)",
+                    )
                 )
     note = f", {other} chunks of datasets not in this policy not checked" if other else ""
     checked.append(f"{where}: {len(journals)} runs, {chunk_count} chunks{note}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -23,13 +24,15 @@ from sqlalchemy import Engine
 from anonymizers.secrets import MissingSecret
 from connectors.errors import StoreError
 from connectors.protocol import Connector, PublishedCell
-from flows.ledger import StateError
+from flows.ledger import STATE_VARIABLE, StateError, StateLocation, state_location
+from flows.preflight import preflight
 from flows.reports import plan_json, render_plan
 from flows.stores import opened_stores
 from retention_rules.clock import PolicyClock
-from retention_rules.issues import PolicyError
-from retention_rules.loader import LoadedPolicy, load_policy
-from retention_rules.planner import evaluate, plan_rules
+from retention_rules.issues import LocatedIssue, PolicyError
+from retention_rules.loader import LoadedPolicy, load_policy, salvage_policy
+from retention_rules.planner import evaluate, plan_rules, table_references
+from retention_rules.references import event_clock_warnings, reference_warnings
 from retention_rules.schema_check import cascade_warnings, check_live_schema
 
 if TYPE_CHECKING:
@@ -62,6 +65,16 @@ PolicyArg = Annotated[Path, typer.Argument(help="Retention policy YAML file.", s
 NowOption = Annotated[
     datetime | None,
     typer.Option(help="Evaluate as if it were this instant (ISO 8601; naive = policy time zone)."),
+]
+StateOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar="TENURE_STATE_URL",
+        help="State database (ledger, lock, audit log, scan cache, register): a SQLAlchemy "
+        "URL or a SQLite file's path. Default: the policy's state:, else beside its SQLite "
+        "store, else $XDG_STATE_HOME/tenure/ (~/.local/state/tenure/).",
+        show_default=False,
+    ),
 ]
 
 
@@ -102,14 +115,41 @@ def _reported() -> Iterator[None]:
 
 
 @contextmanager
-def _checked_stores(loaded: LoadedPolicy) -> Iterator[Mapping[str, Connector]]:
+def _checked_stores(
+    loaded: LoadedPolicy, location: StateLocation | None = None
+) -> Iterator[Mapping[str, Connector]]:
     """The policy's stores, open and checked against its schema: each store is connected
-    and reflected once, for the check and whatever the command does next."""
+    and reflected once, for the check and whatever the command does next. With the
+    state database's ``location``, the real run's preflight too (``flows.preflight``)."""
     with opened_stores(loaded.policy) as (connectors, issues):
         issues += check_live_schema(loaded.policy, connectors)
+        if location is not None:
+            issues += preflight(loaded, connectors, location, issues)
         if issues:
             raise PolicyError(loaded.locate(issues))
         yield connectors
+
+
+def _partial_problems(path: Path) -> list[LocatedIssue]:
+    """The live schema's problems, and the preflight's, of what parsed of a policy file
+    that has problems of its own: `validate` reports both kinds in one pass."""
+    partial = salvage_policy(path)
+    if partial is None:
+        return []
+    loaded = partial.loaded
+    try:
+        with opened_stores(loaded.policy) as (connectors, issues):
+            issues += check_live_schema(loaded.policy, connectors)
+            issues += preflight(loaded, connectors, None, issues)
+    except Exception as exc:  # a check that needs the whole policy: say it was not made
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return [LocatedIssue(str(path), None, "", f"live schema not checked: {reason}")]
+    return partial.locate(issues)
+
+
+def _print_state(location: StateLocation, console: Console | None = None) -> None:
+    """Where the state database is: one line in every report (the URL masked)."""
+    (console or stdout).print(f"state: {location}", markup=False, soft_wrap=True)
 
 
 def _policy_clock(loaded: LoadedPolicy, now: datetime | None) -> PolicyClock:
@@ -133,17 +173,32 @@ def _policy_clock(loaded: LoadedPolicy, now: datetime | None) -> PolicyClock:
 def validate(
     policy: PolicyArg,
     offline: Annotated[
-        bool, typer.Option(help="Check the file only; do not connect to the stores.")
+        bool,
+        typer.Option(help="Check the file only: no store, key or state database is looked at."),
     ] = False,
+    state: StateOption = None,
 ) -> None:
-    """Check a policy file and, unless --offline, the live schema of its stores.
+    """Check a policy file and, unless --offline, the live schema of its stores and what
+    a real run needs before its first write (keys, writable stores and bookkeeping
+    folders, the state database).
 
     Reports every problem at once as file:line: field: message. Never writes to a store.
     """
     with _reported():
-        loaded = load_policy(policy)
-        if not offline:
-            with _checked_stores(loaded) as connectors:
+        try:
+            loaded = load_policy(policy)
+        except PolicyError as exc:
+            if offline:
+                raise
+            raise PolicyError(exc.issues + _partial_problems(policy)) from None
+        location = None if offline else state_location(loaded, state)
+        # Warnings do not fail validation (see `event_clock_warnings`).
+        for warning in loaded.locate(event_clock_warnings(loaded.policy)):
+            stderr.print(f"warning: {warning}", markup=False)
+        for warning in loaded.locate(reference_warnings(loaded.policy)):
+            stderr.print(f"warning: {warning}", markup=False)
+        if location is not None:
+            with _checked_stores(loaded, location) as connectors:
                 # Warnings do not fail validation (see `cascade_warnings`).
                 for warning in loaded.locate(cascade_warnings(loaded.policy, connectors)):
                     stderr.print(f"warning: {warning}", markup=False)
@@ -154,6 +209,8 @@ def validate(
             + ("" if offline else f", schema checked in {len(p.stores)} store(s)"),
             markup=False,
         )
+        if location is not None:
+            _print_state(location)
 
 
 @app.command()
@@ -161,30 +218,28 @@ def plan(
     policy: PolicyArg,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
     now: NowOption = None,
+    state: StateOption = None,
 ) -> None:
     """Dry run: for every dataset, the cut-off and how many rows are expired, held and kept.
 
-    The counts are computed in the database; nothing is changed.
+    The counts are computed in the database; nothing is changed. What the real run needs
+    before its first write is checked too, as by `validate`.
     """
     with _reported():
         loaded = load_policy(policy)
         clock = _policy_clock(loaded, now)
-        with _checked_stores(loaded) as connectors:
-            rows = evaluate(plan_rules(loaded.policy, clock), connectors)
+        location = state_location(loaded, state)
+        with _checked_stores(loaded, location) as connectors:
+            references = table_references(loaded.policy, connectors)
+            rows = evaluate(plan_rules(loaded.policy, clock, references), connectors)
         if as_json:
-            json.dump(plan_json(loaded, clock, rows), sys.stdout, indent=2)
+            json.dump(
+                {**plan_json(loaded, clock, rows), "state": location.shown}, sys.stdout, indent=2
+            )
             sys.stdout.write("\n")
         else:
             render_plan(stdout, loaded, clock, rows)
-
-
-StateOption = Annotated[
-    str | None,
-    typer.Option(
-        envvar="TENURE_STATE_URL",
-        help="State database (ledger and audit log); default: beside the SQLite store.",
-    ),
-]
+            _print_state(location)
 
 
 @app.command()
@@ -211,17 +266,22 @@ def run(
     from flows.run_report import RichRunProgress, render_run, report_json
 
     with _reported():
-        # A policy that does not load, an instant no cut-off can be computed at, or a
-        # state database that cannot be opened stops here, before Prefect starts.
+        # A policy that does not load, an instant no cut-off can be computed at, a failed
+        # preflight or a state database that cannot be opened stops here, before Prefect
+        # starts and before anything is written.
         loaded = load_policy(policy)
         _policy_clock(loaded, now)
-        if not dry_run:  # a dry run only reads the state database, if there is one
+        if not dry_run:
             from flows.audit import current_key
 
             current_key()  # no audit key: one line, exit 2, nothing created or touched
-            _state_of(loaded, state, create=True).dispose()
+        location = state_location(loaded, state)
+        _run_preflight(loaded, location)
+        if not dry_run:  # a dry run only reads the state database, if there is one
+            location.open(create=True).dispose()
+        given = location.url if location.source in ("--state", STATE_VARIABLE) else None
         try:
-            with RichRunProgress(stderr) as progress, _state_reference(state) as state_from:
+            with RichRunProgress(stderr) as progress, _state_reference(given) as state_from:
                 show_progress(None if as_json else progress)
                 report = _on_temporary_api(
                     lambda: nightly_retention(str(policy), dry_run, now, chunk_size, state_from)
@@ -236,8 +296,20 @@ def run(
         sys.stdout.write("\n")
     else:
         render_run(stdout, report)
+        _print_state(location)
     if report.failed:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _run_preflight(loaded: LoadedPolicy, location: StateLocation) -> None:
+    """The run's preflight (``flows.preflight``), with the stores opened read-only: one
+    line per problem and exit code 2, nothing written. Live schema problems are not
+    among them: they stop their own bindings, reported by the run."""
+    with opened_stores(loaded.policy) as (connectors, issues):
+        issues += check_live_schema(loaded.policy, connectors)
+        refused = preflight(loaded, connectors, location, issues)
+    if refused:
+        raise PolicyError(loaded.locate(refused))
 
 
 T = TypeVar("T")
@@ -282,10 +354,16 @@ def serve(
     name: Annotated[str, typer.Option(help="Deployment name.")] = "nightly",
 ) -> None:
     """Serve the nightly flow as a Prefect deployment against the configured server
-    (PREFECT_API_URL, e.g. a `prefect server start`); runs never overlap."""
+    (PREFECT_API_URL, e.g. a `prefect server start`); runs never overlap.
+
+    Serves only when the server answers and the real run's preflight passes (the audit
+    key, every keyed operator's key, writable stores, the state database): a schedule
+    must not fail every night for a reason known now."""
     from prefect.settings import PREFECT_API_URL
 
+    from flows.audit import current_key
     from flows.nightly import serve as serve_flow
+    from flows.preflight import prefect_problem
 
     with _reported():
         loaded = load_policy(policy)
@@ -297,6 +375,14 @@ def serve(
                 markup=False,
             )
             raise typer.Exit(EXIT_INVALID)
+        unreachable = prefect_problem(str(PREFECT_API_URL.value()))
+        if unreachable is not None:
+            stderr.print(f"error: {unreachable}", markup=False)
+            raise typer.Exit(EXIT_INVALID)
+        current_key()
+        location = state_location(loaded, os.environ.get(STATE_VARIABLE))
+        _run_preflight(loaded, location)
+        _print_state(location)
         serve_flow(str(policy.resolve()), cron, timezone or loaded.policy.timezone, name)
 
 
@@ -314,7 +400,7 @@ def scan(
         Path | None,
         typer.Option(
             help="Directory for inventory.json and inventory.md (default: beside "
-            "the state database)."
+            "the policy's SQLite store, else beside the policy file)."
         ),
     ] = None,
     state: StateOption = None,
@@ -333,7 +419,8 @@ def scan(
 
     with _reported(), _table_progress(stderr) as on_table:
         inventory, loaded = run_scan(policy, full=full, state_url=state, on_table=on_table)
-    json_path, markdown_path = write_inventory(inventory, out or default_output_dir(loaded.policy))
+    json_path, markdown_path = write_inventory(inventory, out or default_output_dir(loaded))
+    location = state_location(loaded, state)  # as the scan found it
     coverage = inventory.coverage
     if as_json:
         json.dump(inventory_json(inventory), sys.stdout, indent=2)
@@ -354,6 +441,7 @@ def scan(
             else f"Coverage: {len(coverage.gaps)} gap(s).",
             markup=False,
         )
+    _print_state(location, stderr if as_json else stdout)
     if suggest:
         from anonymizers.detection.entities import DIRECT_IDENTIFIERS
 
@@ -385,21 +473,21 @@ def _table_progress(console: Console) -> Iterator[Callable[[Any], None]]:
 
 
 def _state_database(policy: Path, state: str | None) -> Engine:
-    """The state database named by --state, or the policy's default one."""
+    """The state database named by --state, or the policy's one (`state_location`)."""
     with _reported():
         loaded = load_policy(policy)
     return _state_of(loaded, state)
 
 
-def _state_of(loaded: LoadedPolicy, state: str | None, *, create: bool = False) -> Engine:
-    """The state database; commands that only read never create it: a missing one is
-    one line ("no state database at …") and exit code 2."""
-    from flows.engine import default_state_url
-    from flows.ledger import existing_state, open_state
-
+def _state_of(loaded: LoadedPolicy, state: str | None) -> Engine:
+    """The state database, for a command that only reads it (it is never created: a
+    missing one is one line, "no state database at …", and exit code 2); where it is
+    goes to stderr, so that stdout stays the command's output."""
     with _reported():
-        url = state or default_state_url(loaded.policy)
-        return open_state(url) if create else existing_state(url)
+        location = state_location(loaded, state)
+        engine = location.open()
+    _print_state(location, stderr)
+    return engine
 
 
 @contextmanager
@@ -423,43 +511,86 @@ def _state_reference(state: str | None) -> Iterator[str]:
 
 
 @audit_app.command("verify")
-def audit_verify(policy: PolicyArg, state: StateOption = None) -> None:
+def audit_verify(
+    policy: PolicyArg,
+    state: StateOption = None,
+    head: Annotated[
+        str | None,
+        typer.Option(
+            metavar="HASH",
+            help="A head recorded outside the state database (a run report prints it): "
+            "the log must still hold that entry.",
+        ),
+    ] = None,
+    since_run: Annotated[
+        str | None,
+        typer.Option(
+            metavar="RUN_ID",
+            help="A run recorded outside the state database: the log must hold its entries.",
+        ),
+    ] = None,
+) -> None:
     """Check the audit log's keyed chain (no entry edited, removed or reordered), and
     that it accounts for every run of the ledger and every chunk each store's journal
-    says was committed. Exit 1 when it does not, 2 without the audit key."""
+    says was committed; with --head or --since-run, that it still holds an anchor
+    recorded elsewhere (removing the newest entries is seen only so). Exit 1 when it
+    does not, 2 without the audit key."""
     from flows import audit
-    from flows.engine import default_state_url
-    from flows.ledger import StateMissing, existing_state
+    from flows.ledger import StateMissing
 
+    if head is not None:
+        head = head.strip().lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", head):
+            stderr.print(
+                "error: --head: expected the 64 hexadecimal characters of an audit entry's "
+                "hash, as a run report or `tenure audit verify` prints the head",
+                markup=False,
+            )
+            raise typer.Exit(EXIT_INVALID)
     with _reported():
         loaded = load_policy(policy)
-        url = state or default_state_url(loaded.policy)
+        location = state_location(loaded, state)
         try:
-            engine = existing_state(url)
+            engine = location.open()
         except StateMissing as exc:  # the log is gone: that is what verify is for
             stderr.print(f"audit log BROKEN: {exc}", markup=False)
             raise typer.Exit(EXIT_FAILED) from None
+        _print_state(location)
         try:
             with opened_stores(loaded.policy) as (connectors, issues):
                 datasets = {d.name for d in loaded.policy.datasets}
-                result = audit.verify(engine, connectors, datasets)
+                result = audit.verify(engine, connectors, datasets, head=head, since_run=since_run)
         finally:
             engine.dispose()
     for issue in loaded.locate(issues):
         stderr.print(f"not checked: {issue}", markup=False)
     for line in result.unchecked:
         stderr.print(f"not checked: {line}", markup=False)
-    for problem in result.problems:
+    for problem in result.problems + result.unaudited:
         stderr.print(problem, markup=False)
-    if not result.ok:
+    if result.problems:
         stderr.print(
             f"audit log BROKEN: {len(result.problems)} problem(s) in {result.entries} entries",
             markup=False,
         )
+    if result.interrupted:  # the log is not wrong, it is behind: say what brings it level
+        stderr.print(
+            f"audit log INCOMPLETE: {len(result.interrupted)} interrupted run(s) committed "
+            "chunks not yet audited; the next `tenure run` of this policy audits them from "
+            "the stores' journals",
+            markup=False,
+        )
+    if not result.ok:
         raise typer.Exit(EXIT_FAILED)
     stdout.print(f"audit log intact: {result.entries} entries, head {result.head}", markup=False)
     for line in result.checked:
         stdout.print(f"  matches {line}", markup=False)
+    if head is None:
+        stdout.print(
+            "  record the head outside the state database: --head HASH then shows that "
+            "no entry up to it was removed",
+            markup=False,
+        )
 
 
 @audit_app.command("show")

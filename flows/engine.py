@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from anonymizers.operators import OperatorError
 from anonymizers.secrets import pseudonym_key
@@ -26,24 +27,41 @@ from connectors.protocol import ChunkWork, ColumnRewrite, Connector
 from flows import audit, register
 from flows.binding_operators import binding_operators
 from flows.gate import GateVerdict, coverage_gate
-from flows.ledger import ChunkRecord, Ledger, RunLocked, StateError, existing_state, open_state
+from flows.ledger import (
+    ChunkRecord,
+    Ledger,
+    RunLocked,
+    StateError,
+    StateLocation,
+    state_location,
+)
+from flows.preflight import preflight
 from flows.register_records import register_record
 from flows.releases import release_rollups
 from flows.risk_check import table_risk
-from flows.stores import default_state_dir, opened_stores
+from flows.stores import opened_stores
 from retention_rules.clock import PolicyClock
-from retention_rules.issues import PolicyIssue
+from retention_rules.issues import PolicyError, PolicyIssue
 from retention_rules.loader import LoadedPolicy, load_policy
-from retention_rules.model import AggregateThenDeleteAction, AnonymizeAction, Dataset, Policy
+from retention_rules.model import (
+    AggregateThenDeleteAction,
+    AnonymizeAction,
+    Clock,
+    Dataset,
+    Policy,
+)
 from retention_rules.planner import (
+    References,
     RulePlan,
     as_the_store_is,
     execution_order,
-    foreign_key_parents,
     foresee_removals,
+    inherited_holds,
     plan_rules,
     protecting_holds,
+    reference_parents,
     rollup_sinks,
+    table_references,
 )
 from retention_rules.schema_check import check_live_schema
 
@@ -103,6 +121,10 @@ class DatasetOutcome:
     hold_reasons: dict[str, str] = field(default_factory=dict)
     unreadable: int = 0
     """Rows whose clock is not a timestamp in the store's form: never expired."""
+    no_event: int = 0
+    """Rows whose event clock has no event row (nor fallback value) to count from:
+    never expired."""
+    clock: Clock | None = field(default=None, repr=False)
     skipped: dict[str, int] = field(default_factory=dict)
     """Records the store left alone, by reason (a duplicate key, a symbolic link)."""
     error: str | None = None
@@ -129,7 +151,8 @@ class DatasetOutcome:
             table=dataset.table,
             cutoff=plan.cutoff,
             retention=str(dataset.retention),
-            hold_reasons={h.name: h.reason for h in plan.holds},
+            clock=dataset.clock,
+            hold_reasons=dict(plan.hold_reasons),
             error=error,
         )
 
@@ -148,6 +171,7 @@ class DatasetOutcome:
             "chunks": self.chunks,
             "held": self.held,
             "clock_unreadable": self.unreadable,
+            "never_expires_no_event": self.no_event,
             "skipped": dict(self.skipped),
             "holds": [
                 {"hold": name, "reason": self.hold_reasons.get(name, ""), "rows": rows}
@@ -169,6 +193,11 @@ class RunReport:
     outcomes: list[DatasetOutcome]
     reconciled_runs: list[str] = field(default_factory=list)
     gate: GateVerdict | None = None
+    state: str = ""
+    """Where the state database is, its URL masked."""
+    audit_head: str | None = None
+    """The audit log's head once a real run wrote its entries, to record outside the
+    state database: ``tenure audit verify --head`` checks the log still holds it."""
 
     @property
     def blocked(self) -> bool:
@@ -196,6 +225,8 @@ class RunContext:
     gate: GateVerdict | None = None
     audit_key: audit.AuditKey | None = None
     """What the run's audit entries are chained with (a real run has one)."""
+    location: StateLocation | None = None
+    """Where the state database is (``flows.ledger.state_location``)."""
 
     @property
     def policy(self) -> Policy:
@@ -207,19 +238,16 @@ class RunContext:
         return self.gate is not None and self.gate.blocks and not self.options.dry_run
 
 
-def default_state_url(policy: Policy) -> str:
-    """Beside the first SQLite store (the demo store); else in the working directory."""
-    return f"sqlite:///{default_state_dir(policy) / 'tenure-state.sqlite'}"
-
-
 @contextmanager
 def run_context(
     path: str | Path, options: RunOptions, environ: Mapping[str, str] | None = None
 ) -> Iterator[RunContext]:
     """Load and check the policy, open the stores, take the locks, reconcile, start.
 
-    Raises `PolicyError` for a policy that does not load (nothing is touched) and
-    `RunLocked` when another run holds the policy.
+    Raises `PolicyError` for a policy that does not load or a failed preflight
+    (``flows.preflight``: a missing key, a store that refuses writes; nothing is
+    touched, not even the bindings that could run), `StateError` for a state database
+    that cannot be used, and `RunLocked` when another run holds the policy.
     """
     loaded = load_policy(path, environ)
     policy = loaded.policy
@@ -227,20 +255,25 @@ def run_context(
     run_id = str(uuid.uuid4())
     # A real run never proceeds unaudited: no audit key, nothing is opened or touched.
     key = None if options.dry_run else audit.current_key()
+    location = state_location(loaded, options.state_url)
     with opened_stores(policy, read_only=options.dry_run) as (connectors, store_issues):
         issues = store_issues + check_live_schema(policy, connectors)
-        failures = binding_failures(loaded, issues)
+        refused = preflight(loaded, connectors, location, issues)
+        if refused:
+            raise PolicyError(loaded.locate(refused))
         broken = {issue.loc[1] for issue in issues if issue.loc[0] == "stores"}
         usable = {n: c for n, c in connectors.items() if n not in broken}
+        references = table_references(policy, usable)  # reflected and declared
+        failures = binding_failures(loaded, issues, references)
         plans = execution_order(
-            foresee_removals(plan_rules(policy, clock), failures),
-            foreign_key_parents(policy, usable, failures),
+            foresee_removals(plan_rules(policy, clock, references), failures),
+            reference_parents(policy, references, failures),
         )
         context = RunContext(run_id, loaded, clock, options, connectors, plans, failures)
-        state_url = options.state_url or default_state_url(policy)
+        context.location = location
         if options.dry_run:
             if options.coverage_gate:  # the scan cache lives in the state database
-                state = _cache_state(state_url)
+                state = _cache_state(location)
                 context.gate = coverage_gate(loaded, usable, state, read_only=True)
                 if state is not None:
                     state.dispose()
@@ -248,7 +281,7 @@ def run_context(
             return
         assert key is not None, "looked up above for every real run"
         context.audit_key = key
-        context.state = state = open_state(state_url)
+        context.state = state = location.open(create=True)
         ledger = Ledger(context.state)
         with ledger.locked(policy.name, run_id), ExitStack() as stack:
             for name, connector in usable.items():
@@ -275,27 +308,30 @@ def run_context(
                 raise
 
 
-def _cache_state(url: str) -> Engine | None:
+def _cache_state(location: StateLocation) -> Engine | None:
     """The state database of a dry run, for its scan cache: read, never created."""
     try:
-        return existing_state(url)
+        return location.open()
     except StateError:
         return None
 
 
-def binding_failures(loaded: LoadedPolicy, issues: list[PolicyIssue]) -> dict[str, str]:
+def binding_failures(
+    loaded: LoadedPolicy, issues: list[PolicyIssue], references: References | None = None
+) -> dict[str, str]:
     """Which bindings must not run, and why: a problem in a dataset stops that dataset; a
     problem in a store stops its datasets; a problem in a hold stops the datasets it
-    protects (running them without the hold could destroy what it preserves)."""
+    protects, directly or through `references` (running them without the hold could
+    destroy what it preserves)."""
     policy = loaded.policy
     failures: dict[str, list[str]] = {}
     for issue, located in zip(issues, loaded.locate(issues), strict=True):
-        for dataset in _affected(policy, issue):
+        for dataset in _affected(policy, issue, references or {}):
             failures.setdefault(dataset.name, []).append(str(located))
     return {name: "; ".join(messages) for name, messages in failures.items()}
 
 
-def _affected(policy: Policy, issue: PolicyIssue) -> list[Dataset]:
+def _affected(policy: Policy, issue: PolicyIssue, references: References) -> list[Dataset]:
     section, index = issue.loc[0], issue.loc[1] if len(issue.loc) > 1 else None
     if section == "datasets" and isinstance(index, int):
         first = policy.datasets[index]  # and the other bindings the problem stops
@@ -303,8 +339,13 @@ def _affected(policy: Policy, issue: PolicyIssue) -> list[Dataset]:
     if section == "stores":
         return [d for d in policy.datasets if d.store == index]
     if section == "holds" and isinstance(index, int):
-        hold = policy.holds[index].name  # and the other bindings of its tables
-        return [d for d in policy.datasets if hold in protecting_holds(policy, d)]
+        hold = policy.holds[index].name  # and the other bindings of its tables, and
+        return [  # those of the tables referring to its rows
+            d
+            for d in policy.datasets
+            if hold in protecting_holds(policy, d)
+            or any(h.name == hold for h, _, _ in inherited_holds(policy, d, references))
+        ]
     return list(policy.datasets)
 
 
@@ -343,20 +384,13 @@ def _close_from_journals(
     status: str,
     key: audit.AuditKey,
 ) -> bool:
-    """Copy a run's chunks from the stores' journals into the ledger, audit them (unless
-    the run's entries were written already) and close it; False, leaving the run open,
-    when a store's journal cannot be read."""
-    totals: dict[tuple[str, str], list[int]] = {}
-    try:
-        journals = [connector.journal(run_id) for connector in connectors.values()]
-    except StoreError:
+    """Copy a run's chunks from the stores' journals into the ledger, audit them and
+    register those that anonymized or aggregated (unless the run wrote its entries
+    already) and close it; False, leaving the run open, when a store's journal cannot be
+    read."""
+    if not _journals_into_ledger(ledger, connectors, run_id):
         return False
-    for entry in (e for journal in journals for e in journal):
-        record = ChunkRecord(run_id, entry.label, entry.chunk_no, entry.action, entry.rows)
-        ledger.record_chunk(record, entry.committed_at)
-        total = totals.setdefault((entry.label, entry.action), [0, 0])
-        total[0] += entry.rows
-        total[1] += 1
+    totals = ledger.committed(run_id)
     if not audit.entries(ledger.engine, run_id):
         entries: list[dict[str, Any]] = [
             {
@@ -373,8 +407,74 @@ def _close_from_journals(
         if not entries:  # nothing committed: the run is still on record
             entries = [{"run_id": run_id, "policy": policy.name, "chunks": 0, "status": status}]
         audit.append(ledger.engine, audit.run_entries(entries), key)
+    if not register.recorded(ledger.engine, run_id):
+        records = [
+            _register_record(
+                policy,
+                connectors,
+                label,
+                rows,
+                status="interrupted" if status == "interrupted" else "error",
+                error=f"the run {'was ' if status == 'interrupted' else ''}{status} after "
+                f"committing {chunk_count} chunks; recorded from the stores' journals",
+            )
+            for (label, action), (rows, chunk_count) in sorted(totals.items())
+            if action != "delete"
+        ]
+        _append_register(ledger.engine, policy, ledger.run_fields(run_id), records)
     ledger.finish_run(run_id, status)
     return True
+
+
+def _journals_into_ledger(ledger: Ledger, connectors: Mapping[str, Connector], run_id: str) -> bool:
+    """Record in the ledger every chunk the stores' journals hold for ``run_id`` (each
+    once); False, recording nothing, when a journal cannot be read."""
+    try:
+        journals = [connector.journal(run_id) for connector in connectors.values()]
+    except StoreError:
+        return False
+    for entry in (e for journal in journals for e in journal):
+        record = ChunkRecord(run_id, entry.label, entry.chunk_no, entry.action, entry.rows)
+        ledger.record_chunk(record, entry.committed_at)
+    return True
+
+
+def _register_record(
+    policy: Policy,
+    connectors: Mapping[str, Connector],
+    name: str,
+    rows: int,
+    *,
+    status: str,
+    error: str | None,
+    risk: dict[str, Any] | list[dict[str, Any]] | None = None,
+) -> dict[str, Any] | None:
+    """A binding's record for the register. Without ``risk`` (a binding that failed, a
+    run that died, after committing records) an anonymized table's analysis is taken now,
+    if the store answers. None for a binding the policy no longer has."""
+    dataset = next((d for d in policy.datasets if d.name == name), None)
+    if dataset is None:
+        return None
+    if risk is None and isinstance(dataset.action, AnonymizeAction):
+        try:
+            risk = table_risk(connectors[dataset.store], policy, dataset).summary()
+        except Exception as exc:  # the record is written all the same, saying why
+            _log.warning("risk analysis of %s not taken: %s", name, first_line(exc))
+            error = f"{error}; risk analysis not taken: {first_line(exc)}"
+    return register_record(policy, dataset, records=rows, risk=risk, status=status, error=error)
+
+
+def _append_register(
+    state: Engine, policy: Policy, run: dict[str, Any], records: list[dict[str, Any] | None]
+) -> None:
+    """Append the run's register entry, when it has records; the analysis is to be
+    redone ``review_every`` after the run's evaluation."""
+    kept = [record for record in records if record is not None]
+    if not kept:
+        return
+    evaluated = datetime.fromisoformat(str(run["evaluated_at"]))
+    redo_by = evaluated + policy.anonymization_register.review_every.as_relativedelta()
+    register.append(state, register.entry_for_run(run, kept, redo_by.date()))
 
 
 def process_dataset(
@@ -395,6 +495,7 @@ def process_dataset(
         outcome.expired, outcome.held, outcome.held_by = counts.expired, counts.held, counts.held_by
         outcome.hold_reasons |= counts.reasons
         outcome.unreadable = counts.unreadable
+        outcome.no_event = counts.no_event
         outcome.skipped = dict(counts.skipped)
         outcome.refused = context.refused
         if context.options.dry_run or context.refused:
@@ -466,6 +567,12 @@ def _work_through(
     assert context.state is not None, "a real run has a state database"
     ledger = Ledger(context.state)
     sinks = rollup_sinks(plan.dataset)
+    # A retried task goes on from the chunks its earlier attempts committed in this run
+    # (they were expired when the binding started, too).
+    done = [e for e in connector.journal(context.run_id) if e.label == plan.dataset.name]
+    outcome.chunks = max((e.chunk_no for e in done), default=0)
+    outcome.processed = sum(e.rows for e in done)
+    outcome.expired += outcome.processed
     after = None
     while True:
         work = ChunkWork(
@@ -518,37 +625,61 @@ def finish(context: RunContext, outcomes: list[DatasetOutcome]) -> RunReport:
         outcomes=outcomes,
         reconciled_runs=context.reconciled_runs,
         gate=context.gate,
+        state="" if context.location is None else context.location.shown,
     )
     if context.state is None:
         return report
+    _count_committed(context, outcomes)
     entries = [] if report.blocked else [audit_entry(report, o) for o in outcomes]
     if report.gate is not None and report.gate.gaps:
         entries.insert(0, gate_entry(report, report.gate))
     assert context.audit_key is not None, "a real run has its audit key"
-    audit.append(context.state, audit.run_entries(entries), context.audit_key)
+    report.audit_head = audit.append(context.state, audit.run_entries(entries), context.audit_key)
     records = [
-        register_record(
+        _register_record(
             context.policy,
-            context.policy.dataset(o.dataset),
-            records=o.processed,
-            risk=o.risk,
+            context.connectors,
+            o.dataset,
+            o.processed,
             status=o.status,
             error=o.error,
+            risk=o.risk,
         )
         for o in outcomes
-        if o.risk is not None
+        if o.risk is not None or (o.processed and o.action != "delete")
     ]
-    if records:
-        policy = context.policy
-        redo_by = (
-            report.evaluated_at + policy.anonymization_register.review_every.as_relativedelta()
-        )
-        register.append(
-            context.state, register.entry_for_run(_run_fields(report), records, redo_by.date())
-        )
+    _append_register(context.state, context.policy, _run_fields(report), records)
     status = "blocked" if report.blocked else "failed" if report.failed else "succeeded"
     Ledger(context.state).finish_run(context.run_id, status)
     return report
+
+
+def _count_committed(context: RunContext, outcomes: list[DatasetOutcome]) -> None:
+    """Make each outcome count every chunk its binding committed in this run, as the
+    stores' journals and the ledger say: a binding whose task failed after committing
+    chunks (its outcome rebuilt from the error alone) is audited and registered for them."""
+    assert context.state is not None, "a real run has a state database"
+    ledger = Ledger(context.state)
+    ran = {
+        context.policy.dataset(o.dataset).store
+        for o in outcomes
+        if (o.chunks or o.error) and o.dataset not in context.failures
+    }
+    for name in sorted(ran & context.connectors.keys()):
+        # A store that cannot be read now, or a state database that refuses the write,
+        # leaves the ledger with what the run recorded; the outcomes already count every
+        # chunk committed before its ledger write, and the next run reconciles the rest.
+        try:
+            _journals_into_ledger(ledger, {name: context.connectors[name]}, context.run_id)
+        except (SQLAlchemyError, OSError) as exc:
+            _log.warning(
+                "journal of store %s not brought into the ledger: %s", name, first_line(exc)
+            )
+    committed = ledger.committed(context.run_id)
+    for outcome in outcomes:
+        rows, number = committed.get((outcome.dataset, outcome.action), (0, 0))
+        if number > outcome.chunks:
+            outcome.processed, outcome.chunks = rows, number
 
 
 def _run_fields(report: RunReport) -> dict[str, Any]:

@@ -7,12 +7,13 @@ between a store's commit and the ledger's write is reconciled by the next run.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    func,
     insert,
     inspect,
     make_url,
@@ -39,7 +41,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
+from connectors.record_connector import user_state_home
 from connectors.urls import hide_secrets, mask_url, read_only_url
+from flows.stores import sqlite_store_dir
+from retention_rules.loader import LoadedPolicy
 
 metadata = MetaData()
 runs = Table(
@@ -212,6 +217,125 @@ def state_url_from(reference: str) -> str | None:
     )
 
 
+@dataclass(frozen=True)
+class StateLocation:
+    """Where a policy's state database is, and what said so (``state_location``)."""
+
+    url: str = field(repr=False)
+    """May hold a password: shown only through ``shown``."""
+    source: str
+    """``--state``, ``TENURE_STATE_URL``, ``policy state:`` or ``default``."""
+
+    @property
+    def shown(self) -> str:
+        return mask_url(self.url)
+
+    def __str__(self) -> str:
+        return f"{self.shown} ({self.source})"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The file, when the state database is a SQLite file."""
+        try:
+            parsed = make_url(self.url)
+        except (ArgumentError, ValueError):
+            return None
+        if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+            return None
+        return Path(parsed.database or "")
+
+    def open(self, *, create: bool = False) -> Engine:
+        """``open_state`` (creating the default location's folder) or ``existing_state``."""
+        path = self.sqlite_path
+        if create and path is not None and self.source == "default":
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StateError(f"cannot create {path.parent}: {exc.strerror or exc}") from None
+        return open_state(self.url) if create else existing_state(self.url)
+
+
+def state_location(
+    loaded: LoadedPolicy, given: str | None = None, environ: Mapping[str, str] | None = None
+) -> StateLocation:
+    """The one rule for where a policy's state database is: ``given`` (``--state``, or
+    the ``TENURE_STATE_URL`` it defaults to), else the policy's ``state:``, else
+    ``default_state_url``. A path names a SQLite file, relative to the working directory
+    (for ``state:``, to the policy file's folder). Raises ``StateError`` (one line, the
+    URL masked) for a value that names no database."""
+    environ = os.environ if environ is None else environ
+    if given:
+        source = STATE_VARIABLE if given == environ.get(STATE_VARIABLE) else "--state"
+        return StateLocation(state_url(given, Path.cwd()), source)
+    if loaded.policy.state:
+        folder = loaded.path.absolute().parent
+        return StateLocation(state_url(loaded.policy.state, folder), "policy state:")
+    return StateLocation(default_state_url(loaded), "default")
+
+
+def state_url(value: str, base: Path) -> str:
+    """A state database given as a SQLAlchemy URL or as a path: a path is a SQLite file,
+    made absolute against ``base``."""
+    value = value.strip()
+    if "://" not in value:
+        if not value:
+            raise StateError("empty: give a SQLAlchemy URL or a path")
+        return f"sqlite:///{os.path.abspath(base / Path(value).expanduser())}"
+    try:
+        make_url(value).get_dialect()
+    except (ArgumentError, ValueError):
+        raise StateError(f"not a SQLAlchemy URL, nor a path: {mask_url(value)}") from None
+    except ImportError:
+        raise StateError(f"no driver for the state database at {mask_url(value)}") from None
+    return value
+
+
+def default_state_url(loaded: LoadedPolicy) -> str:
+    """Where the state database is unless told: beside the policy's first SQLite store
+    (the demo's); else in the per-user folder (``$XDG_STATE_HOME/tenure``), named by the
+    policy and a digest of its file's absolute path. Never the working directory: runs
+    of one policy from two folders, or by a Prefect worker, share one lock and one
+    audit log."""
+    beside = sqlite_store_dir(loaded.policy)
+    if beside is not None:
+        return f"sqlite:///{os.path.abspath(beside / 'tenure-state.sqlite')}"
+    digest = hashlib.sha256(str(loaded.path.resolve()).encode()).hexdigest()[:16]
+    return f"sqlite:///{user_state_home() / f'{loaded.policy.name}-{digest}.sqlite'}"
+
+
+def state_problem(location: StateLocation) -> str | None:
+    """Why a run could not keep its books in the state database, found without creating
+    or changing anything; None when it can. A SQLite file (or the folder it would be
+    created in) must be writable; a server must answer (a database without Tenure's
+    tables is fine: the first run creates them)."""
+    shown = location.shown
+    path = location.sqlite_path
+    if path is not None and not path.exists():
+        folder = path.parent
+        if not folder.is_dir() and location.source != "default":
+            return f"no folder {folder} for the state database {shown}"
+        while not folder.is_dir() and folder != folder.parent:
+            folder = folder.parent  # the default location's folder is created
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return f"cannot create the state database {shown}: {folder} is read-only"
+        return None
+    if path is not None:
+        if not os.access(path, os.R_OK | os.W_OK):
+            return f"the state database {shown} is read-only"
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            return (
+                f"the folder of the state database {shown} is read-only "
+                "(SQLite writes its journal there)"
+            )
+    try:
+        existing_state(location.url).dispose()
+    except StateMissing:
+        return None
+    except StateError as exc:
+        return str(exc)
+    return None
+
+
 def existing_state(url: str) -> Engine:
     """The state database opened for reading, never created: a SQLite file read-only,
     any other database only after checking it holds Tenure's tables. Raises
@@ -356,6 +480,33 @@ class Ledger:
         )
         with self.engine.connect() as connection:
             return list(connection.scalars(statement.order_by(runs.c.started_at)))
+
+    def run_fields(self, run_id: str) -> dict[str, Any]:
+        """What every record of a run starts with: its id, policy, the policy file's
+        SHA-256 (empty for a run adopted from a store's journal: unknown) and when it was
+        evaluated."""
+        statement = select(runs.c.policy, runs.c.policy_sha256, runs.c.evaluated_at)
+        with self.engine.connect() as connection:
+            row = connection.execute(statement.where(runs.c.run_id == run_id)).one()
+        evaluated = row.evaluated_at  # a database without zones gives it back naive: UTC
+        evaluated = evaluated if evaluated.tzinfo else evaluated.replace(tzinfo=UTC)
+        return {
+            "run_id": run_id,
+            "policy": row.policy,
+            "policy_sha256": row.policy_sha256,
+            "evaluated_at": evaluated.isoformat(),
+        }
+
+    def committed(self, run_id: str) -> dict[tuple[str, str], tuple[int, int]]:
+        """The run's recorded chunks by dataset and action: their rows and their number."""
+        statement = (
+            select(chunks.c.dataset, chunks.c.action, func.sum(chunks.c.rows), func.count())
+            .where(chunks.c.run_id == run_id)
+            .group_by(chunks.c.dataset, chunks.c.action)
+        )
+        with self.engine.connect() as connection:
+            found = connection.execute(statement).all()
+        return {(row[0], row[1]): (int(row[2]), int(row[3])) for row in found}
 
     def record_chunk(self, record: ChunkRecord, committed_at: datetime | None = None) -> bool:
         """Record a committed chunk once; False when it was already recorded."""

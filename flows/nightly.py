@@ -25,6 +25,7 @@ from flows.engine import (
     RunOptions,
     RunReport,
     finish,
+    first_line,
     process_dataset,
     run_context,
 )
@@ -91,11 +92,15 @@ def nightly_retention(
 
 
 def _outcome(state: State[DatasetOutcome], plan: RulePlan) -> DatasetOutcome:
-    """A task that failed after its retries still yields an outcome: the error."""
+    """A task that failed after its retries still yields an outcome: the error. Any
+    exception fails its binding alone: the flow goes on with the next one."""
     try:
         return state.result()
     except StoreUnavailable as exc:
         return DatasetOutcome.for_plan(plan, error=str(exc))
+    except Exception as exc:
+        error = f"unexpected {type(exc).__name__}: {first_line(exc)}"
+        return DatasetOutcome.for_plan(plan, error=error)
 
 
 def show_progress(progress: Progress | None) -> None:

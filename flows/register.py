@@ -57,6 +57,13 @@ def append(state: Engine, entry: Mapping[str, Any]) -> None:
         )
 
 
+def recorded(state: Engine, run_id: str) -> bool:
+    """Whether the register has an entry of ``run_id``."""
+    statement = select(register.c.seq).where(register.c.run_id == run_id).limit(1)
+    with state.connect() as connection:
+        return connection.execute(statement).first() is not None
+
+
 def entries(state: Engine) -> list[dict[str, Any]]:
     """Every entry, oldest first, each checked against the schema."""
     with state.connect() as connection:

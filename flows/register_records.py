@@ -17,11 +17,12 @@ def register_record(
     dataset: Dataset,
     *,
     records: int,
-    risk: dict[str, Any] | list[dict[str, Any]],
+    risk: dict[str, Any] | list[dict[str, Any]] | None,
     status: str,
     error: str | None,
 ) -> dict[str, Any]:
-    """One binding's part of a register entry (see ``flows/schemas/register.schema.json``)."""
+    """One binding's part of a register entry (see ``flows/schemas/register.schema.json``);
+    ``risk`` None when no analysis could be taken (``error`` says why)."""
     purpose = policy.purposes[dataset.purpose]
     action = dataset.action
     assert isinstance(action, AnonymizeAction | AggregateThenDeleteAction)

@@ -25,6 +25,7 @@ from sqlalchemy import Engine, func, insert, select
 from anonymizers.risk import COUNT, RiskMeasures, measure
 from connectors.protocol import Connector, PublishedCell, RollupSink
 from connectors.rollups import period_end, shown
+from connectors.times import wall_instant
 from flows.ledger import releases
 from flows.risk_check import unmet
 from retention_rules.model import Dataset
@@ -102,8 +103,8 @@ def candidate_release(
     due: dict[date, list[PublishedCell]] = {}
     deferred: list[date] = []
     for start, current in sorted(by_period.items()):
-        end = datetime.combine(period_end(start, period), time(), zone)
-        if end > closed_before:
+        end = wall_instant(datetime.combine(period_end(start, period), time()), zone)
+        if end.astimezone(UTC) > closed_before.astimezone(UTC):  # in UTC: folds compare
             continue  # rows of this period may still be expiring: not final yet
         before = previous.get(start)
         if before is None:

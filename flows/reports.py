@@ -10,6 +10,7 @@ from rich.table import Table
 
 from retention_rules.clock import PolicyClock
 from retention_rules.loader import LoadedPolicy
+from retention_rules.model import Clock
 from retention_rules.planner import PlanRow
 
 
@@ -44,6 +45,7 @@ def _row_json(loaded: LoadedPolicy, row: PlanRow) -> dict[str, Any]:
         "held": row.counts.held,
         "kept": row.counts.kept,
         "clock_unreadable": row.counts.unreadable,
+        "never_expires_no_event": row.counts.no_event,
         "skipped": dict(row.counts.skipped),
         "holds": [
             {"name": name, "reason": row.held_reasons[name], "rows": count}
@@ -57,35 +59,49 @@ def render_plan(
     console: Console, loaded: LoadedPolicy, clock: PolicyClock, rows: list[PlanRow]
 ) -> None:
     policy = loaded.policy
+    # Rows that never expire for want of an event get a column of their own, apart
+    # from the rows that are merely young.
+    no_event = any(row.counts.no_event for row in rows)
+    caption = "Dry run: nothing was changed. Expired excludes held rows."
+    if no_event:
+        caption += " Kept excludes rows that never expire (no event)."
     table = Table(
         title=f"Retention plan for {policy.name} at {_local(clock.local_now())} "
         f"({policy.timezone})",
-        caption="Dry run: nothing was changed. Expired excludes held rows.",
+        caption=caption,
     )
     table.add_column("Dataset", no_wrap=True)
     table.add_column("Purpose")
     table.add_column("Clock")
     table.add_column("Kept for", no_wrap=True)
     table.add_column("Cut-off", no_wrap=True)
-    for header in ("Rows", "Expired", "Held", "Kept"):
+    headers = ["Rows", "Expired", "Held", "Kept"] + (["Never (no event)"] if no_event else [])
+    for header in headers:
         table.add_column(header, justify="right", no_wrap=True)
     table.add_column("On expiry")
     for row in rows:
         dataset = row.rule.dataset
+        counts = row.counts
+        never = [f"[yellow]{counts.no_event:,}[/]" if counts.no_event else "0"]
         table.add_row(
             dataset.name,
             dataset.purpose,
             dataset.clock.describe(),
             str(dataset.retention),
             row.rule.cutoff.strftime("%Y-%m-%d"),
-            f"{row.counts.total:,}",
-            f"[bold red]{row.counts.expired:,}[/]" if row.counts.expired else "0",
-            f"[yellow]{row.counts.held:,}[/]" if row.counts.held else "0",
-            f"{row.counts.kept:,}",
+            f"{counts.total:,}",
+            f"[bold red]{counts.expired:,}[/]" if counts.expired else "0",
+            f"[yellow]{counts.held:,}[/]" if counts.held else "0",
+            f"{counts.kept - counts.no_event:,}",
+            *(never if no_event else []),
             dataset.action.type.replace("_", " "),
         )
     console.print(table)
     for row in rows:
+        if row.counts.no_event:
+            dataset = row.rule.dataset
+            line = no_event_line(dataset.name, row.counts.no_event, dataset.table, dataset.clock)
+            console.print(line, markup=False, style="yellow")
         if row.counts.unreadable:
             line = unreadable_line(row.rule.dataset.name, row.counts.unreadable)
             console.print(line, markup=False, style="yellow")
@@ -110,6 +126,21 @@ def unreadable_line(dataset: str, rows: int) -> str:
     return (
         f"{dataset}: clock unreadable: {rows:,} rows (not a timestamp in the store's form; "
         "never expired: fix them, or set clock.format)"
+    )
+
+
+def no_event_line(dataset: str, rows: int, table: str, clock: Clock) -> str:
+    """What the plan and the run report say of rows whose event clock has no event row
+    to count from: kept, and never expiring, unlike rows that are merely young."""
+    head = f"{dataset}: never expires (no event): {rows:,} rows match no {clock.event_table} row"
+    if clock.if_no_event == "never":
+        return f"{head} (kept on purpose: if_no_event: never)"
+    if clock.fallback is not None:
+        return f"{head} and have no {clock.fallback.column} to count from instead (kept)"
+    return (
+        f"{head}, so their clock never starts (kept; set clock.if_no_event: {{column: ...}} "
+        f"to count them from a timestamp of {table}, or if_no_event: never to keep them "
+        "on purpose)"
     )
 
 

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from flows.engine import ACTION_COUNTERS, DatasetOutcome, RunReport
 from flows.gate import GateVerdict
-from flows.reports import skipped_line, unreadable_line
+from flows.reports import no_event_line, skipped_line, unreadable_line
 
 _HEADERS = ("Dataset", "Purpose", "Action", "Cut-off", "Expired", "Done", "Held", "Status")
 
@@ -40,10 +40,14 @@ def report_markdown(report: RunReport) -> str:
         "",
         f"Evaluated at {report.evaluated_at.isoformat()}; policy sha256 `{report.policy_sha256}`.",
         "",
+        f"State database: `{report.state}`.",
+        "",
         "| " + " | ".join(_HEADERS) + " |",
         "|" + "---|" * len(_HEADERS),
     ]
     lines += ["| " + " | ".join(_cells(report, o)) + " |" for o in report.outcomes]
+    if report.audit_head is not None:
+        lines.append(f"\n{audit_head_line(report.audit_head, '`')}")
     lines += [f"\n{line}" for line in gate_lines(report)]
     lines += [f"\n- {line}" for line in unreadable_lines(report)]
     for outcome in report.outcomes:
@@ -64,6 +68,8 @@ def report_json(report: RunReport) -> dict[str, Any]:
         "reconciled_runs": report.reconciled_runs,
         "failed": report.failed,
         "coverage_gate": None if report.gate is None else _gate_json(report.gate),
+        "audit_head": report.audit_head,
+        "state": report.state,
         "datasets": [
             {**o.summary(), "expired": o.expired, "processed": o.processed} for o in report.outcomes
         ],
@@ -94,12 +100,30 @@ def render_run(console: Console, report: RunReport) -> None:
         console.print(_by_purpose(report))
     for run_id in report.reconciled_runs:
         console.print(f"[yellow]reconciled[/] interrupted run {run_id} from the stores' journals")
+    if report.audit_head is not None:
+        console.print(audit_head_line(report.audit_head), markup=False, soft_wrap=True)
+
+
+def audit_head_line(head: str, quote: str = "") -> str:
+    """The audit log's head after a run, and what to do with it."""
+    return (
+        f"Audit log head: {quote}{head}{quote} (record it outside the state database; "
+        f"{quote}tenure audit verify --head HASH{quote} shows that no entry up to it was removed)"
+    )
 
 
 def unreadable_lines(report: RunReport) -> list[str]:
-    """One line per binding whose clock could not be read in some rows, and one per
-    binding whose store left records alone (duplicate keys, symbolic links)."""
-    unreadable = [unreadable_line(o.dataset, o.unreadable) for o in report.outcomes if o.unreadable]
+    """One line per binding with rows that never expire for want of an event, one per
+    binding whose clock could not be read in some rows, and one per binding whose store
+    left records alone (duplicate keys, symbolic links)."""
+    unreadable = [
+        no_event_line(o.dataset, o.no_event, o.table, o.clock)
+        for o in report.outcomes
+        if o.no_event and o.clock is not None
+    ]
+    unreadable += [
+        unreadable_line(o.dataset, o.unreadable) for o in report.outcomes if o.unreadable
+    ]
     return unreadable + [skipped_line(o.dataset, o.skipped) for o in report.outcomes if o.skipped]
 
 

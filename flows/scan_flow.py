@@ -33,7 +33,7 @@ def pii_scan(
     state database's URL (``flows.ledger.state_url_from``), never the URL itself."""
     state_url = state_url_from(state_from)
     inventory, loaded = run_scan(Path(policy_path), full=full, state_url=state_url)
-    directory = Path(output_dir) if output_dir else default_output_dir(loaded.policy)
+    directory = Path(output_dir) if output_dir else default_output_dir(loaded)
     write_inventory(inventory, directory)
     rows = artifact_rows(inventory)
     create_table_artifact(rows, key="pii-inventory", description=loaded.policy.name)

@@ -10,16 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import make_url
-
-from flows.engine import default_state_url
-from flows.ledger import open_state
+from flows.ledger import state_location
 from flows.scan import Inventory, TableScan, scan_policy
 from flows.scan_cache import StateScanCache
-from flows.stores import opened_stores
+from flows.stores import opened_stores, sqlite_store_dir
 from retention_rules.issues import PolicyError
 from retention_rules.loader import LoadedPolicy, load_policy
-from retention_rules.model import Policy
 
 
 def run_scan(
@@ -30,7 +26,7 @@ def run_scan(
     on_table: Callable[[TableScan], Any] | None = None,
 ) -> tuple[Inventory, LoadedPolicy]:
     loaded = load_policy(path)
-    cache = StateScanCache(open_state(state_url or default_state_url(loaded.policy)))
+    cache = StateScanCache(state_location(loaded, state_url).open(create=True))
     with opened_stores(loaded.policy) as (connectors, issues):
         if issues:
             raise PolicyError(loaded.locate(issues))
@@ -40,7 +36,7 @@ def run_scan(
     return inventory, loaded
 
 
-def default_output_dir(policy: Policy) -> Path:
-    """Beside the default state database (the demo store's directory for the demo)."""
-    url = make_url(default_state_url(policy))
-    return Path(url.database or "tenure-state.sqlite").parent
+def default_output_dir(loaded: LoadedPolicy) -> Path:
+    """Beside the policy's first SQLite store (the demo store's folder for the demo),
+    else beside the policy file."""
+    return sqlite_store_dir(loaded.policy) or loaded.path.absolute().parent

@@ -69,12 +69,19 @@ def _earlier_bookkeeping(policy: Policy, name: str, connector: Connector) -> lis
 
 
 def default_state_dir(policy: Policy) -> Path:
-    """Beside the first SQLite store (the demo store); else the working directory."""
+    """Where earlier versions kept the state database and ``tenure-bookkeeping/`` by
+    default: beside the first SQLite store, else the working directory (the state
+    database's location is now ``flows.ledger.state_location``)."""
+    return sqlite_store_dir(policy) or Path()
+
+
+def sqlite_store_dir(policy: Policy) -> Path | None:
+    """The folder of the policy's first SQLite store (the demo store), if it has one."""
     for store in policy.stores.values():
         url = make_url(store.url)
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             return Path(url.database or "").parent
-    return Path()
+    return None
 
 
 def bookkeeping_dir(policy: Policy, store: str) -> str | None:

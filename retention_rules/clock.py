@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
+from connectors.times import wall_instant
 from retention_rules.durations import Duration
 from retention_rules.model import Policy
 
@@ -21,11 +22,12 @@ class PolicyClock:
 
     @classmethod
     def at(cls, zone: str, now: datetime | None = None) -> PolicyClock:
-        """`now` defaults to the system clock; a naive `now` is read in `zone`."""
+        """`now` defaults to the system clock; a naive `now` is wall time in `zone`
+        (`wall_instant`: a repeated hour is its second occurrence)."""
         tz = ZoneInfo(zone)
         moment = datetime.now(UTC) if now is None else now
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=tz)
+            moment = wall_instant(moment, tz)
         return cls(moment, tz)
 
     def local_now(self) -> datetime:
@@ -35,8 +37,11 @@ class PolicyClock:
         return self.local_now().date()
 
     def cutoff(self, retention: Duration) -> datetime:
-        """Records whose clock is strictly before this instant have expired."""
-        return retention.before(self.local_now())
+        """Records whose clock is strictly before this instant have expired: the wall
+        time `retention` before now's, read as `wall_instant` reads any wall time (it
+        may fall in an hour a change of offset repeats or skips)."""
+        wall = retention.before(self.local_now().replace(tzinfo=None))
+        return wall_instant(wall, self.zone)
 
 
 def clock_problems(policy: Policy, clock: PolicyClock) -> list[str]:

@@ -16,6 +16,9 @@ class PolicyIssue:
     datasets: tuple[str, ...] = ()
     """Other bindings the problem stops besides the one at `loc` (those of a foreign-key
     cycle)."""
+    see: Loc | None = None
+    """Another place in the file the message names: its ``{see}`` becomes that place's
+    ``file:line``."""
 
 
 @dataclass(frozen=True)

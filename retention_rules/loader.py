@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
@@ -22,7 +23,7 @@ from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from retention_rules.issues import Loc, LocatedIssue, PolicyError, PolicyIssue, format_loc
-from retention_rules.model import Category, Dataset, Exemption, Hold, Policy, Purpose
+from retention_rules.model import Category, Dataset, Exemption, Hold, Policy, Purpose, Store
 from retention_rules.references import PolicyParts, check_references
 
 
@@ -135,14 +136,7 @@ def _salvage(document: Mapping[str, Any], context: dict[str, Any]) -> PolicyPart
         return dict(enumerate(value)) if isinstance(value, list) else {}
 
     def keep(model: type[Any], items: Mapping[Any, Any]) -> dict[Any, Any]:
-        adapter: TypeAdapter[Any] = TypeAdapter(model)
-        kept = {}
-        for key, value in items.items():
-            try:
-                kept[key] = adapter.validate_python(value, context=context)
-            except ValidationError:
-                continue
-        return kept
+        return _keep(model, items, context)
 
     dataset_names = {
         str(item["name"]) for item in listed("datasets").values()
@@ -161,6 +155,87 @@ def _salvage(document: Mapping[str, Any], context: dict[str, Any]) -> PolicyPart
         holds=keep(Hold, listed("holds")),
         exemptions=keep(Exemption, dict(enumerate(_exempt_list(mapping("scan"))))),
     )
+
+
+def _keep(model: type[Any], items: Mapping[Any, Any], context: dict[str, Any]) -> dict[Any, Any]:
+    """The items that parse as ``model``, by key."""
+    adapter: TypeAdapter[Any] = TypeAdapter(model)
+    kept = {}
+    for key, value in items.items():
+        try:
+            kept[key] = adapter.validate_python(value, context=context)
+        except ValidationError:
+            continue
+    return kept
+
+
+@dataclass(frozen=True)
+class PartialPolicy:
+    """What parsed of a policy file that has problems, as a `Policy` built without its
+    own checks, for the checks that need no whole policy (the live schema, the
+    preflight): its stores, purposes and categories that parsed, and the datasets and
+    holds that parsed (a dataset only when its store did). ``datasets`` and ``holds``
+    give each one's index in the file, where its problems are located."""
+
+    loaded: LoadedPolicy
+    datasets: tuple[int, ...]
+    holds: tuple[int, ...]
+
+    def locate(self, issues: list[PolicyIssue]) -> list[LocatedIssue]:
+        return self.loaded.locate([self._in_file(issue) for issue in issues])
+
+    def _in_file(self, issue: PolicyIssue) -> PolicyIssue:
+        def moved(loc: Loc) -> Loc:
+            index = {"datasets": self.datasets, "holds": self.holds}.get(str(loc[0]))
+            if index is None or len(loc) < 2 or not isinstance(loc[1], int):
+                return loc
+            return (loc[0], index[loc[1]], *loc[2:])
+
+        see = None if issue.see is None else moved(issue.see)
+        return replace(issue, loc=moved(issue.loc), see=see)
+
+
+def salvage_policy(
+    path: str | Path, environ: Mapping[str, str] | None = None
+) -> PartialPolicy | None:
+    """The parts of a policy file that parse (see `PartialPolicy`); None when the file
+    is not a YAML mapping."""
+    path = Path(path)
+    try:
+        raw = _read_bytes(path)
+        document = _parse_yaml(path, raw)
+    except PolicyError:
+        return None
+    context = {"environ": os.environ if environ is None else environ}
+    parts = _salvage(document, context)
+    named = document.get("stores")
+    stores = _keep(Store, named if isinstance(named, Mapping) else {}, context)
+    datasets = sorted((i, d) for i, d in parts.datasets.items() if d.store in stores)
+    holds = sorted(parts.holds.items())
+    zone = document.get("timezone")
+    policy = Policy.model_construct(
+        version=1,
+        name=str(document.get("name") or path.stem),
+        categories=parts.categories,
+        purposes=parts.purposes,
+        stores=stores,
+        datasets=[d for _, d in datasets],
+        holds=[h for _, h in holds],
+        timezone=zone if isinstance(zone, str) and _is_zone(zone) else _DEFAULT_ZONE,
+    )
+    loaded = LoadedPolicy(policy, path, document, hashlib.sha256(raw).hexdigest())
+    return PartialPolicy(loaded, tuple(i for i, _ in datasets), tuple(i for i, _ in holds))
+
+
+_DEFAULT_ZONE = str(Policy.model_fields["timezone"].default)
+
+
+def _is_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def _exempt_list(scan: Mapping[str, Any]) -> list[Any]:
@@ -184,7 +259,11 @@ def locate(document: Any, path: Path, issue: PolicyIssue) -> LocatedIssue:
             continue
         line, node = child_line, node[part]
         shown.append(part)
-    return LocatedIssue(str(path), line, format_loc(tuple(shown)), issue.message)
+    message = issue.message
+    if issue.see is not None:
+        other = locate(document, path, PolicyIssue(issue.see, ""))
+        message = message.replace("{see}", f"{path}:{other.line}")
+    return LocatedIssue(str(path), line, format_loc(tuple(shown)), message)
 
 
 def _child_line(node: Any, part: str | int) -> int | None:
@@ -195,4 +274,4 @@ def _child_line(node: Any, part: str | int) -> int | None:
     return None
 
 
-__all__ = ["LoadedPolicy", "Loc", "load_policy", "locate"]
+__all__ = ["LoadedPolicy", "Loc", "PartialPolicy", "load_policy", "locate", "salvage_policy"]

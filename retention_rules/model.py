@@ -27,7 +27,7 @@ from sqlalchemy.exc import ArgumentError
 
 from connectors.urls import mask_url
 from retention_rules.durations import Duration, PositiveDuration
-from retention_rules.interpolation import interpolate
+from retention_rules.interpolation import interpolate_url
 
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=63)]
 CategoryName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")]
@@ -152,11 +152,12 @@ class Store(_Strict):
         if not isinstance(value, str):
             return value
         environ: Mapping[str, str] = (info.context or {}).get("environ", os.environ)
-        url = interpolate(value, environ)
+        url = interpolate_url(value, environ)
         try:
             make_url(url)
-        except ArgumentError:
-            # SQLAlchemy's message repeats the URL, which may carry a password.
+        except (ArgumentError, ValueError):
+            # SQLAlchemy's message repeats the URL, or a part of it (a port that is not a
+            # number), which may be a password.
             raise ValueError("not a valid SQLAlchemy URL (expected dialect+driver://...)") from None
         return url
 
@@ -175,18 +176,33 @@ class EventJoin(_Strict):
     event: Identifier
 
 
+ClockFormat = Literal["timestamp", "epoch_seconds"]
+
+
+class NoEventClock(_Strict):
+    """What a record with no event row counts from: a column of its own table."""
+
+    column: Identifier
+    format: ClockFormat = Field(
+        default="timestamp",
+        description="How this column's values are read, as for clock.format",
+    )
+
+
 class Clock(_Strict):
     """When a record's retention period starts.
 
     Either a timestamp column on the row itself, or an event reached through a join
     (the account's ``closed_at``, a consent's ``withdrawn_at``). A record whose event has
-    not happened yet never expires.
+    not happened yet (the event's column is NULL) never expires. A record that no event
+    row matches at all counts from ``if_no_event`` (a column of its own), or never
+    expires (``never``, or unset); either way such rows are counted and shown.
     """
 
     column: Identifier
     event_table: Identifier | None = None
     join: EventJoin | None = None
-    format: Literal["timestamp", "epoch_seconds"] = Field(
+    format: ClockFormat = Field(
         default="timestamp",
         description=(
             "timestamp: the column holds timestamps (on SQLite, ISO text as SQLAlchemy "
@@ -194,16 +210,37 @@ class Clock(_Strict):
             "another form is never expired: it is counted as 'clock unreadable'"
         ),
     )
+    if_no_event: NoEventClock | Literal["never"] | None = Field(
+        default=None,
+        description=(
+            "For an event clock: what a record that no event row matches counts from "
+            "({column: created_at}, a column of its own table), or never (kept on purpose). "
+            "Unset: never, and validate warns when the event table can be cut"
+        ),
+    )
 
     @model_validator(mode="after")
     def _join_with_event_table(self) -> Clock:
         if (self.event_table is None) != (self.join is None):
             raise ValueError("event_table and join go together: give both or neither")
+        if self.if_no_event is not None and self.event_table is None:
+            raise ValueError(
+                "if_no_event is for a clock that is another table's event "
+                "(event_table and join); this clock is the row's own column"
+            )
         return self
+
+    @property
+    def fallback(self) -> NoEventClock | None:
+        """The record's own column it counts from when it has no event, if any."""
+        return self.if_no_event if isinstance(self.if_no_event, NoEventClock) else None
 
     def describe(self) -> str:
         """The clock's column, qualified by its table when it is another table's event."""
-        return self.column if self.event_table is None else f"{self.event_table}.{self.column}"
+        if self.event_table is None:
+            return self.column
+        shown = f"{self.event_table}.{self.column}"
+        return shown if self.fallback is None else f"{shown}, else {self.fallback.column}"
 
 
 class ColumnOperator(_Strict):
@@ -364,6 +401,17 @@ Action = Annotated[
 ]
 
 
+class Reference(_Strict):
+    """Rows of the binding's table refer to rows of another bound dataset's table, where
+    the schema declares no foreign key: ``{dataset: orders, columns: {order_id: id}}``
+    (each column of this table, and the column of the other it equals). The run treats
+    it as a foreign key: children first, a parent a kept child refers to kept, a hold on
+    a parent followed to its children."""
+
+    dataset: Name
+    columns: dict[Identifier, Identifier] = Field(min_length=1)
+
+
 class Dataset(_Strict):
     """A binding of one table to one purpose, with the clock and action on expiry."""
 
@@ -380,6 +428,10 @@ class Dataset(_Strict):
     retention: PositiveDuration
     action: Action
     risk: RiskSettings = Field(default_factory=RiskSettings)
+    references: list[Reference] = Field(
+        default_factory=list,
+        description="Relations to other bindings' tables that the schema does not declare",
+    )
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -507,10 +559,33 @@ class Policy(_Strict):
     anonymization_register: RegisterSettings = Field(
         default_factory=RegisterSettings, alias="register"
     )
+    state: str | None = Field(default=None, repr=False, exclude=True)
+    """The state database (ledger, lock, audit log, scan cache, register): a SQLAlchemy
+    URL (``${VAR}`` as in store URLs; it may hold a password, so it is kept out of reprs
+    and dumps) or a path relative to the policy file. Resolved by
+    ``flows.ledger.state_location``."""
 
     model_config = ConfigDict(populate_by_name=True)
 
     _check_tz = field_validator("timezone")(_check_timezone)
+
+    @field_validator("state", mode="before")
+    @classmethod
+    def _interpolate_state(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        environ: Mapping[str, str] = (info.context or {}).get("environ", os.environ)
+        state = interpolate_url(value, environ).strip()
+        if not state:
+            raise ValueError("empty: give a SQLAlchemy URL or a path")
+        if "://" in state:
+            try:
+                make_url(state)
+            except (ArgumentError, ValueError):
+                raise ValueError(
+                    "not a valid SQLAlchemy URL (expected dialect+driver://...)"
+                ) from None
+        return state
 
     def dataset(self, name: str) -> Dataset:
         return next(d for d in self.datasets if d.name == name)

@@ -18,9 +18,11 @@ from connectors.protocol import (
     EventClock,
     ExpiryCounts,
     ExpirySelection,
+    ForeignKeyInfo,
     RollupSink,
     RowFilter,
 )
+from connectors.sql_references import with_declared
 from retention_rules.clock import PolicyClock
 from retention_rules.model import (
     AggregateThenDeleteAction,
@@ -41,6 +43,14 @@ class RulePlan:
     selection: ExpirySelection
     holds: tuple[Hold, ...]
     lapsed_holds: tuple[Hold, ...] = ()
+    inherited: dict[str, str] = field(default_factory=dict)
+    """The holds reaching these rows through the rows they refer to (`inherited_holds`):
+    each filter's name and its reason."""
+
+    @property
+    def hold_reasons(self) -> dict[str, str]:
+        """Why rows are held, by filter name: the holds' own reasons, and theirs."""
+        return {h.name: h.reason for h in self.holds} | self.inherited
 
 
 @dataclass(frozen=True)
@@ -56,8 +66,13 @@ class PlanRow:
         return describe_action(self.rule.dataset, self.counts.expired)
 
 
-def plan_rules(policy: Policy, clock: PolicyClock) -> list[RulePlan]:
+def plan_rules(
+    policy: Policy, clock: PolicyClock, references: References | None = None
+) -> list[RulePlan]:
+    """`references`: every bound table's references (`table_references`, with the
+    stores' foreign keys); by default those the policy declares."""
     today = clock.today()
+    known = declared_references(policy) if references is None else references
     plans = []
     for dataset in policy.datasets:
         protecting = protecting_holds(policy, dataset)
@@ -66,7 +81,18 @@ def plan_rules(policy: Policy, clock: PolicyClock) -> list[RulePlan]:
         lapsed = tuple(h for h in covering if not h.active_on(today))
         cutoff = clock.cutoff(dataset.retention)
         selection = selection_for(dataset, cutoff, active, protecting)
-        plans.append(RulePlan(dataset, cutoff, selection, active, lapsed))
+        inherited = [
+            (row_filter, reason)
+            for hold, row_filter, reason in inherited_holds(policy, dataset, known)
+            if hold.active_on(today)
+        ]
+        selection = replace(
+            selection,
+            exclusions=selection.exclusions + tuple(f for f, _ in inherited),
+            declared_references=_declared_into(dataset, known),
+        )
+        reasons = {f.name: reason for f, reason in inherited}
+        plans.append(RulePlan(dataset, cutoff, selection, active, lapsed, reasons))
     return foresee_removals(plans)
 
 
@@ -134,7 +160,15 @@ def selection_for(
     clock = dataset.clock
     event = None
     if clock.event_table is not None and clock.join is not None:
-        event = EventClock(clock.event_table, clock.column, clock.join.local, clock.join.event)
+        fallback = clock.fallback
+        event = EventClock(
+            clock.event_table,
+            clock.column,
+            clock.join.local,
+            clock.join.event,
+            fallback=None if fallback is None else fallback.column,
+            fallback_format="timestamp" if fallback is None else fallback.format,
+        )
     return ExpirySelection(
         table=dataset.table,
         schema=dataset.db_schema,
@@ -165,7 +199,7 @@ def evaluate(plans: list[RulePlan], connectors: Mapping[str, Connector]) -> list
     rows = []
     for plan in plans:
         counts = connectors[plan.dataset.store].count_expiry(plan.selection)
-        reasons = {h.name: h.reason for h in plan.holds} | counts.reasons
+        reasons = plan.hold_reasons | counts.reasons
         rows.append(PlanRow(plan, counts, reasons))
     return rows
 
@@ -214,8 +248,9 @@ def execution_order(plans: list[RulePlan], parents: dict[str, set[str]]) -> list
     before it, so that the children a run deletes are gone when their parent's turn
     comes (a parent row a remaining child refers to is kept by the store).
 
-    `parents` maps each table to the tables its foreign keys refer to. Plans on tables
-    unrelated by foreign keys keep the policy's order; tables in a cycle
+    `parents` maps each table to the tables its rows refer to (`reference_parents`:
+    foreign keys, and the policy's references). Plans on unrelated tables keep the
+    policy's order; tables in a cycle
     (`reference_cycles`, which validation reports) keep it among themselves.
     """
     tables = list(dict.fromkeys(p.dataset.table for p in plans))
@@ -276,21 +311,152 @@ def reference_cycles(tables: Iterable[str], parents: Mapping[str, set[str]]) -> 
     return sorted(cycles, key=lambda c: order.index(c[0]))
 
 
-def foreign_key_parents(
-    policy: Policy, connectors: Mapping[str, Connector], skip: Iterable[str] = ()
-) -> dict[str, set[str]]:
-    """For each bound table, the tables its foreign keys refer to, as reflected; bindings
-    named in `skip` (they will not run) and stores not in `connectors` are left out."""
-    skipped = set(skip)
-    parents: dict[str, set[str]] = {}
+#: A bound table: its store, schema and name.
+TableKey = tuple[str, str | None, str]
+#: For each bound table, the references of its rows to other tables' rows.
+References = Mapping[TableKey, tuple[ForeignKeyInfo, ...]]
+
+
+def table_key(dataset: Dataset) -> TableKey:
+    return (dataset.store, dataset.db_schema, dataset.table)
+
+
+def declared_references(policy: Policy) -> dict[TableKey, tuple[ForeignKeyInfo, ...]]:
+    """The references the policy gives bound tables, as keys marked ``declared``: each
+    ``references:`` entry to a dataset of the same store and schema (one across stores
+    only orders the run: `reference_parents`), and a clock read from another bound
+    table by that binding's primary key: a row clocked by its parent's date is its
+    parent's child (order lines clocked by their order's ``ordered_at``)."""
+    found: list[tuple[TableKey, ForeignKeyInfo]] = []
+    bound = {d.name: d for d in policy.datasets}
+    for dataset in policy.datasets:
+        home = table_key(dataset)
+        for reference in dataset.references:
+            parent = bound.get(reference.dataset)
+            if parent is None or table_key(parent)[:2] != home[:2]:
+                continue
+            found.append(
+                (
+                    home,
+                    ForeignKeyInfo(
+                        tuple(reference.columns),
+                        parent.table,
+                        tuple(reference.columns.values()),
+                        declared=True,
+                    ),
+                )
+            )
+        clock = dataset.clock
+        if clock.event_table is None or clock.join is None or clock.event_table == dataset.table:
+            continue
+        event = (dataset.store, dataset.db_schema, clock.event_table)
+        if any(
+            table_key(d) == event and d.primary_key == [clock.join.event] for d in bound.values()
+        ):
+            key = ForeignKeyInfo(
+                (clock.join.local,), clock.event_table, (clock.join.event,), declared=True
+            )
+            found.append((home, key))
+    return with_declared({}, found)
+
+
+def table_references(
+    policy: Policy, connectors: Mapping[str, Connector]
+) -> dict[TableKey, tuple[ForeignKeyInfo, ...]]:
+    """For each bound table, its rows' references: the foreign keys its store declares
+    (reflected; stores not in `connectors` have none) and those the policy declares
+    (`declared_references`), one input for ordering, cycles, kept parents and holds."""
+    reflected: dict[TableKey, tuple[ForeignKeyInfo, ...]] = {}
     for dataset in policy.datasets:
         connector = connectors.get(dataset.store)
-        if connector is None or dataset.name in skipped:
+        if connector is None:
             continue
         try:
             info = connector.table_info(dataset.table, dataset.db_schema)
         except StoreError:
             continue  # the binding's own check reports it
         if info is not None:
-            parents[dataset.table] = {fk.referred_table for fk in info.foreign_keys}
+            reflected[table_key(dataset)] = info.foreign_keys
+    declared = [(table, key) for table, keys in declared_references(policy).items() for key in keys]
+    return with_declared(reflected, declared)
+
+
+def reference_parents(
+    policy: Policy, references: References, skip: Iterable[str] = ()
+) -> dict[str, set[str]]:
+    """For each bound table, the tables its rows refer to (`execution_order`'s and
+    `reference_cycles`' input): `references`, and the policy's references to a dataset
+    of another store, which can only order the run. Tables bound only by the bindings
+    in `skip` (they will not run) are left out."""
+    skipped = set(skip)
+    running = {table_key(d) for d in policy.datasets if d.name not in skipped}
+    parents: dict[str, set[str]] = {}
+    for table, keys in references.items():
+        if table in running:
+            parents.setdefault(table[2], set()).update(k.referred_table for k in keys)
+    bound = {d.name: d for d in policy.datasets}
+    for dataset in policy.datasets:
+        if dataset.name in skipped:
+            continue
+        for reference in dataset.references:
+            parent = bound.get(reference.dataset)
+            if parent is not None:
+                parents.setdefault(dataset.table, set()).add(parent.table)
     return parents
+
+
+def _declared_into(
+    dataset: Dataset, references: References
+) -> tuple[tuple[str, ForeignKeyInfo], ...]:
+    """The references the policy declares into the binding's table, for the store to
+    count with its own foreign keys: ``(child table, key)``."""
+    store, schema, table = table_key(dataset)
+    return tuple(
+        (child, key)
+        for (child_store, child_schema, child), keys in references.items()
+        if (child_store, child_schema) == (store, schema)
+        for key in keys
+        if key.declared and key.referred_table == table
+    )
+
+
+def inherited_holds(
+    policy: Policy, dataset: Dataset, references: References
+) -> list[tuple[Hold, RowFilter, str]]:
+    """Every hold protecting a row the binding's rows refer to (their parent, its own
+    parent, through bound tables), as a filter through those references, with its
+    reason: the lines of a held order are held with it. A table's references to itself
+    are not followed (its rows are judged one by one)."""
+    found: list[tuple[Hold, RowFilter, str]] = []
+    names: set[str] = set()
+    by_table: dict[TableKey, Dataset] = {}
+    for bound in policy.datasets:
+        by_table.setdefault(table_key(bound), bound)
+
+    def walk(table: TableKey, path: tuple[ForeignKeyInfo, ...], seen: frozenset[str]) -> None:
+        for key in references.get(table, ()):
+            parent = (table[0], table[1], key.referred_table)
+            owner = by_table.get(parent)
+            if key.referred_table in seen or owner is None:
+                continue  # an unbound table: no hold names its rows
+            chain = (*path, key)
+            steps = [dataset.table, *(k.referred_table for k in chain)]
+            route = ", ".join(
+                f"{child}.{'+'.join(k.columns)} -> {to}.{'+'.join(k.referred_columns)}"
+                for child, to, k in zip(steps[:-1], steps[1:], chain, strict=True)
+            )
+            for name, holder in protecting_holds(policy, owner).items():
+                hold = next(h for h in policy.holds if h.name == name)
+                label = f"{name} via {' via '.join(steps[1:])}"
+                if label in names:  # two references to one table: say which
+                    label = f"{label} ({route})"
+                names.add(label)
+                conditions = hold_filter(hold, holder).conditions
+                reason = (
+                    f"{hold.reason} (held with the {key.referred_table} row it refers to: {route})"
+                )
+                found.append((hold, RowFilter(label, conditions, chain), reason))
+            walk(parent, chain, seen | {key.referred_table})
+
+    walk(table_key(dataset), (), frozenset({dataset.table}))
+    return found

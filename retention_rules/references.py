@@ -67,6 +67,84 @@ def check_references(parts: PolicyParts) -> list[PolicyIssue]:
     ]
 
 
+def event_clock_warnings(policy: Policy) -> list[PolicyIssue]:
+    """Event clocks that can lose their events, in a policy that does not say what a
+    record with no event counts from (``clock.if_no_event``): such a record never
+    expires. One warning per binding that deletes the event table's rows before the
+    clock's own retention runs out, naming it; or one when no binding of the policy
+    covers the event table, whose rows the application may then delete itself.
+
+    Warnings, not problems: the rows are kept, counted and shown as "never expires (no
+    event)" by `plan` and the run report, and ``if_no_event: never`` keeps them on
+    purpose."""
+    warnings: list[PolicyIssue] = []
+    for i, ds in enumerate(policy.datasets):
+        clock = ds.clock
+        if clock.event_table is None or clock.if_no_event is not None:
+            continue
+        events = clock.event_table
+        at = ("datasets", i, "clock", "event_table")
+        advice = (
+            f"say what a {ds.table} row with no {events} row counts from "
+            f"(if_no_event: {{column: <a timestamp column of {ds.table}>}}), or keep it on "
+            "purpose (if_no_event: never)"
+        )
+        binding = [
+            (j, other) for j, other in enumerate(policy.datasets)
+            if (other.store, other.db_schema, other.table) == (ds.store, ds.db_schema, events)
+        ]  # fmt: skip
+        if not binding:
+            warnings.append(
+                PolicyIssue(
+                    at,
+                    f"{events} is bound by no binding of this policy: its rows may be deleted "
+                    f"by the application, and a {ds.table} row whose {events} rows are all "
+                    f"gone never expires; {advice}",
+                )
+            )
+            continue
+        for j, other in binding:
+            shorter = other.retention.sort_key() < ds.retention.sort_key()
+            if other.action.type == "anonymize" or not shorter:
+                continue
+            warnings.append(
+                PolicyIssue(
+                    at,
+                    f"binding {other.name} ({{see}}) deletes {events} rows after "
+                    f"{other.retention}, before this clock's {ds.retention} run out: a "
+                    f"{ds.table} row whose {events} rows are all gone then never expires; "
+                    f"{advice}",
+                    see=("datasets", j),
+                )
+            )
+    return warnings
+
+
+def reference_warnings(policy: Policy) -> list[PolicyIssue]:
+    """A ``references:`` entry to a dataset of another store (or schema) only orders the
+    run, children first: no store sees both tables, so a kept child cannot keep its
+    parent, nor a hold on the parent reach the child. One warning each, at the entry."""
+    bound = {d.name: d for d in policy.datasets}
+    warnings = []
+    for i, ds in enumerate(policy.datasets):
+        for r, reference in enumerate(ds.references):
+            parent = bound.get(reference.dataset)
+            if parent is None or (parent.store, parent.db_schema) == (ds.store, ds.db_schema):
+                continue
+            where = "store" if parent.store != ds.store else "schema"
+            warnings.append(
+                PolicyIssue(
+                    ("datasets", i, "references", r),
+                    f"{parent.name} is in another {where} ({parent.store}"
+                    f"{'.' + parent.db_schema if parent.db_schema else ''}): the reference "
+                    f"will order only ({ds.name} runs first): rows of {ds.table} that are "
+                    f"kept do not keep the {parent.table} rows they refer to, and a hold on "
+                    f"{parent.name} does not reach {ds.name}",
+                )
+            )
+    return warnings
+
+
 def _unknown(kind: str, name: str, known: set[str]) -> str:
     listed = ", ".join(sorted(known)) or "none declared"
     return f"unknown {kind} {name!r} (declared: {listed})"
@@ -90,6 +168,12 @@ def _dataset_references(parts: PolicyParts) -> Iterator[PolicyIssue]:
                         (*at, "columns", column),
                         _unknown("category", category, parts.declared.get("categories", set())),
                     )
+        known = parts.declared.get("datasets", set())
+        for r, reference in enumerate(ds.references):
+            if reference.dataset not in known:
+                yield PolicyIssue(
+                    (*at, "references", r, "dataset"), _unknown("dataset", reference.dataset, known)
+                )
         yield from _retention_within_purpose(ds, parts.purposes.get(ds.purpose), at)
         yield from _action_references(ds, parts.categories, at)
         yield from _risk_references(ds, at)

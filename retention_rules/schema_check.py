@@ -15,7 +15,12 @@ from connectors.protocol import Connector, TableInfo
 from connectors.times import TimeContext
 from retention_rules.issues import Loc, PolicyIssue
 from retention_rules.model import AggregateThenDeleteAction, AnonymizeAction, Dataset, Policy
-from retention_rules.planner import foreign_key_parents, protecting_holds, reference_cycles
+from retention_rules.planner import (
+    protecting_holds,
+    reference_cycles,
+    reference_parents,
+    table_references,
+)
 
 _CLOCK_FAMILIES = ("datetime", "date")
 _NUMERIC_FAMILIES = ("integer", "numeric")
@@ -34,6 +39,7 @@ def check_live_schema(policy: Policy, connectors: Mapping[str, Connector]) -> li
     for i, dataset in enumerate(policy.datasets):
         if dataset.store in reachable:
             issues.extend(_check_dataset(policy, i, dataset, connectors[dataset.store]))
+            issues.extend(_referred_columns(policy, i, dataset, connectors, reachable))
     issues.extend(_cycles(policy, {n: c for n, c in connectors.items() if n in reachable}))
     return list(dict.fromkeys(issues))  # a hold on two bindings of a table is checked twice
 
@@ -107,18 +113,21 @@ def _deletes(dataset: Dataset) -> bool:
 
 
 def _cycles(policy: Policy, connectors: Mapping[str, Connector]) -> Iterator[PolicyIssue]:
-    """Bound tables whose foreign keys form a cycle cannot be processed children first:
+    """Bound tables whose references (foreign keys, the policy's `references:`, clocks
+    read from a parent) form a cycle cannot be processed children first:
     when one of their bindings deletes, one problem, at the first of them, stops them
     all (the other bindings still run)."""
     tables = [d.table for d in policy.datasets if d.store in connectors]
-    for cycle in reference_cycles(tables, foreign_key_parents(policy, connectors)):
+    parents = reference_parents(policy, table_references(policy, connectors))
+    for cycle in reference_cycles(tables, parents):
         bound = [(i, d) for i, d in enumerate(policy.datasets) if d.table in cycle]
         if not any(_deletes(d) for _, d in bound):
             continue  # rewritten in place: the order does not matter
         names = [d.name for _, d in bound]
         yield PolicyIssue(
             ("datasets", bound[0][0], "table"),
-            f"the foreign keys of tables {', '.join(cycle)} form a cycle "
+            f"the references (foreign keys, or the policy's) of tables {', '.join(cycle)} "
+            "form a cycle "
             f"({' -> '.join([*cycle, cycle[0]])}): their rows cannot be processed children "
             f"first, so bindings {', '.join(names)} do not run",
             datasets=tuple(names[1:]),
@@ -210,6 +219,33 @@ def _check_holds(policy: Policy, dataset: Dataset, table: TableInfo) -> Iterator
                 )
 
 
+def _referred_columns(
+    policy: Policy,
+    index: int,
+    dataset: Dataset,
+    connectors: Mapping[str, Connector],
+    reachable: set[str],
+) -> Iterator[PolicyIssue]:
+    """The columns a ``references:`` entry names in the other binding's table exist
+    (those of the binding's own table are among `_columns_named`)."""
+    bound = {d.name: d for d in policy.datasets}
+    for r, reference in enumerate(dataset.references):
+        parent = bound.get(reference.dataset)
+        if parent is None or parent.store not in reachable:
+            continue  # an unknown dataset is the file check's; a store's own problem
+        try:
+            table = connectors[parent.store].table_info(parent.table, parent.db_schema)
+        except StoreError:
+            continue  # reported at the parent's binding
+        if table is None:
+            continue
+        for column, referred in reference.columns.items():
+            if referred not in table.columns:
+                yield _missing(
+                    ("datasets", index, "references", r, "columns", column), table, referred
+                )
+
+
 def _columns_named(dataset: Dataset, at: Loc) -> Iterator[tuple[Loc, str]]:
     """Every column of the dataset's own table the policy mentions, with its place."""
     for k, key in enumerate(dataset.primary_key):
@@ -230,8 +266,13 @@ def _columns_named(dataset: Dataset, at: Loc) -> Iterator[tuple[Loc, str]]:
             for m, measure in enumerate(rollup.measures):
                 if measure.column is not None:
                     yield (*at, "action", "rollups", r, "measures", m), measure.column
+    for r, reference in enumerate(dataset.references):
+        for column in reference.columns:
+            yield (*at, "references", r, "columns", column), column
     if dataset.clock.join is not None:
         yield (*at, "clock", "join", "local"), dataset.clock.join.local
+        if dataset.clock.fallback is not None:
+            yield (*at, "clock", "if_no_event", "column"), dataset.clock.fallback.column
     else:
         yield (*at, "clock", "column"), dataset.clock.column
 
@@ -256,18 +297,28 @@ def _check_clock(
             if column not in event_table.columns:
                 yield _missing(loc, event_table, column)
         clock_table = event_table
-    info = clock_table.columns.get(clock.column)
-    if clock.format == "epoch_seconds":  # integers, or SQLite's untyped DATETIME
+    yield from _clock_type((*at, "clock", "column"), clock_table, clock.column, clock.format)
+    if clock.fallback is not None:  # the record's own column
+        loc = (*at, "clock", "if_no_event", "column")
+        yield from _clock_type(loc, table, clock.fallback.column, clock.fallback.format)
+
+
+def _clock_type(
+    loc: Loc, table: TableInfo, column: str, clock_format: str
+) -> Iterator[PolicyIssue]:
+    """A clock column must hold what its format reads."""
+    info = table.columns.get(column)
+    if clock_format == "epoch_seconds":  # integers, or SQLite's untyped DATETIME
         if info is not None and info.family not in (*_NUMERIC_FAMILIES, *_CLOCK_FAMILIES):
             yield PolicyIssue(
-                (*at, "clock", "column"),
-                f"clock column {clock_table.name}.{clock.column} has type {info.type_name}; "
+                loc,
+                f"clock column {table.name}.{column} has type {info.type_name}; "
                 "epoch_seconds needs an integer column",
             )
     elif info is not None and info.family not in _CLOCK_FAMILIES:
         yield PolicyIssue(
-            (*at, "clock", "column"),
-            f"clock column {clock_table.name}.{clock.column} has type {info.type_name}; "
+            loc,
+            f"clock column {table.name}.{column} has type {info.type_name}; "
             "a clock must be a date or timestamp column (or set format: epoch_seconds)",
         )
 

@@ -29,6 +29,10 @@ DEMO_AS_OF = datetime(2026, 11, 24, tzinfo=UTC)
 #: here, at import, so that module fixtures and the subprocesses tests start have it too.
 AUDIT_KEY = "test-audit-key-0123456789abcdef"
 os.environ.setdefault("TENURE_AUDIT_KEY", AUDIT_KEY)
+#: The shipped policy's pseudonym keys: `validate`, `plan` and dry runs check that every
+#: keyed operator's key can be found (``flows.preflight``), as the real run needs them.
+os.environ.setdefault("TENURE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
+os.environ.setdefault("TENURE_PSEUDONYM_KEY_ACCOUNTS", "test-accounts-key-0123456789")
 
 
 class OutboundConnection(AssertionError):
@@ -54,6 +58,27 @@ def _is_local_host(host: Any) -> bool:
 
 #: Every refused attempt, so a test can see one that library code caught and ignored.
 OUTBOUND_ATTEMPTS: list[str] = []
+
+
+#: Fixtures that start a real server: a test using one (directly or through another
+#: fixture) is marked ``servers``.
+SERVER_FIXTURES = frozenset(
+    {"pg_server", "demo_pg_url", "mariadb_server", "imap_server", "prefect_server"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs a server ``servers`` (``postgres`` tests, tests whose
+    fixtures start one, and the PostgreSQL case of a backend-parametrized test)."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if (
+            item.get_closest_marker("postgres")
+            or fixtures & SERVER_FIXTURES
+            or "postgresql" in params.values()
+        ):
+            item.add_marker(pytest.mark.servers)
 
 
 @pytest.fixture(autouse=True, scope="session")

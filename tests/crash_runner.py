@@ -1,18 +1,58 @@
 """Run the nightly job in a child process so a test can SIGKILL it mid-run.
 
 Usage: python -m tests.crash_runner POLICY STORE_URL STATE_URL CHUNK_SIZE NOW_ISO
+
+With ``KILL_BEFORE_LEDGER=DATASET:CHUNK_NO`` in its environment the run kills itself with
+SIGKILL once that chunk has committed in the store, before the ledger records it: the
+moment between a chunk's commit and the rest of its binding. Only this script reads it.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 from flows.engine import RunOptions, run_policy
+from flows.ledger import ChunkRecord, Ledger
+
+KILL_BEFORE_LEDGER = "KILL_BEFORE_LEDGER"
+
+
+def _kill_before_ledger(point: str) -> None:
+    """Make the run SIGKILL itself when the chunk ``DATASET:CHUNK_NO`` is about to be
+    written to the ledger (it has committed in the store)."""
+    dataset, _, number = point.rpartition(":")
+    record_chunk = Ledger.record_chunk
+
+    def record_or_die(self: Ledger, record: ChunkRecord, *args: Any, **kw: Any) -> bool:
+        if (record.dataset, record.chunk_no) == (dataset, int(number)):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return record_chunk(self, record, *args, **kw)
+
+    Ledger.record_chunk = record_or_die  # type: ignore[method-assign]
+
+
+def run_killed_before_ledger(
+    policy: Path, store: str, state: str, chunk_size: int, now: datetime, point: str
+) -> int:
+    """Run this script in a child that kills itself at ``point`` (``DATASET:CHUNK_NO``);
+    its exit code (``-SIGKILL`` when it got there)."""
+    env = {**os.environ, KILL_BEFORE_LEDGER: point}
+    repo = Path(__file__).resolve().parent.parent
+    command = [sys.executable, "-m", "tests.crash_runner", str(policy), store, state,
+               str(chunk_size), now.isoformat()]  # fmt: skip
+    return subprocess.run(command, cwd=repo, env=env, capture_output=True, timeout=300).returncode
 
 
 def main(argv: list[str]) -> int:
     policy, store, state, chunk_size, now = argv
+    if point := os.environ.get(KILL_BEFORE_LEDGER):
+        _kill_before_ledger(point)
     options = RunOptions(
         chunk_size=int(chunk_size),
         now=datetime.fromisoformat(now),

@@ -108,7 +108,7 @@ def test_a_now_at_which_no_cutoff_exists_is_one_line(
 @pytest.mark.parametrize(
     "state",
     [
-        "not a url",
+        "no/such/folder/state.sqlite",  # a path is a SQLite file: its folder must exist
         "sqlite:////no/such/folder/state.sqlite",
         "postgresql+psycopg://tenure:hunter2-secret@127.0.0.1:1/state",
         "nosuchdialect://x/y",

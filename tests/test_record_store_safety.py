@@ -8,8 +8,9 @@
   one recent, one held) are three records, and only the old one goes; two Maildir files
   with one unique name are reported, never marked done unprocessed.
 - Symbolic links inside a store are reported and never followed, replaced or unlinked.
-- A full disk or a read-only folder fails that binding alone, in one line naming the
-  store and the file, with no temporary file left; the other bindings run.
+- A full disk fails that binding alone, in one line naming the store and the file, with
+  no temporary file left; the other bindings run. A read-only folder is found by the
+  preflight (issue 13, item 7): the run stops before any write, in any store.
 """
 
 from __future__ import annotations
@@ -765,19 +766,25 @@ def read_only_folder(path: Path) -> Iterator[None]:
         staged.rename(path)
 
 
-def test_a_read_only_store_fails_that_binding_alone(tmp_path: Path) -> None:
+def test_a_read_only_store_stops_the_run_before_any_write(tmp_path: Path) -> None:
+    """Known before the first write, a read-only store stops the whole run: the other
+    bindings, which could run, do not either (they could need what it keeps)."""
+    from retention_rules.issues import PolicyError
+
     policy, _, logs = _two_bindings(tmp_path)
     store = logs.parent
+    other = tmp_path / "other"
+    mail = sorted(p.read_bytes() for p in (tmp_path / "Maildir").rglob("*") if p.is_file())
     with read_only_folder(store):
         before = amounts(store)
-        report = run(policy, tmp_path)
+        with pytest.raises(PolicyError) as raised:
+            run(policy, tmp_path)
         assert amounts(store) == before
-    outcomes = {o.dataset: o for o in report.outcomes}
-    error = outcomes["events"].error
-    assert error and len(error.splitlines()) == 1 and "store 'logs'" in error, error
-    assert outcomes["events"].processed == 0
-    assert outcomes["other_events"].error is None and outcomes["other_events"].processed == 2
-    assert outcomes["mail"].error is None and outcomes["mail"].processed == 1
+    problems = [str(issue) for issue in raised.value.issues]
+    assert problems and all("stores.logs: not writable: " in p for p in problems), problems
+    assert amounts(other) == set(range(4))
+    assert sorted(p.read_bytes() for p in (tmp_path / "Maildir").rglob("*") if p.is_file()) == mail
+    assert not (tmp_path / "state.sqlite").exists()
 
 
 # --------------------------------------------------------------------------- small helpers
