@@ -31,6 +31,7 @@ from flows.engine import (
 )
 from flows.ledger import STATE_VARIABLE, state_url_from
 from flows.run_report import report_markdown, report_rows
+from flows.stores import given_policy_path
 from retention_rules.planner import RulePlan
 
 DEPLOYMENT_NAME = "nightly"
@@ -76,7 +77,7 @@ def nightly_retention(
     stores and shows a flow's parameters, so the URL and its password are never one.
     """
     options = RunOptions(dry_run, chunk_size, now, state_url_from(state_from), raise_transient=True)
-    with run_context(policy_path, options) as context:
+    with run_context(given_policy_path(policy_path), options) as context:
         if context.gate is not None and context.gate.gaps:
             get_run_logger().warning(
                 "coverage gate %s: %s", context.gate.status, "; ".join(context.gate.gaps)

@@ -18,6 +18,7 @@ from flows.inventory_report import artifact_rows, inventory_markdown, write_inve
 from flows.ledger import STATE_VARIABLE, state_url_from
 from flows.scan import Inventory
 from flows.scan_runner import default_output_dir, run_scan
+from flows.stores import given_policy_path
 
 
 @flow(name="pii-scan", log_prints=False)
@@ -32,7 +33,9 @@ def pii_scan(
     ``state_from`` names the environment variable or Prefect Secret block holding the
     state database's URL (``flows.ledger.state_url_from``), never the URL itself."""
     state_url = state_url_from(state_from)
-    inventory, loaded = run_scan(Path(policy_path), full=full, state_url=state_url)
+    inventory, loaded = run_scan(
+        Path(given_policy_path(policy_path)), full=full, state_url=state_url
+    )
     directory = Path(output_dir) if output_dir else default_output_dir(loaded)
     write_inventory(inventory, directory)
     rows = artifact_rows(inventory)

@@ -91,3 +91,15 @@ def bookkeeping_dir(policy: Policy, store: str) -> str | None:
     run happens to start from: two runs from two folders must share one lock."""
     chosen = policy.stores[store].bookkeeping
     return str(Path(chosen)) if chosen else None
+
+
+def given_policy_path(policy_path: str) -> str:
+    """A flow's ``policy_path`` parameter, refused in one line when empty: a deployment
+    made from ``prefect.yaml`` while ``TENURE_POLICY`` was unset has ``''`` (Prefect only
+    warns), which would otherwise read as the working directory."""
+    if not policy_path.strip():
+        raise ValueError(
+            "policy_path is empty: set TENURE_POLICY to the policy file's absolute path "
+            "and run `prefect deploy` again, or give policy_path when starting the run"
+        )
+    return policy_path

@@ -159,3 +159,15 @@ def test_the_shipped_prefect_yaml_runs_a_users_policy_on_a_process_worker(
     # Nothing was written where the user deployed from, or where the worker was started.
     assert sorted(p.name for p in project.iterdir()) == ["prefect.yaml"]
     assert not any(worker_home.iterdir())
+
+
+@pytest.mark.parametrize("flow_name", ["nightly_retention", "pii_scan"])
+def test_a_deployment_made_without_tenure_policy_fails_in_one_line(flow_name: str) -> None:
+    """`prefect deploy` with TENURE_POLICY unset stores ``policy_path: ''`` (Prefect only
+    warns): its runs say what to set, instead of reading the working directory."""
+    from flows.nightly import nightly_retention
+    from flows.scan_flow import pii_scan
+
+    flow = {"nightly_retention": nightly_retention, "pii_scan": pii_scan}[flow_name]
+    with pytest.raises(ValueError, match=r"^policy_path is empty: set TENURE_POLICY"):
+        flow.fn("")
