@@ -129,6 +129,12 @@ class ExpirySelection:
     that the run deletes before this one. A row referred to only by rows they select is
     counted as expired, as it will be by then. ``execute_chunk`` ignores it and judges
     the store as it is."""
+    events_removed_first: tuple[ExpirySelection, ...] = ()
+    """For counting ahead of a run, as `removed_first`: the selections that delete rows
+    of the event clock's table (``event.table``, in this selection's schema) and that
+    the run executes before this one. The event rows they select are counted as gone: a
+    record whose every event row they select has no event by its turn. ``execute_chunk``
+    ignores it too."""
     declared_references: tuple[tuple[str, ForeignKeyInfo], ...] = ()
     """``(child table, key)``: references into this table that the store does not
     declare (the policy does). With ``keep_referenced`` they keep a row like the store's
@@ -138,6 +144,11 @@ class ExpirySelection:
     ``timestamp``, a timestamp in the store's canonical form (on SQLite, whose columns
     hold anything, ISO text as SQLAlchemy writes it); ``epoch_seconds``, integer seconds
     since 1970-01-01 UTC. Any other value is *unreadable*: never expired, counted."""
+
+    def as_the_store_is(self) -> ExpirySelection:
+        """The selection without foreseen removals (`removed_first`,
+        `events_removed_first`): judged on the store as it is, as a real run does."""
+        return replace(self, removed_first=(), events_removed_first=())
 
     def by_fallback(self) -> ExpirySelection | None:
         """The selection judged by the record's own column its event clock falls back
@@ -275,13 +286,17 @@ class Capabilities:
 
 @dataclass(frozen=True)
 class WriteTarget:
-    """A change a run will make to a table: delete rows, or rewrite these columns."""
+    """A change a run will make to a table: delete rows, or rewrite these columns; and
+    what it reads there to choose them."""
 
     table: str
     schema: str | None = None
     deletes: bool = True
     columns: tuple[str, ...] = ()
     """The columns an anonymization rewrites (when it does not delete)."""
+    reads: tuple[str, ...] = ()
+    """The columns the run reads to choose and change the rows (keys, clock, holds): a
+    table a binding only reads (its event table) neither deletes nor rewrites."""
 
 
 @runtime_checkable

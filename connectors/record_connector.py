@@ -245,9 +245,10 @@ class RecordConnector:
         """The next chunk; but first, as a chunk of this run, any chunk a crash left
         half done (its intent), so that it is finished and journaled before anything
         new is chosen. A bookkeeping database that cannot be written (a read-only or
-        full disk) is this store's ``StoreError``."""
+        full disk) is this store's ``StoreError``. It judges the store as it is, whatever
+        was foreseen."""
         try:
-            return self._execute_chunk(work)
+            return self._execute_chunk(replace(work, selection=work.selection.as_the_store_is()))
         except SQLAlchemyError as exc:
             where = self._books.path if self._books is not None else "?"
             reason = str(exc.orig if isinstance(exc, DBAPIError) else exc).splitlines()[0]
@@ -327,7 +328,8 @@ class RecordConnector:
         books = [self._lock] + ([self._books.path] if self._books is not None else [])
         problems += read_only_paths("its bookkeeping", books)
         check = getattr(self.store, "write_problems", None)
-        for table in dict.fromkeys(target.table for target in targets):
+        changed = (t.table for t in targets if t.deletes or t.columns)  # not those only read
+        for table in dict.fromkeys(changed):
             problems += check(table) if check is not None else []
         return problems
 
@@ -474,6 +476,9 @@ class RecordConnector:
         return {reason: count for reason, count in sorted(found.items()) if count}
 
     def _expired_events(self, selection: ExpirySelection) -> EventKeys:
+        """The event collection judged (`event_keys`), without the records that the
+        bindings running before this one delete, when counting ahead
+        (`events_removed_first`)."""
         assert selection.event is not None
         event = selection.event
         events = self._require(event.table)
@@ -481,8 +486,28 @@ class RecordConnector:
         if not frames:
             return EventKeys(set(), set(), set())
         data = pd.concat(frames, ignore_index=True)
+        gone: set[Key] = set()
+        for leaving in selection.events_removed_first:
+            if leaving.table != event.table:
+                continue
+            for rows in self._selected(leaving, []):
+                gone.update(_keys(rows, events.key))
+        if gone:
+            staying = [key not in gone for key in _keys(data, events.key)]
+            data = data[np.array(staying, dtype=bool)].reset_index(drop=True)
         info = events.fields[event.column]
         return event_keys(data, event.event_key, event.column, info, selection, self._times)
+
+    def _selected(
+        self,
+        selection: ExpirySelection,
+        columns: Sequence[str],
+        units: Sequence[Key] | None = None,
+    ) -> Iterator[pd.DataFrame]:
+        """Frame by frame, the records the selection acts on: expired and not held."""
+        for frame, due, holds, _, _ in self._judged(selection, columns, units):
+            protected = np.logical_or.reduce(holds) if holds else np.zeros(len(frame), bool)
+            yield frame[due & ~protected]
 
     def _actionable(
         self, work: ChunkWork, collection: Collection, units: Sequence[Key] | None = None
@@ -493,10 +518,7 @@ class RecordConnector:
         columns = {r.column for r in work.rewrites}
         if work.action == "aggregate_then_delete":
             columns.update(rollup_columns(work))
-        parts = []
-        for frame, due, holds, _, _ in self._judged(work.selection, sorted(columns), units):
-            protected = np.logical_or.reduce(holds) if holds else np.zeros(len(frame), bool)
-            parts.append(frame[due & ~protected])
+        parts = list(self._selected(work.selection, sorted(columns), units))
         if not parts:
             return pd.DataFrame(columns=[*collection.key, *sorted(columns)])
         rows = pd.concat(parts, ignore_index=True)

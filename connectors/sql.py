@@ -56,6 +56,7 @@ from connectors.rollups import merge_cells
 from connectors.sql_bookkeeping import JOURNAL, MARKS, is_bookkeeping, rollup_table_name
 from connectors.sql_chunks import Bookkeeping, execute_chunk, not_marked, row_key
 from connectors.sql_expressions import (
+    Gone,
     clock_expired,
     clock_no_event,
     clock_unreadable,
@@ -181,8 +182,9 @@ class SQLConnector:
         event_table = (
             self._require(selection.event.table, selection.schema) if selection.event else None
         )
-        unreadable = clock_unreadable(table, selection, self._times, event_table)
-        no_event = clock_no_event(table, selection, self._times, event_table)
+        gone = self._events_gone(selection)
+        unreadable = clock_unreadable(table, selection, self._times, event_table, gone)
+        no_event = clock_no_event(table, selection, self._times, event_table, gone)
         # The expiry test (on SQLite, reading the clock's form) once per row: rows that
         # would expire are counted whole, and the cheaper hold tests go first elsewhere.
         statement = select(
@@ -259,8 +261,7 @@ class SQLConnector:
         # foreseen; and no chunk deletes a row another row refers to.
         deletes = work.action != "anonymize"
         selection = replace(
-            work.selection,
-            removed_first=(),
+            work.selection.as_the_store_is(),
             keep_referenced=work.selection.keep_referenced or deletes,
         )
         work = replace(work, selection=selection)
@@ -342,7 +343,8 @@ class SQLConnector:
         event_table = (
             self._require(selection.event.table, selection.schema) if selection.event else None
         )
-        expired = clock_expired(table, selection, self._times, event_table)
+        gone = self._events_gone(selection, outer)
+        expired = clock_expired(table, selection, self._times, event_table, gone)
         if selection.skip_marked is not None:
             marks = self._table(MARKS, None)
             if marks is not None:
@@ -358,6 +360,26 @@ class SQLConnector:
     ) -> ColumnElement[bool]:
         expired, held, _ = self._expired_and_held(table, selection, outer)
         return and_(expired, not_(held))
+
+    def _events_gone(
+        self, selection: ExpirySelection, outer: frozenset[str] = frozenset()
+    ) -> Gone | None:
+        """Counting ahead: "a binding that runs before this one deletes this event row"
+        (`events_removed_first`, each judged as the run will judge it), or None."""
+        leaving = [
+            s
+            for s in selection.events_removed_first
+            if selection.event is not None
+            and (s.table, s.schema) == (selection.event.table, selection.schema)
+        ]
+        if not leaving:
+            return None
+        inside = outer | {selection.table}
+
+        def gone(rows: Table) -> ColumnElement[bool]:
+            return or_(*(self._actionable(rows, s, inside) for s in leaving))
+
+        return gone
 
     def _references(
         self, table: Table, selection: ExpirySelection, outer: frozenset[str] = frozenset()

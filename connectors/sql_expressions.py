@@ -101,20 +101,26 @@ def matches(
     return and_(*(c.is_not(None) for c in referring), target.in_(keys))
 
 
+#: "The run deletes this event row before the record's turn" (counting ahead).
+Gone = Callable[[Table], ColumnElement[bool]]
+
+
 def clock_expired(
     table: Table,
     selection: ExpirySelection,
     times: TimeContext,
     event_table: Table | None,
+    gone: Gone | None = None,
 ) -> ColumnElement[bool]:
     """True when the row's clock is readable and strictly before the cut-off; never for
     a clock that has not started (NULL) or cannot be read (`connectors.sql_clocks`),
     including any one of several matching events. A row with no event row at all counts
-    from the event clock's ``fallback`` column, if it has one."""
+    from the event clock's ``fallback`` column, if it has one. Event rows ``gone``
+    selects are not counted (`_events`)."""
     if selection.event is None or event_table is None:
         return _own_clock_expired(table, selection, times)
     event = selection.event
-    aliased, linked = _events(table, selection, event_table)
+    aliased, linked = _events(table, selection, event_table, gone)
     clock = aliased.c[event.column]
     readable, before = _clock_tests(aliased, event.column, selection, times)
     has_event = exists().where(linked)
@@ -141,13 +147,14 @@ def clock_unreadable(
     selection: ExpirySelection,
     times: TimeContext,
     event_table: Table | None,
+    gone: Gone | None = None,
 ) -> ColumnElement[bool]:
     """True when the row's clock (or one of its events', or its fallback column when it
     has no event) holds a value that is not a timestamp in the selection's form: such a
     row is never expired, and is counted."""
     if selection.event is None or event_table is None:
         return _own_clock_unreadable(table, selection, times)
-    aliased, linked = _events(table, selection, event_table)
+    aliased, linked = _events(table, selection, event_table, gone)
     clock = aliased.c[selection.event.column]
     readable, _ = _clock_tests(aliased, selection.event.column, selection, times)
     unreadable = exists().where(linked, clock.is_not(None), not_(readable))
@@ -171,23 +178,30 @@ def clock_no_event(
     selection: ExpirySelection,
     times: TimeContext,
     event_table: Table | None,
+    gone: Gone | None = None,
 ) -> ColumnElement[bool]:
     """True for a row of an event clock that no event row matches, and that has no
     value in the clock's fallback column to count from instead: it never expires. (An
     event row whose column is NULL is an event that has not happened yet, not this.)"""
     if selection.event is None or event_table is None:
         return false()
-    _, linked = _events(table, selection, event_table)
+    _, linked = _events(table, selection, event_table, gone)
     no_event = not_(exists().where(linked))
     fallback = selection.event.fallback
     return no_event if fallback is None else and_(no_event, table.c[fallback].is_(None))
 
 
 def _events(
-    table: Table, selection: ExpirySelection, event_table: Table
+    table: Table, selection: ExpirySelection, event_table: Table, gone: Gone | None = None
 ) -> tuple[FromClause, ColumnElement[bool]]:
+    """The event rows and the condition linking one to the record: its key, and, when
+    counting ahead, not among those ``gone`` selects (deleted by a binding that runs
+    before this one; never the record's own table)."""
     assert selection.event is not None
     event = selection.event
+    if gone is not None and event_table is not table:
+        link = event_table.c[event.event_key] == table.c[event.local_key]
+        return event_table, and_(link, not_(gone(event_table)))
     aliased = event_table.alias("clock_event")  # the event table may be the row's own
     return aliased, aliased.c[event.event_key] == table.c[event.local_key]
 

@@ -7,12 +7,14 @@ write nothing. So each database is asked in the way that changes nothing there:
   folder too (SQLite writes its journal beside the file), and the URL must not open it
   read-only (``mode=ro``, ``immutable=1``).
 - PostgreSQL answers from its catalog: ``has_table_privilege`` (``DELETE``, ``INSERT``
-  on Tenure's tables), ``has_column_privilege`` (``UPDATE`` of each rewritten column),
+  on Tenure's tables), ``has_column_privilege`` (``UPDATE`` of each rewritten column,
+  ``SELECT`` of each column the run reads: a ``WHERE`` clause needs it),
   ``CREATE`` on the schema while Tenure's tables are not there yet, and whether the
   session is read-only (a standby, ``default_transaction_read_only``). No statement that
   could fire a trigger is sent: PostgreSQL fires statement triggers on zero rows.
-- Any other database (MySQL, MariaDB) runs each change as a statement that matches no
-  row (``WHERE 1 = 0``) in a transaction that is then rolled back, so the server applies
+- Any other database (MySQL, MariaDB) runs each change, and a read of the columns the
+  run reads, as a statement that matches no row (``WHERE 1 = 0``) in a transaction that
+  is then rolled back, so the server applies
   its own privileges and read-only modes; their triggers are per row, so none fires.
   Whether Tenure's own tables could be created is not checked there.
 """
@@ -104,6 +106,9 @@ def _postgresql_problems(
         if table is None:
             continue  # the schema check reports a missing table
         name = qualified(target.schema, target.table)
+        for column in (c for c in target.reads if c in table.c):
+            if not allowed(func.has_column_privilege(name, column, "SELECT")):
+                problems.append(f"no SELECT privilege on {target.table}.{column}")
         if target.deletes:
             if not allowed(func.has_table_privilege(name, "DELETE")):
                 problems.append(f"no DELETE privilege on {target.table}")
@@ -134,21 +139,23 @@ def _rolled_back_problems(
         table = table_of(target.table, target.schema)
         if table is None:
             continue  # the schema check reports a missing table
-        statement: Executable
+        reads = [table.c[c] for c in target.reads if c in table.c]
+        statements: list[tuple[Executable, str]] = []
+        if reads:
+            statements.append((select(*reads).where(false()), f"read {target.table}"))
         if target.deletes:
-            statement = delete(table).where(false())
-            verb = f"delete from {target.table}"
+            statements.append((delete(table).where(false()), f"delete from {target.table}"))
         else:
             columns = [c for c in target.columns if c in table.c]
-            if not columns:
-                continue
-            statement = update(table).where(false()).values({c: table.c[c] for c in columns})
-            verb = f"update {target.table}"
-        transaction = connection.begin()
-        try:
-            connection.execute(statement)
-        except SQLAlchemyError as exc:
-            problems.append(f"cannot {verb}: {reason(exc)}")
-        finally:
-            transaction.rollback()
+            if columns:
+                change = update(table).where(false()).values({c: table.c[c] for c in columns})
+                statements.append((change, f"update {target.table}"))
+        for statement, verb in statements:
+            transaction = connection.begin()
+            try:
+                connection.execute(statement)
+            except SQLAlchemyError as exc:
+                problems.append(f"cannot {verb}: {reason(exc)}")
+            finally:
+                transaction.rollback()
     return problems

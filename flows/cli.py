@@ -27,7 +27,7 @@ from connectors.protocol import Connector, PublishedCell
 from flows.ledger import STATE_VARIABLE, StateError, StateLocation, state_location
 from flows.preflight import preflight
 from flows.reports import plan_json, render_plan
-from flows.stores import opened_stores
+from flows.stores import opened_stores, working_directory_warnings
 from retention_rules.clock import PolicyClock
 from retention_rules.issues import LocatedIssue, PolicyError
 from retention_rules.loader import LoadedPolicy, load_policy, salvage_policy
@@ -196,6 +196,8 @@ def validate(
         for warning in loaded.locate(event_clock_warnings(loaded.policy)):
             stderr.print(f"warning: {warning}", markup=False)
         for warning in loaded.locate(reference_warnings(loaded.policy)):
+            stderr.print(f"warning: {warning}", markup=False)
+        for warning in loaded.locate(working_directory_warnings(loaded.policy)):
             stderr.print(f"warning: {warning}", markup=False)
         if location is not None:
             with _checked_stores(loaded, location) as connectors:
@@ -577,7 +579,7 @@ def audit_verify(
         stderr.print(
             f"audit log INCOMPLETE: {len(result.interrupted)} interrupted run(s) committed "
             "chunks not yet audited; the next `tenure run` of this policy audits them from "
-            "the stores' journals",
+            "the stores' journals, once it can read every store they may have written",
             markup=False,
         )
     if not result.ok:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -192,6 +192,10 @@ class RunReport:
     evaluated_at: datetime
     outcomes: list[DatasetOutcome]
     reconciled_runs: list[str] = field(default_factory=list)
+    unreconciled: dict[str, str] = field(default_factory=dict)
+    """Runs that died and stay open, each with why (a store's journal unread)."""
+    reconcile_warnings: list[str] = field(default_factory=list)
+    """What the reconciled runs' records lack (``Reconciliation.warnings``)."""
     gate: GateVerdict | None = None
     state: str = ""
     """Where the state database is, its URL masked."""
@@ -222,6 +226,8 @@ class RunContext:
     failures: dict[str, str]
     state: Engine | None = None
     reconciled_runs: list[str] = field(default_factory=list)
+    unreconciled: dict[str, str] = field(default_factory=dict)
+    reconcile_warnings: list[str] = field(default_factory=list)
     gate: GateVerdict | None = None
     audit_key: audit.AuditKey | None = None
     """What the run's audit entries are chained with (a real run has one)."""
@@ -265,9 +271,10 @@ def run_context(
         usable = {n: c for n, c in connectors.items() if n not in broken}
         references = table_references(policy, usable)  # reflected and declared
         failures = binding_failures(loaded, issues, references)
+        parents = reference_parents(policy, references, failures)
         plans = execution_order(
-            foresee_removals(plan_rules(policy, clock, references), failures),
-            reference_parents(policy, references, failures),
+            foresee_removals(plan_rules(policy, clock, references), failures, parents=parents),
+            parents,
         )
         context = RunContext(run_id, loaded, clock, options, connectors, plans, failures)
         context.location = location
@@ -294,8 +301,14 @@ def run_context(
                     continue
                 if not mine:
                     raise RunLocked(f"policy {policy.name!r} is being run against store {name!r}")
-            context.reconciled_runs = reconcile(ledger, usable, policy, key)
-            ledger.start_run(run_id, policy.name, loaded.sha256, clock.now, dry_run=False)
+            reconciled = reconcile(ledger, usable, policy, key)
+            context.reconciled_runs = reconciled.closed
+            context.unreconciled = reconciled.waiting
+            context.reconcile_warnings = reconciled.warnings
+            writes = {d.store for d in policy.datasets} & usable.keys()
+            ledger.start_run(
+                run_id, policy.name, loaded.sha256, clock.now, dry_run=False, stores=writes
+            )
             try:
                 if options.coverage_gate:
                     context.gate = coverage_gate(loaded, usable, state)
@@ -349,12 +362,35 @@ def _affected(policy: Policy, issue: PolicyIssue, references: References) -> lis
     return list(policy.datasets)
 
 
+class JournalUnread(Exception):
+    """A journal a run's closing needs cannot be read: the store is down, or this run
+    could not open it. The message names the store."""
+
+
+@dataclass
+class Reconciliation:
+    """What ``reconcile`` did with the runs that died."""
+
+    closed: list[str] = field(default_factory=list)
+    waiting: dict[str, str] = field(default_factory=dict)
+    """Runs left open (``running``, unaudited), each with why: a store they may have
+    written whose journal cannot be read now. The next run tries again."""
+    warnings: list[str] = field(default_factory=list)
+    """What the closed runs' records lack: rows of a binding the policy no longer has
+    (audited, not registered), a store the policy no longer names (not read)."""
+
+
 def reconcile(
     ledger: Ledger, connectors: Mapping[str, Connector], policy: Policy, key: audit.AuditKey
-) -> list[str]:
+) -> Reconciliation:
     """Close runs that died: copy their committed chunks from the stores' journals into
     the ledger, and audit what they did, so that no destruction goes unrecorded. Runs
-    the ledger never knew (their state database was lost) are found in the journals."""
+    the ledger never knew (their state database was lost) are found in the journals.
+
+    A dead run is closed only once the journal of every store it may have written has
+    been read: the stores it recorded when it started (``Ledger.stores_of``), else every
+    store the policy's bindings use. Until then it stays open, and ``audit verify`` shows
+    its work as not yet audited; ``connectors`` are the stores this run could open."""
     datasets = {d.name for d in policy.datasets}
     known = ledger.known_runs() | {e.get("run_id") for e in audit.entries(ledger.engine)}
     for connector in connectors.values():
@@ -369,11 +405,26 @@ def reconcile(
             if journal:
                 ledger.adopt_run(run_id, policy.name, min(e.committed_at for e in journal))
                 known.add(run_id)
-    return [
-        run_id
-        for run_id in ledger.unfinished_runs(policy.name)
-        if _close_from_journals(ledger, connectors, policy, run_id, "interrupted", key)
-    ]
+    done = Reconciliation()
+    for run_id in ledger.unfinished_runs(policy.name):
+        recorded = ledger.stores_of(run_id)
+        stores = {d.store for d in policy.datasets} if recorded is None else recorded
+        gone = sorted(stores - policy.stores.keys())  # no run can read them again
+        try:
+            warnings = _close_from_journals(
+                ledger, connectors, policy, run_id, "interrupted", key, stores - set(gone)
+            )
+        except JournalUnread as exc:
+            done.waiting[run_id] = str(exc)
+            continue
+        done.closed.append(run_id)
+        done.warnings += [
+            f"interrupted run {run_id}: store {name!r} is no longer in the policy, its "
+            "journal was not read: what the run committed there is not audited"
+            for name in gone
+        ]
+        done.warnings += warnings
+    return done
 
 
 def _close_from_journals(
@@ -383,14 +434,21 @@ def _close_from_journals(
     run_id: str,
     status: str,
     key: audit.AuditKey,
-) -> bool:
-    """Copy a run's chunks from the stores' journals into the ledger, audit them and
-    register those that anonymized or aggregated (unless the run wrote its entries
-    already) and close it; False, leaving the run open, when a store's journal cannot be
-    read."""
-    if not _journals_into_ledger(ledger, connectors, run_id):
-        return False
+    stores: Collection[str] | None = None,
+) -> list[str]:
+    """Copy a run's chunks from the journals of ``stores`` (default: every store in
+    ``connectors``) into the ledger, audit them and register those that anonymized or
+    aggregated (unless the run wrote its entries already) and close it. Raises
+    `JournalUnread`, recording nothing and leaving the run open, when one of those
+    journals cannot be read. Returns warnings: rows of bindings the policy no longer has,
+    audited but not registered."""
+    needed = sorted(connectors.keys() if stores is None else stores)
+    for name in needed:
+        if name not in connectors:
+            raise JournalUnread(f"store {name!r} could not be opened by this run")
+    _journals_into_ledger(ledger, {name: connectors[name] for name in needed}, run_id)
     totals = ledger.committed(run_id)
+    warnings: list[str] = []
     if not audit.entries(ledger.engine, run_id):
         entries: list[dict[str, Any]] = [
             {
@@ -421,22 +479,32 @@ def _close_from_journals(
             for (label, action), (rows, chunk_count) in sorted(totals.items())
             if action != "delete"
         ]
+        bound = {d.name for d in policy.datasets}
+        warnings = [
+            f"{status} run {run_id}: {rows:,} rows {ACTION_COUNTERS[action]} by binding "
+            f"{label!r}, which the policy no longer has: audited, not in the register"
+            for (label, action), (rows, _) in sorted(totals.items())
+            if action != "delete" and label not in bound
+        ]
         _append_register(ledger.engine, policy, ledger.run_fields(run_id), records)
     ledger.finish_run(run_id, status)
-    return True
+    return warnings
 
 
-def _journals_into_ledger(ledger: Ledger, connectors: Mapping[str, Connector], run_id: str) -> bool:
+def _journals_into_ledger(ledger: Ledger, connectors: Mapping[str, Connector], run_id: str) -> None:
     """Record in the ledger every chunk the stores' journals hold for ``run_id`` (each
-    once); False, recording nothing, when a journal cannot be read."""
-    try:
-        journals = [connector.journal(run_id) for connector in connectors.values()]
-    except StoreError:
-        return False
+    once); raises `JournalUnread`, recording nothing, when a journal cannot be read."""
+    journals = []
+    for name, connector in connectors.items():
+        try:
+            journals.append(connector.journal(run_id))
+        except StoreError as exc:
+            raise JournalUnread(
+                f"the journal of store {name!r} cannot be read: {first_line(exc)}"
+            ) from None
     for entry in (e for journal in journals for e in journal):
         record = ChunkRecord(run_id, entry.label, entry.chunk_no, entry.action, entry.rows)
         ledger.record_chunk(record, entry.committed_at)
-    return True
 
 
 def _register_record(
@@ -624,6 +692,8 @@ def finish(context: RunContext, outcomes: list[DatasetOutcome]) -> RunReport:
         evaluated_at=context.clock.now,
         outcomes=outcomes,
         reconciled_runs=context.reconciled_runs,
+        unreconciled=context.unreconciled,
+        reconcile_warnings=context.reconcile_warnings,
         gate=context.gate,
         state="" if context.location is None else context.location.shown,
     )
@@ -671,7 +741,7 @@ def _count_committed(context: RunContext, outcomes: list[DatasetOutcome]) -> Non
         # chunk committed before its ledger write, and the next run reconciles the rest.
         try:
             _journals_into_ledger(ledger, {name: context.connectors[name]}, context.run_id)
-        except (SQLAlchemyError, OSError) as exc:
+        except (SQLAlchemyError, OSError, JournalUnread) as exc:
             _log.warning(
                 "journal of store %s not brought into the ledger: %s", name, first_line(exc)
             )

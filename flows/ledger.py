@@ -11,7 +11,7 @@ import hashlib
 import os
 import re
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -69,6 +69,13 @@ chunks = Table(
     Column("rows", Integer, nullable=False),
     Column("committed_at", DateTime(timezone=True), nullable=False),
     PrimaryKeyConstraint("run_id", "dataset", "chunk_no"),
+)
+run_stores = Table(
+    "tenure_run_stores",  # the stores each run may write: whose journals close it if it dies
+    metadata,
+    Column("run_id", String(36), nullable=False),
+    Column("store", String(63), nullable=False),
+    PrimaryKeyConstraint("run_id", "store"),
 )
 locks = Table(
     "tenure_locks",
@@ -203,14 +210,14 @@ def state_url_from(reference: str) -> str | None:
     unset: None, the default location), or of a Prefect Secret block
     (``tenure-state-url``, which must exist)."""
     if _VARIABLE_NAME.fullmatch(reference):
-        return os.environ.get(reference) or None
+        return absolute_by_reference(os.environ.get(reference) or None, reference)
     if _BLOCK_NAME.fullmatch(reference):
         from anonymizers.secrets import prefect_secret
 
         value = prefect_secret(reference)
         if not value:
             raise StateError(f"no Prefect Secret block {reference!r} holding the state URL")
-        return value
+        return absolute_by_reference(value, f"the Prefect Secret block {reference!r}")
     raise StateError(
         "the state database is named by an environment variable (e.g. TENURE_STATE_URL) "
         "or a Prefect Secret block, never by its URL: Prefect would store the URL"
@@ -260,12 +267,16 @@ def state_location(
 ) -> StateLocation:
     """The one rule for where a policy's state database is: ``given`` (``--state``, or
     the ``TENURE_STATE_URL`` it defaults to), else the policy's ``state:``, else
-    ``default_state_url``. A path names a SQLite file, relative to the working directory
-    (for ``state:``, to the policy file's folder). Raises ``StateError`` (one line, the
-    URL masked) for a value that names no database."""
+    ``default_state_url``. A path (or a ``sqlite:///`` URL) names a SQLite file, relative
+    to the working directory when typed on the command line, to the policy file's folder
+    for ``state:``, and refused when relative in ``TENURE_STATE_URL``
+    (``absolute_by_reference``). Raises ``StateError`` (one line, the URL masked) for a
+    value that names no database."""
     environ = os.environ if environ is None else environ
     if given:
         source = STATE_VARIABLE if given == environ.get(STATE_VARIABLE) else "--state"
+        if source == STATE_VARIABLE:
+            absolute_by_reference(given, STATE_VARIABLE)
         return StateLocation(state_url(given, Path.cwd()), source)
     if loaded.policy.state:
         folder = loaded.path.absolute().parent
@@ -282,11 +293,51 @@ def state_url(value: str, base: Path) -> str:
             raise StateError("empty: give a SQLAlchemy URL or a path")
         return f"sqlite:///{os.path.abspath(base / Path(value).expanduser())}"
     try:
-        make_url(value).get_dialect()
+        parsed = make_url(value)
+        parsed.get_dialect()
     except (ArgumentError, ValueError):
         raise StateError(f"not a SQLAlchemy URL, nor a path: {mask_url(value)}") from None
     except ImportError:
         raise StateError(f"no driver for the state database at {mask_url(value)}") from None
+    relative = relative_sqlite_file(value)
+    if relative is not None:  # sqlite:///state.sqlite: a path like any other
+        absolute = os.path.abspath(base / relative)
+        return parsed.set(database=absolute).render_as_string(hide_password=False)
+    return value
+
+
+def relative_sqlite_file(value: str) -> str | None:
+    """The relative path by which a state database value (a path or a SQLAlchemy URL)
+    names a SQLite file; None for an absolute one, an in-memory one or a server."""
+    value = value.strip()
+    if "://" not in value:
+        return value if value and not os.path.isabs(os.path.expanduser(value)) else None
+    try:
+        parsed = make_url(value)
+    except (ArgumentError, ValueError):
+        return None
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    if database.startswith("file:") or os.path.isabs(database):
+        return None
+    return database
+
+
+def absolute_by_reference(value: str | None, where: str) -> str | None:
+    """A state database value set once for every process that reads it (an environment
+    variable, a Prefect Secret block), refused in one line when it names a SQLite file
+    by a relative path. Relative to what? Each process has its own working directory,
+    and a Prefect worker starts each flow run in a new temporary one: each run would
+    get a new state database (audit log, lock, ledger). A path typed on the command line
+    is made absolute against the working directory instead, as the user who typed it
+    means; a relative ``state:`` is the policy file's folder."""
+    if value is not None and relative_sqlite_file(value) is not None:
+        raise StateError(
+            f"{where} names the state database by a relative path: give an absolute path "
+            "or a URL (a relative one names another file in each folder a run starts "
+            "from, and a Prefect worker starts each flow run in a new one)"
+        )
     return value
 
 
@@ -307,7 +358,8 @@ def state_problem(location: StateLocation) -> str | None:
     """Why a run could not keep its books in the state database, found without creating
     or changing anything; None when it can. A SQLite file (or the folder it would be
     created in) must be writable; a server must answer (a database without Tenure's
-    tables is fine: the first run creates them)."""
+    tables is fine: the first run creates them), and PostgreSQL must grant what the run
+    needs (``_postgresql_problem``)."""
     shown = location.shown
     path = location.sqlite_path
     if path is not None and not path.exists():
@@ -330,10 +382,54 @@ def state_problem(location: StateLocation) -> str | None:
     try:
         existing_state(location.url).dispose()
     except StateMissing:
-        return None
+        pass  # the first run creates Tenure's tables, if it may
     except StateError as exc:
         return str(exc)
-    return None
+    if path is not None:
+        return None
+    return _postgresql_problem(location.url)
+
+
+#: What a run does to each of Tenure's tables besides reading and adding rows.
+_CHANGED = {runs.name: "UPDATE", locks.name: "DELETE", scan_cache.name: "DELETE"}
+
+
+def _postgresql_problem(url: str) -> str | None:
+    """What a PostgreSQL state database would refuse a run, from its catalog (nothing
+    is sent that writes): CREATE on the schema while a Tenure table is missing, SELECT
+    and INSERT on each present one, and the UPDATE or DELETE the ledger, the lock and
+    the scan cache make. Other servers are not asked (their first write tells)."""
+    engine = create_engine(url)
+    try:
+        if engine.dialect.name != "postgresql":
+            return None
+        shown = mask_url(url)
+        with engine.connect() as connection:
+
+            def allowed(check: Any) -> bool:
+                return bool(connection.execute(select(check)).scalar())
+
+            inspector = inspect(connection)
+            present = [t.name for t in metadata.sorted_tables if inspector.has_table(t.name)]
+            missing = len(present) < len(metadata.sorted_tables)
+            if missing and not allowed(func.has_schema_privilege(func.current_schema(), "CREATE")):
+                return (
+                    f"the state database {shown}: no CREATE privilege on its schema, for "
+                    "Tenure's tables (grant it, or create them once as a role that has it)"
+                )
+            refused = [
+                f"{privilege} on {table}"
+                for table in present
+                for privilege in ("SELECT", "INSERT", *_CHANGED.get(table, "").split())
+                if not allowed(func.has_table_privilege(table, privilege))
+            ]
+        if refused:
+            return f"the state database {shown}: no {', '.join(refused)}"
+        return None
+    except SQLAlchemyError as exc:
+        return str(_unreachable(exc, url))
+    finally:
+        engine.dispose()
 
 
 def existing_state(url: str) -> Engine:
@@ -429,8 +525,16 @@ class Ledger:
                 raise RunLocked(f"policy {policy!r} was locked by another run just now") from None
 
     def start_run(
-        self, run_id: str, policy: str, sha256: str, now: datetime, dry_run: bool
+        self,
+        run_id: str,
+        policy: str,
+        sha256: str,
+        now: datetime,
+        dry_run: bool,
+        stores: Collection[str] = (),
     ) -> None:
+        """Record a run as running, with the ``stores`` it may write: if it dies, those
+        are the journals the next run must read to close it (``stores_of``)."""
         with self.engine.begin() as connection:
             connection.execute(
                 insert(runs).values(
@@ -443,6 +547,16 @@ class Ledger:
                     status="running",
                 )
             )
+            for store in sorted(set(stores)):
+                connection.execute(insert(run_stores).values(run_id=run_id, store=store))
+
+    def stores_of(self, run_id: str) -> set[str] | None:
+        """The stores a run may have written, as it recorded when it started; None when it
+        recorded none (a run adopted from a journal, or started by an earlier Tenure)."""
+        statement = select(run_stores.c.store).where(run_stores.c.run_id == run_id)
+        with self.engine.connect() as connection:
+            found = set(connection.scalars(statement))
+        return found or None
 
     def finish_run(self, run_id: str, status: str) -> None:
         with self.engine.begin() as connection:

@@ -24,6 +24,7 @@ from flows.stores import sqlite_store_dir
 from retention_rules.issues import PolicyIssue
 from retention_rules.loader import LoadedPolicy
 from retention_rules.model import AnonymizeAction, Policy
+from retention_rules.schema_check import read_columns
 
 #: What earlier versions named the state database in the working directory.
 EARLIER_STATE = "tenure-state.sqlite"
@@ -37,7 +38,8 @@ def preflight(
 ) -> list[PolicyIssue]:
     """Every problem that would stop a binding of the real run once it has started:
 
-    - no audit key: raised as ``MissingSecret`` (one line, as by the real run);
+    - no audit key: a problem of the whole file (no line), naming the environment
+      variable and the Prefect Secret block that would hold it;
     - a keyed operator (pseudonym, surrogate) whose key cannot be found (the
       environment variable or Prefect Secret block is named, never a key), at the
       operator's column;
@@ -48,11 +50,14 @@ def preflight(
       without a ``location``.
 
     Stores ``schema_issues`` already found unusable are not asked again."""
-    current_key()  # the audit key: a real run without it writes nothing
     state = None
     if location is not None:
         state = state_problem(location) or _earlier_default(loaded, location)
     issues = []
+    try:
+        current_key()  # the audit key: a real run without it writes nothing
+    except MissingSecret as exc:
+        issues.append(PolicyIssue((), str(exc)))
     if location is not None and state is not None:
         if location.source != "policy state:":
             raise StateError(state)
@@ -93,15 +98,22 @@ def key_problems(policy: Policy) -> list[PolicyIssue]:
 
 
 def write_targets(policy: Policy) -> dict[str, list[WriteTarget]]:
-    """What each store's bindings change: rows deleted, or columns rewritten."""
+    """What each store's bindings change (rows deleted, or columns rewritten) and read
+    to choose them (``read_columns``; an event table's join and clock columns)."""
     targets: dict[str, list[WriteTarget]] = {}
     for dataset in policy.datasets:
         action = dataset.action
         rewrites = tuple(action.columns) if isinstance(action, AnonymizeAction) else ()
+        reads = read_columns(policy, dataset)
         target = WriteTarget(
-            dataset.table, dataset.db_schema, deletes=not rewrites, columns=rewrites
+            dataset.table, dataset.db_schema, deletes=not rewrites, columns=rewrites, reads=reads
         )
-        targets.setdefault(dataset.store, []).append(target)
+        found = targets.setdefault(dataset.store, [])
+        found.append(target)
+        clock = dataset.clock
+        if clock.event_table is not None and clock.join is not None:
+            event = (clock.join.event, clock.column)
+            found.append(WriteTarget(clock.event_table, dataset.db_schema, False, (), event))
     return targets
 
 

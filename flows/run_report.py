@@ -50,6 +50,7 @@ def report_markdown(report: RunReport) -> str:
         lines.append(f"\n{audit_head_line(report.audit_head, '`')}")
     lines += [f"\n{line}" for line in gate_lines(report)]
     lines += [f"\n- {line}" for line in unreadable_lines(report)]
+    lines += [f"\n- {line}" for line in reconcile_lines(report)]
     for outcome in report.outcomes:
         for hold, rows in outcome.held_by.items():
             if rows:
@@ -66,6 +67,8 @@ def report_json(report: RunReport) -> dict[str, Any]:
         "dry_run": report.dry_run,
         "evaluated_at": report.evaluated_at.isoformat(),
         "reconciled_runs": report.reconciled_runs,
+        "unreconciled_runs": report.unreconciled,
+        "reconcile_warnings": report.reconcile_warnings,
         "failed": report.failed,
         "coverage_gate": None if report.gate is None else _gate_json(report.gate),
         "audit_head": report.audit_head,
@@ -100,6 +103,8 @@ def render_run(console: Console, report: RunReport) -> None:
         console.print(_by_purpose(report))
     for run_id in report.reconciled_runs:
         console.print(f"[yellow]reconciled[/] interrupted run {run_id} from the stores' journals")
+    for line in reconcile_lines(report):
+        console.print(line, markup=False, style="yellow")
     if report.audit_head is not None:
         console.print(audit_head_line(report.audit_head), markup=False, soft_wrap=True)
 
@@ -110,6 +115,18 @@ def audit_head_line(head: str, quote: str = "") -> str:
         f"Audit log head: {quote}{head}{quote} (record it outside the state database; "
         f"{quote}tenure audit verify --head HASH{quote} shows that no entry up to it was removed)"
     )
+
+
+def reconcile_lines(report: RunReport) -> list[str]:
+    """One line per run that died and could not be reconciled yet (its work stays
+    unaudited until a run reads every journal it needs), then what the reconciled runs'
+    records lack."""
+    waiting = [
+        f"interrupted run {run_id} not reconciled yet: {why}; its committed work stays "
+        "unaudited until a run can read that journal"
+        for run_id, why in report.unreconciled.items()
+    ]
+    return waiting + list(report.reconcile_warnings)
 
 
 def unreadable_lines(report: RunReport) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -82,6 +83,37 @@ def sqlite_store_dir(policy: Policy) -> Path | None:
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             return Path(url.database or "").parent
     return None
+
+
+#: Stores whose URL names a local file or folder by its path (``files+s3://`` does not).
+_LOCAL_PATHS = {"sqlite": "SQLite file", "files": "folder", "maildir": "Maildir", "mbox": "mbox"}
+
+
+def working_directory_warnings(policy: Policy) -> list[PolicyIssue]:
+    """A store URL naming its file or folder by a relative path: each run finds it in
+    the folder it starts from, and a Prefect worker starts each flow run in a new
+    temporary one (there, an empty SQLite file would be created, or nothing found). One
+    warning per store, at its URL: the demo's relative paths are meant for its folder."""
+    warnings = []
+    for name, store in policy.stores.items():
+        url = make_url(store.url)
+        kind = _LOCAL_PATHS.get(url.get_backend_name())
+        database = url.database or ""
+        if kind is None or (kind == "folder" and "+" in url.drivername):
+            continue  # files+s3:// and the like: not a local path
+        if kind == "SQLite file" and database in ("", ":memory:"):
+            continue
+        if database.startswith("file:") or os.path.isabs(database):
+            continue
+        warnings.append(
+            PolicyIssue(
+                ("stores", name, "url"),
+                f"the {kind} {database or '.'!r} is relative to the working directory, "
+                "which differs between runs (a Prefect worker starts each flow run in a "
+                f"new temporary one): give an absolute path ({url.drivername}:////…)",
+            )
+        )
+    return warnings
 
 
 def bookkeeping_dir(policy: Policy, store: str) -> str | None:

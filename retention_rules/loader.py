@@ -186,6 +186,8 @@ class PartialPolicy:
 
     def _in_file(self, issue: PolicyIssue) -> PolicyIssue:
         def moved(loc: Loc) -> Loc:
+            if not loc:
+                return loc
             index = {"datasets": self.datasets, "holds": self.holds}.get(str(loc[0]))
             if index is None or len(loc) < 2 or not isinstance(loc[1], int):
                 return loc
@@ -250,6 +252,8 @@ def locate(document: Any, path: Path, issue: PolicyIssue) -> LocatedIssue:
     names) and are dropped from the field path, except a last part under a mapping,
     which names a missing required key.
     """
+    if not issue.loc:  # a problem of the whole file (a missing audit key): no line
+        return LocatedIssue(str(path), None, "", issue.message)
     node, line, shown = document, 1, []
     for depth, part in enumerate(issue.loc):
         child_line = _child_line(node, part)

@@ -93,17 +93,22 @@ def plan_rules(
         )
         reasons = {f.name: reason for f, reason in inherited}
         plans.append(RulePlan(dataset, cutoff, selection, active, lapsed, reasons))
-    return foresee_removals(plans)
+    return foresee_removals(plans, parents=reference_parents(policy, known))
 
 
-def foresee_removals(plans: list[RulePlan], failing: Iterable[str] = ()) -> list[RulePlan]:
-    """Each deleting plan learns what the run deletes in its store before it (the other
-    tables' deleting selections, but not those of the bindings in `failing`; the store
-    keeps only those that refer to it), so that counts made ahead of the run match it.
-    A real run judges the store as it is then (`as_the_store_is`)."""
+def foresee_removals(
+    plans: list[RulePlan], failing: Iterable[str] = (), *, parents: Mapping[str, set[str]]
+) -> list[RulePlan]:
+    """Each plan learns what the run deletes in its store before it, so that counts
+    made ahead of the run match it: a deleting plan, the other tables' deleting
+    selections (the store keeps only those that refer to it); a plan with an event
+    clock, the deleting selections of its event table that run before it in
+    `execution_order` by `parents` (`reference_parents`), whose rows are gone by its
+    turn. The bindings in `failing` delete nothing. A real run judges the store as it is
+    then (`as_the_store_is`)."""
     failed = set(failing)
     deleting = [p for p in plans if p.selection.keep_referenced and p.dataset.name not in failed]
-    return [
+    foreseen = [
         replace(
             plan,
             selection=replace(
@@ -111,21 +116,48 @@ def foresee_removals(plans: list[RulePlan], failing: Iterable[str] = ()) -> list
                 removed_first=tuple(
                     other.selection
                     for other in deleting
-                    if other.dataset.store == plan.dataset.store
+                    if plan.selection.keep_referenced
+                    and other.dataset.store == plan.dataset.store
                     and other.dataset.table != plan.dataset.table
                 ),
+                events_removed_first=(),  # foreseen below, in the run's order
             ),
         )
-        if plan.selection.keep_referenced
-        else plan
         for plan in plans
     ]
+    turn = {id(plan): i for i, plan in enumerate(execution_order(foreseen, dict(parents)))}
+    return [
+        replace(plan, selection=replace(plan.selection, events_removed_first=removing))
+        if (removing := _event_removals(plan, foreseen, turn, failed))
+        else plan
+        for plan in foreseen
+    ]
+
+
+def _event_removals(
+    plan: RulePlan, plans: list[RulePlan], turn: Mapping[int, int], failed: set[str]
+) -> tuple[ExpirySelection, ...]:
+    """The deleting selections of the plan's event table that run before it, each as
+    the run will judge it (with its own foreseen removals)."""
+    event = plan.selection.event
+    if event is None:
+        return ()
+    events = (plan.dataset.store, plan.dataset.db_schema, event.table)
+    return tuple(
+        other.selection
+        for other in plans
+        if other.selection.keep_referenced
+        and other.dataset.name not in failed
+        and table_key(other.dataset) == events
+        and other.dataset.table != plan.dataset.table
+        and turn[id(other)] < turn[id(plan)]
+    )
 
 
 def as_the_store_is(selection: ExpirySelection) -> ExpirySelection:
     """The selection judged on the store as it is, without foreseen removals: what a
     real run counts just before acting."""
-    return replace(selection, removed_first=())
+    return selection.as_the_store_is()
 
 
 def protecting_holds(policy: Policy, dataset: Dataset) -> dict[str, Dataset]:

@@ -23,6 +23,7 @@ from retention_rules.model import (
     Policy,
     Purpose,
 )
+from retention_rules.planner import declared_references, table_key
 
 
 @dataclass
@@ -68,19 +69,35 @@ def check_references(parts: PolicyParts) -> list[PolicyIssue]:
 
 
 def event_clock_warnings(policy: Policy) -> list[PolicyIssue]:
-    """Event clocks that can lose their events, in a policy that does not say what a
-    record with no event counts from (``clock.if_no_event``): such a record never
-    expires. One warning per binding that deletes the event table's rows before the
-    clock's own retention runs out, naming it; or one when no binding of the policy
-    covers the event table, whose rows the application may then delete itself.
+    """Event clocks that can lose their events. One warning per binding of the event
+    table that can leave a record with no event before the record's own turn, in a
+    policy that does not say what such a record counts from (``clock.if_no_event``):
+
+    - every binding that deletes its rows, whatever its retention: a shorter one cuts
+      them before the clock runs out; an equal one cuts them the night the record
+      expires, and runs first when the event table refers to the record's (children
+      first); a longer one cuts the events of a record kept past its retention (held,
+      or referred to), which then never expires once the hold lapses. Not when the
+      record refers to its event row by the join (a reference the policy declares, or
+      the clock read by the event binding's primary key): the store keeps a row another
+      refers to;
+    - an anonymizing binding that rewrites the join column: the rewritten rows match
+      no record any more;
+    - one when no binding covers the event table: the application may delete its rows.
+
+    Whatever ``if_no_event`` says, an anonymizing binding that rewrites the clock's
+    column is warned of too: a NULL event has not happened, so the record never
+    expires (and is not counted as having no event); a generalized one counts from
+    the rewritten time.
 
     Warnings, not problems: the rows are kept, counted and shown as "never expires (no
     event)" by `plan` and the run report, and ``if_no_event: never`` keeps them on
     purpose."""
+    references = declared_references(policy)
     warnings: list[PolicyIssue] = []
     for i, ds in enumerate(policy.datasets):
         clock = ds.clock
-        if clock.event_table is None or clock.if_no_event is not None:
+        if clock.event_table is None or clock.join is None:
             continue
         events = clock.event_table
         at = ("datasets", i, "clock", "event_table")
@@ -89,10 +106,49 @@ def event_clock_warnings(policy: Policy) -> list[PolicyIssue]:
             f"(if_no_event: {{column: <a timestamp column of {ds.table}>}}), or keep it on "
             "purpose (if_no_event: never)"
         )
+        gone = f"a {ds.table} row whose {events} rows are all gone then never expires"
         binding = [
             (j, other) for j, other in enumerate(policy.datasets)
             if (other.store, other.db_schema, other.table) == (ds.store, ds.db_schema, events)
         ]  # fmt: skip
+        for j, other in binding:
+            if not isinstance(other.action, AnonymizeAction):
+                continue
+            rewritten = other.action.columns
+            if clock.column in rewritten:
+                operator = rewritten[clock.column].operator
+                effect = (
+                    "an event whose time is NULL has not happened yet, so a "
+                    f"{ds.table} row whose {events} rows are rewritten never expires, "
+                    "and is not counted as having no event"
+                    if operator == "null"
+                    else f"a {ds.table} row then counts from the rewritten time"
+                )
+                warnings.append(
+                    PolicyIssue(
+                        at,
+                        f"binding {other.name} ({{see}}) anonymizes {events}.{clock.column}, "
+                        f"this clock's event, with {operator} after {other.retention}: "
+                        f"{effect}; leave {clock.column} out of its columns, or clock "
+                        f"{ds.table} by a column that stays",
+                        see=("datasets", j, "action", "columns", clock.column),
+                    )
+                )
+            if clock.join.event in rewritten and clock.if_no_event is None:
+                operator = rewritten[clock.join.event].operator
+                warnings.append(
+                    PolicyIssue(
+                        at,
+                        f"binding {other.name} ({{see}}) anonymizes {events}."
+                        f"{clock.join.event}, which links {events} rows to {ds.table} rows, "
+                        f"with {operator} after {other.retention}: a {ds.table} row whose "
+                        f"{events} rows are all rewritten matches none, has no event and "
+                        f"never expires; {advice}",
+                        see=("datasets", j, "action", "columns", clock.join.event),
+                    )
+                )
+        if clock.if_no_event is not None:
+            continue
         if not binding:
             warnings.append(
                 PolicyIssue(
@@ -103,17 +159,36 @@ def event_clock_warnings(policy: Policy) -> list[PolicyIssue]:
                 )
             )
             continue
+        link = ((clock.join.local,), events, (clock.join.event,))
+        if any(
+            (key.columns, key.referred_table, key.referred_columns) == link
+            for key in references.get(table_key(ds), ())
+        ):
+            continue  # the store keeps an event row a record refers to
         for j, other in binding:
-            shorter = other.retention.sort_key() < ds.retention.sort_key()
-            if other.action.type == "anonymize" or not shorter:
+            if isinstance(other.action, AnonymizeAction):
                 continue
+            theirs, ours = other.retention.sort_key(), ds.retention.sort_key()
+            if theirs < ours:
+                when = f"before this clock's {ds.retention} run out: {gone}"
+            elif theirs == ours:
+                when = (
+                    f"as this clock expires its rows: when {other.name} runs first "
+                    f"(children first: it does when {events} refers to {ds.table}), a "
+                    f"{ds.table} row's last {events} rows go the night it expires, before "
+                    f"its turn, and {gone}"
+                )
+            else:
+                when = (
+                    f"after this clock's {ds.retention}: a {ds.table} row kept past its "
+                    f"retention (under a hold, or referred to) loses its {events} rows "
+                    "then, and never expires once the hold lapses or the reference goes"
+                )
             warnings.append(
                 PolicyIssue(
                     at,
                     f"binding {other.name} ({{see}}) deletes {events} rows after "
-                    f"{other.retention}, before this clock's {ds.retention} run out: a "
-                    f"{ds.table} row whose {events} rows are all gone then never expires; "
-                    f"{advice}",
+                    f"{other.retention}, {when}; {advice}",
                     see=("datasets", j),
                 )
             )

@@ -246,6 +246,18 @@ def _referred_columns(
                 )
 
 
+def read_columns(policy: Policy, dataset: Dataset) -> tuple[str, ...]:
+    """The columns of a binding's own table a run reads to choose and change its rows:
+    every one the policy names (keys, clock, references, what it rewrites or
+    aggregates, the columns of the holds protecting it) but its ``columns:`` list, which
+    only classifies."""
+    at: Loc = ("datasets", 0)
+    named = [column for loc, column in _columns_named(dataset, at) if loc[2] != "columns"]
+    owners = protecting_holds(policy, dataset)
+    named += [c.column for h in policy.holds if h.name in owners for c in h.where or ()]
+    return tuple(dict.fromkeys(named))
+
+
 def _columns_named(dataset: Dataset, at: Loc) -> Iterator[tuple[Loc, str]]:
     """Every column of the dataset's own table the policy mentions, with its place."""
     for k, key in enumerate(dataset.primary_key):

@@ -151,8 +151,10 @@ def test_a_dry_run_needs_the_audit_key_as_the_run_does(
         result = runner.invoke(app, args)
         assert result.exit_code == 2, result.output
         lines = result.stderr.strip().splitlines()
-        (line,) = [line for line in lines if not line.startswith("warning: ")]
-        assert line.startswith("error: no audit key") and "TENURE_AUDIT_KEY" in line
+        # Listed with the preflight's other problems (here none), at the whole file.
+        line, total = [line for line in lines if not line.startswith("warning: ")]
+        assert line.startswith(f"{policy}: no audit key") and "TENURE_AUDIT_KEY" in line
+        assert total == "1 problem(s) found."
 
 
 def test_a_run_whose_preflight_fails_writes_nothing(
