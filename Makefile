@@ -58,6 +58,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## test: install test dependencies, make sure PostgreSQL, MariaDB and Dovecot can start, lint,
 ## run the suite

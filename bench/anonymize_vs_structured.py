@@ -65,8 +65,8 @@ import anonymizers.basic
 import anonymizers.generalize
 import anonymizers.keyed
 import anonymizers.text_redaction  # noqa: F401  (the imports register the operators)
+from anonymizers.detection.text_engine import detect_language, text_engine
 from anonymizers.operators import create_operator
-from anonymizers.text_redaction import detect_language, text_engine
 from bench.scan_speed import (
     TEXT_PII_SHARE,
     WARM_UP,

@@ -20,7 +20,8 @@ import time
 
 from faker import Faker
 
-from anonymizers.text_redaction import PIECE_CHARS, _redact_pieces, redact_texts, text_engine
+from anonymizers.detection.text_engine import PIECE_CHARS, text_engine
+from anonymizers.text_redaction import _redact_pieces, redact_texts
 
 
 def note(length: int, seed: int = 7) -> tuple[str, list[str]]:

@@ -66,8 +66,8 @@ from typing import TYPE_CHECKING, Any, Final
 import pandas as pd
 
 import anonymizers.text_redaction  # noqa: F401  (registers redact_text)
+from anonymizers.detection.text_engine import detect_language, text_engine
 from anonymizers.operators import create_operator
-from anonymizers.text_redaction import detect_language, text_engine
 from bench.scan_speed import NoteWriter, Person, baseline_analyzer
 from connectors.protocol import ChunkWork, ColumnRewrite, Connector, ExpirySelection
 from connectors.registry import open_connector

@@ -26,7 +26,7 @@ import pandas as pd
 from anonymizers.detection import LABEL_THRESHOLD, classify_column
 from anonymizers.detection.classify import Value
 from anonymizers.detection.entities import DIRECT_IDENTIFIERS, SCANNED_ENTITIES
-from anonymizers.text_redaction import text_engine
+from anonymizers.detection.text_engine import text_engine
 from bench.scan_eval_set import EvalSet, Key, build_eval_set
 
 SAMPLE = 1_000

@@ -57,8 +57,8 @@ from sqlalchemy import Engine, create_engine, text
 
 from anonymizers.detection import VALUE_FAMILIES, ColumnFinding, classify_column
 from anonymizers.detection.entities import EMAIL_ADDRESS, PERSON, PHONE_NUMBER
+from anonymizers.detection.text_engine import detect_language, text_engine
 from anonymizers.detection.value_scan import analyse_texts, counted_results
-from anonymizers.text_redaction import detect_language, text_engine
 from bench.scan_eval_set import UNSEEN_NAME_LOCALES
 from connectors.sql import SQLConnector
 from tests.pg_server import PostgresServer, wait_until_ready

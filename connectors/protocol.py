@@ -375,9 +375,8 @@ class Connector(Protocol):
         ...
 
     def rollup_cells(self, label: str, rollup: RollupSink) -> list[PublishedCell]:
-        """Every cell of the rollup, merged over all runs; cells under `min_cell_size`
-        people, and those that would reveal them, are flagged ``withheld`` (show only
-        ``connectors.rollups.shown`` of them)."""
+        """Every cell of the rollup, merged over all runs, with all its measures: none is
+        withheld here (disclosure control is the release's, not the store's)."""
         ...
 
     def exclusive(self, name: str) -> AbstractContextManager[bool]:

@@ -26,7 +26,6 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -66,7 +65,7 @@ from connectors.records import (
     ScansUnits,
     read_only_paths,
 )
-from connectors.rollups import partial_cells, period_starts, rollup_columns
+from connectors.rollups import chunk_cells, rollup_columns
 from connectors.times import TimeContext
 from connectors.values import plain
 
@@ -677,19 +676,10 @@ class RecordConnector:
     def _rollup_cells(
         self, books: RecordBookkeeping, work: ChunkWork, collection: Collection, rows: pd.DataFrame
     ) -> list[tuple[Any, list[dict[str, Any]]]]:
-        clock = rows[work.selection.clock_column]
-        periods: dict[str, pd.Series] = {}
-        out = []
-        for sink in work.rollups:
-            if sink.period not in periods:
-                periods[sink.period] = period_starts(
-                    clock, sink.period, ZoneInfo(work.period_zone), self._times.naive_zone
-                )
-            cells = partial_cells(rows, sink, periods[sink.period])
-            for cell in cells:
-                cell.update(run_id=work.run_id, chunk_no=work.chunk_no)
-            out.append((books.rollup(work.label, sink, collection.fields), cells))
-        return out
+        return [
+            (books.rollup(work.label, sink, collection.fields), cells)
+            for sink, cells in chunk_cells(rows, work, self._times.naive_zone)
+        ]
 
     def _apply(
         self,

@@ -1,14 +1,14 @@
-"""Summarise a chunk's rows into rollup cells, and merge cells for publication.
+"""Summarise a chunk's rows into rollup cells, and merge a rollup's cells.
 
 Counts and sums add up exactly across chunks and nights. A distinct count or a median
 does not, so those are kept as Apache DataSketches (HyperLogLog, KLL): mergeable,
-exact for small cells, and within about 2% for large ones.
+exact for small cells, and within about 2% for large ones. What is withheld from a
+release is decided by the release, not here (`flows.releases.withhold_small_cells`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,12 +17,13 @@ import datasketches as ds
 import numpy as np
 import pandas as pd
 
-from anonymizers.suppression import suppressed_cells
 from connectors.protocol import ChunkWork, PublishedCell, RollupSink
-from connectors.sql_bookkeeping import SUBJECTS
 from connectors.times import wall_instants
 from connectors.values import plain
 
+#: The rollup column holding the HyperLogLog sketch of a cell's people; no measure's
+#: column can be called that (theirs start with dim_, sum_, hll_ or kll_).
+SUBJECTS = "subjects_hll"
 HLL_LG_K = 12
 KLL_K = 200
 _FREQUENCIES = {"day": "D", "week": "W-SUN", "month": "M", "quarter": "Q", "year": "Y"}
@@ -93,11 +94,29 @@ def partial_cells(
     ]
 
 
+def chunk_cells(
+    frame: pd.DataFrame, work: ChunkWork, naive_zone: ZoneInfo
+) -> list[tuple[RollupSink, list[dict[str, Any]]]]:
+    """Each rollup's cells of a chunk's rows (`partial_cells`), stamped with the run and
+    the chunk, ready to insert; naive clock values are wall time in ``naive_zone``."""
+    clock = frame[work.selection.clock_column]
+    periods: dict[str, pd.Series] = {}
+    out = []
+    for sink in work.rollups:
+        if sink.period not in periods:
+            periods[sink.period] = period_starts(
+                clock, sink.period, ZoneInfo(work.period_zone), naive_zone
+            )
+        cells = partial_cells(frame, sink, periods[sink.period])
+        for cell in cells:
+            cell.update(run_id=work.run_id, chunk_no=work.chunk_no)
+        out.append((sink, cells))
+    return out
+
+
 def merge_cells(rows: Iterable[Mapping[str, Any]], sink: RollupSink) -> list[PublishedCell]:
-    """Merge the partial rows of each cell; flag as ``withheld`` the cells under
-    `min_cell_size` people and those that would let them be recovered from totals
-    (`suppressed_cells`). A withheld cell keeps its counts (to compare releases) but
-    none of its measures."""
+    """Merge the partial rows of each cell, every cell with all its measures: none is
+    withheld here (the release decides that)."""
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in rows:
         key = (row["period_start"], *(row[f"dim_{d}"] for d in sink.dimensions))
@@ -119,18 +138,10 @@ def merge_cells(rows: Iterable[Mapping[str, Any]], sink: RollupSink) -> list[Pub
                 cell["kll"][c].merge(sketch)
             else:
                 cell["kll"][c] = sketch
-    withheld = suppressed_cells(
-        {key: _people(cell, sink) for key, cell in merged.items()}, sink.min_cell_size
-    )
     return [
-        _published(key, cell, sink, key in withheld)
+        _published(key, cell, sink)
         for key, cell in sorted(merged.items(), key=lambda kv: tuple(map(str, kv[0])))
     ]
-
-
-def shown(cells: Iterable[PublishedCell]) -> list[PublishedCell]:
-    """The cells anyone may see: those not withheld."""
-    return [cell for cell in cells if not cell.withheld]
 
 
 def _people(cell: dict[str, Any], sink: RollupSink) -> int:
@@ -141,13 +152,9 @@ def _people(cell: dict[str, Any], sink: RollupSink) -> int:
     return min(int(cell["n"]), people)
 
 
-def _published(
-    key: tuple[Any, ...], cell: dict[str, Any], sink: RollupSink, withheld: bool
-) -> PublishedCell:
+def _published(key: tuple[Any, ...], cell: dict[str, Any], sink: RollupSink) -> PublishedCell:
     period, *dims = key
     measures: dict[str, float | None] = {}
-    if withheld:
-        sink = replace(sink, sums=(), distinct=(), quantiles=())
     for c in sink.sums:
         measures[f"sum_{c}"] = cell["sums"][c]
         measures[f"mean_{c}"] = cell["sums"][c] / cell["n"]
@@ -162,7 +169,6 @@ def _published(
         count=cell["n"],
         measures=measures,
         subjects=None if sink.subject is None else _people(cell, sink),
-        withheld=withheld,
     )
 
 

@@ -28,12 +28,10 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 
 from connectors.protocol import RollupSink
+from connectors.rollups import SUBJECTS
 
 JOURNAL = "tenure_journal"
 MARKS = "tenure_marks"
-#: The rollup column holding the HyperLogLog sketch of a cell's people; no measure's
-#: column can be called that (theirs start with dim_, sum_, hll_ or kll_).
-SUBJECTS = "subjects_hll"
 _IDENTIFIER_LIMIT = 63  # PostgreSQL's; the tightest of the supported dialects
 #: A row's key as text. On MySQL and MariaDB it is compared case- and accent-sensitively
 #: (``utf8mb4_bin``), as elsewhere: keys that differ only by case stay distinct, and a

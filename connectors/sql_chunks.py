@@ -45,7 +45,7 @@ from sqlalchemy.sql.elements import BinaryExpression, BindParameter
 from sqlalchemy.sql.visitors import replacement_traverse
 
 from connectors.protocol import ChunkResult, ChunkWork, ColumnRewrite, ExpirySelection, Key
-from connectors.rollups import partial_cells, period_starts, rollup_columns
+from connectors.rollups import chunk_cells, rollup_columns
 from connectors.sql_bookkeeping import bookkeeping_metadata, journal_row, rollup_table
 from connectors.sql_expressions import column_info, is_mysql
 from connectors.times import TimeContext
@@ -177,19 +177,10 @@ def _delete_and_aggregate(chunk: _Chunk) -> int:
     if not gone:
         return 0
     frame = pd.DataFrame.from_records(gone, columns=names)
-    clock = frame[work.selection.clock_column]
     # Naive values of an aware column (MySQL's TIMESTAMP) are UTC wall time.
     aware = column_info(table, work.selection.clock_column).timezone_aware
     naive_zone = ZoneInfo("UTC") if aware else chunk.times.naive_zone
-    periods: dict[str, pd.Series] = {}
-    for sink in work.rollups:
-        if sink.period not in periods:
-            periods[sink.period] = period_starts(
-                clock, sink.period, ZoneInfo(work.period_zone), naive_zone
-            )
-        cells = partial_cells(frame, sink, periods[sink.period])
-        for cell in cells:
-            cell.update(run_id=work.run_id, chunk_no=work.chunk_no)
+    for sink, cells in chunk_cells(frame, work, naive_zone):
         chunk.connection.execute(insert(chunk.books.rollups[sink.name]), cells)
     return len(gone)
 

@@ -752,9 +752,9 @@ def demo_build(
     beside --path its mailbox (mail/, a Maildir) and web server logs (weblogs/)."""
     from sqlalchemy import create_engine
 
-    from connectors.demo.files_and_mail import build_demo_files, check_demo_files_free
-    from connectors.demo.generate import DemoSpec, DemoStoreExists, build_demo_store
     from connectors.urls import mask_url
+    from flows.demo.files_and_mail import build_demo_files, check_demo_files_free
+    from flows.demo.generate import DemoSpec, DemoStoreExists, build_demo_store
 
     if url is None:
         path.parent.mkdir(parents=True, exist_ok=True)

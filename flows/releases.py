@@ -23,8 +23,9 @@ import pandas as pd
 from sqlalchemy import Engine, func, insert, select
 
 from anonymizers.risk import COUNT, RiskMeasures, measure
+from anonymizers.suppression import suppressed_cells
 from connectors.protocol import Connector, PublishedCell, RollupSink
-from connectors.rollups import period_end, shown
+from connectors.rollups import period_end
 from connectors.times import wall_instant
 from flows.ledger import releases
 from flows.risk_check import unmet
@@ -69,7 +70,7 @@ def release_rollups(
     done = []
     for sink in sinks:
         previous = released_cells(state, dataset.name, sink.name)
-        cells = connector.rollup_cells(dataset.name, sink)
+        cells = withhold_small_cells(connector.rollup_cells(dataset.name, sink), sink)
         due, deferred = candidate_release(
             cells, previous, cutoff, sink.period, zone, sink.min_cell_size
         )
@@ -86,6 +87,27 @@ def release_rollups(
             )
         )
     return done
+
+
+def withhold_small_cells(cells: Iterable[PublishedCell], sink: RollupSink) -> list[PublishedCell]:
+    """The rollup's merged cells, those under `min_cell_size` people and those that would
+    let them be recovered from totals (`suppressed_cells`) flagged ``withheld``. A
+    withheld cell keeps its counts (to compare releases) but none of its measures."""
+    keyed = {
+        (cell.period_start, *(cell.dimensions[d] for d in sink.dimensions)): cell for cell in cells
+    }
+    withheld = suppressed_cells(
+        {key: _people(cell) for key, cell in keyed.items()}, sink.min_cell_size
+    )
+    return [
+        replace(cell, measures={}, withheld=True) if key in withheld else cell
+        for key, cell in keyed.items()
+    ]
+
+
+def shown(cells: Iterable[PublishedCell]) -> list[PublishedCell]:
+    """The cells anyone may see: those not withheld."""
+    return [cell for cell in cells if not cell.withheld]
 
 
 def candidate_release(

@@ -21,7 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from connectors.demo.schema import (
+from flows.demo.schema import (
     accounts,
     customers,
     email_messages,

@@ -136,7 +136,7 @@ def pg_url(pg_server: PostgresServer) -> str:
 
 
 def build_demo(url: str, customers: int = 60) -> dict[str, int]:
-    from connectors.demo.generate import DemoSpec, build_demo_store
+    from flows.demo.generate import DemoSpec, build_demo_store
 
     engine = create_engine(url)
     try:
@@ -231,8 +231,8 @@ def demo_files_environ(root: Path) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def demo_files_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The Maildir and web logs that go with ``build_demo``'s store, built once."""
-    from connectors.demo.files_and_mail import build_demo_files
-    from connectors.demo.generate import DemoSpec
+    from flows.demo.files_and_mail import build_demo_files
+    from flows.demo.generate import DemoSpec
 
     root = tmp_path_factory.mktemp("demo-files")
     build_demo_files(root, DemoSpec(customers=60, as_of=DEMO_AS_OF))

@@ -27,8 +27,8 @@ import sqlalchemy as sa
 from rich.console import Console
 from typer.testing import CliRunner
 
-from connectors.demo import schema
 from flows.cli import app
+from flows.demo import schema
 from flows.engine import RunOptions, run_policy
 from flows.run_report import render_run, report_json, report_markdown
 from tests.canaries import CANARIES, Hit, Needles, Planted, plant

@@ -18,10 +18,10 @@ import pytest
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import create_engine, func, insert, select
 
-from connectors.demo import files_and_mail
-from connectors.demo.files_and_mail import DemoFilesExist, build_demo_files
-from connectors.demo.generate import DemoSpec, DemoStoreExists, build_demo_store
-from connectors.demo.schema import customers, login_events, metadata
+from flows.demo import files_and_mail
+from flows.demo.files_and_mail import DemoFilesExist, build_demo_files
+from flows.demo.generate import DemoSpec, DemoStoreExists, build_demo_store
+from flows.demo.schema import customers, login_events, metadata
 
 AS_OF = datetime(2026, 11, 24, tzinfo=UTC)
 SMALL = DemoSpec(customers=60, as_of=AS_OF)

@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from connectors.demo.schema import customers
 from flows import audit
+from flows.demo.schema import customers
 from flows.engine import DatasetOutcome, RunOptions, RunReport, run_policy
 from flows.ledger import chunks, open_state
 from tests.conftest import DEMO_AS_OF, SHIPPED_POLICY, build_demo, demo_files_environ

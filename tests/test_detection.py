@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from anonymizers.detection import LABEL_THRESHOLD, classify_column, wilson_lower_bound
 from anonymizers.detection.name_rules import match_column_name, tokenize
 from anonymizers.detection.recognizers import QuebecHealthNumberRecognizer, missing_recognizers
-from anonymizers.text_redaction import redact_texts, text_engine
+from anonymizers.detection.text_engine import text_engine
+from anonymizers.text_redaction import redact_texts
 
 counts = st.integers(min_value=1, max_value=10**7).flatmap(
     lambda n: st.tuples(st.integers(min_value=0, max_value=n), st.just(n))

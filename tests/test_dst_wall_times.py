@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.dialects import mysql
 from typer.testing import CliRunner
 
-import connectors.sql_chunks as sql_chunks
+import connectors.rollups as rollups
 import flows.nightly as nightly
 from anonymizers.generalize import truncate_date, truncate_datetime64
 from connectors.protocol import ChunkWork, ColumnInfo, ExpirySelection, RollupSink
@@ -445,7 +445,7 @@ def _broken_work(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(*_args: object, **_kwargs: object) -> pd.Series:
         raise _DEFECT
 
-    monkeypatch.setattr(sql_chunks, "period_starts", broken)
+    monkeypatch.setattr(rollups, "period_starts", broken)
 
 
 def _broken_task(monkeypatch: pytest.MonkeyPatch) -> None:

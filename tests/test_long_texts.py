@@ -18,14 +18,9 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine, text
 
 import anonymizers.text_redaction as text_redaction
+from anonymizers.detection.text_engine import PIECE_CHARS, split_pieces, text_engine
 from anonymizers.detection.value_scan import analyse_texts
-from anonymizers.text_redaction import (
-    PIECE_CHARS,
-    _redact_pieces,
-    redact_texts,
-    split_pieces,
-    text_engine,
-)
+from anonymizers.text_redaction import _redact_pieces, redact_texts
 from flows import audit
 from flows.engine import RunOptions, run_policy
 from flows.ledger import open_state

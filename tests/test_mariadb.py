@@ -19,7 +19,6 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.dialects.mysql.base import MySQLDialect
 
 from anonymizers.operators import create_operator
-from connectors.demo.schema import customers, login_events, metadata
 from connectors.errors import StoreUnavailable
 from connectors.protocol import (
     ChunkWork,
@@ -31,6 +30,7 @@ from connectors.protocol import (
 )
 from connectors.sql import SQLConnector
 from connectors.values import plain
+from flows.demo.schema import customers, login_events, metadata
 from tests import test_nightly as nightly
 from tests import test_scan as scan
 from tests import test_sql_forms as forms

@@ -27,10 +27,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pandas.testing import assert_series_equal
 
+from anonymizers.detection.text_engine import detect_language
 from anonymizers.keyed import SURROGATE_KINDS, SURROGATE_LOCALES, surrogate_pool
 from anonymizers.operators import OPERATORS, create_operator
 from anonymizers.regions import PROVINCES, REGIONS, gazetteer
-from anonymizers.text_redaction import detect_language
 
 KEYS = {
     "TENURE_PSEUDONYM_KEY": "property-test-key-0123456789",

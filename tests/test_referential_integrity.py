@@ -32,11 +32,11 @@ from sqlalchemy import (
 )
 from typer.testing import CliRunner
 
-from connectors.demo.schema import invoices, payments
 from connectors.protocol import ChunkWork, ColumnRewrite, Condition, ExpirySelection, RowFilter
 from connectors.sql import SQLConnector
 from flows import audit
 from flows.cli import app
+from flows.demo.schema import invoices, payments
 from flows.engine import DatasetOutcome, RunOptions, RunReport, run_policy
 from flows.ledger import open_state
 from tests.conftest import DEMO_AS_OF, SHIPPED_POLICY, build_demo, demo_files_environ

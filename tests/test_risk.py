@@ -19,14 +19,14 @@ from sqlalchemy import create_engine, select
 from typer.testing import CliRunner
 
 from anonymizers.risk import combine, grouped_counts, measure
-from connectors.demo.schema import customers
 from connectors.protocol import PublishedCell, RollupSink
 from connectors.rollups import merge_cells, partial_cells, period_starts
 from flows import register
 from flows.cli import app
+from flows.demo.schema import customers
 from flows.engine import RunOptions, run_policy
 from flows.ledger import open_state
-from flows.releases import candidate_release
+from flows.releases import candidate_release, withhold_small_cells
 from retention_rules.issues import PolicyError
 from retention_rules.loader import load_policy
 from tests.conftest import DEMO_AS_OF, SHIPPED_POLICY, build_demo
@@ -80,9 +80,8 @@ def test_a_cell_of_many_rows_from_few_people_is_withheld() -> None:
         }
     )
     periods = period_starts(frame["at"], "month", ZONE, ZoneInfo("UTC"))
-    cells = {
-        c.dimensions["feature"]: c for c in merge_cells(partial_cells(frame, sink, periods), sink)
-    }
+    merged = merge_cells(partial_cells(frame, sink, periods), sink)
+    cells = {c.dimensions["feature"]: c for c in withhold_small_cells(merged, sink)}
     assert (cells["one"].count, cells["one"].subjects, cells["one"].withheld) == (25, 1, True)
     # "two" has 15 people but is the only other cell of the month: withheld with it.
     assert (cells["two"].subjects, cells["two"].withheld) == (15, True)

@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, event, text
 from typer.testing import CliRunner
 
 import flows.scan
-from anonymizers.text_redaction import text_engine
+from anonymizers.detection.text_engine import text_engine
 from connectors.sql import SQLConnector
 from connectors.sql_sampling import MAX_TEXT_CHARS
 from flows.cli import app

@@ -17,16 +17,15 @@ from faker.providers.person.fr_CA import Provider as QuebecNames
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anonymizers import text_redaction
-from anonymizers.operators import create_operator
-from anonymizers.text_redaction import (
+from anonymizers.detection.text_engine import (
     MissingModel,
     TextEngine,
     detect_language,
     model_name,
-    redact_texts,
-    with_stand_ins,
+    text_engine,
 )
+from anonymizers.operators import create_operator
+from anonymizers.text_redaction import redact_texts, with_stand_ins
 
 EXAMPLES = {
     "Call Marie Tremblay at 514-555-0123": "Call <PERSON> at <PHONE_NUMBER>",
@@ -84,8 +83,8 @@ def network() -> Iterator[Connections]:
 @pytest.fixture(scope="module")
 def engine(network: Connections) -> TextEngine:
     """Built once for the module, from scratch, while the network is watched."""
-    text_redaction.text_engine.cache_clear()
-    built = text_redaction.text_engine()
+    text_engine.cache_clear()
+    built = text_engine()
     redact_texts(["Write to marie.tremblay@example.com or call +1 438 555 0199."])
     return built
 

@@ -39,8 +39,8 @@ from anonymizers.detection.confidence import wilson_lower_bound
 from anonymizers.detection.entities import CA_SIN, ENTITIES_BY_FAMILY, FAMILIES, TEXT_ENTITIES
 from anonymizers.detection.name_rules import NameMatch, match_column_name
 from anonymizers.detection.shapes import SHAPES
+from anonymizers.detection.text_engine import BATCH_SIZE
 from anonymizers.detection.value_scan import Hits, count_hits
-from anonymizers.text_redaction import BATCH_SIZE
 from connectors.protocol import TypeFamily
 
 LABEL_THRESHOLD: Final = 0.5

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final
 
 from anonymizers.detection.entities import PERSON
 from anonymizers.detection.shapes import looks_like_person_name
-from anonymizers.text_redaction import by_language, split_pieces, text_engine
+from anonymizers.detection.text_engine import by_language, split_pieces, text_engine
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine, RecognizerResult

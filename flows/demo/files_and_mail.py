@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from connectors.demo.generate import (
+from flows.demo.generate import (
     DemoSpec,
     DemoStoreExists,
     _click_rows,  # the demo package's own generator: log cookies match the click stream
@@ -36,8 +36,8 @@ from connectors.demo.generate import (
     _World,
     mail_values,
 )
-from connectors.demo.people import Agent, Customer, Even, instant, ip_address, years_before
-from connectors.demo.vocabulary import (
+from flows.demo.people import Agent, Customer, Even, instant, ip_address, years_before
+from flows.demo.vocabulary import (
     AGENCY,
     CAMPAIGNS,
     DEVICES,

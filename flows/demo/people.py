@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 
 from faker import Faker
 
-from connectors.demo.vocabulary import (
+from flows.demo.vocabulary import (
     AGENCY,
     CARDS,
     CHURN_SKEW,

@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from connectors.demo.people import (
+from flows.demo.people import (
     Agent,
     Customer,
     Even,
@@ -32,7 +32,7 @@ from connectors.demo.people import (
     seeded_faker,
     years_before,
 )
-from connectors.demo.schema import (
+from flows.demo.schema import (
     accounts,
     customers,
     email_messages,
@@ -46,7 +46,7 @@ from connectors.demo.schema import (
     usage_events,
     web_clicks,
 )
-from connectors.demo.vocabulary import (
+from flows.demo.vocabulary import (
     AFTERMATH,
     AGENCY,
     CAMPAIGNS,
