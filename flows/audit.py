@@ -36,7 +36,7 @@ from anonymizers.secrets import (
 )
 from connectors.errors import StoreError
 from connectors.protocol import Connector
-from flows.ledger import audit, chunks, holder_gone, locks, runs
+from flows.ledger import Ledger, audit, chunks, holder_gone, locks, runs
 
 GENESIS = "0" * 64
 KEY_ID_VARIABLE = "TENURE_AUDIT_KEY_ID"
@@ -233,10 +233,10 @@ def verify(
             )
     checked: list[str] = []
     unaudited: list[str] = []
-    problems += _against_ledger(engine, log, checked, unaudited)
-    unchecked: list[str] = []
-    known = _ledger_runs(engine)
     busy = _runs_in_progress(engine)
+    problems += _against_ledger(engine, log, busy, checked, unaudited)
+    unchecked: list[str] = []
+    known = Ledger(engine).known_runs()
     interrupted = _interrupted_runs(engine, busy) - log.entries.keys()
     for name, connector in (connectors or {}).items():
         differences = _against_journal(
@@ -301,11 +301,6 @@ def _against_anchors(
     return problems
 
 
-def _ledger_runs(engine: Engine) -> set[str]:
-    with engine.connect() as connection:
-        return set(connection.scalars(select(runs.c.run_id)))
-
-
 def _interrupted_runs(engine: Engine, busy: set[str]) -> set[str]:
     """Real runs the ledger still has running whose process is gone."""
     statement = select(runs.c.run_id).where(runs.c.status == "running", runs.c.dry_run.is_(False))
@@ -322,12 +317,11 @@ def _runs_in_progress(engine: Engine) -> set[str]:
 
 
 def _against_ledger(
-    engine: Engine, log: _Log, checked: list[str], unaudited: list[str]
+    engine: Engine, log: _Log, busy: set[str], checked: list[str], unaudited: list[str]
 ) -> list[str]:
     """Every finished real run has entries; every chunk's rows are in its entries. A run
     that died before writing its entries goes to ``unaudited``."""
     problems: list[str] = []
-    busy = _runs_in_progress(engine)
     with engine.connect() as connection:
         finished = connection.execute(
             select(runs.c.run_id, runs.c.status, runs.c.started_at)
@@ -438,14 +432,6 @@ def _against_journal(
     note = f", {other} chunks of datasets not in this policy not checked" if other else ""
     checked.append(f"{where}: {len(journals)} runs, {chunk_count} chunks{note}")
     return problems
-
-
-def audited_totals(engine: Engine, run_id: str) -> dict[str, int]:
-    """Rows per dataset that the log's entries of ``run_id`` account for."""
-    log = _Log()
-    for entry in entries(engine, run_id):
-        log.add(entry)
-    return {dataset: rows for (_, dataset), rows in log.totals.items()}
 
 
 def entries(engine: Engine, run_id: str | None = None) -> list[dict[str, Any]]:

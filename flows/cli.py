@@ -193,11 +193,12 @@ def validate(
             raise PolicyError(exc.issues + _partial_problems(policy)) from None
         location = None if offline else state_location(loaded, state)
         # Warnings do not fail validation (see `event_clock_warnings`).
-        for warning in loaded.locate(event_clock_warnings(loaded.policy)):
-            stderr.print(f"warning: {warning}", markup=False)
-        for warning in loaded.locate(reference_warnings(loaded.policy)):
-            stderr.print(f"warning: {warning}", markup=False)
-        for warning in loaded.locate(working_directory_warnings(loaded.policy)):
+        warnings = (
+            event_clock_warnings(loaded.policy)
+            + reference_warnings(loaded.policy)
+            + working_directory_warnings(loaded.policy)
+        )
+        for warning in loaded.locate(warnings):
             stderr.print(f"warning: {warning}", markup=False)
         if location is not None:
             with _checked_stores(loaded, location) as connectors:

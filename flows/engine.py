@@ -53,7 +53,6 @@ from retention_rules.model import (
 from retention_rules.planner import (
     References,
     RulePlan,
-    as_the_store_is,
     execution_order,
     foresee_removals,
     inherited_holds,
@@ -392,7 +391,8 @@ def reconcile(
     store the policy's bindings use. Until then it stays open, and ``audit verify`` shows
     its work as not yet audited; ``connectors`` are the stores this run could open."""
     datasets = {d.name for d in policy.datasets}
-    known = ledger.known_runs() | {e.get("run_id") for e in audit.entries(ledger.engine)}
+    audited = {e.get("run_id") for e in audit.entries(ledger.engine)}
+    known = ledger.known_runs() | audited
     for connector in connectors.values():
         try:
             found = connector.journal_runs()
@@ -412,7 +412,7 @@ def reconcile(
         gone = sorted(stores - policy.stores.keys())  # no run can read them again
         try:
             warnings = _close_from_journals(
-                ledger, connectors, policy, run_id, "interrupted", key, stores - set(gone)
+                ledger, connectors, policy, run_id, "interrupted", key, stores - set(gone), audited
             )
         except JournalUnread as exc:
             done.waiting[run_id] = str(exc)
@@ -435,13 +435,15 @@ def _close_from_journals(
     status: str,
     key: audit.AuditKey,
     stores: Collection[str] | None = None,
+    audited: Collection[str | None] | None = None,
 ) -> list[str]:
     """Copy a run's chunks from the journals of ``stores`` (default: every store in
     ``connectors``) into the ledger, audit them and register those that anonymized or
     aggregated (unless the run wrote its entries already) and close it. Raises
     `JournalUnread`, recording nothing and leaving the run open, when one of those
-    journals cannot be read. Returns warnings: rows of bindings the policy no longer has,
-    audited but not registered."""
+    journals cannot be read. ``audited``: the runs the audit log has entries of, when the
+    caller has decoded it already. Returns warnings: rows of bindings the policy no longer
+    has, audited but not registered."""
     needed = sorted(connectors.keys() if stores is None else stores)
     for name in needed:
         if name not in connectors:
@@ -449,7 +451,9 @@ def _close_from_journals(
     _journals_into_ledger(ledger, {name: connectors[name] for name in needed}, run_id)
     totals = ledger.committed(run_id)
     warnings: list[str] = []
-    if not audit.entries(ledger.engine, run_id):
+    if audited is None:
+        audited = {run_id} if audit.entries(ledger.engine, run_id) else set()
+    if run_id not in audited:
         entries: list[dict[str, Any]] = [
             {
                 "run_id": run_id,
@@ -558,7 +562,7 @@ def process_dataset(
     connector = context.connectors[dataset.store]
     try:
         # A real run counts the store as it is now: the children that went first are gone.
-        selection = plan.selection if context.options.dry_run else as_the_store_is(plan.selection)
+        selection = plan.selection if context.options.dry_run else plan.selection.as_the_store_is()
         counts = connector.count_expiry(selection)
         outcome.expired, outcome.held, outcome.held_by = counts.expired, counts.held, counts.held_by
         outcome.hold_reasons |= counts.reasons

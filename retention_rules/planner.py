@@ -154,12 +154,6 @@ def _event_removals(
     )
 
 
-def as_the_store_is(selection: ExpirySelection) -> ExpirySelection:
-    """The selection judged on the store as it is, without foreseen removals: what a
-    real run counts just before acting."""
-    return selection.as_the_store_is()
-
-
 def protecting_holds(policy: Policy, dataset: Dataset) -> dict[str, Dataset]:
     """Every hold protecting the binding's rows, with the binding whose subject key
     names them: a hold covering one binding of a table protects those rows from every

@@ -45,8 +45,13 @@ def test_equal_retention_event_table_cut_first_is_warned(
     customers = {o.dataset: o for o in report.outcomes}["customers"]
     # Customers 1 (last login 2018) and 2 (last login mid-2024) are past the 1-year
     # cut-off (2025-01-01); their logins went first, so they now have no event.
-    assert 1 in _ids(shop, "customers") and customers.no_event == 4  # the consequence
-    assert warnings, "validate said nothing, yet customers 1 and 2 can never expire now"
+    # The situation the warning is about: customer 1 stays, now with no event.
+    assert 1 in _ids(shop, "customers")
+    assert customers.no_event == 4
+    assert [w.loc for w in warnings] == [("datasets", 0, "clock", "event_table")], warnings
+    message = warnings[0].message
+    assert "binding logins" in message and "as this clock expires its rows" in message
+    assert "if_no_event" in message
 
 
 # Anonymizing the event column itself ("null") turns each event into one that has not
@@ -73,8 +78,11 @@ def test_anonymizing_the_event_column_is_warned(
     )
     customers = {o.dataset: o for o in report.outcomes}["customers"]
     # Customer 1's last login (2018) is past the 3-year cut-off: it should have expired.
-    assert 1 in _ids(shop, "customers") and customers.no_event == 2  # 1, 2 not counted
-    assert warnings, "validate said nothing, yet customers 1 and 2 can never expire now"
+    # The situation the warning is about: customer 1 stays, and is not even counted.
+    assert 1 in _ids(shop, "customers")
+    assert customers.no_event == 2
+    messages = [w.message for w in warnings]
+    assert any("logged_at" in m and "null" in m for m in messages), messages
 
 
 # A run killed between a store's commit and the ledger's record of it, with that store

@@ -19,14 +19,13 @@ from ruamel.yaml import YAML
 from sqlalchemy import delete, select
 from typer.testing import CliRunner
 
-from flows import audit, register
 from flows.cli import app
 from flows.engine import RunOptions, RunReport, run_policy
 from flows.ledger import open_state, run_stores, runs
 from flows.run_report import render_run, report_json
 from tests.conftest import DEMO_AS_OF, FIXTURES, build_demo
 from tests.crash_runner import run_killed_before_ledger
-from tests.test_crash_audit import CHUNK, COUNTERS, _journal
+from tests.test_crash_audit import CHUNK, _books, _journal
 
 runner = CliRunner()
 
@@ -100,23 +99,6 @@ def _status(tmp_path: Path, run_id: str) -> str:
         status = connection.scalar(select(runs.c.status).where(runs.c.run_id == run_id))
     engine.dispose()
     return str(status)
-
-
-def _books(tmp_path: Path) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
-    """(run, dataset) → rows, as the audit log says, and as the register says."""
-    engine = open_state(_state(tmp_path))
-    audited: dict[tuple[str, str], int] = {}
-    for entry in audit.entries(engine):
-        if "dataset" in entry:
-            key = (entry["run_id"], entry["dataset"])
-            audited[key] = audited.get(key, 0) + sum(int(entry.get(c) or 0) for c in COUNTERS)
-    registered = {
-        (entry["run_id"], record["dataset"]): record["records_this_run"]
-        for entry in register.entries(engine)
-        for record in entry["datasets"]
-    }
-    engine.dispose()
-    return audited, registered
 
 
 @pytest.mark.parametrize("recorded", [True, False], ids=["stores-recorded", "earlier-ledger"])
