@@ -11,7 +11,7 @@ on both sides (dropping the cache needs root).
 
 * **Tenure** goes through the connector protocol as the nightly flow does:
   ``open_connector("logs", "files:///<dir>", read_only=False, bookkeeping_dir=...)``,
-  ``count_expiry`` then ``execute_chunk`` in the loop of ``flows.engine._work_through``
+  ``count_expiry`` then ``execute_chunk`` in the loop of ``flows.run.lifecycle._work_through``
   (without the ledger), action ``delete``, with a cut-off at which exactly the 30 oldest
   days expire. Timed: (a) the ``execute_chunk`` loop, which drops whole partitions;
   (b) ``count_expiry``, which reads every record; (c) both.
@@ -215,7 +215,7 @@ def open_logs(root: Path, books: Path) -> Connector:
 def expire_loop(
     connector: Connector, chosen: ExpirySelection, run_id: str, chunk_size: int
 ) -> tuple[int, int]:
-    """``flows.engine._work_through`` for one binding, without the ledger and progress:
+    """``flows.run.lifecycle._work_through`` for one binding, without the ledger and progress:
     chunks until one comes back empty. Returns (chunks, rows)."""
     after = None
     chunks = rows = 0

@@ -37,8 +37,9 @@ from sqlalchemy import Engine, create_engine, event, text
 # The run audits what it does: a key for this throwaway state database only.
 os.environ.setdefault("TENURE_AUDIT_KEY", "bench-only-audit-key-not-a-secret")
 
-from connectors.sql_bookkeeping import rollup_table_name
-from flows.engine import RunOptions, RunReport, run_policy
+from connectors.sql.bookkeeping import rollup_table_name
+from flows.run.lifecycle import run_policy
+from flows.run.types import RunOptions, RunReport
 from retention_rules.clock import PolicyClock
 from retention_rules.loader import load_policy
 from retention_rules.planner import plan_rules
@@ -400,7 +401,7 @@ def _memory_child(policy: str, url: str, chunk: int, state_url: str, conn: Conne
     spawned child's ``ru_maxrss`` (and the parent's RUSAGE_CHILDREN) starts at the
     parent's own peak.
     """
-    import connectors.sql  # noqa: F401  (the connector and pandas count in the baseline)
+    import connectors.sql.connector  # noqa: F401  (the connector and pandas count in the baseline)
 
     baseline = _status_kb("VmRSS")
     seconds, report = run_tenure(Path(policy), url, chunk, state_url)

@@ -13,8 +13,8 @@ values are kept per message.
 * **Tenure** goes through the connector protocol as the nightly flow does:
   ``open_connector("mail", "maildir:///<dir>?internal_domains=360.agency",
   read_only=False, bookkeeping_dir=...)``, ``count_expiry`` and the ``execute_chunk``
-  loop of ``flows.engine._work_through`` with action ``anonymize``, ``ColumnRewrite``s
-  for ``subject`` and ``body`` built like ``flows.engine.column_rewrites`` from the
+  loop of ``flows.run.lifecycle._work_through`` with action ``anonymize``, ``ColumnRewrite``s
+  for ``subject`` and ``body`` built like ``flows.run.lifecycle.column_rewrites`` from the
   ``redact_text`` operator, and ``skip_marked``. The pass is split into redaction (the
   operator's ``operate``), store I/O (the store's ``scan`` and ``update``) and the rest
   (bookkeeping, pandas).

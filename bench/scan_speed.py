@@ -60,7 +60,7 @@ from anonymizers.detection.entities import EMAIL_ADDRESS, PERSON, PHONE_NUMBER
 from anonymizers.detection.text_engine import detect_language, text_engine
 from anonymizers.detection.value_scan import analyse_texts, counted_results
 from bench.scan_eval_set import UNSEEN_NAME_LOCALES
-from connectors.sql import SQLConnector
+from connectors.sql.connector import SQLConnector
 from tests.pg_server import PostgresServer, wait_until_ready
 
 if TYPE_CHECKING:

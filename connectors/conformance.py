@@ -42,7 +42,7 @@ from connectors.protocol import (
     RollupSink,
     RowFilter,
 )
-from connectors.record_connector import RecordConnector
+from connectors.records.connector import RecordConnector
 
 #: Records before this instant are expired in every test.
 CUTOFF = datetime(2024, 3, 1, tzinfo=UTC)

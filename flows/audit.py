@@ -36,7 +36,8 @@ from anonymizers.secrets import (
 )
 from connectors.errors import StoreError
 from connectors.protocol import Connector
-from flows.ledger import Ledger, audit, chunks, holder_gone, locks, runs
+from flows.state.ledger import Ledger, holder_gone
+from flows.state.tables import audit, chunks, locks, runs
 
 GENESIS = "0" * 64
 KEY_ID_VARIABLE = "TENURE_AUDIT_KEY_ID"

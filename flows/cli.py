@@ -24,9 +24,10 @@ from sqlalchemy import Engine
 from anonymizers.secrets import MissingSecret
 from connectors.errors import StoreError
 from connectors.protocol import Connector, PublishedCell
-from flows.ledger import STATE_VARIABLE, StateError, StateLocation, state_location
 from flows.preflight import preflight
-from flows.reports import plan_json, render_plan
+from flows.reports.plan import plan_json, render_plan
+from flows.state.location import STATE_VARIABLE, StateLocation, state_location
+from flows.state.tables import StateError
 from flows.stores import opened_stores, working_directory_warnings
 from retention_rules.clock import PolicyClock
 from retention_rules.issues import LocatedIssue, PolicyError
@@ -36,7 +37,7 @@ from retention_rules.references import event_clock_warnings, reference_warnings
 from retention_rules.schema_check import cascade_warnings, check_live_schema
 
 if TYPE_CHECKING:
-    from flows.risk_report import RiskLine
+    from flows.reports.risk import RiskLine
 
 EXIT_FAILED = 1
 EXIT_INVALID = 2
@@ -264,9 +265,9 @@ def run(
     # Before Prefect reads its settings: its 20 s for the temporary API is too short on a
     # busy machine.
     os.environ.setdefault(STARTUP_SETTING, STARTUP_SECONDS)
-    from flows.ledger import RunLocked
     from flows.nightly import nightly_retention, show_progress
-    from flows.run_report import RichRunProgress, render_run, report_json
+    from flows.reports.run import RichRunProgress, render_run, report_json
+    from flows.state.ledger import RunLocked
 
     with _reported():
         # A policy that does not load, an instant no cut-off can be computed at, a failed
@@ -416,7 +417,7 @@ def scan(
     store and never prints a sampled value. Exit 0, 1 with --check when there is a gap,
     2 on an invalid policy or an unreachable store.
     """
-    from flows.inventory_report import inventory_json, write_inventory
+    from flows.reports.inventory import inventory_json, write_inventory
     from flows.scan_runner import default_output_dir, run_scan
     from retention_rules.suggest import suggest_bindings
 
@@ -497,7 +498,7 @@ def _state_of(loaded: LoadedPolicy, state: str | None) -> Engine:
 def _state_reference(state: str | None) -> Iterator[str]:
     """Hand a --state URL to the in-process flow by reference: the flow's parameter is
     the environment variable's name, so Prefect never stores the URL or its password."""
-    from flows.ledger import STATE_VARIABLE
+    from flows.state.location import STATE_VARIABLE
 
     if state is None:
         yield STATE_VARIABLE
@@ -539,7 +540,7 @@ def audit_verify(
     recorded elsewhere (removing the newest entries is seen only so). Exit 1 when it
     does not, 2 without the audit key."""
     from flows import audit
-    from flows.ledger import StateMissing
+    from flows.state.tables import StateMissing
 
     if head is not None:
         head = head.strip().lower()
@@ -662,7 +663,7 @@ def risk(
 ) -> None:
     """Re-identification risk of every anonymized table and released aggregate: k, l,
     unique share, surviving direct identifiers. Exit 1 when a requirement is missed."""
-    from flows.risk_report import risk_lines
+    from flows.reports.risk import risk_lines
 
     with _reported():
         loaded = load_policy(policy)

@@ -1,6 +1,6 @@
 """The Prefect flow a company schedules every night: one task per dataset binding.
 
-The flow is thin: `flows.engine` holds the logic. Tasks run one after another, in the
+The flow is thin: `flows.run.lifecycle` holds the logic. Tasks run one after another, in the
 children-first order the planner chose, and retry when a store connection drops.
 """
 
@@ -18,19 +18,10 @@ from prefect.client.schemas.objects import State
 from prefect.schedules import Cron
 
 from connectors.errors import StoreUnavailable
-from flows.engine import (
-    DatasetOutcome,
-    Progress,
-    RunContext,
-    RunOptions,
-    RunReport,
-    finish,
-    first_line,
-    process_dataset,
-    run_context,
-)
-from flows.ledger import STATE_VARIABLE, state_url_from
-from flows.run_report import report_markdown, report_rows
+from flows.reports.run import report_markdown, report_rows
+from flows.run.lifecycle import finish, process_dataset, run_context
+from flows.run.types import DatasetOutcome, Progress, RunContext, RunOptions, RunReport, first_line
+from flows.state.location import STATE_VARIABLE, state_url_from
 from flows.stores import given_policy_path
 from retention_rules.planner import RulePlan
 

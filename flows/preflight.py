@@ -1,7 +1,7 @@
 """The preflight: what a real run needs before its first write, checked without writing.
 
 `tenure validate`, `tenure plan`, `tenure run --dry-run`, `tenure serve` and the start of
-every real run (the command line's and a deployment's, in ``flows.engine.run_context``)
+every real run (the command line's and a deployment's, in ``flows.run.lifecycle.run_context``)
 call `preflight`, so that a dry run that passes means the run will not stop half-way,
 after other bindings have already deleted rows, for a reason that could be known in
 advance. A real run whose preflight fails writes nothing at all.
@@ -19,7 +19,8 @@ from connectors.protocol import Connector, WriteTarget
 from connectors.urls import mask_url
 from flows.audit import current_key
 from flows.binding_operators import binding_operators
-from flows.ledger import StateError, StateLocation, state_problem
+from flows.state.location import StateLocation, state_problem
+from flows.state.tables import StateError
 from flows.stores import sqlite_store_dir
 from retention_rules.issues import PolicyIssue
 from retention_rules.loader import LoadedPolicy

@@ -19,7 +19,7 @@ from typing import Any
 from jsonschema import Draft202012Validator, FormatChecker
 from sqlalchemy import Engine, func, insert, select
 
-from flows.ledger import register
+from flows.state.tables import register
 
 
 class RegisterError(ValueError):

@@ -22,13 +22,13 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 from sqlalchemy import Engine, func, insert, select
 
-from anonymizers.risk import COUNT, RiskMeasures, measure
+from anonymizers.risk_measures import COUNT, RiskMeasures, measure
 from anonymizers.suppression import suppressed_cells
 from connectors.protocol import Connector, PublishedCell, RollupSink
 from connectors.rollups import period_end
 from connectors.times import wall_instant
-from flows.ledger import releases
-from flows.risk_check import unmet
+from flows.state.tables import releases
+from flows.table_risk import unmet
 from retention_rules.model import Dataset
 
 PERIOD = "_period"

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, delete, insert, select
 
-from flows.ledger import scan_cache
 from flows.scan import CachedScan, TableScan
+from flows.state.tables import scan_cache
 
 
 class StateScanCache:

@@ -14,10 +14,10 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows.inventory_report import artifact_rows, inventory_markdown, write_inventory
-from flows.ledger import STATE_VARIABLE, state_url_from
+from flows.reports.inventory import artifact_rows, inventory_markdown, write_inventory
 from flows.scan import Inventory
 from flows.scan_runner import default_output_dir, run_scan
+from flows.state.location import STATE_VARIABLE, state_url_from
 from flows.stores import given_policy_path
 
 
@@ -31,7 +31,7 @@ def pii_scan(
     """Scan every store the policy names, write the inventory, check coverage.
 
     ``state_from`` names the environment variable or Prefect Secret block holding the
-    state database's URL (``flows.ledger.state_url_from``), never the URL itself."""
+    state database's URL (``flows.state.location.state_url_from``), never the URL itself."""
     state_url = state_url_from(state_from)
     inventory, loaded = run_scan(
         Path(given_policy_path(policy_path)), full=full, state_url=state_url

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flows.ledger import state_location
 from flows.scan import Inventory, TableScan, scan_policy
 from flows.scan_cache import StateScanCache
+from flows.state.location import state_location
 from flows.stores import opened_stores, sqlite_store_dir
 from retention_rules.issues import PolicyError
 from retention_rules.loader import LoadedPolicy, load_policy

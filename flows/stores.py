@@ -72,7 +72,7 @@ def _earlier_bookkeeping(policy: Policy, name: str, connector: Connector) -> lis
 def default_state_dir(policy: Policy) -> Path:
     """Where earlier versions kept the state database and ``tenure-bookkeeping/`` by
     default: beside the first SQLite store, else the working directory (the state
-    database's location is now ``flows.ledger.state_location``)."""
+    database's location is now ``flows.state.location.state_location``)."""
     return sqlite_store_dir(policy) or Path()
 
 
@@ -119,7 +119,7 @@ def working_directory_warnings(policy: Policy) -> list[PolicyIssue]:
 def bookkeeping_dir(policy: Policy, store: str) -> str | None:
     """Where a store without SQL keeps its lock, journal, marks, rollups and intents:
     the store's ``bookkeeping:`` directory; else None, and the connector keeps them with
-    the store itself (``connectors.record_connector.store_home``), never in a folder a
+    the store itself (``connectors.records.connector.store_home``), never in a folder a
     run happens to start from: two runs from two folders must share one lock."""
     chosen = policy.stores[store].bookkeeping
     return str(Path(chosen)) if chosen else None

@@ -563,7 +563,7 @@ class Policy(_Strict):
     """The state database (ledger, lock, audit log, scan cache, register): a SQLAlchemy
     URL (``${VAR}`` as in store URLs; it may hold a password, so it is kept out of reprs
     and dumps) or a path relative to the policy file. Resolved by
-    ``flows.ledger.state_location``."""
+    ``flows.state.location.state_location``."""
 
     model_config = ConfigDict(populate_by_name=True)
 

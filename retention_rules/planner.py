@@ -22,7 +22,7 @@ from connectors.protocol import (
     RollupSink,
     RowFilter,
 )
-from connectors.sql_references import with_declared
+from connectors.sql.references import with_declared
 from retention_rules.clock import PolicyClock
 from retention_rules.model import (
     AggregateThenDeleteAction,

@@ -17,8 +17,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flows.engine import RunOptions, run_policy
-from flows.ledger import ChunkRecord, Ledger
+from flows.run.lifecycle import run_policy
+from flows.run.types import RunOptions
+from flows.state.ledger import ChunkRecord, Ledger
 
 KILL_BEFORE_LEDGER = "KILL_BEFORE_LEDGER"
 

@@ -240,7 +240,7 @@ def assert_policy_applied(policy: Path, environ: Mapping[str, str], state: str) 
     """No dataset holds an expired record any more, and the audit log in the state
     database `state` has an entry for every dataset, each ok."""
     from flows import audit
-    from flows.ledger import open_state
+    from flows.state.tables import open_state
 
     counts = expired_counts(policy, environ)
     assert counts == dict.fromkeys(counts, 0)

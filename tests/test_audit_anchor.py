@@ -17,8 +17,8 @@ from sqlalchemy import create_engine, delete, select
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.ledger import audit as audit_table
-from flows.ledger import runs
+from flows.state.tables import audit as audit_table
+from flows.state.tables import runs
 from tests.conftest import DEMO_AS_OF, FIXTURES, build_demo
 
 runner = CliRunner()

@@ -18,9 +18,10 @@ from typer.testing import CliRunner
 
 from flows import audit
 from flows.cli import app
-from flows.engine import RunOptions, run_policy
-from flows.ledger import audit as audit_table
-from flows.ledger import chunks, runs
+from flows.run.lifecycle import run_policy
+from flows.run.types import RunOptions
+from flows.state.tables import audit as audit_table
+from flows.state.tables import chunks, runs
 from tests.conftest import DEMO_AS_OF, FIXTURES, build_demo
 from tests.test_crash_recovery import _kill_after
 

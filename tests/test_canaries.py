@@ -29,8 +29,9 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.demo import schema
-from flows.engine import RunOptions, run_policy
-from flows.run_report import render_run, report_json, report_markdown
+from flows.reports.run import render_run, report_json, report_markdown
+from flows.run.lifecycle import run_policy
+from flows.run.types import RunOptions
 from tests.canaries import CANARIES, Hit, Needles, Planted, plant
 from tests.conftest import DEMO_AS_OF, SHIPPED_POLICY, build_demo
 

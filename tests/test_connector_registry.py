@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import make_url
 
 from connectors.errors import UnknownStoreScheme
-from connectors.record_connector import RecordConnector
+from connectors.records.connector import RecordConnector
 from connectors.registry import available_schemes, open_connector
 
 

@@ -18,12 +18,13 @@ from typer.testing import CliRunner
 
 from connectors.errors import StoreUnavailable
 from connectors.protocol import ChunkResult, ChunkWork
-from connectors.sql import SQLConnector
+from connectors.sql.connector import SQLConnector
 from flows import audit, register
 from flows.cli import app
-from flows.engine import RunOptions, RunReport, run_policy
-from flows.ledger import chunks, open_state
-from flows.run_report import report_json
+from flows.reports.run import report_json
+from flows.run.lifecycle import run_policy
+from flows.run.types import RunOptions, RunReport
+from flows.state.tables import chunks, open_state
 from tests.conftest import DEMO_AS_OF, FIXTURES, build_demo
 from tests.crash_runner import run_killed_before_ledger
 
@@ -274,9 +275,10 @@ def prefect_api() -> Iterator[None]:
 def _flow_run(policy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RunReport:
     """The Prefect flow as scheduled, its retries without their delay, no coverage gate
     (the policy is a part of the run tests' policy, the demo store has more)."""
-    from flows import engine, nightly
+    from flows import nightly
+    from flows.run import lifecycle
 
-    monkeypatch.setattr(engine, "coverage_gate", lambda *_a, **_k: None)
+    monkeypatch.setattr(lifecycle, "coverage_gate", lambda *_a, **_k: None)
     monkeypatch.setattr(
         nightly, "retain_dataset", nightly.retain_dataset.with_options(retry_delay_seconds=0)
     )

@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, func, inspect, select, text
 
-from connectors.sql import SQLConnector
+from connectors.sql.connector import SQLConnector
 from flows import audit
-from flows.engine import RunOptions, run_policy
-from flows.ledger import chunks, open_state
 from flows.releases import shown, withhold_small_cells
+from flows.run.lifecycle import run_policy
+from flows.run.types import RunOptions
+from flows.state.tables import chunks, open_state
 from retention_rules.loader import load_policy
 from retention_rules.planner import rollup_sinks
 from tests.conftest import DEMO_AS_OF, FIXTURES, REPO, build_demo

@@ -10,9 +10,11 @@ import pytest
 from sqlalchemy import create_engine, delete, select
 
 from connectors.registry import open_connector
-from flows import audit, engine
-from flows.engine import RunOptions, run_policy
-from flows.ledger import chunks, runs
+from flows import audit
+from flows.run import lifecycle, reconcile
+from flows.run.lifecycle import run_policy
+from flows.run.types import RunOptions
+from flows.state.tables import chunks, runs
 from retention_rules.loader import load_policy
 from retention_rules.references import event_clock_warnings
 from tests.test_event_clocks import NOW, _fill, _ids, _policy
@@ -113,8 +115,8 @@ def test_dead_run_is_not_closed_while_a_store_journal_is_unreadable(
         raise KeyboardInterrupt
 
     with monkeypatch.context() as dying:
-        dying.setattr(engine, "finish", killed)
-        dying.setattr(engine, "_close_from_journals", lambda *a, **k: False)
+        dying.setattr(lifecycle, "finish", killed)
+        dying.setattr(reconcile, "close_from_journals", lambda *a, **k: False)
         with pytest.raises(KeyboardInterrupt):
             run_policy(policy, options)
     assert _ids(second, "logins") == [4, 5]  # committed in store "other"

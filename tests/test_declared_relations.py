@@ -36,8 +36,9 @@ from typer.testing import CliRunner
 
 from flows import audit
 from flows.cli import app
-from flows.engine import DatasetOutcome, RunOptions, RunReport, run_policy
-from flows.ledger import open_state
+from flows.run.lifecycle import run_policy
+from flows.run.types import DatasetOutcome, RunOptions, RunReport
+from flows.state.tables import open_state
 from retention_rules.clock import PolicyClock
 from retention_rules.model import Policy
 from retention_rules.planner import (

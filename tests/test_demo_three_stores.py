@@ -19,8 +19,9 @@ from sqlalchemy import create_engine, func, select
 
 from flows import audit
 from flows.demo.schema import customers
-from flows.engine import DatasetOutcome, RunOptions, RunReport, run_policy
-from flows.ledger import chunks, open_state
+from flows.run.lifecycle import run_policy
+from flows.run.types import DatasetOutcome, RunOptions, RunReport
+from flows.state.tables import chunks, open_state
 from tests.conftest import DEMO_AS_OF, SHIPPED_POLICY, build_demo, demo_files_environ
 
 MONTREAL = ZoneInfo("America/Montreal")

@@ -32,12 +32,13 @@ import flows.nightly as nightly
 from anonymizers.generalize import truncate_date, truncate_datetime64
 from connectors.protocol import ChunkWork, ColumnInfo, ExpirySelection, RollupSink
 from connectors.rollups import period_starts
-from connectors.sql import SQLConnector
+from connectors.sql.connector import SQLConnector
 from connectors.times import TimeContext, wall_bound, wall_instant, wall_instants
 from flows import audit
 from flows.cli import app
-from flows.engine import RunOptions, process_dataset, run_policy
-from flows.ledger import open_state
+from flows.run.lifecycle import process_dataset, run_policy
+from flows.run.types import RunOptions
+from flows.state.tables import open_state
 from retention_rules.clock import PolicyClock
 from tests.pg_server import PostgresServer
 
@@ -465,10 +466,10 @@ def test_a_binding_that_raises_fails_alone_and_tenure_run_exits_1(
 ) -> None:
     """The README: "any other unexpected error fails its binding alone: the report and
     the audit give the error's first line, and the other bindings run"."""
-    from flows import engine
+    from flows.run import lifecycle
 
     monkeypatch.setenv("TENURE_AUDIT_KEY", "test-audit-key-0123456789abcdef")
-    monkeypatch.setattr(engine, "coverage_gate", lambda *_a, **_k: None)  # no scan here
+    monkeypatch.setattr(lifecycle, "coverage_gate", lambda *_a, **_k: None)  # no scan here
     policy, url = _shop(tmp_path, [wall for wall, _ in REPEATED])
     breaks(monkeypatch)
     state = f"sqlite:///{tmp_path / 'state.sqlite'}"

@@ -30,12 +30,13 @@ from typer.testing import CliRunner
 
 from connectors.protocol import EventClock, ExpiryCounts, ExpirySelection
 from connectors.registry import open_connector
-from connectors.sql import SQLConnector
+from connectors.sql.connector import SQLConnector
 from flows import audit
 from flows.cli import app
-from flows.engine import RunOptions, run_policy
-from flows.ledger import open_state
-from flows.run_report import report_markdown
+from flows.reports.run import report_markdown
+from flows.run.lifecycle import run_policy
+from flows.run.types import RunOptions
+from flows.state.tables import open_state
 
 runner = CliRunner()
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)

@@ -26,9 +26,10 @@ from sqlalchemy import Engine, event
 from typer.testing import CliRunner
 
 from connectors.protocol import ExpirySelection
-from connectors.sql import SQLConnector
+from connectors.sql.connector import SQLConnector
 from flows.cli import app
-from flows.engine import RunOptions, run_policy
+from flows.run.lifecycle import run_policy
+from flows.run.types import RunOptions
 from tests.test_event_clocks import (
     CUSTOMERS,
     CUSTOMERS_BINDING,

@@ -21,11 +21,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import connectors.files as files_module
+import connectors.files.connector as files_module
 from connectors.conformance import ConformanceFixture, ConnectorConformance, Record
 from connectors.errors import StoreError, StoreUnavailable
-from connectors.files import FilesStore
-from connectors.records import Partition, RecordStore
+from connectors.files.connector import FilesStore
+from connectors.records.store import Partition, RecordStore
 from connectors.registry import open_connector
 
 FORMATS = ["csv", "jsonl", "parquet"]
@@ -184,7 +184,7 @@ def test_scans_in_key_order_in_chunks(tmp_path: Path, fmt: str) -> None:
 
 
 def test_infers_families_of_text_files() -> None:
-    from connectors.files_formats import infer_json, infer_text
+    from connectors.files.formats import infer_json, infer_text
 
     def family(values: list[str]) -> tuple[str, bool]:
         found = infer_text("x", values)

@@ -240,7 +240,7 @@ def test_a_timestamp_hold_matches_every_form_sqlite_stores(
     import sqlite3
 
     from connectors.protocol import Condition, ExpirySelection, RowFilter
-    from connectors.sql import SQLConnector
+    from connectors.sql.connector import SQLConnector
 
     path = tmp_path / "forms.sqlite"
     with sqlite3.connect(path) as raw:

@@ -37,7 +37,8 @@ from sqlalchemy import (
     select,
 )
 
-from flows.engine import RunOptions, run_policy
+from flows.run.lifecycle import run_policy
+from flows.run.types import RunOptions
 from retention_rules.clock import PolicyClock
 from retention_rules.durations import Duration
 from tests.imap_server import PASSWORD, ImapServer

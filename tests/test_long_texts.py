@@ -22,8 +22,9 @@ from anonymizers.detection.text_engine import PIECE_CHARS, split_pieces, text_en
 from anonymizers.detection.value_scan import analyse_texts
 from anonymizers.text_redaction import _redact_pieces, redact_texts
 from flows import audit
-from flows.engine import RunOptions, run_policy
-from flows.ledger import open_state
+from flows.run.lifecycle import run_policy
+from flows.run.types import RunOptions
+from flows.state.tables import open_state
 
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
 
@@ -188,7 +189,7 @@ def test_a_chunk_committed_before_a_ledger_failure_is_still_audited(
 ) -> None:
     """The store commits a chunk, then the state database fails: the binding fails, and
     its audit entry still counts every row the store deleted."""
-    from flows.ledger import ChunkRecord, Ledger
+    from flows.state.ledger import ChunkRecord, Ledger
 
     policy, url = _store(tmp_path)
     record_chunk = Ledger.record_chunk

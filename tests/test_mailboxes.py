@@ -1,4 +1,4 @@
-"""The mail stores (``connectors.mailboxes``): Maildir, mbox and a real IMAP server.
+"""The mail stores (``connectors.mail.mailboxes``): Maildir, mbox and a real IMAP server.
 
 The same tests run over the three kinds of store, holding the same business e-mails
 (``tests/mail_fixtures.py``); IMAP runs against the session's Dovecot server.
@@ -26,11 +26,11 @@ from sqlalchemy import make_url
 
 from connectors.conformance import ConformanceFixture, ConnectorConformance, Record
 from connectors.errors import StoreError, StoreUnavailable
-from connectors.imap_store import ImapStore
-from connectors.mail_messages import FIELDS, message_key, rebuild
-from connectors.mailboxes import connector, open_store
+from connectors.mail.imap import ImapStore
+from connectors.mail.mailboxes import connector, open_store
+from connectors.mail.messages import FIELDS, message_key, rebuild
 from connectors.protocol import ExpirySelection
-from connectors.record_connector import RecordConnector
+from connectors.records.connector import RecordConnector
 from connectors.registry import open_connector
 from tests.imap_server import PASSWORD, ImapServer
 from tests.mail_fixtures import (

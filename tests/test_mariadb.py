@@ -28,7 +28,7 @@ from connectors.protocol import (
     RollupSink,
     RowFilter,
 )
-from connectors.sql import SQLConnector
+from connectors.sql.connector import SQLConnector
 from connectors.values import plain
 from flows.demo.schema import customers, login_events, metadata
 from tests import test_nightly as nightly

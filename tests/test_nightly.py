@@ -8,13 +8,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, func, select, text, update
 
-from connectors.sql import SQLConnector
+from connectors.sql.connector import SQLConnector
 from flows import audit
 from flows.demo.schema import customers, login_events, web_clicks
-from flows.engine import RunOptions, run_policy
-from flows.ledger import Ledger, RunLocked, open_state
-from flows.ledger import audit as audit_table
 from flows.releases import shown, withhold_small_cells
+from flows.run.lifecycle import run_policy
+from flows.run.types import RunOptions
+from flows.state.ledger import Ledger, RunLocked
+from flows.state.tables import audit as audit_table
+from flows.state.tables import open_state
 from retention_rules.clock import PolicyClock
 from retention_rules.loader import load_policy
 from retention_rules.planner import evaluate, plan_rules, rollup_sinks

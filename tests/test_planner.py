@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import create_engine
 from typer.testing import CliRunner
 
-from connectors.sql import SQLConnector
+from connectors.sql.connector import SQLConnector
 from flows.cli import app
 from retention_rules.clock import PolicyClock
 from retention_rules.loader import load_policy

@@ -15,7 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.engine import RunOptions, run_policy
+from flows.run.lifecycle import run_policy
+from flows.run.types import RunOptions
 from retention_rules.issues import PolicyError
 from tests.conftest import DEMO_AS_OF, REPO, build_demo
 

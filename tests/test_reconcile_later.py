@@ -20,9 +20,10 @@ from sqlalchemy import delete, select
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.engine import RunOptions, RunReport, run_policy
-from flows.ledger import open_state, run_stores, runs
-from flows.run_report import render_run, report_json
+from flows.reports.run import render_run, report_json
+from flows.run.lifecycle import run_policy
+from flows.run.types import RunOptions, RunReport
+from flows.state.tables import open_state, run_stores, runs
 from tests.conftest import DEMO_AS_OF, FIXTURES, build_demo
 from tests.crash_runner import run_killed_before_ledger
 from tests.test_crash_audit import CHUNK, _books, _journal

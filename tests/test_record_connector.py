@@ -17,7 +17,7 @@ from connectors.protocol import (
     ExpirySelection,
     RowFilter,
 )
-from connectors.record_connector import RecordConnector
+from connectors.records.connector import RecordConnector
 from connectors.registry import open_connector
 
 CUTOFF = datetime(2024, 6, 1, tzinfo=UTC)

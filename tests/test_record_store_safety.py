@@ -33,11 +33,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors.errors import StoreError
-from connectors.mail_messages import message_key, rebuild
+from connectors.mail.messages import message_key, rebuild
 from connectors.protocol import ChunkWork, Connector, ExpirySelection
-from connectors.record_connector import RecordConnector
+from connectors.records.connector import RecordConnector
 from connectors.registry import open_connector
-from flows.engine import RunOptions, run_policy
+from flows.run.lifecycle import run_policy
+from flows.run.types import RunOptions
 from tests.imap_server import PASSWORD, ImapServer
 from tests.mail_fixtures import imap_login, write_mbox
 
@@ -213,7 +214,7 @@ def test_bookkeeping_belongs_to_the_store_not_the_working_folder(
     """Whatever folder a run starts from, a local store's lock and journal are in one
     place inside it (a name the store never reads as data); a remote store's are in one
     per-machine folder keyed by its password-free URL."""
-    from connectors.mailboxes import open_store
+    from connectors.mail.mailboxes import open_store
 
     root = tmp_path / "logs"
     (root / "events").mkdir(parents=True)
@@ -251,7 +252,8 @@ def test_bookkeeping_left_where_an_earlier_version_kept_it_stops_the_store(
     ``tenure-bookkeeping/`` beside the state database; ignored, a pending intent would
     never be replayed. The store's bindings stop, naming where to move it; nothing else
     is touched and the other stores run."""
-    from flows.engine import RunOptions, run_policy
+    from flows.run.lifecycle import run_policy
+    from flows.run.types import RunOptions
 
     root = tmp_path / "logs"
     (root / "events").mkdir(parents=True)
@@ -687,8 +689,8 @@ ANONYMIZE = "{type: anonymize, columns: {subject: {operator: redact}}}"
 def test_a_full_disk_fails_that_binding_alone_and_leaves_no_temporary_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import connectors.files as files_module
-    import connectors.maildir_store as maildir_module
+    import connectors.files.connector as files_module
+    import connectors.mail.maildir as maildir_module
 
     policy, root, logs = _two_bindings(tmp_path)
     real_open = files_module._open_temp

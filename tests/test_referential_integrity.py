@@ -33,12 +33,13 @@ from sqlalchemy import (
 from typer.testing import CliRunner
 
 from connectors.protocol import ChunkWork, ColumnRewrite, Condition, ExpirySelection, RowFilter
-from connectors.sql import SQLConnector
+from connectors.sql.connector import SQLConnector
 from flows import audit
 from flows.cli import app
 from flows.demo.schema import invoices, payments
-from flows.engine import DatasetOutcome, RunOptions, RunReport, run_policy
-from flows.ledger import open_state
+from flows.run.lifecycle import run_policy
+from flows.run.types import DatasetOutcome, RunOptions, RunReport
+from flows.state.tables import open_state
 from tests.conftest import DEMO_AS_OF, SHIPPED_POLICY, build_demo, demo_files_environ
 
 NOW = DEMO_AS_OF

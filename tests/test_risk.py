@@ -18,15 +18,16 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine, select
 from typer.testing import CliRunner
 
-from anonymizers.risk import combine, grouped_counts, measure
+from anonymizers.risk_measures import combine, grouped_counts, measure
 from connectors.protocol import PublishedCell, RollupSink
 from connectors.rollups import merge_cells, partial_cells, period_starts
 from flows import register
 from flows.cli import app
 from flows.demo.schema import customers
-from flows.engine import RunOptions, run_policy
-from flows.ledger import open_state
 from flows.releases import candidate_release, withhold_small_cells
+from flows.run.lifecycle import run_policy
+from flows.run.types import RunOptions
+from flows.state.tables import open_state
 from retention_rules.issues import PolicyError
 from retention_rules.loader import load_policy
 from tests.conftest import DEMO_AS_OF, SHIPPED_POLICY, build_demo

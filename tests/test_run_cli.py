@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.ledger import Ledger, open_state
+from flows.state.ledger import Ledger
+from flows.state.tables import open_state
 from tests.conftest import DEMO_AS_OF, SHIPPED_POLICY, build_demo
 
 runner = CliRunner()
@@ -138,7 +139,7 @@ def test_the_coverage_gate_refuses_every_destructive_step(
     with engine.connect() as connection:
         from sqlalchemy import select
 
-        from flows.ledger import runs
+        from flows.state.tables import runs
 
         assert connection.execute(select(runs.c.status)).scalars().all() == ["blocked"]
 

@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 import flows.scan
 from anonymizers.detection.text_engine import text_engine
-from connectors.sql import SQLConnector
-from connectors.sql_sampling import MAX_TEXT_CHARS
+from connectors.sql.connector import SQLConnector
+from connectors.sql.sampling import MAX_TEXT_CHARS
 from flows.cli import app
-from flows.inventory_report import inventory_json, inventory_markdown
+from flows.reports.inventory import inventory_json, inventory_markdown
 from flows.scan import Inventory
 from flows.scan_runner import run_scan
 from tests.conftest import OUTBOUND_ATTEMPTS, SHIPPED_POLICY, build_demo, demo_files_environ
@@ -322,8 +322,9 @@ def test_with_warn_the_run_goes_on_and_audits_the_gaps(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from flows import audit
-    from flows.engine import RunOptions, run_policy
-    from flows.ledger import open_state
+    from flows.run.lifecycle import run_policy
+    from flows.run.types import RunOptions
+    from flows.state.tables import open_state
     from tests.conftest import DEMO_AS_OF
 
     store = _store_copy(scanned, tmp_path)

@@ -19,8 +19,9 @@ from typer.testing import CliRunner
 from connectors.errors import StoreError
 from connectors.urls import SECRET_PARAMETERS, mask_url
 from flows.cli import app
-from flows.engine import RunOptions, run_policy
-from flows.ledger import open_state, scan_cache
+from flows.run.lifecycle import run_policy
+from flows.run.types import RunOptions
+from flows.state.tables import open_state, scan_cache
 from tests.conftest import DEMO_AS_OF, FIXTURES, build_demo
 from tests.ports import free_port
 
@@ -78,10 +79,10 @@ def test_mask_url_of_a_url_that_does_not_parse_shows_only_its_scheme() -> None:
 
 
 def test_every_connector_masks_query_secrets() -> None:
-    from connectors.files import FilesStore
-    from connectors.mailboxes import open_store
+    from connectors.files.connector import FilesStore
+    from connectors.mail.mailboxes import open_store
     from connectors.registry import open_connector
-    from connectors.sql import SQLConnector
+    from connectors.sql.connector import SQLConnector
     from retention_rules.model import Store
 
     shown = [
@@ -231,7 +232,7 @@ def test_the_state_url_is_never_a_flow_run_parameter(
     # The state database really was the one named, reached through the reference.
     engine = create_engine(pg_url)
     with engine.connect() as connection:
-        from flows.ledger import runs
+        from flows.state.tables import runs
 
         assert connection.execute(select(runs.c.status)).scalars().all()
     engine.dispose()

@@ -23,7 +23,7 @@ from sqlalchemy import (
 from connectors.errors import StoreUnavailable, UnknownStoreScheme
 from connectors.protocol import Condition, EventClock, ExpirySelection, RowFilter
 from connectors.registry import open_connector
-from connectors.sql import SQLConnector
+from connectors.sql.connector import SQLConnector
 
 MONTREAL = ZoneInfo("America/Montreal")
 # 02:00 in Montreal on a winter day: 07:00 UTC.

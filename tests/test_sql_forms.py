@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from anonymizers.operators import Operator, create_operator
 from connectors.protocol import ChunkWork, ColumnRewrite, ExpirySelection
-from connectors.sql import SQLConnector
+from connectors.sql.connector import SQLConnector
 from connectors.values import plain
 from tests.pg_server import PostgresServer
 

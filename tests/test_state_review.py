@@ -12,7 +12,8 @@ from sqlalchemy import create_engine, make_url, text
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.ledger import StateError, state_location, state_problem, state_url_from
+from flows.state.location import state_location, state_problem, state_url_from
+from flows.state.tables import StateError
 from retention_rules.loader import load_policy
 from tests.pg_server import PostgresServer
 from tests.test_event_clocks import _fill
@@ -181,7 +182,8 @@ def _role(admin_url: str, name: str, *grants: str) -> str:
 def test_a_postgresql_state_database_without_create_on_its_schema_is_a_problem(
     pg_server: PostgresServer,
 ) -> None:
-    from flows.ledger import StateLocation, open_state
+    from flows.state.location import StateLocation
+    from flows.state.tables import open_state
 
     admin = pg_server.fresh_database("state")
     url = _role(admin, "state_reader")  # PostgreSQL 15: no CREATE on public for PUBLIC
@@ -204,7 +206,8 @@ def test_a_postgresql_state_database_without_create_on_its_schema_is_a_problem(
 def test_a_postgresql_state_database_whose_tables_the_role_cannot_write_is_a_problem(
     pg_server: PostgresServer,
 ) -> None:
-    from flows.ledger import StateLocation, open_state
+    from flows.state.location import StateLocation
+    from flows.state.tables import open_state
 
     admin = pg_server.fresh_database("state")
     open_state(admin).dispose()  # Tenure's tables, made by their owner

@@ -26,7 +26,8 @@ from sqlalchemy import (
     select,
 )
 
-from flows.engine import RunOptions, run_policy
+from flows.run.lifecycle import run_policy
+from flows.run.types import RunOptions
 from tests.imap_server import ImapServer
 from tests.mail_fixtures import business_mails, write_mbox
 from tests.ports import free_port

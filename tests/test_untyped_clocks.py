@@ -22,15 +22,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from connectors.frame_predicates import clock_mask, unreadable_mask
 from connectors.protocol import ColumnInfo, EventClock, ExpirySelection
-from connectors.sql import SQLConnector
+from connectors.records.predicates import clock_mask, unreadable_mask
+from connectors.sql.connector import SQLConnector
 from connectors.times import TimeContext
 from flows import audit
 from flows.cli import app
-from flows.engine import RunOptions, run_policy
-from flows.ledger import open_state
-from flows.run_report import report_markdown
+from flows.reports.run import report_markdown
+from flows.run.lifecycle import run_policy
+from flows.run.types import RunOptions
+from flows.state.tables import open_state
 
 runner = CliRunner()
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)

@@ -25,9 +25,10 @@ from typer.testing import CliRunner
 
 from connectors.urls import hide_secrets, mask_url
 from flows.cli import app
-from flows.engine import RunOptions, run_policy
-from flows.ledger import open_state
-from flows.run_report import render_run, report_json
+from flows.reports.run import render_run, report_json
+from flows.run.lifecycle import run_policy
+from flows.run.types import RunOptions
+from flows.state.tables import open_state
 from retention_rules.interpolation import interpolate, interpolate_url
 from tests.conftest import DEMO_AS_OF, FIXTURES, OUTBOUND_ATTEMPTS, build_demo
 from tests.pg_server import PostgresServer

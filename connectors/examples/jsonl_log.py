@@ -24,12 +24,12 @@ from sqlalchemy import make_url
 
 from connectors.errors import StoreError, StoreUnavailable
 from connectors.protocol import ColumnInfo, Connector, Key, TypeFamily
-from connectors.records import Capabilities, Collection, Partition
+from connectors.records.store import Capabilities, Collection, Partition
 
 
 def connector(name: str, url: str, **options: Any) -> Connector:
     """The entry point: a ``RecordConnector`` over the log named by ``url``."""
-    from connectors.record_connector import RecordConnector
+    from connectors.records.connector import RecordConnector
 
     read_only = bool(options.get("read_only", True))
     return RecordConnector(JsonLinesLog(name, url, read_only=read_only), **options)

@@ -1,0 +1,358 @@
+"""One chunk of work in one transaction: recheck, summarise, delete or rewrite, journal.
+
+Everything a chunk changes in the store commits together with its journal entry, so a
+run killed at any instant leaves each chunk either wholly done and recorded, or not
+started; a rerun selects only what is still expired and unmarked.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import reduce
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Connection,
+    Date,
+    Engine,
+    Select,
+    String,
+    Table,
+    and_,
+    bindparam,
+    case,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    not_,
+    null,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy import cast as sa_cast
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import BinaryExpression, BindParameter
+from sqlalchemy.sql.visitors import replacement_traverse
+
+from connectors.protocol import ChunkResult, ChunkWork, ColumnRewrite, ExpirySelection, Key
+from connectors.rollups import chunk_cells, rollup_columns
+from connectors.sql.bookkeeping import bookkeeping_metadata, journal_row, rollup_table
+from connectors.sql.expressions import column_info, is_mysql
+from connectors.times import TimeContext
+from connectors.values import plain
+
+
+@dataclass(frozen=True)
+class Bookkeeping:
+    """Tenure's tables for one label: the journal, the marks and its rollup tables."""
+
+    journal: Table
+    marks: Table
+    rollups: dict[str, Table]
+
+    @classmethod
+    def ensure(cls, engine: Engine, source: Table, work: ChunkWork) -> Bookkeeping:
+        metadata, journal, marks = bookkeeping_metadata(None)
+        types = {c.name: c.type for c in source.columns}
+        rollups = {
+            sink.name: rollup_table(metadata, work.label, sink, types) for sink in work.rollups
+        }
+        metadata.create_all(engine, checkfirst=True)
+        return cls(journal, marks, rollups)
+
+
+def keys_after(columns: list[Column[Any]], after: Key) -> ColumnElement[bool]:
+    if len(columns) == 1:
+        return typing.cast(ColumnElement[bool], columns[0] > after[0])
+    return tuple_(*columns) > tuple_(*(bindparam(None, v) for v in after))
+
+
+def keys_up_to(columns: list[Column[Any]], last: Key) -> ColumnElement[bool]:
+    if len(columns) == 1:
+        return typing.cast(ColumnElement[bool], columns[0] <= last[0])
+    return tuple_(*columns) <= tuple_(*(bindparam(None, v) for v in last))
+
+
+def keys_in(columns: list[Column[Any]], keys: Sequence[Key]) -> ColumnElement[bool]:
+    if len(columns) == 1:
+        return columns[0].in_([key[0] for key in keys])
+    return tuple_(*columns).in_(list(keys))
+
+
+def row_key(columns: Sequence[ColumnElement[Any]]) -> ColumnElement[str]:
+    """A row's key as the text of its mark, computed by the database on both sides of
+    every comparison: one column's value as text; for several, each value's text after
+    its length and a colon, so that no two keys share a text ((1, 23) is ``1:12:23``,
+    (12, 3) is ``2:121:3``)."""
+    texts: list[ColumnElement[str]] = [cast(c, String) for c in columns]
+    if len(texts) == 1:
+        return texts[0]
+    parts = [p for t in texts for p in (cast(func.length(t), String), literal(":", String), t)]
+    return reduce(lambda left, right: left + right, parts)
+
+
+def not_marked(table: Table, selection: ExpirySelection, marks: Table) -> ColumnElement[bool]:
+    key = row_key([table.c[k] for k in selection.primary_key])
+    return not_(exists().where(marks.c.label == selection.skip_marked, marks.c.row_key == key))
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """One chunk being worked on: where, with what, and which rows (`rows`, the key range
+    with the selection applied again)."""
+
+    connection: Connection
+    table: Table
+    books: Bookkeeping
+    work: ChunkWork
+    times: TimeContext
+    rows: ColumnElement[bool]
+
+
+def execute_chunk(
+    connection: Connection,
+    table: Table,
+    books: Bookkeeping,
+    work: ChunkWork,
+    actionable: ColumnElement[bool],
+    times: TimeContext,
+) -> ChunkResult:
+    """Run inside the caller's transaction: choose the next page of selected rows after
+    `work.after`, delete or rewrite it, journal it.
+
+    The page's last key is read first; the statements then bound the chunk by key
+    range and apply the selection again. (Choosing the page inside the DELETE, as
+    ``id IN (SELECT ... LIMIT n)``, measured 10 to 25 times slower on PostgreSQL.)
+    """
+    columns = [table.c[k] for k in work.selection.primary_key]
+    window = actionable
+    if work.after is not None:
+        window = and_(keys_after(columns, work.after), actionable)
+    last = _page_end(connection, columns, window, work.limit)
+    if last is None:
+        return ChunkResult(0, None)
+    chunk = _Chunk(connection, table, books, work, times, and_(window, keys_up_to(columns, last)))
+    rows = _process(chunk)
+    journal = journal_row(work.run_id, work.label, work.chunk_no, work.action, rows)
+    connection.execute(insert(books.journal).values(journal))
+    return ChunkResult(rows, last)
+
+
+def _page_end(
+    connection: Connection, columns: list[Column[Any]], window: ColumnElement[bool], limit: int
+) -> Key | None:
+    page = select(*columns).where(window).order_by(*columns).limit(limit).subquery()
+    last = select(*page.c).order_by(*(c.desc() for c in page.c)).limit(1)
+    row = connection.execute(last).first()
+    return None if row is None else tuple(row)
+
+
+def _process(chunk: _Chunk) -> int:
+    work = chunk.work
+    if work.action == "anonymize":
+        return _rewrite(chunk)
+    if work.action == "aggregate_then_delete":
+        sketches = any(sink.distinct or sink.quantiles or sink.subject for sink in work.rollups)
+        in_database = chunk.connection.dialect.name == "postgresql" and not sketches
+        if in_database and not _skipped_wall_times(chunk):
+            return _delete_and_aggregate_in_database(chunk)
+        return _delete_and_aggregate(chunk)
+    return int(chunk.connection.execute(delete(chunk.table).where(chunk.rows)).rowcount)
+
+
+def _delete_and_aggregate(chunk: _Chunk) -> int:
+    work, table = chunk.work, chunk.table
+    names = rollup_columns(work)
+    gone = _delete_returning(chunk, [table.c[c] for c in names])
+    if not gone:
+        return 0
+    frame = pd.DataFrame.from_records(gone, columns=names)
+    # Naive values of an aware column (MySQL's TIMESTAMP) are UTC wall time.
+    aware = column_info(table, work.selection.clock_column).timezone_aware
+    naive_zone = ZoneInfo("UTC") if aware else chunk.times.naive_zone
+    for sink, cells in chunk_cells(frame, work, naive_zone):
+        chunk.connection.execute(insert(chunk.books.rollups[sink.name]), cells)
+    return len(gone)
+
+
+def _delete_returning(chunk: _Chunk, columns: list[Column[Any]]) -> list[tuple[Any, ...]]:
+    """Delete the chunk's rows, returning `columns` of each.
+
+    ``DELETE ... RETURNING`` where the dialect has it (PostgreSQL, SQLite, MariaDB);
+    elsewhere (MySQL) the rows are read with ``SELECT ... FOR UPDATE``, which locks them
+    and the gaps between them until the commit, then deleted by the same predicate.
+    """
+    connection, table = chunk.connection, chunk.table
+    if connection.dialect.delete_returning:
+        statement = delete(table).where(chunk.rows).returning(*columns)
+        return [tuple(row) for row in connection.execute(statement)]
+    locked = _for_update(select(*columns).where(chunk.rows), table, connection)
+    chosen = [tuple(row) for row in connection.execute(locked)]
+    deleted = connection.execute(delete(table).where(chunk.rows)).rowcount
+    if deleted != len(chosen):  # the caller's transaction rolls back: nothing is lost
+        raise RuntimeError(f"{len(chosen)} rows read for deletion but {deleted} deleted")
+    return chosen
+
+
+def _for_update(statement: Select[Any], table: Table, connection: Connection) -> Select[Any]:
+    """`statement` locking the rows it reads from `table`, where the database can."""
+    name = connection.dialect.name
+    if name == "postgresql" or is_mysql(name):
+        return statement.with_for_update(of=table)
+    return statement
+
+
+def _delete_and_aggregate_in_database(chunk: _Chunk) -> int:
+    """PostgreSQL: one statement deletes the chunk and adds its counts and sums to every
+    rollup (data-modifying CTEs), so no row travels to Python."""
+    work, table = chunk.work, chunk.table
+    returned = (table.c[c] for c in rollup_columns(work))
+    gone = delete(table).where(chunk.rows).returning(*returned).cte("gone")
+    statement = select(func.count()).select_from(gone)
+    clock_name = work.selection.clock_column
+    aware = getattr(table.c[clock_name].type, "timezone", False)
+    naive_zone = None if aware else str(chunk.times.naive_zone)
+    for i, sink in enumerate(work.rollups):
+        period = _period_start(gone.c[clock_name], sink.period, work.period_zone, naive_zone)
+        dimensions = [gone.c[d] for d in sink.dimensions]
+        summary = select(
+            literal(work.run_id),
+            literal(work.chunk_no),
+            period,
+            *dimensions,
+            func.count(),
+            *(func.sum(gone.c[c]) for c in sink.sums),
+        ).group_by(period, *dimensions)
+        names = ["run_id", "chunk_no", "period_start"]
+        names += [f"dim_{d}" for d in sink.dimensions] + ["n"]
+        names += [f"sum_{c}" for c in sink.sums]
+        target = chunk.books.rollups[sink.name]
+        statement = statement.add_cte(insert(target).from_select(names, summary).cte(f"rollup_{i}"))
+    return int(chunk.connection.execute(statement).scalar_one())
+
+
+def _skipped_wall_times(chunk: _Chunk) -> bool:
+    """Whether a naive clock of the chunk is a wall time its zone skips. PostgreSQL reads
+    a repeated wall time as `wall_instant` does (its second occurrence) but a skipped
+    one with the offset before the change (``02:30`` as 03:30 EDT, not 03:00), so such
+    a chunk is bucketed by the pandas path instead."""
+    name = chunk.work.selection.clock_column
+    info = column_info(chunk.table, name)
+    zone = str(chunk.times.naive_zone)
+    if info.family != "datetime" or info.timezone_aware or zone == "UTC":
+        return False
+    clock = chunk.table.c[name]
+    skipped = func.timezone(zone, func.timezone(zone, clock)) != clock  # not read back
+    found = select(literal(1)).where(chunk.rows, skipped).limit(1)
+    return chunk.connection.execute(found).first() is not None
+
+
+def _period_start(
+    clock: ColumnElement[Any], period: str, zone: str, naive_zone: str | None
+) -> ColumnElement[Any]:
+    """The period's first day in the policy's zone, as `period_starts` computes it; a
+    naive timestamp is first read in the store's zone (`naive_zone`), as `wall_instant`
+    reads it when no value of the chunk is a skipped wall time (`_skipped_wall_times`)."""
+    instant = clock if naive_zone is None else func.timezone(naive_zone, clock)
+    return sa_cast(func.date_trunc(period, func.timezone(zone, instant)), Date)
+
+
+def _split_rewrites(
+    table: Table, rewrites: tuple[ColumnRewrite, ...], dialect: str
+) -> tuple[dict[str, ColumnElement[Any]], list[ColumnRewrite]]:
+    """The new values the database computes itself, by column, and the rewrites left to
+    pandas: those columns alone are read out."""
+    in_database: dict[str, ColumnElement[Any]] = {}
+    in_pandas: list[ColumnRewrite] = []
+    for rewrite in rewrites:
+        column = table.c[rewrite.column]
+        expression = None if rewrite.sql is None else rewrite.sql(column, dialect)
+        if expression is not None:  # a null stays null, as in the pandas path
+            in_database[rewrite.column] = case((column.is_(None), null()), else_=expression)
+        elif rewrite.transform is not None:
+            in_pandas.append(rewrite)
+    return in_database, in_pandas
+
+
+def _rewrite(chunk: _Chunk) -> int:
+    """Rewrite the chunk's rows in place and mark them. Every statement applies the
+    chunk's selection again besides the key, so a key that names more than one row never
+    reaches a row that is held, young or outside the chunk."""
+    work, table, connection = chunk.work, chunk.table, chunk.connection
+    keys = [table.c[k] for k in work.selection.primary_key]
+    in_database, transforms = _split_rewrites(table, work.rewrites, connection.dialect.name)
+    names = [r.column for r in transforms]
+    chosen = select(*keys, *(table.c[n] for n in names)).where(chunk.rows)
+    chosen = _for_update(chosen, table, connection)
+    rows = [tuple(row) for row in connection.execute(chosen)]
+    if not rows:
+        return 0
+    live = [row[: len(keys)] for row in rows]
+    if transforms:
+        frame = pd.DataFrame.from_records([row[len(keys) :] for row in rows], columns=names)
+        for rewrite in transforms:
+            assert rewrite.transform is not None
+            frame[rewrite.column] = rewrite.transform(frame[rewrite.column])
+        statement = (
+            update(table)
+            .where(*(k == bindparam(f"_key_{i}") for i, k in enumerate(keys)))
+            .where(_listed_parameters(chunk.rows))
+            .values({**in_database, **{n: bindparam(f"_new_{n}") for n in names}})
+        )
+        params = [
+            {
+                **{f"_key_{i}": v for i, v in enumerate(key)},
+                **{f"_new_{n}": plain(v) for n, v in zip(names, new, strict=True)},
+            }
+            for key, new in zip(live, frame.itertuples(index=False, name=None), strict=True)
+        ]
+        written = connection.execute(statement, params).rowcount
+        sane = connection.dialect.supports_sane_multi_rowcount
+    elif in_database:
+        statement = update(table).where(keys_in(keys, live), chunk.rows).values(in_database)
+        written, sane = connection.execute(statement).rowcount, True
+    else:
+        written, sane = len(rows), True
+    if sane and written != len(rows):  # the caller's transaction rolls back: nothing is lost
+        raise RuntimeError(
+            f"{len(rows)} rows chosen for rewriting but {written} rewritten: the key "
+            f"({', '.join(work.selection.primary_key)}) does not name one row"
+        )
+    marked = select(literal(work.label, String), row_key(keys), literal(work.run_id, String))
+    connection.execute(
+        insert(chunk.books.marks).from_select(
+            ["label", "row_key", "run_id"], marked.where(keys_in(keys, live)).distinct()
+        )
+    )
+    return len(rows)
+
+
+def _listed_parameters(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    """`condition` with every ``IN`` list (a hold's subject keys) sent as one parameter
+    per value: a statement run once per row (``executemany``) cannot expand a list."""
+
+    def listed(element: Any, **_: Any) -> Any:
+        if (
+            isinstance(element, BinaryExpression)
+            and isinstance(element.right, BindParameter)
+            and element.right.expanding
+        ):
+            listed_values = element.right.value or ()
+            values = [bindparam(None, v, type_=element.left.type) for v in listed_values]
+            if element.operator is operators.in_op:
+                return element.left.in_(values)
+            if element.operator is operators.not_in_op:
+                return element.left.not_in(values)
+        return None
+
+    return replacement_traverse(condition, {}, listed)
