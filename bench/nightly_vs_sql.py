@@ -43,7 +43,7 @@ from flows.run.types import RunOptions, RunReport
 from retention_rules.clock import PolicyClock
 from retention_rules.loader import load_policy
 from retention_rules.planner import plan_rules
-from tests.pg_server import PostgresServer, wait_until_ready
+from tests.support.pg_server import PostgresServer, wait_until_ready
 
 ZONE = "America/Montreal"
 NOW = datetime(2026, 6, 1, 2, 0, tzinfo=ZoneInfo(ZONE))

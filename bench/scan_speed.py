@@ -8,7 +8,7 @@ assertion):
 
 * **Scan time against table size.** One ``contacts`` table (id, email, phone, full_name,
   city, notes, amount, created_at) is loaded at ``--rows-small`` and ``--rows-large``
-  rows in a throwaway PostgreSQL server (``tests/pg_server.py``), filled on the server
+  rows in a throwaway PostgreSQL server (``tests/support/pg_server.py``), filled on the server
   from small pools of Faker values, then vacuumed and analysed. ``scan_once`` scans a
   table the way Tenure does: reflect it, ``estimate_rows``, ``sample_values`` (up to
   1,000 values of every text, other, integer and numeric column, ``TABLESAMPLE SYSTEM``
@@ -61,7 +61,7 @@ from anonymizers.detection.text_engine import detect_language, text_engine
 from anonymizers.detection.value_scan import analyse_texts, counted_results
 from bench.scan_eval_set import UNSEEN_NAME_LOCALES
 from connectors.sql.connector import SQLConnector
-from tests.pg_server import PostgresServer, wait_until_ready
+from tests.support.pg_server import PostgresServer, wait_until_ready
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine, RecognizerResult

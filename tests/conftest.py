@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.imap_server import ImapServer, ImapUnavailable, find_dovecot
-from tests.mariadb_server import MariaDBServer, MariaDBUnavailable
-from tests.mariadb_server import find_binaries as find_mariadb_binaries
-from tests.pg_server import PostgresServer, wait_until_ready
+from tests.support.imap_server import ImapServer, ImapUnavailable, find_dovecot
+from tests.support.mariadb_server import MariaDBServer, MariaDBUnavailable
+from tests.support.mariadb_server import find_binaries as find_mariadb_binaries
+from tests.support.pg_server import PostgresServer, wait_until_ready
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_POLICY = REPO / "retention_rules" / "policies" / "crm_pro.yaml"

@@ -32,8 +32,8 @@ from flows.demo import schema
 from flows.reports.run import render_run, report_json, report_markdown
 from flows.run.lifecycle import run_policy
 from flows.run.types import RunOptions
-from tests.canaries import CANARIES, Hit, Needles, Planted, plant
 from tests.conftest import DEMO_AS_OF, SHIPPED_POLICY, build_demo
+from tests.support.canaries import CANARIES, Hit, Needles, Planted, plant
 
 POLICY = str(SHIPPED_POLICY)
 #: ``--now`` takes a naive instant in the policy's time zone.

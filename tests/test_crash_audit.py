@@ -26,7 +26,7 @@ from flows.run.lifecycle import run_policy
 from flows.run.types import RunOptions, RunReport
 from flows.state.tables import chunks, open_state
 from tests.conftest import DEMO_AS_OF, FIXTURES, build_demo
-from tests.crash_runner import run_killed_before_ledger
+from tests.support.crash_runner import run_killed_before_ledger
 
 CHUNK = 10
 #: A part of the run tests' policy: an anonymize binding (3 chunks), two delete bindings,

@@ -86,7 +86,7 @@ def _kill_after(policy: Path, store: str, state: Path, after_chunks: int) -> boo
         "TENURE_PSEUDONYM_KEY_ACCOUNTS": "test-accounts-key-0123456789",
     }
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests.crash_runner", str(policy), store, f"sqlite:///{state}",
+        [sys.executable, "-m", "tests.support.crash_runner", str(policy), store, f"sqlite:///{state}",
          str(CHUNK), DEMO_AS_OF.isoformat()],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip

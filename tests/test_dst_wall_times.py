@@ -40,7 +40,7 @@ from flows.run.lifecycle import process_dataset, run_policy
 from flows.run.types import RunOptions
 from flows.state.tables import open_state
 from retention_rules.clock import PolicyClock
-from tests.pg_server import PostgresServer
+from tests.support.pg_server import PostgresServer
 
 MONTREAL = "America/Montreal"
 NOW = datetime(2027, 1, 1, 12, tzinfo=UTC)

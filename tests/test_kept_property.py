@@ -41,10 +41,10 @@ from flows.run.lifecycle import run_policy
 from flows.run.types import RunOptions
 from retention_rules.clock import PolicyClock
 from retention_rules.durations import Duration
-from tests.imap_server import PASSWORD, ImapServer
-from tests.mail_fixtures import imap_login, imap_messages
-from tests.mariadb_server import MariaDBServer
-from tests.pg_server import PostgresServer
+from tests.support.imap_server import PASSWORD, ImapServer
+from tests.support.mail_fixtures import imap_login, imap_messages
+from tests.support.mariadb_server import MariaDBServer
+from tests.support.pg_server import PostgresServer
 
 ZONE = "America/Montreal"
 RETENTION = "1 year"

@@ -1,7 +1,7 @@
 """The mail stores (``connectors.mail.mailboxes``): Maildir, mbox and a real IMAP server.
 
 The same tests run over the three kinds of store, holding the same business e-mails
-(``tests/mail_fixtures.py``); IMAP runs against the session's Dovecot server.
+(``tests/support/mail_fixtures.py``); IMAP runs against the session's Dovecot server.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from connectors.mail.messages import FIELDS, message_key, rebuild
 from connectors.protocol import ExpirySelection
 from connectors.records.connector import RecordConnector
 from connectors.registry import open_connector
-from tests.imap_server import PASSWORD, ImapServer
-from tests.mail_fixtures import (
+from tests.support.imap_server import PASSWORD, ImapServer
+from tests.support.mail_fixtures import (
     INTERNAL,
     Mail,
     business_mails,

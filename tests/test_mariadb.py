@@ -35,7 +35,7 @@ from tests import test_nightly as nightly
 from tests import test_scan as scan
 from tests import test_sql_forms as forms
 from tests.conftest import build_demo
-from tests.mariadb_server import SERVER_TIME_ZONE, MariaDBServer
+from tests.support.mariadb_server import SERVER_TIME_ZONE, MariaDBServer
 from tests.test_demo_generate import build, instants, table_contents
 from tests.test_nightly import _key  # noqa: F401  (autouse: the pseudonym keys of the runs)
 from tests.test_sql_connector import CUTOFF, MONTREAL, SECOND

@@ -1,4 +1,4 @@
-"""`tenure serve` against a real Prefect server (``tests.prefect_server``): the deployment,
+"""`tenure serve` against a real Prefect server (``tests.support.prefect_server``): the deployment,
 its cron schedule in the policy's time zone (or the one given), its concurrency limit of 1
 and its parameters, and a run of it that applies the policy.
 """
@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import REPO, SHIPPED_POLICY
-from tests.prefect_server import (
+from tests.support.prefect_server import (
     PREFECT,
     RUN_KEYS,
     TENURE,

@@ -1,7 +1,7 @@
 """The shipped ``prefect.yaml`` used the way its users use it: `prefect deploy` from a
 directory of their own (not the checkout) with their own policy, a process work pool,
 `prefect worker start`, and a run of the nightly deployment triggered through the API of a
-real Prefect server on loopback (``tests.prefect_server``).
+real Prefect server on loopback (``tests.support.prefect_server``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import REPO, SHIPPED_POLICY, build_demo
-from tests.prefect_server import (
+from tests.support.prefect_server import (
     PREFECT,
     RUN_KEYS,
     STOP_TIMEOUT,

@@ -25,7 +25,7 @@ from flows.run.lifecycle import run_policy
 from flows.run.types import RunOptions, RunReport
 from flows.state.tables import open_state, run_stores, runs
 from tests.conftest import DEMO_AS_OF, FIXTURES, build_demo
-from tests.crash_runner import run_killed_before_ledger
+from tests.support.crash_runner import run_killed_before_ledger
 from tests.test_crash_audit import CHUNK, _books, _journal
 
 runner = CliRunner()

@@ -39,8 +39,8 @@ from connectors.records.connector import RecordConnector
 from connectors.registry import open_connector
 from flows.run.lifecycle import run_policy
 from flows.run.types import RunOptions
-from tests.imap_server import PASSWORD, ImapServer
-from tests.mail_fixtures import imap_login, write_mbox
+from tests.support.imap_server import PASSWORD, ImapServer
+from tests.support.mail_fixtures import imap_login, write_mbox
 
 REPO = Path(__file__).resolve().parent.parent
 TENURE = REPO / ".venv" / "bin" / "tenure"

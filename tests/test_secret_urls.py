@@ -23,7 +23,7 @@ from flows.run.lifecycle import run_policy
 from flows.run.types import RunOptions
 from flows.state.tables import open_state, scan_cache
 from tests.conftest import DEMO_AS_OF, FIXTURES, build_demo
-from tests.ports import free_port
+from tests.support.ports import free_port
 
 RUN_POLICY = FIXTURES / "run_policy.yaml"
 SECRET = "s3cret"

@@ -25,7 +25,7 @@ from anonymizers.operators import Operator, create_operator
 from connectors.protocol import ChunkWork, ColumnRewrite, ExpirySelection
 from connectors.sql.connector import SQLConnector
 from connectors.values import plain
-from tests.pg_server import PostgresServer
+from tests.support.pg_server import PostgresServer
 
 KEY = "test-key-0123456789abcdef"
 DIALECTS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]

@@ -15,7 +15,7 @@ from flows.cli import app
 from flows.state.location import state_location, state_problem, state_url_from
 from flows.state.tables import StateError
 from retention_rules.loader import load_policy
-from tests.pg_server import PostgresServer
+from tests.support.pg_server import PostgresServer
 from tests.test_event_clocks import _fill
 from tests.test_event_clocks import _policy as _shop_policy
 

@@ -28,9 +28,9 @@ from sqlalchemy import (
 
 from flows.run.lifecycle import run_policy
 from flows.run.types import RunOptions
-from tests.imap_server import ImapServer
-from tests.mail_fixtures import business_mails, write_mbox
-from tests.ports import free_port
+from tests.support.imap_server import ImapServer
+from tests.support.mail_fixtures import business_mails, write_mbox
+from tests.support.ports import free_port
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 SECRET = "not-the-password-7f3a"

@@ -31,8 +31,8 @@ from flows.run.types import RunOptions
 from flows.state.tables import open_state
 from retention_rules.interpolation import interpolate, interpolate_url
 from tests.conftest import DEMO_AS_OF, FIXTURES, OUTBOUND_ATTEMPTS, build_demo
-from tests.pg_server import PostgresServer
-from tests.ports import free_port
+from tests.support.pg_server import PostgresServer
+from tests.support.ports import free_port
 
 #: Every reserved character of RFC 3986, ``%``, a space and non-ASCII letters, between
 #: letters no output holds by chance.

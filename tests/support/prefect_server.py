@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from tests.conftest import DEMO_AS_OF, REPO, demo_files_environ
-from tests.ports import free_port
+from tests.support.ports import free_port
 
 BIN = Path(sys.executable).parent
 PREFECT = BIN / "prefect"

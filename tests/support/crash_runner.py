@@ -1,6 +1,6 @@
 """Run the nightly job in a child process so a test can SIGKILL it mid-run.
 
-Usage: python -m tests.crash_runner POLICY STORE_URL STATE_URL CHUNK_SIZE NOW_ISO
+Usage: python -m tests.support.crash_runner POLICY STORE_URL STATE_URL CHUNK_SIZE NOW_ISO
 
 With ``KILL_BEFORE_LEDGER=DATASET:CHUNK_NO`` in its environment the run kills itself with
 SIGKILL once that chunk has committed in the store, before the ledger records it: the
@@ -44,8 +44,8 @@ def run_killed_before_ledger(
     """Run this script in a child that kills itself at ``point`` (``DATASET:CHUNK_NO``);
     its exit code (``-SIGKILL`` when it got there)."""
     env = {**os.environ, KILL_BEFORE_LEDGER: point}
-    repo = Path(__file__).resolve().parent.parent
-    command = [sys.executable, "-m", "tests.crash_runner", str(policy), store, state,
+    repo = Path(__file__).resolve().parents[2]
+    command = [sys.executable, "-m", "tests.support.crash_runner", str(policy), store, state,
                str(chunk_size), now.isoformat()]  # fmt: skip
     return subprocess.run(command, cwd=repo, env=env, capture_output=True, timeout=300).returncode
 

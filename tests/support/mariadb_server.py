@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pymysql
 
-from tests.ports import free_port
+from tests.support.ports import free_port
 
 SERVER_TIME_ZONE = "+05:00"
 _READY_TIMEOUT = 30.0

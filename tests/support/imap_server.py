@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.ports import free_port
+from tests.support.ports import free_port
 
 PASSWORD = "imap-test-pw-7f3c"
 
