@@ -1,9 +1,9 @@
 """Detection and transformation of personal information (Presidio, offline).
 
-Importing the package registers every operator in ``anonymizers.operators.OPERATORS``;
-the heavy parts (Presidio, spaCy models, Faker pools) load on first use only.
+Importing the package loads no operator: ``anonymizers.registry`` lists the built-in
+ones and holds the registry policies are checked against. The heavy parts (Presidio,
+spaCy models, Faker pools) load on first use only.
 """
 
-from anonymizers import age_band, basic, generalize, keyed, text_redaction
-
-__all__ = ["age_band", "basic", "generalize", "keyed", "text_redaction"]
+# First: the offline defaults must be set before anything that reads them is imported.
+from anonymizers import offline  # noqa: F401

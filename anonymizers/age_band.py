@@ -15,12 +15,11 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from anonymizers.operators import Operator, map_non_null, register
+from anonymizers.operators import Operator, map_non_null
 
 _BAND = re.compile(r"\d{1,3}-\d{1,3}|\d{1,3}\+")
 
 
-@register
 class AgeBand(Operator):
     """Birth dates to ``width``-year age bands on ``as_of`` (default: the day it runs)."""
 

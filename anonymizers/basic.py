@@ -6,13 +6,10 @@ from abc import abstractmethod
 from typing import Any, ClassVar
 
 import pandas as pd
-from sqlalchemy import ColumnElement, cast, func, literal, null
+from sqlalchemy import ColumnElement, cast, literal, null
 
-from anonymizers.operators import Operator, is_plain_text, map_non_null, register
-
-#: ``chars_to_mask`` is capped to this in SQL, where it must fit a 32-bit integer; no text
-#: either database stores is longer, so the cap changes nothing.
-_LONGEST_TEXT = 2**31 - 1
+from anonymizers.operators import Operator, is_plain_text, map_non_null
+from connectors.sql.functions import masked_text, portable
 
 
 class _Constant(Operator):
@@ -34,7 +31,6 @@ class _Constant(Operator):
         return cast(null(), column.type) if value is None else literal(value)
 
 
-@register
 class Null(_Constant):
     """Erase the value; the row stays (for counts, joins and foreign keys)."""
 
@@ -44,7 +40,6 @@ class Null(_Constant):
         return None
 
 
-@register
 class Redact(_Constant):
     """Presidio's ``redact``: the value becomes the empty string."""
 
@@ -57,7 +52,6 @@ class Redact(_Constant):
         return True
 
 
-@register
 class Replace(_Constant):
     """Presidio's ``replace``: the value becomes ``new_value`` (default ``<REDACTED>``)."""
 
@@ -76,7 +70,6 @@ class Replace(_Constant):
         return self.new_value
 
 
-@register
 class Mask(Operator):
     """Presidio's ``mask``: hide ``chars_to_mask`` characters (all by default).
 
@@ -107,27 +100,15 @@ class Mask(Operator):
         return map_non_null(values, self._mask)
 
     def sql_expression(self, column: ColumnElement[Any], dialect: str) -> ColumnElement[Any] | None:
-        """PostgreSQL and SQLite, on plain text columns.
+        """`masked_text` on plain text columns, where the dialect renders it.
 
-        On SQLite, exact for text without NUL characters: its ``length`` and ``substr``
-        stop at the first one, where Python does not. A NUL masking character is never
-        done in SQL (PostgreSQL cannot even bind it, though pandas may never write it).
+        A NUL masking character is never done in SQL (PostgreSQL cannot even bind it,
+        though pandas may never write it).
         """
-        if dialect not in ("postgresql", "sqlite") or not is_plain_text(column):
+        if not is_plain_text(column) or self.masking_char == "\x00":
             return None
-        if self.masking_char == "\x00":
-            return None
-        if self.chars_to_mask == 0:
-            return column
-        length = func.length(column)
-        if self.chars_to_mask is None:
-            return _repeat(self.masking_char, length, dialect)
-        count = literal(min(self.chars_to_mask, _LONGEST_TEXT))
-        masked = func.least(length, count) if dialect == "postgresql" else func.min(length, count)
-        mask = _repeat(self.masking_char, masked, dialect)
-        if self.from_end:
-            return func.substr(column, 1, length - masked).concat(mask)
-        return mask.concat(func.substr(column, masked + 1))
+        masked = masked_text(column, self.masking_char, self.chars_to_mask, self.from_end)
+        return portable(masked, dialect)
 
     def writes_text(self) -> bool:
         return True
@@ -149,12 +130,3 @@ class Mask(Operator):
         else:
             masked = [char * min(count, len(text)) + text[count:] for text in texts]
         return pd.Series(masked, index=present.index, dtype=object)
-
-
-def _repeat(char: str, times: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
-    """``char`` repeated ``times`` times, in SQL."""
-    if dialect == "postgresql":
-        return func.repeat(literal(char), times)
-    # SQLite has no repeat(), and printf('%.*c', 0, c) still prints one c: instead, n zero
-    # bytes in hex are n "00" pairs, each replaced by the character.
-    return func.replace(func.hex(func.zeroblob(times)), literal("00"), literal(char))

@@ -13,20 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import (
-    ColumnElement,
-    Date,
-    DateTime,
-    Integer,
-    case,
-    cast,
-    collate,
-    extract,
-    func,
-    literal,
-    null,
-)
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import ColumnElement, Date, DateTime
 
 from anonymizers.operators import (
     Operator,
@@ -34,25 +21,20 @@ from anonymizers.operators import (
     is_plain_text,
     map_non_null,
     map_unique,
-    register,
 )
 from anonymizers.regions import region_of
+from connectors.sql import functions as sql_functions
+from connectors.sql.functions import DATE_LEVELS, FSA_PATTERN, portable
 from connectors.times import wall_instant, wall_instants
 
-DATE_LEVELS = ("day", "month", "year", "decade")
 TEXT_LEVELS = frozenset({"fsa", "ip_prefix", "region"})
 LEVELS = frozenset({*DATE_LEVELS, *TEXT_LEVELS})
 _NUMPY_UNIT = {"day": "D", "month": "M", "year": "Y", "decade": "Y"}
 _IPV4_PREFIX, _IPV6_PREFIX = 24, 48
 _IPV4_MASK = (2**32 - 1) ^ (2 ** (32 - _IPV4_PREFIX) - 1)
 _IPV6_MASK = (2**128 - 1) ^ (2 ** (128 - _IPV6_PREFIX) - 1)
-# ASCII whitespace and digits only, not Python's Unicode \s and \d: PostgreSQL's classes
-# depend on its locale and SQLite has no regular expressions, and this way all three agree.
-_FSA_SPACE = " \t\n\r\f\v"
-_FSA_PATTERN = r"^[ \t\n\r\f\v]*([A-Za-z][0-9][A-Za-z])"  # Python re and PostgreSQL alike
 
 
-@register
 class Generalize(Operator):
     """Truncate dates (``day``/``month``/``year``/``decade``), postal codes (``fsa``), IPs
     (``ip_prefix``), and reduce a free-form location to its province or territory
@@ -81,13 +63,20 @@ class Generalize(Operator):
         return self.to in TEXT_LEVELS
 
     def sql_expression(self, column: ColumnElement[Any], dialect: str) -> ColumnElement[Any] | None:
-        if self.to == "fsa":
-            return forward_sortation_area_sql(column, dialect)
-        if self.to == "ip_prefix":
-            return ip_prefix_sql(column, dialect)
-        if self.to in DATE_LEVELS:
-            return truncate_date_sql(column, self.to, dialect)
-        return None
+        """The level's function (`connectors.sql.functions`), where the dialect renders
+        it: the forward sortation area of plain text, the network of an address column,
+        the truncation of a date or naive timestamp. Not for aware timestamps: pandas
+        truncates them in each value's own zone, which the database does not keep."""
+        expression: ColumnElement[Any] | None = None
+        kind = column.type
+        naive = isinstance(kind, Date | DateTime) and not getattr(kind, "timezone", False)
+        if self.to == "fsa" and is_plain_text(column):
+            expression = sql_functions.forward_sortation_area(column)
+        elif self.to == "ip_prefix":
+            expression = sql_functions.network_address(column, _IPV4_PREFIX, _IPV6_PREFIX)
+        elif self.to in DATE_LEVELS and naive:
+            expression = sql_functions.truncated_date(column, self.to)
+        return None if expression is None else portable(expression, dialect)
 
     def _truncate_one(self, value: object) -> date:
         if not isinstance(value, date):
@@ -142,7 +131,7 @@ def truncate_date(value: date, level: str) -> date:
 
 def forward_sortation_area(values: pd.Series) -> pd.Series:
     """A Canadian postal code's first three characters, upper case; null if not one."""
-    area = values.astype(str).str.extract(_FSA_PATTERN, expand=False)
+    area = values.astype(str).str.extract(FSA_PATTERN, expand=False)
     return area.str.upper()
 
 
@@ -158,87 +147,3 @@ def ip_prefix(text: str) -> str | None:
     if address.version == 4:
         return str(ipaddress.IPv4Address(int(address) & _IPV4_MASK))
     return str(ipaddress.IPv6Address(int(address) & _IPV6_MASK))
-
-
-def forward_sortation_area_sql(
-    column: ColumnElement[Any], dialect: str
-) -> ColumnElement[Any] | None:
-    """``forward_sortation_area`` in SQL, on plain text columns."""
-    if not is_plain_text(column):
-        return None
-    if dialect == "postgresql":
-        # The "C" collation keeps upper() to ASCII whatever the database's locale.
-        return func.upper(func.substring(collate(column, "C"), literal(_FSA_PATTERN)))
-    if dialect == "sqlite":
-        area = func.substr(func.ltrim(column, literal(_FSA_SPACE)), 1, 3)
-        matches = area.op("GLOB")(literal("[A-Za-z][0-9][A-Za-z]"))
-        return case((matches, func.upper(area)), else_=null())
-    return None
-
-
-def ip_prefix_sql(column: ColumnElement[Any], dialect: str) -> ColumnElement[Any] | None:
-    """``ip_prefix`` for PostgreSQL ``inet``/``cidr`` columns, read back as the same address.
-
-    Not for text columns: a string that is not an address would fail the cast to ``inet``
-    where ``ip_prefix`` returns None.
-    """
-    if dialect != "postgresql" or not isinstance(column.type, postgresql.INET | postgresql.CIDR):
-        return None
-    prefix = case((func.family(column) == 4, _IPV4_PREFIX), else_=_IPV6_PREFIX)
-    return cast(func.host(func.network(func.set_masklen(column, prefix))), column.type)
-
-
-def truncate_date_sql(
-    column: ColumnElement[Any], level: str, dialect: str
-) -> ColumnElement[Any] | None:
-    """``truncate_date`` for date and naive timestamp columns, keeping the column's type.
-
-    Not for aware timestamps: pandas truncates them in each value's own zone, which the
-    database does not keep.
-    """
-    kind = column.type
-    if not isinstance(kind, Date | DateTime) or getattr(kind, "timezone", False):
-        return None
-    if dialect == "postgresql":
-        return _truncate_postgresql(column, level)
-    if dialect == "sqlite" and _sqlite_stores_iso(column):
-        return _truncate_sqlite(column, level)
-    return None
-
-
-def _truncate_postgresql(column: ColumnElement[Any], level: str) -> ColumnElement[Any]:
-    if level == "decade":
-        # make_date fails for years 1 to 9, as pandas does: there is no year 0.
-        year = cast(extract("year", column), Integer)
-        start = func.make_date(year - year % 10, 1, 1)
-    else:
-        # A date would reach date_trunc as a timestamp with time zone, in the session's zone.
-        start = func.date_trunc(level, cast(column, DateTime()))
-    return cast(start, column.type)
-
-
-_SQLITE_FORMATS = {"day": "%Y-%m-%d", "month": "%Y-%m-01", "year": "%Y-01-01"}
-_SQLITE_MIDNIGHT = " 00:00:00.000000"
-
-
-def _truncate_sqlite(column: ColumnElement[Any], level: str) -> ColumnElement[Any]:
-    """Text in SQLAlchemy's storage format, which it reads back and compares as text.
-
-    Exact for values SQLAlchemy stored; the decade of years 1 to 9 gives year 0000 where
-    pandas fails (SQLite cannot raise an error from an expression).
-    """
-    time = _SQLITE_MIDNIGHT if isinstance(column.type, DateTime) else ""
-    if level == "decade":
-        century_and_decade = func.substr(func.strftime("%Y", column), 1, 3)
-        return century_and_decade.concat(literal("0-01-01" + time))
-    return func.strftime(_SQLITE_FORMATS[level] + time, column)
-
-
-def _sqlite_stores_iso(column: ColumnElement[Any]) -> bool:
-    """Whether the column's type stores SQLAlchemy's default SQLite text format, which
-    ``_truncate_sqlite`` writes (a type may declare another)."""
-    dialect = sqlite.dialect()
-    sample = datetime(2001, 2, 3, 4, 5, 6, 7)
-    expected = "2001-02-03" + (" 04:05:06.000007" if isinstance(column.type, DateTime) else "")
-    store = column.type.dialect_impl(dialect).bind_processor(dialect)
-    return store is not None and store(sample) == expected

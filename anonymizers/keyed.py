@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from anonymizers.operators import Operator, map_distinct, map_non_null, register
+from anonymizers.operators import Operator, map_distinct, map_non_null
 from anonymizers.secrets import DEFAULT_KEY_ID, KEY_ID_RULE, is_valid_key_id, pseudonym_key
 
 #: Surrogates are drawn from pools this big; a power of two keeps the modulo unbiased.
@@ -128,7 +128,6 @@ def pool_index(digest: bytes, size: int) -> int:
     return int.from_bytes(digest[:8], "big") % size
 
 
-@register
 class Pseudonym(_Keyed):
     """``psn_<key_id>_<20 base32 chars>``; values already in that form pass unchanged."""
 
@@ -163,7 +162,6 @@ class Pseudonym(_Keyed):
         return result
 
 
-@register
 class Surrogate(_Keyed):
     """A realistic fake value (Faker), chosen by the keyed hash of the real one.
 

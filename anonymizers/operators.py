@@ -1,4 +1,4 @@
-"""The operator contract and registry: one small class per transformation.
+"""The operator contract and the registry type: one small class per transformation.
 
 Modelled on Presidio's operators: parameters are checked once, when the operator is
 built (``validate``), so a bad policy fails before any data is touched; ``operate`` then
@@ -8,7 +8,7 @@ transforms a whole column at a time.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -101,27 +101,50 @@ class Operator(ABC):
         return value
 
 
-OPERATORS: dict[str, type[Operator]] = {}
+class OperatorRegistry(Mapping[str, type[Operator]]):
+    """Operator classes by name: the operators a policy may name (Presidio's
+    ``OperatorsFactory`` idea). A value: ``anonymizers.registry.default_registry()`` builds
+    the built-in one; ``add`` and ``remove`` change what it offers. Listed, iterated and
+    read like a mapping, in the order the classes were added."""
 
-OperatorClass = TypeVar("OperatorClass", bound=type[Operator])
+    def __init__(self, operators: Iterable[type[Operator]] = ()) -> None:
+        self._classes: dict[str, type[Operator]] = {}
+        for cls in operators:
+            self.add(cls)
 
+    def __getitem__(self, name: str) -> type[Operator]:
+        return self._classes[name]
 
-def register(cls: OperatorClass) -> OperatorClass:
-    """Class decorator: make an operator reachable by its ``name`` from a policy."""
-    if cls.name in OPERATORS and OPERATORS[cls.name] is not cls:
-        raise ValueError(f"operator name {cls.name!r} is registered twice")
-    OPERATORS[cls.name] = cls
-    return cls
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._classes)
 
+    def __len__(self) -> int:
+        return len(self._classes)
 
-def create_operator(name: str, params: Mapping[str, object]) -> Operator:
-    """Build the operator a policy names, failing early on unknown names or parameters."""
-    try:
-        cls = OPERATORS[name]
-    except KeyError:
-        known = ", ".join(sorted(OPERATORS))
-        raise OperatorError(f"unknown operator {name!r} (known: {known})") from None
-    return cls(**params)
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(self._classes)})"
+
+    def add(self, cls: type[Operator]) -> None:
+        """Make ``cls`` reachable by its ``name``; adding the same class again does nothing."""
+        if self._classes.get(cls.name, cls) is not cls:
+            raise ValueError(f"operator name {cls.name!r} is registered twice")
+        self._classes[cls.name] = cls
+
+    def remove(self, operator: type[Operator] | str) -> None:
+        """Take away the operator of that name, or that class; KeyError when it is not here."""
+        name = operator if isinstance(operator, str) else operator.name
+        if name not in self._classes or operator not in (name, self._classes[name]):
+            raise KeyError(name)
+        del self._classes[name]
+
+    def create(self, name: str, params: Mapping[str, object]) -> Operator:
+        """Build the operator a policy names, failing early on unknown names or parameters."""
+        try:
+            cls = self._classes[name]
+        except KeyError:
+            known = ", ".join(sorted(self._classes)) or "none"
+            raise OperatorError(f"unknown operator {name!r} (known: {known})") from None
+        return cls(**params)
 
 
 def map_non_null(values: pd.Series, transform: Callable[[pd.Series], pd.Series]) -> pd.Series:

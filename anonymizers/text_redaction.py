@@ -1,10 +1,10 @@
 """``redact_text``: find personal information in free text (English or French) and hide it.
 
 The finding is the text engine's (``anonymizers.detection.text_engine``: Presidio's
-analyzer with the installed spaCy models, the predefined, Canadian and scan recognizers
-and ours), so what the scan finds is what gets redacted. Each finding is replaced by its
-type, e.g. ``<PHONE_NUMBER>``, so the text stays readable, or by a realistic surrogate of
-that type.
+analyzer with the installed spaCy models and the one recognizer registry, nested findings
+settled by its one rule), as in the scan, so what the scan finds is what gets redacted.
+Each finding is replaced by its type, e.g. ``<PHONE_NUMBER>``, so the text stays
+readable, or by a realistic surrogate of that type.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from anonymizers.detection.text_engine import (
     TextEngine,
     by_language,
     detect_language,
+    settle_nested,
     split_pieces,
     text_engine,
 )
 from anonymizers.keyed import key_id_param, pool_index, surrogate_pool
-from anonymizers.operators import Operator, map_non_null, register
+from anonymizers.operators import Operator, map_non_null
 from anonymizers.secrets import pseudonym_key
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ def redact_once(
                 score_threshold=threshold,
                 nlp_artifacts=output[1],
             )
-            results = _prefer_inner(_outside_tags(texts[position], found))
+            results = settle_nested(_outside_tags(texts[position], found))
             if results:
                 redacted[position] = engine.anonymizer.anonymize(
                     text=texts[position],
@@ -119,26 +120,6 @@ def _outside_tags(text: str, results: list[RecognizerResult]) -> list[Recognizer
         if _ALNUM.search(text, result.start, result.end):  # not just a leftover "(" or "."
             kept.append(result)
     return kept
-
-
-def _prefer_inner(results: list[RecognizerResult]) -> list[RecognizerResult]:
-    """Drop a finding that encloses a surer one of another type.
-
-    Presidio keeps the enclosing span, so "Call Marie Tremblay" (a weak ORGANIZATION from
-    the small English model) would hide the PERSON inside it.
-    """
-    return [
-        outer
-        for outer in results
-        if not any(
-            inner is not outer
-            and inner.entity_type != outer.entity_type
-            and inner.score > outer.score
-            and outer.start <= inner.start
-            and inner.end <= outer.end
-            for inner in results
-        )
-    ]
 
 
 def redact_texts(
@@ -170,7 +151,6 @@ def _redact_pieces(texts: Sequence[str], entities: list[str] | None, threshold: 
     return redacted
 
 
-@register
 class RedactText(Operator):
     """Replace the personal information found in free text by its type, e.g. ``<PERSON>``,
     or (``replace_with: surrogate``) by a realistic stand-in of the same type.

@@ -7,7 +7,7 @@
 One seeded DataFrame (Faker en_CA and fr_CA, mixed) holds ``email``, ``phone``, ``name``,
 ``postal_code`` and a support ``note``, in pandas' ``str`` dtype with Python storage
 whether or not pyarrow is installed (see ``STRING``). 85 % of the notes embed their row's
-name, e-mail or phone (``bench.scan_speed.NoteWriter``); the planted values' spans are
+name, e-mail or phone (``bench.data.NoteWriter``); the planted values' spans are
 kept per row, so that recall can be measured.
 
 * **Structured columns** (target: Tenure at least 20 times faster). Each column goes
@@ -23,67 +23,43 @@ kept per row, so that recall can be measured.
   ``--text-rows`` notes go through Tenure's ``redact_text`` operator and through a plain
   ``AnalyzerEngine.analyze`` + ``AnonymizerEngine.anonymize`` per text (presidio-structured
   only applies one operator to a whole cell; it does not look inside text). The analyzer
-  is ``bench.scan_speed.baseline_analyzer``: the same pinned spaCy models, offline, with
+  is ``bench.peers.baseline_analyzer``: the same pinned spaCy models, offline, with
   Presidio's default registry; its language comes from Tenure's ``detect_language``. A
   planted value counts as found when it no longer appears in the output. 2,000 notes by
   default: about 25 s on 2 cores, the whole script about 2.5 minutes.
 
 Times are medians of ``--repeats`` (structured) and ``--text-repeats`` (free text) runs,
-taken with ``time.perf_counter`` after a warm-up. ``--json PATH`` writes the figures;
-``--profile`` runs Tenure's structured part once under cProfile. Nothing reaches the
-network.
+taken with ``time.perf_counter`` after a warm-up; the figures go to
+``bench/results/anonymize_vs_structured.json``. ``--profile`` runs Tenure's structured
+part once under cProfile. Nothing reaches the network. The pseudonym key is the
+benchmark's own (``bench/__init__.py``), long enough for ``pseudonym``.
 """
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
-# A benchmark-only key, long enough for ``pseudonym`` (``MIN_KEY_BYTES``).
-os.environ.setdefault("TENURE_PSEUDONYM_KEY", "bench-only-pseudonym-key-2026")
-
 import argparse
-import cProfile
-import importlib.metadata
-import io
-import json
-import platform
-import pstats
+import os
 import re
-import statistics
 import sys
-import time
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Final
 
 import pandas as pd
 
-import anonymizers.basic
-import anonymizers.generalize
-import anonymizers.keyed
-import anonymizers.text_redaction  # noqa: F401  (the imports register the operators)
-from anonymizers.detection.text_engine import detect_language, text_engine
-from anonymizers.operators import create_operator
-from bench.scan_speed import (
-    TEXT_PII_SHARE,
-    WARM_UP,
-    Note,
-    NoteWriter,
-    Person,
-    baseline_analyzer,
-    write_notes,
-)
+from anonymizers.registry import create_operator
+from bench import harness
+from bench.data import TEXT_PII_SHARE, Note, NoteWriter, Person, Recall, write_notes
+from bench.peers import baseline_engines, presidio_redact_all
 
 if TYPE_CHECKING:
-    from presidio_analyzer import AnalyzerEngine
-    from presidio_anonymizer import AnonymizerEngine
+    pass
 
 SEED: Final = 20_261_208
-STRUCTURED_TARGET: Final = 20.0
-TEXT_TARGET: Final = 1.0
+STRUCTURED_TARGET: Final = harness.Target(20.0, at_least=True)
+TEXT_TARGET: Final = harness.Target(1.0, at_least=True)
+SMOKE: Final = {"rows": 300, "text_rows": 20, "repeats": 1}
 SALT: Final = os.environ["TENURE_PSEUDONYM_KEY"]
 #: pandas' default ``str`` dtype, pinned to Python storage: with pyarrow installed the
 #: default becomes Arrow storage, where each of presidio-structured's cell-by-cell writes
@@ -92,10 +68,6 @@ SALT: Final = os.environ["TENURE_PSEUDONYM_KEY"]
 STRING: Final = pd.StringDtype(storage="python", na_value=float("nan"))
 MASK: Final = {"masking_char": "*", "chars_to_mask": 12, "from_end": False}
 _TAG: Final = re.compile(r"<[A-Z][A-Z_]*>")
-#: What "nothing left" looks for: runs of 3+ letters or digits, only digits in a phone
-#: (its "ext." or "poste" is not personal).
-_PIECE: Final = re.compile(r"[^\W_]{3,}")
-_PHONE_PIECE: Final = re.compile(r"\d{3,}")
 INSTALL_HINT: Final = (
     'presidio-structured is not installed: pip install -e ".[bench]" '
     "(or .venv/bin/pip install presidio-structured)"
@@ -209,23 +181,25 @@ def check_structured(frame: pd.DataFrame) -> dict[str, int]:
     No original value may survive on either side; mask, replace and the postal code must
     come out identical on both sides; hashes and pseudonyms must keep values apart.
     """
+    check = harness.check
     tenure = tenure_frame(frame)
     presidio = presidio_frame(frame.copy(), PAIRS)
     distinct: dict[str, int] = {}
     for pair in PAIRS:
         original, ours, theirs = frame[pair.column], tenure[pair.column], presidio[pair.column]
-        assert len(ours) == len(theirs) == len(frame), pair.column
-        assert ours.notna().all(), f"{pair.column}: Tenure produced nulls"
+        check(len(ours) == len(theirs) == len(frame), f"{pair.column}: rows lost")
+        check(bool(ours.notna().all()), f"{pair.column}: Tenure produced nulls")
         kept = f"{pair.column}: a value came out unchanged"
-        assert not (ours.to_numpy() == original.to_numpy()).any(), f"Tenure, {kept}"
-        assert not (theirs.to_numpy() == original.to_numpy()).any(), f"presidio, {kept}"
+        check(not (ours.to_numpy() == original.to_numpy()).any(), f"Tenure, {kept}")
+        check(not (theirs.to_numpy() == original.to_numpy()).any(), f"presidio, {kept}")
         distinct[pair.column] = original.nunique()
         if pair.column == "email":
-            assert ours.str.fullmatch(r"psn_default_[a-z2-7]{20}").all()
-            assert theirs.str.fullmatch(r"[0-9a-f]{64}").all()
-            assert ours.nunique() == theirs.nunique() == distinct[pair.column]
+            check(bool(ours.str.fullmatch(r"psn_default_[a-z2-7]{20}").all()), "pseudonym form")
+            check(bool(theirs.str.fullmatch(r"[0-9a-f]{64}").all()), "sha256 form")
+            same = ours.nunique() == theirs.nunique() == distinct[pair.column]
+            check(same, "pseudonyms or hashes merged distinct e-mails")
         else:
-            assert ours.tolist() == theirs.tolist(), f"{pair.column}: the two sides differ"
+            check(ours.tolist() == theirs.tolist(), f"{pair.column}: the two sides differ")
     return distinct
 
 
@@ -237,30 +211,41 @@ class Timing:
     rows: int
     tenure_runs: list[float]
     presidio_runs: list[float]
-    target: float
+    target: harness.Target
     note: str = ""
 
     @property
     def tenure(self) -> float:
-        return statistics.median(self.tenure_runs)
+        return harness.Runs.of(self.tenure_runs).median
 
     @property
     def presidio(self) -> float:
-        return statistics.median(self.presidio_runs)
+        return harness.Runs.of(self.presidio_runs).median
 
     @property
     def ratio(self) -> float:
-        return self.presidio / self.tenure
+        """presidio's time over Tenure's: how many times faster Tenure is."""
+        return harness.Runs.of(self.presidio_runs).ratio_to(harness.Runs.of(self.tenure_runs))
 
     @property
     def met(self) -> bool:
-        return self.ratio >= self.target
+        return self.target.met(self.ratio)
+
+    def figures(self) -> dict[str, object]:
+        return {
+            "part": self.part,
+            "rows": self.rows,
+            "operators": self.note,
+            "tenure_s": harness.Runs.of(self.tenure_runs),
+            "presidio_s": harness.Runs.of(self.presidio_runs),
+            "ratio": self.ratio,
+            "target": str(self.target),
+            "met": self.met,
+        }
 
 
 def seconds(run: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    run()
-    return time.perf_counter() - started
+    return harness.timed(run)[0]
 
 
 def timed_presidio(frame: pd.DataFrame, pairs: Sequence[Pair]) -> float:
@@ -276,9 +261,7 @@ def run_structured(frame: pd.DataFrame, repeats: int) -> list[Timing]:
         values = frame[pair.column]
         tenure_runs, presidio_runs = [], []
         for _ in range(repeats):
-            tenure_runs.append(
-                seconds(lambda pair=pair, values=values: tenure_column(pair, values))
-            )
+            tenure_runs.append(seconds(partial(tenure_column, pair, values)))
             presidio_runs.append(timed_presidio(frame, [pair]))
         timings.append(
             Timing(
@@ -304,54 +287,24 @@ def run_structured(frame: pd.DataFrame, repeats: int) -> list[Timing]:
 
 def profile_structured(frame: pd.DataFrame, top: int = 20) -> str:
     """Where Tenure's time goes on the four columns: cProfile, by own time and cumulative."""
-    profiler = cProfile.Profile()
-    profiler.runcall(tenure_frame, frame)
-    out = io.StringIO()
-    stats = pstats.Stats(profiler, stream=out).strip_dirs()
-    stats.sort_stats("tottime").print_stats(top)
-    stats.sort_stats("cumulative").print_stats(top)
-    return out.getvalue()
+    profiler = harness.Profile()
+    with profiler.running():
+        tenure_frame(frame)
+    return profiler.report(top, ("tottime", "cumulative"))
 
 
 # ---------------------------------------------------------------------------- free text
 
 
-@dataclass
-class Recall:
-    """Planted values per entity, and how many no longer appear in the output."""
-
-    planted: Counter[str] = field(default_factory=Counter)
-    gone: Counter[str] = field(default_factory=Counter)
-    #: Stricter: no piece of the value (``_PIECE``) survives as a word either.
-    no_piece_left: Counter[str] = field(default_factory=Counter)
-    tags: int = 0
-    missed: list[str] = field(default_factory=list)
-
-    def share(self, counts: Counter[str], entity: str | None = None) -> float:
-        planted = self.planted[entity] if entity else sum(self.planted.values())
-        found = counts[entity] if entity else sum(counts.values())
-        return found / planted if planted else float("nan")
-
-
-def measure_recall(notes: Sequence[Note], outputs: Sequence[str]) -> Recall:
+def measure_recall(notes: Sequence[Note], outputs: Sequence[str]) -> tuple[Recall, int]:
+    """Recall of the planted values, and the tags the outputs hold."""
     recall = Recall()
+    tags = 0
     for note, output in zip(notes, outputs, strict=True):
-        recall.tags += len(_TAG.findall(output))
+        tags += len(_TAG.findall(output))
         for span in note.spans:
-            value = note.text[span.start : span.end]
-            recall.planted[span.entity] += 1
-            if value in output:
-                recall.missed.append(f"{span.entity} {value!r} in {output!r}")
-                continue
-            recall.gone[span.entity] += 1
-            pieces = (_PHONE_PIECE if span.entity == "PHONE_NUMBER" else _PIECE).findall(value)
-            if not any(_survives(piece, output) for piece in pieces):
-                recall.no_piece_left[span.entity] += 1
-    return recall
-
-
-def _survives(piece: str, text: str) -> bool:
-    return re.search(rf"(?<![^\W_]){re.escape(piece)}(?![^\W_])", text) is not None
+            recall.add(span.entity, note.text[span.start : span.end], output, repr(output))
+    return recall, tags
 
 
 def tenure_redact(texts: Sequence[str]) -> list[str]:
@@ -359,21 +312,13 @@ def tenure_redact(texts: Sequence[str]) -> list[str]:
     return [str(text) for text in redacted]
 
 
-def presidio_redact(
-    analyzer: AnalyzerEngine, anonymizer: AnonymizerEngine, texts: Sequence[str]
-) -> list[str]:
-    """Presidio as documented: analyze then anonymize (default ``replace``), one text at a time."""
-    return [
-        anonymizer.anonymize(text, analyzer.analyze(text, language=detect_language(text))).text
-        for text in texts
-    ]
-
-
 @dataclass
 class TextResult:
     timing: Timing
     tenure: Recall
     presidio: Recall
+    tenure_tags: int
+    presidio_tags: int
 
     @property
     def met(self) -> bool:
@@ -381,57 +326,72 @@ class TextResult:
             self.presidio.gone
         )
 
+    def figures(self) -> dict[str, object]:
+        return {
+            **self.timing.figures(),
+            "met": self.met,
+            "recall": {"tenure": self.tenure.figures(), "presidio": self.presidio.figures()},
+            "tags": {"tenure": self.tenure_tags, "presidio": self.presidio_tags},
+        }
+
 
 def run_text(notes: Sequence[Note], repeats: int, seed: int) -> TextResult:
     """Both redactions on the same notes, after both engines are loaded and warmed up."""
-    from presidio_anonymizer import AnonymizerEngine
-
     texts = [note.text for note in notes]
-    text_engine()  # first: it also keeps tldextract offline
-    analyzer, anonymizer = baseline_analyzer(), AnonymizerEngine()
-    warm_up = [note.text for note in write_notes(WARM_UP, seed + 99, 1.0)]
+    analyzer, anonymizer = baseline_engines()
+    warm_up = [note.text for note in write_notes(harness.WARM_UP, seed + 99, 1.0)]
     tenure_redact(warm_up)
-    presidio_redact(analyzer, anonymizer, warm_up)
+    presidio_redact_all(analyzer, anonymizer, warm_up)
     tenure_runs, presidio_runs = [], []
     ours: list[str] = []
     theirs: list[str] = []
     for _ in range(repeats):
-        started = time.perf_counter()
-        ours = tenure_redact(texts)
-        tenure_runs.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        theirs = presidio_redact(analyzer, anonymizer, texts)
-        presidio_runs.append(time.perf_counter() - started)
+        seconds, ours = harness.timed(lambda: tenure_redact(texts))
+        tenure_runs.append(seconds)
+        seconds, theirs = harness.timed(lambda: presidio_redact_all(analyzer, anonymizer, texts))
+        presidio_runs.append(seconds)
     timing = Timing(
         "free text", len(texts), tenure_runs, presidio_runs, TEXT_TARGET, "redact_text / analyze"
     )
-    return TextResult(timing, measure_recall(notes, ours), measure_recall(notes, theirs))
+    (tenure, tenure_tags), (presidio, presidio_tags) = (
+        measure_recall(notes, ours),
+        measure_recall(notes, theirs),
+    )
+    return TextResult(timing, tenure, presidio, tenure_tags, presidio_tags)
 
 
 # ---------------------------------------------------------------------------- report
 
 
-def versions() -> dict[str, str]:
-    names = ("presidio-structured", "presidio-analyzer", "presidio-anonymizer", "pandas")
-    found = {name: importlib.metadata.version(name) for name in (*names, "spacy", "faker")}
-    return {"python": platform.python_version(), **found, "cores": str(os.cpu_count())}
-
-
 def print_structured(timings: Sequence[Timing], distinct: dict[str, int]) -> None:
     first = timings[0]
     print(f"## Structured columns ({first.rows:,} rows, median of {len(first.tenure_runs)})\n")
-    print(
-        "| Part | Operators (Tenure / presidio-structured) | Distinct values | Tenure s "
-        "| presidio-structured s | Ratio | Target | |"
-    )
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    headers = [
+        "Part",
+        "Operators (Tenure / presidio-structured)",
+        "Distinct values",
+        "Tenure s",
+        "presidio-structured s",
+        "Ratio",
+        "Target",
+        "",
+    ]
+    rows = []
     for timing in timings:
         count = distinct.get(timing.part)
-        print(
-            f"| {timing.part} | {timing.note} | {f'{count:,}' if count else '-'} "
-            f"| {timing.tenure:.4f} | {timing.presidio:.3f} | {timing.ratio:,.1f}x "
-            f"| ≥ {timing.target:g}x | {_verdict(timing.met)} |"
+        rows.append(
+            [
+                timing.part,
+                timing.note,
+                f"{count:,}" if count else "-",
+                f"{timing.tenure:.4f}",
+                f"{timing.presidio:.3f}",
+                f"{timing.ratio:,.1f}x",
+                str(timing.target),
+                timing.target.verdict(timing.ratio),
+            ]
         )
+    print(harness.markdown_table(headers, rows, "llrrrrrl"))
     print(
         "\nThe e-mail pair is not equivalent in strength: presidio's `hash` is sha256 of the "
         "value and a fixed salt (salted, not keyed), Tenure's `pseudonym` an HMAC-SHA256.\n"
@@ -441,86 +401,61 @@ def print_structured(timings: Sequence[Timing], distinct: dict[str, int]) -> Non
 def print_text(result: TextResult) -> None:
     timing = result.timing
     print(f"## Free text ({timing.rows:,} notes, median of {len(timing.tenure_runs)})\n")
-    print("| Path | Seconds | Texts/s | Ratio | Target | |")
-    print("| --- | ---: | ---: | ---: | ---: | --- |")
-    print(
-        f"| Tenure `redact_text` | {timing.tenure:.2f} | {timing.rows / timing.tenure:,.0f} "
-        f"| {timing.ratio:.2f}x | ≥ {timing.target:g}x at equal recall | {_verdict(result.met)} |"
-    )
-    print(
-        f"| Presidio analyze + anonymize | {timing.presidio:.2f} "
-        f"| {timing.rows / timing.presidio:,.0f} | 1.00x | - | |"
-    )
+    paths = [
+        [
+            "Tenure `redact_text`",
+            f"{timing.tenure:.2f}",
+            f"{timing.rows / timing.tenure:,.0f}",
+            f"{timing.ratio:.2f}x",
+            f"{timing.target} at equal recall",
+            "met" if result.met else "**missed**",
+        ],
+        [
+            "Presidio analyze + anonymize",
+            f"{timing.presidio:.2f}",
+            f"{timing.rows / timing.presidio:,.0f}",
+            "1.00x",
+            "-",
+            "",
+        ],
+    ]
+    headers = ["Path", "Seconds", "Texts/s", "Ratio", "Target", ""]
+    print(harness.markdown_table(headers, paths, "lrrrrl"))
     print(
         "\nRecall: planted value gone from the output (and, stricter, no piece of it left: "
         "no run of 3+ letters or digits of it, digits only for phones)\n"
     )
-    print(
-        "| Entity | Planted | Tenure | Presidio | Tenure, nothing left | Presidio, nothing left |"
-    )
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     ours, theirs = result.tenure, result.presidio
+    rows = []
     for entity in [*sorted(ours.planted), None]:
         planted = ours.planted[entity] if entity else sum(ours.planted.values())
-        print(
-            f"| {entity or 'all'} | {planted:,} | {ours.share(ours.gone, entity):.3f} "
-            f"| {theirs.share(theirs.gone, entity):.3f} "
-            f"| {ours.share(ours.no_piece_left, entity):.3f} "
-            f"| {theirs.share(theirs.no_piece_left, entity):.3f} |"
+        rows.append(
+            [
+                entity or "all",
+                f"{planted:,}",
+                f"{ours.share(ours.gone, entity):.3f}",
+                f"{theirs.share(theirs.gone, entity):.3f}",
+                f"{ours.share(ours.nothing_left, entity):.3f}",
+                f"{theirs.share(theirs.nothing_left, entity):.3f}",
+            ]
         )
+    headers = [
+        "Entity",
+        "Planted",
+        "Tenure",
+        "Presidio",
+        "Tenure, nothing left",
+        "Presidio, nothing left",
+    ]
+    print(harness.markdown_table(headers, rows, "lrrrrr"))
     print(
-        f"\nTags per note: Tenure {ours.tags / timing.rows:.2f}, "
-        f"Presidio {theirs.tags / timing.rows:.2f}.\n"
+        f"\nTags per note: Tenure {result.tenure_tags / timing.rows:.2f}, "
+        f"Presidio {result.presidio_tags / timing.rows:.2f}.\n"
     )
     for label, recall in (("Tenure", ours), ("Presidio", theirs)):
         for example in recall.missed[:3]:
             print(f"- missed by {label}: {example}")
     print()
-
-
-def _verdict(met: bool) -> str:
-    return "met" if met else "**missed**"
-
-
-def write_json(
-    path: Path,
-    args: Any,
-    timings: Sequence[Timing],
-    distinct: dict[str, int],
-    text: TextResult | None,
-) -> None:
-    def part(timing: Timing) -> dict[str, object]:
-        return {
-            **asdict(timing),
-            "tenure_seconds": timing.tenure,
-            "presidio_seconds": timing.presidio,
-            "ratio": timing.ratio,
-            "met": timing.met,
-        }
-
-    figures: dict[str, object] = {
-        "versions": versions(),
-        "rows": args.rows,
-        "text_rows": args.text_rows,
-        "seed": args.seed,
-        "distinct_values": distinct,
-        "structured": [part(timing) for timing in timings],
-    }
-    if text is not None:
-        figures["text"] = {
-            **part(text.timing),
-            "met": text.met,
-            "recall": {
-                label: {
-                    "planted": dict(recall.planted),
-                    "gone": dict(recall.gone),
-                    "no_piece_left": dict(recall.no_piece_left),
-                    "tags": recall.tags,
-                }
-                for label, recall in (("tenure", text.tenure), ("presidio", text.presidio))
-            },
-        }
-    path.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n")
 
 
 # ---------------------------------------------------------------------------- main
@@ -534,38 +469,40 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--repeats", type=int, default=3, help="structured runs (median)")
     parser.add_argument("--text-repeats", type=int, default=1, help="free-text runs (median)")
-    parser.add_argument("--seed", type=int, default=SEED)
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
-    parser.add_argument("--profile", action="store_true", help="cProfile Tenure's structured part")
-    args: Any = parser.parse_args(argv)
+    args = harness.parse_args(
+        parser, argv, SMOKE, seed=SEED, profile="cProfile Tenure's structured part"
+    )
     require_presidio_structured()
     if args.text_rows > args.rows:
         parser.error("--text-rows cannot exceed --rows")
-    started = time.perf_counter()
-    frame, notes = customers(args.rows, args.seed)
-    built = time.perf_counter() - started
-    print(", ".join(f"{name} {version}" for name, version in versions().items()) + "\n")
-    with_pii = sum(bool(note.spans) for note in notes)
-    print(
-        f"DataFrame: {len(frame):,} rows ({frame['email'].dtype!r}) built in {built:.1f} s; "
-        f"{with_pii:,} notes ({with_pii / len(notes):.1%}) embed their row's name, e-mail "
-        "or phone.\n"
-    )
-    distinct = check_structured(frame)
-    print("Checks passed: no original value kept; mask, replace and FSA identical on both sides.\n")
-    timings = run_structured(frame, args.repeats)
-    print_structured(timings, distinct)
-    text = None
-    if args.text_rows:
-        text = run_text(notes[: args.text_rows], args.text_repeats, args.seed)
-        print_text(text)
-    if args.profile:
-        print("## cProfile: Tenure, all four columns\n\n```")
-        print(profile_structured(frame))
-        print("```\n")
-    if args.json:
-        write_json(args.json, args, timings, distinct, text)
-    print(f"Whole script: {time.perf_counter() - started:.0f} s on {os.cpu_count()} cores.")
+    with harness.Benchmark("anonymize_vs_structured", args) as bench:
+        built, (frame, notes) = harness.timed(lambda: customers(args.rows, args.seed))
+        print(", ".join(f"{name} {version}" for name, version in harness.versions().items()))
+        print()
+        with_pii = sum(bool(note.spans) for note in notes)
+        print(
+            f"DataFrame: {len(frame):,} rows ({frame['email'].dtype!r}) built in {built:.1f} s; "
+            f"{with_pii:,} notes ({with_pii / len(notes):.1%}) embed their row's name, e-mail "
+            "or phone.\n"
+        )
+        distinct = check_structured(frame)
+        print(
+            "Checks passed: no original value kept; mask, replace and FSA identical on both"
+            " sides.\n"
+        )
+        timings = run_structured(frame, args.repeats)
+        print_structured(timings, distinct)
+        bench.figures.update(
+            distinct_values=distinct, structured=[timing.figures() for timing in timings]
+        )
+        if args.text_rows:
+            text = run_text(notes[: args.text_rows], args.text_repeats, args.seed)
+            print_text(text)
+            bench.figures["text"] = text.figures()
+        if args.profile:
+            print("## cProfile: Tenure, all four columns\n\n```")
+            print(profile_structured(frame))
+            print("```\n")
 
 
 if __name__ == "__main__":

@@ -16,12 +16,17 @@ from __future__ import annotations
 
 import argparse
 import random
-import time
+from collections.abc import Callable, Sequence
 
 from faker import Faker
 
 from anonymizers.detection.text_engine import PIECE_CHARS, text_engine
 from anonymizers.text_redaction import _redact_pieces, redact_texts
+from bench import harness
+
+SMOKE = {"lengths": "2000,6000", "whole_max": 6_000}
+Redactor = Callable[[Sequence[str], list[str] | None, float], list[str]]
+KINDS: dict[str, Redactor] = {"pieces": redact_texts, "whole": _redact_pieces}
 
 
 def note(length: int, seed: int = 7) -> tuple[str, list[str]]:
@@ -43,37 +48,50 @@ def note(length: int, seed: int = 7) -> tuple[str, list[str]]:
     return "".join(lines), emails
 
 
-def timed(function: object, text: str) -> tuple[float, str]:
-    start = time.perf_counter()
-    (redacted,) = function([text], None, 0.0)  # type: ignore[operator]
-    return time.perf_counter() - start, redacted
+def redact(function: Redactor, text: str) -> tuple[float, str]:
+    """Seconds to redact ``text`` alone, and the redacted text."""
+    seconds, (redacted,) = harness.timed(lambda: function([text], None, 0.0))
+    return seconds, redacted
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--lengths", default="10000,40000,160000,640000")
     parser.add_argument("--whole-max", type=int, default=160_000)
-    args = parser.parse_args()
-    text_engine()
-    timed(redact_texts, note(2_000, seed=1)[0])  # warm up
-    print(f"piece size {PIECE_CHARS:,} characters")
-    print(f"{'characters':>10} {'pieces s':>9} {'ms/1k':>7} {'ratio':>6} "
-          f"{'whole s':>8} {'ms/1k':>7} {'ratio':>6}")  # fmt: skip
-    base: dict[str, float] = {}
-    for length in (int(n) for n in args.lengths.split(",")):
-        text, emails = note(length)
-        cells = [f"{len(text):>10,}"]
-        for kind, function in (("pieces", redact_texts), ("whole", _redact_pieces)):
-            if kind == "whole" and length > args.whole_max:
-                cells.append(f"{'-':>8} {'-':>7} {'-':>6}")
-                continue
-            seconds, redacted = timed(function, text)
-            survivors = [e for e in emails if e in redacted]
-            assert not survivors, f"{kind}: {len(survivors)} e-mail addresses survive"
-            per_k = 1000 * seconds / len(text) * 1000
-            base.setdefault(kind, per_k)
-            cells.append(f"{seconds:>8.2f} {per_k:>7.2f} {per_k / base[kind]:>6.2f}")
-        print(" ".join(cells), flush=True)
+    args = harness.parse_args(parser, argv, SMOKE)
+    with harness.Benchmark("long_texts", args) as bench:
+        text_engine()
+        redact(redact_texts, note(2_000, seed=1)[0])  # warm up
+        print(f"Piece size {PIECE_CHARS:,} characters.\n")
+        base: dict[str, float] = {}
+        rows: list[list[str]] = []
+        figures: list[dict[str, object]] = []
+        for length in (int(n) for n in args.lengths.split(",")):
+            text, emails = note(length)
+            cells = [f"{len(text):,}"]
+            measured: dict[str, object] = {"characters": len(text)}
+            for kind, function in KINDS.items():
+                if kind == "whole" and length > args.whole_max:
+                    cells += ["-", "-", "-"]
+                    continue
+                seconds, redacted = redact(function, text)
+                survivors = [e for e in emails if e in redacted]
+                harness.check(not survivors, f"{kind}: {len(survivors)} e-mail addresses survive")
+                per_k = 1000 * seconds / len(text) * 1000
+                base.setdefault(kind, per_k)
+                cells += [f"{seconds:.2f}", f"{per_k:.2f}", f"{per_k / base[kind]:.2f}"]
+                measured[kind] = {
+                    "seconds": seconds,
+                    "ms_per_1k": per_k,
+                    "ratio": per_k / base[kind],
+                }
+            rows.append(cells)
+            figures.append(measured)
+            print(f"{len(text):,} characters done", flush=True)
+        headers = ["Characters", "Pieces s", "ms / 1k", "Ratio", "Whole s", "ms / 1k", "Ratio"]
+        print()
+        print(harness.markdown_table(headers, rows, "rrrrrrr"))
+        bench.figures.update(piece_chars=PIECE_CHARS, lengths=figures)
 
 
 if __name__ == "__main__":

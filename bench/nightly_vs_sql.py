@@ -5,28 +5,23 @@
 One seeded click-stream database is copied (``CREATE DATABASE ... TEMPLATE``) for every
 run, so each side starts from identical rows. Scenario A deletes what is older than 13
 months; scenario B first keeps a monthly rollup of it. Both sides use the cut-off the
-planner computes for one fixed instant. See bench/README.md for what is measured.
+planner computes for one fixed instant. See bench/README.md for what is measured; the
+figures go to ``bench/results/nightly_vs_sql.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import cProfile
-import io
-import multiprocessing
 import os
-import pstats
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,9 +29,7 @@ from zoneinfo import ZoneInfo
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import Engine, create_engine, event, text
 
-# The run audits what it does: a key for this throwaway state database only.
-os.environ.setdefault("TENURE_AUDIT_KEY", "bench-only-audit-key-not-a-secret")
-
+from bench import harness
 from connectors.sql.bookkeeping import rollup_table_name
 from flows.run.lifecycle import run_policy
 from flows.run.types import RunOptions, RunReport
@@ -49,8 +42,11 @@ ZONE = "America/Montreal"
 NOW = datetime(2026, 6, 1, 2, 0, tzinfo=ZoneInfo(ZONE))
 """Both sides evaluate at this instant, so their cut-offs are identical."""
 SPAN = relativedelta(months=26)
-TARGETS = {"A": 1.5, "B": 2.5}
+TARGETS = {"A": harness.Target(1.5), "B": harness.Target(2.5)}
 PEAK_TARGET_MB = 500
+#: The smallest sizes; the command-line part (three `tenure run`s, each starting
+#: Prefect's temporary API server: 10 to 40 s apiece) is left out.
+SMOKE = {"rows": 2_000, "chunks": "1000", "repeat": 1, "no_cli": True}
 ROLLUP = "views_by_feature"
 TENURE = Path(sys.executable).parent / "tenure"
 FEATURES = [
@@ -159,12 +155,31 @@ class Timing:
     scenario: str
     chunk: int
     tenure_s: float
-    raw_s: float
+    raw: harness.Runs
     peak_mb: float | None = None
 
     @property
+    def raw_s(self) -> float:
+        return self.raw.median
+
+    @property
     def ratio(self) -> float:
-        return self.tenure_s / self.raw_s
+        return harness.ratio(self.tenure_s, self.raw_s)
+
+    def figures(self) -> dict[str, object]:
+        target = TARGETS[self.scenario]
+        return {
+            "rows": self.rows,
+            "scenario": self.scenario,
+            "action": SCENARIOS[self.scenario],
+            "chunk": self.chunk,
+            "tenure_s": self.tenure_s,
+            "raw_s": self.raw,
+            "ratio": self.ratio,
+            "target": str(target),
+            "met": target.met(self.ratio),
+            "peak_mb": self.peak_mb,
+        }
 
 
 @dataclass
@@ -198,6 +213,8 @@ class Bench:
         self.admin = create_engine(self.server.admin_url, isolation_level="AUTOCOMMIT")
         # A vacuum of one side's dead rows must not run during the other side's timing.
         self.set_server("autovacuum", "off")
+        with self.admin.connect() as connection:
+            self.version = str(connection.execute(text("SHOW server_version")).scalar_one())
         self.policies = {s: self._write_policy(s) for s in ACTIONS}
         loaded = load_policy(self.policies["A"], {"BENCH_URL": self.server.url("postgres")})
         (plan,) = plan_rules(loaded.policy, PolicyClock.at(loaded.policy.timezone, NOW))
@@ -320,11 +337,6 @@ def run_raw(url: str, scenario: str, cutoff: datetime) -> tuple[float, int]:
         return time.perf_counter() - start, deleted
 
 
-def check(condition: bool, message: str) -> None:
-    if not condition:
-        raise SystemExit(f"verification failed: {message}")
-
-
 def check_rollups(tenure_url: str, raw_url: str, deleted: int) -> None:
     """Tenure's rollup cells hold the deleted rows, cell for cell as the raw GROUP BY."""
     agg = rollup_table_name("web_clicks", ROLLUP)
@@ -343,9 +355,9 @@ def check_rollups(tenure_url: str, raw_url: str, deleted: int) -> None:
     tenure, raw = fetched
     tenure_n = sum(n for n, _ in tenure.values())
     raw_n = sum(n for n, _ in raw.values())
-    check(tenure_n == deleted, f"rollup counts {tenure_n:,} != rows deleted {deleted:,}")
-    check(raw_n == deleted, f"raw aggregate counts {raw_n:,} != rows deleted {deleted:,}")
-    check(tenure == raw, f"rollup cells differ: {len(tenure.keys() ^ raw.keys())} keys")
+    harness.check(tenure_n == deleted, f"rollup counts {tenure_n:,} != rows deleted {deleted:,}")
+    harness.check(raw_n == deleted, f"raw aggregate counts {raw_n:,} != rows deleted {deleted:,}")
+    harness.check(tenure == raw, f"rollup cells differ: {len(tenure.keys() ^ raw.keys())} keys")
 
 
 def scenario(
@@ -353,7 +365,7 @@ def scenario(
 ) -> list[Timing]:
     """Tenure at each chunk size and raw SQL (median of `repeat` runs), each run on its
     own copy of `seed`."""
-    raw_times = []
+    raw_times: list[float] = []
     for attempt in range(repeat):
         if attempt:
             bench.drop("raw")
@@ -361,83 +373,50 @@ def scenario(
         before, expired = bench.counts(raw_url)
         seconds, raw_deleted = run_raw(raw_url, name, bench.cutoff)
         raw_times.append(seconds)
-        check(raw_deleted == expired, f"raw deleted {raw_deleted:,}, expected {expired:,}")
-    raw_s = statistics.median(raw_times)
+        harness.check(raw_deleted == expired, f"raw deleted {raw_deleted:,}, expected {expired:,}")
+    raw = harness.Runs.of(raw_times)
+    raw_s = raw.median
     raw_left = bench.counts(raw_url)[0]
-    runs = ", ".join(f"{t:.2f}" for t in raw_times)
-    print(f"  raw SQL: {raw_s:.2f} s (median of {runs}), deleted {raw_deleted:,} of {before:,}")
+    print(
+        f"  raw SQL: {raw_s:.2f} s (median of {raw.listed()}),"
+        f" deleted {raw_deleted:,} of {before:,}"
+    )
     timings = []
     for chunk in chunks:
         url = bench.copy(seed, "tenure")
         tenure_s, report = run_tenure(bench.policies[name], url, chunk, bench.state_url())
         left = bench.counts(url)[0]
         processed = report.outcomes[0].processed
-        check(left == raw_left, f"Tenure left {left:,} rows, raw SQL {raw_left:,}")
+        harness.check(left == raw_left, f"Tenure left {left:,} rows, raw SQL {raw_left:,}")
         removed = before - left
-        check(processed == removed, f"Tenure reported {processed:,}, removed {removed:,}")
+        harness.check(processed == removed, f"Tenure reported {processed:,}, removed {removed:,}")
         if name == "B":
             check_rollups(url, raw_url, removed)
         print(
             f"  Tenure chunk {chunk:,}: {tenure_s:.2f} s, deleted {processed:,}"
             f" in {report.outcomes[0].chunks} chunks ({tenure_s / raw_s:.2f}x)"
         )
-        timings.append(Timing(rows, name, chunk, tenure_s, raw_s))
+        timings.append(Timing(rows, name, chunk, tenure_s, raw))
         bench.drop("tenure")
     bench.drop("raw")
     return timings
 
 
-def _status_kb(field_name: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{field_name}:"):
-            return int(line.split()[1])
-    raise KeyError(field_name)
-
-
-def _memory_child(policy: str, url: str, chunk: int, state_url: str, conn: Connection) -> None:
-    """Entry point of the measuring process: one run, then its own high-water mark.
-
-    VmHWM, not ``ru_maxrss``: Linux carries the maximum RSS across fork and exec, so a
-    spawned child's ``ru_maxrss`` (and the parent's RUSAGE_CHILDREN) starts at the
-    parent's own peak.
-    """
-    import connectors.sql.connector  # noqa: F401  (the connector and pandas count in the baseline)
-
-    baseline = _status_kb("VmRSS")
+def memory_run(policy: str, url: str, chunk: int, state_url: str) -> tuple[float, int]:
+    """One run in the measuring process: seconds, and rows processed."""
     seconds, report = run_tenure(Path(policy), url, chunk, state_url)
-    conn.send(
-        {
-            "baseline_kb": baseline,
-            "peak_kb": _status_kb("VmHWM"),
-            "seconds": seconds,
-            "processed": report.outcomes[0].processed,
-        }
-    )
-    conn.close()
+    return seconds, report.outcomes[0].processed
 
 
 def measure_memory(bench: Bench, seed: str, rows: int, name: str, chunk: int) -> Memory:
-    """Run Tenure in a spawned process and read its peak RSS (VmHWM)."""
+    """Run Tenure in a spawned process and read its peak RSS (VmHWM); the SQL connector
+    and pandas count in the figure after imports."""
     url = bench.copy(seed, "memory")
-    context = multiprocessing.get_context("spawn")
-    receiver, sender = context.Pipe(duplex=False)
-    args = (str(bench.policies[name]), url, chunk, bench.state_url(), sender)
-    process = context.Process(target=_memory_child, args=args)
-    process.start()
-    sender.close()
-    result: dict[str, Any] = receiver.recv()
-    process.join()
-    check(process.exitcode == 0, f"memory child exited with {process.exitcode}")
+    args = (str(bench.policies[name]), url, chunk, bench.state_url())
+    measured = harness.peak_in_child(memory_run, *args, imports=["connectors.sql.connector"])
     bench.drop("memory")
-    memory = Memory(
-        rows,
-        name,
-        chunk,
-        result["baseline_kb"] / 1024,
-        result["peak_kb"] / 1024,
-        result["seconds"],
-        result["processed"],
-    )
+    seconds, processed = measured.result
+    memory = Memory(rows, name, chunk, measured.imports_mb, measured.peak_mb, seconds, processed)
     print(
         f"  {rows:,} rows, scenario {name}: peak {memory.peak_mb:.0f} MB"
         f" (after imports {memory.baseline_mb:.0f} MB), {memory.seconds:.2f} s"
@@ -448,24 +427,21 @@ def measure_memory(bench: Bench, seed: str, rows: int, name: str, chunk: int) ->
 def measure_cli(bench: Bench, seed: str) -> list[tuple[str, float]]:
     """`tenure run` end to end (scenario A), and the fixed cost of starting it."""
     url = bench.copy(seed, "cli")
-    env = {
-        **os.environ,
-        "BENCH_URL": url,
-        "TENURE_PSEUDONYM_KEY": "bench-only-not-a-secret",
-        "TENURE_AUDIT_KEY": "bench-only-audit-key-not-a-secret",
-        "PREFECT_HOME": str(bench.workdir / "prefect-home"),
-    }
+    # the keys are the benchmark's own (bench/__init__.py), as the in-process runs use
+    env = {**os.environ, "BENCH_URL": url, "PREFECT_HOME": str(bench.workdir / "prefect-home")}
     policy = str(bench.policies["A"])
     state = bench.state_url()
     now = ["--now", NOW.replace(tzinfo=None).isoformat(timespec="seconds")]
     run = [str(TENURE), "run", policy, *now, "--state", state, "--json"]
 
     def timed(command: list[str]) -> float:
-        start = time.perf_counter()
-        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-        elapsed = time.perf_counter() - start
-        check(done.returncode == 0, f"{' '.join(command[1:3])} exited {done.returncode}: "
-              f"{done.stderr.strip()[-800:]}")  # fmt: skip
+        elapsed, done = harness.timed(
+            lambda: subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        )
+        harness.check(
+            done.returncode == 0,
+            f"{' '.join(command[1:3])} exited {done.returncode}: {done.stderr.strip()[-800:]}",
+        )
         return elapsed
 
     before = bench.counts(url)
@@ -477,7 +453,7 @@ def measure_cli(bench: Bench, seed: str) -> list[tuple[str, float]]:
         ("tenure run (scenario A, chunk 10,000, end to end)", timed(run)),
     ]  # fmt: skip
     after = bench.counts(url)
-    check(after[1] == 0 and after[0] == before[0] - before[1], f"CLI run left {after}")
+    harness.check(after[1] == 0 and after[0] == before[0] - before[1], f"CLI run left {after}")
     figures.append(("tenure run --dry-run on the cleaned table (Prefect start)", timed(
         [*run, "--dry-run"])))  # fmt: skip
     in_process, _ = run_tenure(bench.policies["A"], url, 10_000, state, dry_run=True)
@@ -541,11 +517,9 @@ def profile(bench: Bench, seed: str, name: str, chunk: int, top: int) -> None:
     offset = log.stat().st_size
     bench.set_server("log_min_duration_statement", "0", "log_parameter_max_length", "0")
     client: dict[str, list[float]] = {}
-    profiler = cProfile.Profile()
-    with statement_clock(client):
-        profiler.enable()
+    profiler = harness.Profile()
+    with statement_clock(client), profiler.running():
         seconds, _ = run_tenure(bench.policies[name], url, chunk, bench.state_url())
-        profiler.disable()
     bench.set_server("log_min_duration_statement", "-1", "log_parameter_max_length", "-1")
     with log.open(errors="replace") as handle:
         handle.seek(offset)
@@ -554,47 +528,83 @@ def profile(bench: Bench, seed: str, name: str, chunk: int, top: int) -> None:
     print(f"\n== scenario {name}, chunk {chunk:,}: {seconds:.2f} s (under cProfile)")
     _print_totals("client-side time per statement (compile excluded)", client, top)
     _print_totals("server-side time per phase and statement", server, top)
-    for order in ("tottime", "cumulative"):
-        stats = pstats.Stats(profiler, stream=sys.stdout)
-        stats.strip_dirs().sort_stats(order).print_stats(top)
+    print(profiler.report(top, ("tottime", "cumulative")))
 
 
-def render(results: Results, layout: str) -> str:
-    """The plain-text tables of the figures."""
+def render(results: Results, layout: str, version: str) -> str:
+    """The Markdown tables of the figures."""
     lines = [
-        f"Tenure vs hand-written SQL on PostgreSQL 15, layout {layout}, {os.cpu_count()} CPUs",
+        f"Tenure vs hand-written SQL on PostgreSQL {version}, layout {layout},"
+        f" {os.cpu_count()} CPUs",
         "",
-        f"{'N':>11}  {'scenario':<24}{'chunk':>8}{'Tenure s':>10}{'raw SQL s':>11}"
-        f"{'ratio':>8}{'target':>8}{'peak MB':>9}",
+        harness.markdown_table(
+            ["N", "Scenario", "Chunk", "Tenure s", "Raw SQL s", "Ratio", "Target", "Peak MB"],
+            [
+                [
+                    f"{t.rows:,}",
+                    f"{t.scenario} {SCENARIOS[t.scenario]}",
+                    f"{t.chunk:,}",
+                    f"{t.tenure_s:.2f}",
+                    f"{t.raw_s:.2f}",
+                    f"{t.ratio:.2f}x",
+                    f"{TARGETS[t.scenario]} {TARGETS[t.scenario].verdict(t.ratio)}",
+                    "-" if t.peak_mb is None else f"{t.peak_mb:.0f}",
+                ]
+                for t in results.timings
+            ],
+            "rlrrrrrr",
+        ),
     ]
-    for t in results.timings:
-        target = TARGETS[t.scenario]
-        peak = f"{t.peak_mb:.0f}" if t.peak_mb is not None else "-"
-        lines.append(
-            f"{t.rows:>11,}  {t.scenario + ' ' + SCENARIOS[t.scenario]:<24}{t.chunk:>8,}"
-            f"{t.tenure_s:>10.2f}{t.raw_s:>11.2f}{t.ratio:>7.2f}x"
-            f"{'<=' + str(target) + 'x':>8}{peak:>9}" + ("" if t.ratio <= target else "  MISSED")
-        )
     if results.memory:
         lines += [
             "",
             f"Peak RSS of the Tenure process (VmHWM, target < {PEAK_TARGET_MB} MB)",
-            f"{'N':>11}  {'scenario':<24}{'chunk':>8}{'imports MB':>12}{'peak MB':>9}"
-            f"{'run s':>8}{'rows':>11}",
+            "",
+            harness.markdown_table(
+                ["N", "Scenario", "Chunk", "Imports MB", "Peak MB", "Run s", "Rows"],
+                [
+                    [
+                        f"{m.rows:,}",
+                        f"{m.scenario} {SCENARIOS[m.scenario]}",
+                        f"{m.chunk:,}",
+                        f"{m.baseline_mb:.0f}",
+                        f"{m.peak_mb:.0f}",
+                        f"{m.seconds:.2f}",
+                        f"{m.processed:,}",
+                    ]
+                    for m in results.memory
+                ],
+                "rlrrrrr",
+            ),
         ]
-        for m in results.memory:
-            lines.append(
-                f"{m.rows:>11,}  {m.scenario + ' ' + SCENARIOS[m.scenario]:<24}{m.chunk:>8,}"
-                f"{m.baseline_mb:>12.0f}{m.peak_mb:>9.0f}{m.seconds:>8.2f}{m.processed:>11,}"
-            )
     if results.cli:
-        lines += ["", "Command line (wall time of the subprocess)"]
-        lines += [f"  {seconds:>7.2f} s  {label}" for label, seconds in results.cli]
+        lines += [
+            "",
+            "Command line (wall time of the subprocess)",
+            "",
+            harness.markdown_table(
+                ["Seconds", "Command"],
+                [[f"{seconds:.2f}", label] for label, seconds in results.cli],
+                "rl",
+            ),
+        ]
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def figures(results: Results, bench: Bench) -> dict[str, object]:
+    return {
+        "postgresql": bench.version,
+        "now": NOW,
+        "cutoff": bench.cutoff,
+        "timings": [t.figures() for t in results.timings],
+        "memory": results.memory,
+        "peak_target_mb": PEAK_TARGET_MB,
+        "cli": [{"command": label, "seconds": seconds} for label, seconds in results.cli],
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000, help="rows per table")
     parser.add_argument("--chunks", default="10000,50000", help="Tenure chunk sizes")
     parser.add_argument(
@@ -607,19 +617,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=3, help="raw SQL runs (median)")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory runs")
     parser.add_argument("--no-cli", action="store_true", help="skip the command-line runs")
-    parser.add_argument("--profile", action="store_true", help="cProfile A and B instead")
-    args = parser.parse_args(argv)
+    args = harness.parse_args(parser, argv, SMOKE, profile="cProfile A and B instead")
     chunks = [int(c) for c in args.chunks.split(",")]
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(line_buffering=True)  # progress shows up in logs and pipes
-    started = time.perf_counter()
     results = Results()
-    with tempfile.TemporaryDirectory(prefix="tenure-bench-") as tmp:
+    with (
+        harness.Benchmark("nightly_vs_sql", args) as run,
+        tempfile.TemporaryDirectory(prefix="tenure-bench-") as tmp,
+    ):
         bench = Bench(Path(tmp), args.layout)
         try:
             print(f"cut-off {bench.cutoff.isoformat()} (now {NOW.isoformat()})")
+            seeding = time.perf_counter()
             seed = bench.seed(args.rows)
-            print(f"seeded {args.rows:,} rows in {time.perf_counter() - started:.1f} s")
+            print(f"seeded {args.rows:,} rows in {time.perf_counter() - seeding:.1f} s")
             if args.profile:
                 for name in ("A", "B"):
                     profile(bench, seed, name, chunks[0], top=25)
@@ -646,11 +656,11 @@ def main(argv: list[str] | None = None) -> None:
             if not args.no_cli:
                 print("command line:")
                 results.cli = measure_cli(bench, seed)
+            run.figures.update(figures(results, bench))
         finally:
             bench.close()
-    print()
-    print(render(results, args.layout))
-    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+        print()
+        print(render(results, args.layout, bench.version))
 
 
 if __name__ == "__main__":

@@ -6,21 +6,22 @@
 A seeded Maildir inbox (Faker en_CA and fr_CA, half each) holds ``--messages`` business
 e-mails, every one older than the cut-off: from a customer, to a member of staff at
 ``360.agency``, a subject that sometimes names the customer, and a body of 3 to 10
-sentences that embeds the customer's name, phone number (``bench.scan_speed``'s eight
-layouts) and e-mail address; 30 % are multipart with an HTML alternative. The planted
+sentences that embeds the customer's name, phone number (``bench.data.NoteWriter``'s
+eight layouts) and e-mail address; 30 % are multipart with an HTML alternative. The planted
 values are kept per message.
 
 * **Tenure** goes through the connector protocol as the nightly flow does:
   ``open_connector("mail", "maildir:///<dir>?internal_domains=360.agency",
-  read_only=False, bookkeeping_dir=...)``, ``count_expiry`` and the ``execute_chunk``
-  loop of ``flows.run.lifecycle._work_through`` with action ``anonymize``, ``ColumnRewrite``s
-  for ``subject`` and ``body`` built like ``flows.run.lifecycle.column_rewrites`` from the
-  ``redact_text`` operator, and ``skip_marked``. The pass is split into redaction (the
+  ConnectorOptions(read_only=False, bookkeeping_dir=...))``, ``count_expiry`` and the
+  ``execute_chunk`` loop of ``flows.run.lifecycle._work_through`` with action
+  ``anonymize``, ``ColumnRewrite``s for ``subject`` and ``body`` built like
+  ``flows.run.lifecycle.column_rewrites`` from the ``redact_text`` operator, and
+  ``skip_marked``. The pass is split into redaction (the
   operator's ``operate``), store I/O (the store's ``scan`` and ``update``) and the rest
   (bookkeeping, pandas).
 * **Baseline**: a loop that reads each message with ``mailbox.Maildir``, runs
   Presidio's ``AnalyzerEngine.analyze`` + ``AnonymizerEngine.anonymize`` on the subject
-  and the plain-text body (``bench.scan_speed.baseline_analyzer``: the pinned spaCy
+  and the plain-text body (``bench.peers.baseline_analyzer``: the pinned spaCy
   models, offline, default registry; language from ``detect_language``) and writes the
   message back with the same shape Tenure gives it. It runs on the first
   ``--baseline-messages`` of its own copy of the inbox (all by default), since its
@@ -29,30 +30,21 @@ values are kept per message.
 Both engines are loaded and warmed up on other messages first. After each run, every
 message's subject and text parts are decoded and searched for the planted values:
 a value *survives* when it is still there verbatim; "nothing left" also requires that no
-run of three or more letters or digits of it survives as a word. See bench/README.md.
+run of three or more letters or digits of it survives as a word. See bench/README.md;
+the figures go to ``bench/results/redact_maildir.json``.
 """
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
-
 import argparse
-import cProfile
 import html
-import io
 import mailbox
-import pstats
+import os
 import random
-import re
 import shutil
 import subprocess
-import sys
-import tempfile
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -65,11 +57,17 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pandas as pd
 
-import anonymizers.text_redaction  # noqa: F401  (registers redact_text)
-from anonymizers.detection.text_engine import detect_language, text_engine
-from anonymizers.operators import create_operator
-from bench.scan_speed import NoteWriter, Person, baseline_analyzer
-from connectors.protocol import ChunkWork, ColumnRewrite, Connector, ExpirySelection
+from anonymizers.registry import create_operator
+from bench import harness
+from bench.data import NoteWriter, Person, Recall
+from bench.peers import baseline_engines, presidio_redact
+from connectors.protocol import (
+    ChunkWork,
+    ColumnRewrite,
+    Connector,
+    ConnectorOptions,
+    ExpirySelection,
+)
 from connectors.registry import open_connector
 
 if TYPE_CHECKING:
@@ -85,10 +83,10 @@ OLDEST: Final = datetime(2023, 1, 2, tzinfo=UTC)
 NEWEST: Final = datetime(2024, 12, 20, tzinfo=UTC)
 CHUNK_SIZE: Final = 50_000
 HTML_SHARE: Final = 0.3
-WARM_UP: Final = 32
 PARSER: Final = BytesParser(policy=policy.default)
-_PIECE: Final = re.compile(r"[^\W_]{3,}")
-_PHONE_PIECE: Final = re.compile(r"\d{3,}")
+SMOKE: Final = {"messages": 20, "baseline_messages": 10}
+PROFILED: Final = "run Tenure's pass under cProfile"
+KEPT: Final = "work here instead of a temporary folder, and keep the folders"
 
 # ---------------------------------------------------------------------------- messages
 
@@ -268,23 +266,6 @@ def visible_texts(raw: bytes) -> list[str]:
     return texts
 
 
-@dataclass
-class Recall:
-    planted: Counter[str] = field(default_factory=Counter)
-    gone: Counter[str] = field(default_factory=Counter)
-    nothing_left: Counter[str] = field(default_factory=Counter)
-    examples: list[str] = field(default_factory=list)
-
-    @property
-    def survivors(self) -> int:
-        return sum(self.planted.values()) - sum(self.gone.values())
-
-    def share(self, counts: Counter[str], entity: str | None = None) -> float:
-        planted = self.planted[entity] if entity else sum(self.planted.values())
-        found = counts[entity] if entity else sum(counts.values())
-        return found / planted if planted else 1.0
-
-
 def measure_recall(root: Path, planted: Sequence[Planted]) -> Recall:
     """Which planted values are still in the messages' subjects and text parts."""
     files = {name.split(",")[0].split(":")[0]: root / "cur" / name
@@ -293,25 +274,8 @@ def measure_recall(root: Path, planted: Sequence[Planted]) -> Recall:
     for message in planted:
         text = "\n".join(visible_texts(files[message.key].read_bytes()))
         for entity, value in message.values.items():
-            recall.planted[entity] += 1
-            if value in text:
-                if len(recall.examples) < 6:
-                    recall.examples.append(f"{entity} {value!r} in {message.key}")
-                continue
-            recall.gone[entity] += 1
-            pieces = (_PHONE_PIECE if entity == "PHONE_NUMBER" else _PIECE).findall(value)
-            if not any(_survives(piece, text) for piece in pieces):
-                recall.nothing_left[entity] += 1
+            recall.add(entity, value, text, message.key)
     return recall
-
-
-def _survives(piece: str, text: str) -> bool:
-    return re.search(rf"(?<![^\W_]){re.escape(piece)}(?![^\W_])", text) is not None
-
-
-def check(condition: bool, message: str) -> None:
-    if not condition:
-        raise SystemExit(f"verification failed: {message}")
 
 
 # ---------------------------------------------------------------------------- Tenure
@@ -335,6 +299,18 @@ class Split:
     @property
     def other(self) -> float:
         return self.total - self.redaction - self.io
+
+    def figures(self) -> dict[str, object]:
+        return {
+            "messages": self.messages,
+            "chunks": self.chunks,
+            "total_s": self.total,
+            "redaction_s": self.redaction,
+            "scan_s": self.scan,
+            "update_s": self.update,
+            "other_s": self.other,
+            "messages_per_s": harness.ratio(self.messages, self.total),
+        }
 
 
 def _timed_transform(transform: Callable[[Any], Any], split: Split) -> Callable[[Any], Any]:
@@ -387,7 +363,7 @@ def selection() -> ExpirySelection:
 
 def open_mail(root: Path, books: Path) -> Connector:
     url = f"maildir:///{root}?internal_domains={DOMAIN}"
-    return open_connector("mail", url, read_only=False, bookkeeping_dir=books)
+    return open_connector("mail", url, ConnectorOptions(read_only=False, bookkeeping_dir=books))
 
 
 def run_tenure(root: Path, books: Path, chunk_size: int, expected: int) -> Split:
@@ -431,12 +407,12 @@ def run_tenure(root: Path, books: Path, chunk_size: int, expected: int) -> Split
             after = result.last
         split.total = time.perf_counter() - started
         scan_seconds = split.scan  # the checks below scan again, outside the pass
-        check(counts.expired == expected, f"count_expiry: {counts.expired:,} expired")
-        check(split.messages == expected, f"the chunks rewrote {split.messages:,} messages")
+        harness.check(counts.expired == expected, f"count_expiry: {counts.expired:,} expired")
+        harness.check(split.messages == expected, f"the chunks rewrote {split.messages:,} messages")
         journal = sum(entry.rows for entry in connector.journal(run_id))
-        check(journal == expected, f"the journal holds {journal:,} rows")
+        harness.check(journal == expected, f"the journal holds {journal:,} rows")
         again = connector.count_expiry(chosen).expired
-        check(again == 0, f"{again:,} messages still selected after the pass (skip_marked)")
+        harness.check(again == 0, f"{again:,} messages still selected after the pass (skip_marked)")
         split.scan = scan_seconds
     finally:
         connector.close()
@@ -450,20 +426,6 @@ def tenure_warm_up(messages: Sequence[bytes]) -> None:
 
 
 # ---------------------------------------------------------------------------- baseline
-
-
-def baseline_engines() -> tuple[AnalyzerEngine, AnonymizerEngine]:
-    from presidio_anonymizer import AnonymizerEngine
-
-    text_engine()  # first: it also keeps tldextract offline
-    return baseline_analyzer(), AnonymizerEngine()  # type: ignore[no-untyped-call]
-
-
-def presidio_redact(analyzer: AnalyzerEngine, anonymizer: AnonymizerEngine, text: str) -> str:
-    """Presidio as documented: analyze, then anonymize (default ``replace``: ``<TYPE>``)."""
-    # the analyzer's results are what the anonymizer takes (its stubs name its own class)
-    found: list[Any] = analyzer.analyze(text, language=detect_language(text))
-    return str(anonymizer.anonymize(text, found).text)
 
 
 def run_baseline(
@@ -511,60 +473,68 @@ def _rate(messages: int, seconds: float) -> str:
     return f"{messages / seconds:,.1f}" if seconds > 0 else "-"
 
 
+def speedup(tenure: Split, baseline: Split | None) -> float | None:
+    """Tenure's messages per second over the naive loop's."""
+    if baseline is None or not baseline.messages:
+        return None
+    return harness.ratio(tenure.messages / tenure.total, baseline.messages / baseline.total)
+
+
 def render(tenure: Split, baseline: Split | None) -> str:
-    lines = [
-        "| Path | Messages | Seconds | Share | Messages/s | Ratio |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
-
-    def row(label: str, split: Split, seconds: float, ratio: str = "") -> str:
+    def row(label: str, split: Split, seconds: float, ratio: str = "") -> list[str]:
         share = f"{seconds / split.total:.0%}" if split.total else "-"
-        return (
-            f"| {label} | {split.messages:,} | {seconds:.2f} | {share} |"
-            f" {_rate(split.messages, seconds)} | {ratio} |"
-        )
+        return [
+            label,
+            f"{split.messages:,}",
+            f"{seconds:.2f}",
+            share,
+            _rate(split.messages, seconds),
+            ratio,
+        ]
 
-    ratio = ""
-    if baseline is not None and baseline.messages:
-        speedup = (tenure.messages / tenure.total) / (baseline.messages / baseline.total)
-        ratio = f"**{speedup:.2f}x**"
-    lines += [
-        row("Tenure, whole pass (`count_expiry` + chunks)", tenure, tenure.total, ratio),
+    ratio = speedup(tenure, baseline)
+    rows = [
+        row(
+            "Tenure, whole pass (`count_expiry` + chunks)",
+            tenure,
+            tenure.total,
+            "" if ratio is None else f"**{ratio:.2f}x**",
+        ),
         row("- redaction (`redact_text` operate)", tenure, tenure.redaction),
         row("- store I/O: `scan`", tenure, tenure.scan),
         row("- store I/O: `update`", tenure, tenure.update),
         row("- the rest (bookkeeping, pandas, rebuild checks)", tenure, tenure.other),
     ]
     if baseline is not None:
-        lines += [
+        rows += [
             row("Naive loop, whole pass", baseline, baseline.total, "1.00x"),
             row("- redaction (`analyze` + `anonymize`)", baseline, baseline.redaction),
             row("- I/O (read, parse, rebuild, write)", baseline, baseline.scan),
         ]
-    return "\n".join(lines)
+    headers = ["Path", "Messages", "Seconds", "Share", "Messages/s", "Ratio"]
+    return harness.markdown_table(headers, rows, "lrrrrr")
 
 
 def render_recall(tenure: Recall, baseline: Recall | None) -> str:
-    head = "| Entity | Planted | Tenure gone | Tenure nothing left |"
-    rule = "| --- | ---: | ---: | ---: |"
+    headers = ["Entity", "Planted", "Tenure gone", "Tenure nothing left"]
     if baseline is not None:
-        head += " Planted (naive) | Naive gone | Naive nothing left |"
-        rule += " ---: | ---: | ---: |"
-    lines = [head, rule]
+        headers += ["Planted (naive)", "Naive gone", "Naive nothing left"]
+    rows = []
     for entity in ("PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", None):
-        planted = tenure.planted[entity] if entity else sum(tenure.planted.values())
-        line = (
-            f"| {entity or 'all'} | {planted:,} | {tenure.share(tenure.gone, entity):.3f} |"
-            f" {tenure.share(tenure.nothing_left, entity):.3f} |"
-        )
+        cells = _recall_cells(tenure, entity)
         if baseline is not None:
-            planted = baseline.planted[entity] if entity else sum(baseline.planted.values())
-            line += (
-                f" {planted:,} | {baseline.share(baseline.gone, entity):.3f} |"
-                f" {baseline.share(baseline.nothing_left, entity):.3f} |"
-            )
-        lines.append(line)
-    return "\n".join(lines)
+            cells += _recall_cells(baseline, entity)
+        rows.append([entity or "all", *cells])
+    return harness.markdown_table(headers, rows, "l" + "r" * (len(headers) - 1))
+
+
+def _recall_cells(recall: Recall, entity: str | None) -> list[str]:
+    planted = recall.planted[entity] if entity else sum(recall.planted.values())
+    return [
+        f"{planted:,}",
+        f"{recall.share(recall.gone, entity):.3f}",
+        f"{recall.share(recall.nothing_left, entity):.3f}",
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -577,15 +547,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="messages the naive loop redacts (a rate; 0: skip it, -1: all)",
     )
     parser.add_argument("--chunk-size", type=int, default=CHUNK_SIZE)
-    parser.add_argument("--dir", type=Path, help="work here instead of a temporary folder")
-    parser.add_argument("--profile", action="store_true", help="run Tenure's pass under cProfile")
-    parser.add_argument("--seed", type=int, default=SEED)
-    args: Any = parser.parse_args(argv)
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(line_buffering=True)
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="tenure-maildir-") as tmp:
-        base: Path = args.dir.resolve() if args.dir else Path(tmp)
+    args = harness.parse_args(parser, argv, SMOKE, seed=SEED, profile=PROFILED, work_dir=KEPT)
+    with (
+        harness.Benchmark("redact_maildir", args) as bench,
+        harness.work_folder(args.dir, "tenure-maildir-") as base,
+    ):
         source, warm = base / "source", base / "warm-up"
         for folder in (source, warm):
             shutil.rmtree(folder, ignore_errors=True)
@@ -594,26 +560,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         size = sum(p.stat().st_size for p in (source / "cur").iterdir())
         print(
             f"{args.messages:,} messages ({size / 2**20:.1f} MB) written in"
-            f" {time.perf_counter() - started:.1f} s"
+            f" {time.perf_counter() - bench.started:.1f} s"
         )
-        loading = time.perf_counter()
-        tenure_warm_up(warm_raw)
-        print(f"Tenure's engine loaded and warmed up in {time.perf_counter() - loading:.1f} s")
+        loading, _ = harness.timed(lambda: tenure_warm_up(warm_raw))
+        print(f"Tenure's engine loaded and warmed up in {loading:.1f} s")
 
         root = copy_maildir(source, base / "tenure")
         books = base / "tenure-books"
         shutil.rmtree(books, ignore_errors=True)
-        profiler = cProfile.Profile() if args.profile else None
-        if profiler is not None:
-            profiler.enable()
-        tenure = run_tenure(root, books, args.chunk_size, args.messages)
-        if profiler is not None:
-            profiler.disable()
+        profiler = harness.Profile(enabled=args.profile)
+        with profiler.running():
+            tenure = run_tenure(root, books, args.chunk_size, args.messages)
         tenure_recall = measure_recall(root, planted)
+        examples = tenure_recall.missed[:3]
         print(
             f"Tenure: {tenure.total:.1f} s, {tenure.messages / tenure.total:.1f} messages/s;"
             f" survivors {tenure_recall.survivors:,} of {sum(tenure_recall.planted.values()):,}"
-            + (f" (e.g. {'; '.join(tenure_recall.examples[:3])})" if tenure_recall.examples else "")
+            + (f" (e.g. {'; '.join(examples)})" if examples else "")
         )
 
         baseline = baseline_recall = None
@@ -635,18 +598,24 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(render(tenure, baseline))
         print()
         print(render_recall(tenure_recall, baseline_recall))
-        if tenure_recall.examples:
-            print("\nSurvived Tenure: " + "; ".join(tenure_recall.examples))
-        if profiler is not None:
-            for order in ("cumulative", "tottime"):
-                stats = pstats.Stats(profiler, stream=sys.stdout)
-                stats.strip_dirs().sort_stats(order).print_stats(30)
-    print(f"\nWhole script: {time.perf_counter() - started:.0f} s on {os.cpu_count()} cores.")
+        if tenure_recall.missed:
+            print("\nSurvived Tenure: " + "; ".join(tenure_recall.missed[:6]))
+        if args.profile:
+            print(profiler.report(30))
+        bench.figures.update(
+            tenure=tenure.figures(),
+            baseline=None if baseline is None else baseline.figures(),
+            ratio=speedup(tenure, baseline),
+            recall={
+                "tenure": tenure_recall.figures(),
+                "baseline": None if baseline_recall is None else baseline_recall.figures(),
+            },
+        )
 
 
 def write_maildir_warm(root: Path, seed: int) -> list[Path]:
     """A few other messages (another seed) to warm both engines up on."""
-    write_maildir(root, WARM_UP, seed + 1)
+    write_maildir(root, harness.WARM_UP, seed + 1)
     return list((root / "cur").iterdir())
 
 

@@ -1,25 +1,28 @@
 """Column-level precision and recall of ``classify_column`` on the labelled evaluation set.
 
-    .venv/bin/python -m bench.scan_quality
+    .venv/bin/python -m bench.scan_quality          # 1,000 rows a table
+    .venv/bin/python -m bench.scan_quality --list   # the set: columns, families, true labels
 
-Every column of ``bench.scan_eval_set`` is classified from its name, type family and
-up to 1,000 sampled values. A column is *predicted* to hold entity E when its
-confidence for E is at least ``LABEL_THRESHOLD`` (0.5, the classifier's own labelling
+Every column of the evaluation set (``bench.data.build_eval_set``) is classified from its
+name, type family and up to 1,000 sampled values. A column is *predicted* to hold entity
+E when its confidence for E is at least ``LABEL_THRESHOLD`` (0.5, the classifier's own labelling
 threshold: a name rule of medium strength or better, or a Wilson lower bound of the
 matching share of at least one half). Each (column, entity) pair is then a true or false
 positive or a false negative; precision and recall are computed per entity, overall,
 and over the direct identifiers (e-mail, phone, SIN, card, IP, person name, postal code),
-where the target is recall >= 0.98 and precision >= 0.95. Prints Markdown.
+where the target is recall >= 0.98 and precision >= 0.95. Prints Markdown. ``--rows``
+sets the rows of each table (products: a fifth of that).
 
 ``--unseen-names`` draws people's names from locales whose names the given-name
-recognizer of ``text_redaction`` was not built from (see ``build_eval_set``).
+recognizer was not built from (see ``build_eval_set``).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
@@ -27,12 +30,14 @@ from anonymizers.detection import LABEL_THRESHOLD, classify_column
 from anonymizers.detection.classify import Value
 from anonymizers.detection.entities import DIRECT_IDENTIFIERS, SCANNED_ENTITIES
 from anonymizers.detection.text_engine import text_engine
-from bench.scan_eval_set import EvalSet, Key, build_eval_set
+from bench import harness
+from bench.data import EVAL_ROWS, EvalSet, Key, build_eval_set
 
 SAMPLE = 1_000
 SAMPLE_SEED = 0
 TARGET_RECALL = 0.98
 TARGET_PRECISION = 0.95
+SMOKE = {"rows": 60}
 
 
 @dataclass
@@ -53,6 +58,9 @@ class Tally:
     @property
     def recall(self) -> float | None:
         return self.tp / (self.tp + self.fn) if self.tp + self.fn else None
+
+    def figures(self) -> dict[str, object]:
+        return {**asdict(self), "precision": self.precision, "recall": self.recall}
 
 
 @dataclass
@@ -98,62 +106,117 @@ def _ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _row(label: str, tally: Tally) -> str:
-    return (
-        f"| {label} | {tally.tp + tally.fn} | {tally.tp} | {tally.fp} | {tally.fn} "
-        f"| {_ratio(tally.precision)} | {_ratio(tally.recall)} |"
-    )
+def _row(label: str, tally: Tally) -> list[object]:
+    return [
+        label,
+        tally.tp + tally.fn,
+        tally.tp,
+        tally.fp,
+        tally.fn,
+        _ratio(tally.precision),
+        _ratio(tally.recall),
+    ]
+
+
+def totals(outcome: Outcome) -> tuple[Tally, Tally]:
+    """The direct identifiers' tallies summed, and all entities'."""
+    direct, overall = Tally(), Tally()
+    for entity, tally in outcome.tallies.items():
+        overall.add(tally)
+        if entity in DIRECT_IDENTIFIERS:
+            direct.add(tally)
+    return direct, overall
+
+
+def target_met(direct: Tally) -> bool:
+    return (direct.recall or 0) >= TARGET_RECALL and (direct.precision or 0) >= TARGET_PRECISION
 
 
 def report(outcome: Outcome) -> tuple[str, bool]:
     """The Markdown report, and whether the direct-identifier target is met."""
-    direct, overall = Tally(), Tally()
+    direct, overall = totals(outcome)
+    rows = [
+        _row(entity + (" *" if entity in DIRECT_IDENTIFIERS else ""), tally)
+        for entity, tally in outcome.tallies.items()
+    ]
+    rows += [_row("**direct identifiers (*)**", direct), _row("**all entities**", overall)]
+    headers = ["entity", "columns", "TP", "FP", "FN", "precision", "recall"]
+    met = target_met(direct)
     lines = [
         f"Column labels at confidence >= {LABEL_THRESHOLD}.",
         "",
-        "| entity | columns | TP | FP | FN | precision | recall |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        harness.markdown_table(headers, rows, "lrrrrrr"),
+        "",
+        f"Target (direct identifiers: recall >= {TARGET_RECALL}, precision >= "
+        f"{TARGET_PRECISION}): {'met' if met else 'NOT met'}.",
     ]
-    for entity, tally in outcome.tallies.items():
-        lines.append(_row(entity + (" *" if entity in DIRECT_IDENTIFIERS else ""), tally))
-        overall.add(tally)
-        if entity in DIRECT_IDENTIFIERS:
-            direct.add(tally)
-    lines += [_row("**direct identifiers (*)**", direct), _row("**all entities**", overall)]
-    met = (direct.recall or 0) >= TARGET_RECALL and (direct.precision or 0) >= TARGET_PRECISION
-    lines += ["", f"Target (direct identifiers: recall >= {TARGET_RECALL}, precision >= "
-              f"{TARGET_PRECISION}): {'met' if met else 'NOT met'}."]  # fmt: skip
     if outcome.errors:
-        lines += ["", "| error | column | entity | confidence |", "|---|---|---|---:|"]
-        lines += [
-            f"| {kind} | {table}.{column} | {entity} | {confidence:.3f} |"
+        errors = [
+            [kind, f"{table}.{column}", entity, f"{confidence:.3f}"]
             for kind, (table, column), entity, confidence in outcome.errors
         ]
-    if outcome.free_text_rates:
-        lines += ["", "| free-text column | values | values/s |", "|---|---:|---:|"]
         lines += [
-            f"| {table}.{column} | {count} | {rate:.0f} |"
+            "",
+            harness.markdown_table(["error", "column", "entity", "confidence"], errors, "lllr"),
+        ]
+    if outcome.free_text_rates:
+        rates = [
+            [f"{table}.{column}", count, f"{rate:.0f}"]
             for (table, column), count, rate in outcome.free_text_rates
+        ]
+        lines += [
+            "",
+            harness.markdown_table(["free-text column", "values", "values/s"], rates, "lrr"),
         ]
     return "\n".join(lines), met
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def figures(outcome: Outcome) -> dict[str, object]:
+    direct, overall = totals(outcome)
+    return {
+        "entities": {entity: tally.figures() for entity, tally in outcome.tallies.items()},
+        "direct_identifiers": direct.figures(),
+        "all_entities": overall.figures(),
+        "target_met": target_met(direct),
+        "errors": [
+            {"kind": kind, "column": f"{table}.{column}", "entity": entity, "confidence": c}
+            for kind, (table, column), entity, c in outcome.errors
+        ],
+        "free_text_values_per_second": {
+            f"{table}.{column}": rate for (table, column), _, rate in outcome.free_text_rates
+        },
+    }
+
+
+def list_set(data: EvalSet) -> None:
+    """The columns of the set, their type families and true labels."""
+    labelled = sum(bool(labels) for labels in data.truth.values())
+    print(f"{len(data.truth)} columns in {len(data.tables)} tables, {labelled} with PII")
+    for (table, column), labels in data.truth.items():
+        print(f"  {table}.{column} ({data.families[(table, column)]}): {sorted(labels) or '-'}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument(
         "--unseen-names",
         action="store_true",
         help="people's names from locales the given-name recognizer does not know",
     )
-    unseen_names = parser.parse_args().unseen_names
-    started = time.perf_counter()
-    text_engine()  # load the models once, outside the per-column timings
-    loaded = time.perf_counter()
-    outcome = evaluate(build_eval_set(unseen_names=unseen_names))
-    markdown, _ = report(outcome)
-    print(markdown)
-    classified = time.perf_counter() - loaded
-    print(f"\nEngine load {loaded - started:.1f} s, classification {classified:.1f} s.")
+    parser.add_argument("--rows", type=int, default=EVAL_ROWS, help="rows of each table")
+    parser.add_argument("--list", action="store_true", help="list the set's columns and labels")
+    args = harness.parse_args(parser, argv, SMOKE)
+    data = build_eval_set(unseen_names=args.unseen_names, rows=args.rows)
+    if args.list:
+        list_set(data)
+        return
+    with harness.Benchmark("scan_quality", args) as bench:
+        load_s, _ = harness.timed(text_engine)  # the models, outside the per-column timings
+        classify_s, outcome = harness.timed(lambda: evaluate(data))
+        markdown, _ = report(outcome)
+        print(markdown)
+        print(f"\nEngine load {load_s:.1f} s, classification {classify_s:.1f} s.")
+        bench.figures.update(figures(outcome), engine_load_s=load_s, classify_s=classify_s)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,11 @@
 A connector's test module writes one class::
 
     from connectors.conformance import ConformanceFixture, ConnectorConformance, Record
+    from connectors.protocol import Capabilities
 
     class TestMyStore(ConnectorConformance):
+        CAPABILITIES = Capabilities(transactions=False, pushdown=False, partitions=False)
+
         @pytest.fixture
         def make_store(self, tmp_path):
             def make(records: list[Record]) -> ConformanceFixture:
@@ -18,21 +21,29 @@ streaming, counting, delete and update by keys, aggregation, a crash between chu
 and inside one, and bad input. The store holds the same few records for every
 connector; each record has a clock (an aware instant), a text and a group, which the
 fixture maps to fields of its own (a mailbox has no free choice of field names).
-Needs pytest (a test dependency).
+
+``CAPABILITIES`` is what the connector reports as its ``capabilities``
+(``test_declares_its_capabilities`` holds the two equal). A check that needs a
+capability says so with ``@requires(...)``; on a class that declares otherwise it is
+marked skipped, with its reason, when the class is defined, so pytest shows and counts
+it as skipped without building a store (SQLAlchemy's suite gates its tests by a
+dialect's requirements the same way). Needs pytest (a test dependency).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import pandas as pd
 import pytest
 
 from connectors.errors import StoreError
 from connectors.protocol import (
+    Capabilities,
     ChunkAction,
     ChunkWork,
     ColumnRewrite,
@@ -90,10 +101,70 @@ def _expired(records: list[Record], *, held: bool | None = None) -> list[Record]
     return [r for r in chosen if (r.group == "held") == held]
 
 
+Check = TypeVar("Check", bound=Callable[..., None])
+#: Where ``requires`` keeps a check's needs: (reason, {capability: value}).
+_NEEDS = "_conformance_needs"
+#: Where a check skipped on one class keeps the check itself (a subclass may differ).
+_CHECK = "_conformance_check"
+
+
+def requires(reason: str, **capabilities: bool) -> Callable[[Check], Check]:
+    """Run the decorated check only on a connector whose declared ``CAPABILITIES`` have
+    these values (names of ``Capabilities``); ``reason`` says why the others skip it."""
+    known = {f.name for f in fields(Capabilities)}
+    if unknown := sorted(set(capabilities) - known):
+        raise TypeError(f"unknown capabilities {unknown}; known: {sorted(known)}")
+
+    def declare(check: Check) -> Check:
+        setattr(check, _NEEDS, (reason, capabilities))
+        return check
+
+    return declare
+
+
+def _gated(cls: type[ConnectorConformance], attribute: Any) -> Any:
+    """The check as ``cls`` runs it: itself, or a copy marked skipped with the reason
+    when ``cls`` declares other capabilities than the check needs (or none)."""
+    check = getattr(attribute, _CHECK, attribute)
+    needs = getattr(check, _NEEDS, None)
+    if needs is None:
+        return attribute
+    reason, wanted = needs
+    declared = cls.CAPABILITIES
+    if declared is None:
+        why = f"{cls.__name__} declares no CAPABILITIES, and this check needs some: {reason}"
+    else:
+        differ = {name: value for name, value in wanted.items() if getattr(declared, name) != value}
+        if not differ:
+            return check
+        has = ", ".join(f"{name}={getattr(declared, name)}" for name in differ)
+        needed = ", ".join(f"{name}={value}" for name, value in differ.items())
+        why = f"{cls.__name__} declares {has}; this check needs {needed}: {reason}"
+
+    @functools.wraps(check)
+    def skipped(*args: Any, **kwargs: Any) -> None:
+        check(*args, **kwargs)
+
+    setattr(skipped, _CHECK, check)
+    return pytest.mark.skip(reason=why)(skipped)
+
+
 class ConnectorConformance:
-    """The suite; a subclass provides the ``make_store`` fixture."""
+    """The suite; a subclass provides the ``make_store`` fixture and declares the
+    connector's ``CAPABILITIES``."""
 
     LABEL = "conformance"
+    CAPABILITIES: ClassVar[Capabilities | None] = None
+    """What the connector under test can do (its ``capabilities``); checks that need
+    otherwise are skipped. None: not declared, which fails ``test_declares_its_capabilities``
+    and skips every check that needs a capability."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in dir(cls):
+            attribute = getattr(cls, name)
+            if name.startswith("test") and (gated := _gated(cls, attribute)) is not attribute:
+                setattr(cls, name, gated)
 
     @pytest.fixture
     def make_store(self) -> Callable[[list[Record]], ConformanceFixture]:
@@ -174,6 +245,14 @@ class ConnectorConformance:
         ]
 
     # discovery and reading
+
+    def test_declares_its_capabilities(self, connector: Connector) -> None:
+        assert self.CAPABILITIES is not None, (
+            f"{type(self).__name__} declares no CAPABILITIES: set it to the connector's "
+            "capabilities (connectors.protocol.Capabilities), so that the checks it cannot "
+            "do are skipped, saying why"
+        )
+        assert connector.capabilities == self.CAPABILITIES
 
     def test_discovers_the_collection_and_its_fields(
         self, connector: Connector, store: ConformanceFixture
@@ -295,6 +374,9 @@ class ConnectorConformance:
         assert second.journal_runs() == ["run-1", "run-2"]  # a lost ledger is rebuilt from these
         second.close()
 
+    @requires(
+        "a transactional store rolls a failed chunk back (tested elsewhere)", transactions=False
+    )
     def test_a_crash_inside_a_chunk_is_undone_or_finished(
         self, store: ConformanceFixture, monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -324,7 +406,10 @@ class ConnectorConformance:
         an object whose ``undo()`` lets later connectors work again. Overridden by
         connectors whose store-level write is elsewhere."""
         if not isinstance(connector, RecordConnector):
-            pytest.skip("a transactional store rolls a failed chunk back (tested elsewhere)")
+            raise NotImplementedError(
+                f"{type(self).__name__}: a connector without transactions that is not a "
+                "RecordConnector overrides crash_inside_chunk"
+            )
         store = connector.store
 
         real = store.delete

@@ -8,10 +8,12 @@ rules into these; the connector translates them into its store's own language
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -66,6 +68,36 @@ class Condition:
     column: str
     op: ConditionOp
     value: Scalar | tuple[Scalar, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What a condition op takes and how it tests a stored value (see `COMPARISONS`)."""
+
+    takes: Literal["value", "values", "nothing"]
+    """One value, a non-empty list of them (membership), or none (a NULL test)."""
+    compare: Callable[[Any, Any], Any] | None = None
+    """With one value: a Python operator, which SQLAlchemy column expressions and pandas
+    Series both overload, so both compilers apply this same function."""
+    negated: bool = False
+    """``not_in`` is ``in`` negated, ``not_null`` is ``is_null`` negated."""
+
+
+#: Every condition op: the SQL compiler (``connectors.sql.expressions``) and the pandas one
+#: (``connectors.records.predicates``) both read it, and the policy checks a condition's
+#: value against ``takes``. A NULL value matches only ``is_null``, whatever the op.
+COMPARISONS: dict[ConditionOp, Comparison] = {
+    "eq": Comparison("value", operator.eq),
+    "ne": Comparison("value", operator.ne),
+    "lt": Comparison("value", operator.lt),
+    "le": Comparison("value", operator.le),
+    "gt": Comparison("value", operator.gt),
+    "ge": Comparison("value", operator.ge),
+    "in": Comparison("values"),
+    "not_in": Comparison("values", negated=True),
+    "is_null": Comparison("nothing"),
+    "not_null": Comparison("nothing", negated=True),
+}
 
 
 @dataclass(frozen=True)
@@ -299,6 +331,25 @@ class WriteTarget:
     table a binding only reads (its event table) neither deletes nor rewrites."""
 
 
+@dataclass(frozen=True)
+class ConnectorOptions:
+    """What Tenure tells a connector factory besides the store's name and URL: the one
+    argument a ``tenure.connectors`` entry point receives after them
+    (``factory(name, url, options)``, see ``ConnectorFactory``). Fields may be added with
+    defaults; a factory reads the ones it needs and ignores the rest."""
+
+    read_only: bool = True
+    """Refuse every change to the store (True for all but a real run)."""
+    naive_timezone: str = "UTC"
+    """The zone of the store's timestamps that carry none (the store's
+    ``naive_timezone:``)."""
+    local_timezone: str = "UTC"
+    """The policy's time zone: where dates are calendar days."""
+    bookkeeping_dir: Path | None = None
+    """Where a store without SQL keeps its lock, journal, marks, rollups and intents (the
+    store's ``bookkeeping:``); None: beside the store (a database keeps its own tables)."""
+
+
 @runtime_checkable
 class Connector(Protocol):
     """What the planner and flows may ask of a store."""
@@ -391,3 +442,7 @@ class Connector(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+#: A ``tenure.connectors`` entry point: a connector for the store ``name`` at ``url``.
+ConnectorFactory = Callable[[str, str, ConnectorOptions], Connector]

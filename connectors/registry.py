@@ -1,19 +1,19 @@
 """Find the connector for a store URL through the ``tenure.connectors`` entry points.
 
 The entry point's name is the URL's scheme without its driver (``postgresql`` for
-``postgresql+psycopg://``), so a separate package adds a store by declaring one.
+``postgresql+psycopg://``), so a separate package adds a store by declaring one. It names
+a ``ConnectorFactory``: called as ``factory(name, url, options)`` with one
+``ConnectorOptions``, it returns the ``Connector``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Any
 
 from sqlalchemy import make_url
 
 from connectors.errors import UnknownStoreScheme
-from connectors.protocol import Connector
+from connectors.protocol import Connector, ConnectorFactory, ConnectorOptions
 from connectors.urls import mask_url
 
 ENTRY_POINT_GROUP = "tenure.connectors"
@@ -23,8 +23,10 @@ def available_schemes() -> list[str]:
     return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
 
 
-def open_connector(name: str, url: str, **options: Any) -> Connector:
-    """Instantiate the connector registered for `url`'s scheme."""
+def open_connector(
+    name: str, url: str, options: ConnectorOptions = ConnectorOptions()
+) -> Connector:
+    """The connector that the factory registered for ``url``'s scheme makes."""
     parsed = make_url(url)
     scheme = parsed.get_backend_name()
     matches = entry_points(group=ENTRY_POINT_GROUP, name=scheme)
@@ -34,5 +36,5 @@ def open_connector(name: str, url: str, **options: Any) -> Connector:
             mask_url(parsed),
             f"no connector for scheme {scheme!r} (installed: {', '.join(available_schemes())})",
         )
-    factory: Callable[..., Connector] = next(iter(matches)).load()
-    return factory(name, url, **options)
+    factory: ConnectorFactory = next(iter(matches)).load()
+    return factory(name, url, options)

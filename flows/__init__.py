@@ -1,9 +1,9 @@
 """Prefect flows, reports and the tenure CLI: the wiring between the other rooms.
 
-Tenure never phones home: Prefect's server telemetry is switched off before Prefect
-is imported anywhere in this package (a user's explicit setting still wins).
+Tenure never phones home: ``anonymizers.offline`` makes the offline defaults (Prefect's
+server analytics off, tldextract's shipped suffix list) before Prefect or Presidio is
+imported anywhere in this package (a user's explicit setting still wins).
 """
 
-import os
-
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# First: the offline defaults must be set before anything that reads them is imported.
+from anonymizers import offline  # noqa: F401

@@ -7,7 +7,8 @@ cannot be joined with another's, and rotating one purpose's key touches no other
 
 from __future__ import annotations
 
-from anonymizers.operators import OPERATORS, Operator, create_operator
+from anonymizers.operators import Operator
+from anonymizers.registry import OPERATORS, create_operator
 from retention_rules.model import AnonymizeAction, ColumnOperator, Dataset, Policy
 
 

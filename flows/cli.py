@@ -12,10 +12,9 @@ import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict
 from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -23,9 +22,10 @@ from sqlalchemy import Engine
 
 from anonymizers.secrets import MissingSecret
 from connectors.errors import StoreError
-from connectors.protocol import Connector, PublishedCell
+from connectors.protocol import Connector
 from flows.preflight import preflight
 from flows.reports.plan import plan_json, render_plan
+from flows.reports.summaries import demo_lines, validated_line, verify_lines
 from flows.state.location import STATE_VARIABLE, StateLocation, state_location
 from flows.state.tables import StateError
 from flows.stores import opened_stores, working_directory_warnings
@@ -35,9 +35,6 @@ from retention_rules.loader import LoadedPolicy, load_policy, salvage_policy
 from retention_rules.planner import evaluate, plan_rules, table_references
 from retention_rules.references import event_clock_warnings, reference_warnings
 from retention_rules.schema_check import cascade_warnings, check_live_schema
-
-if TYPE_CHECKING:
-    from flows.reports.risk import RiskLine
 
 EXIT_FAILED = 1
 EXIT_INVALID = 2
@@ -206,13 +203,7 @@ def validate(
                 # Warnings do not fail validation (see `cascade_warnings`).
                 for warning in loaded.locate(cascade_warnings(loaded.policy, connectors)):
                     stderr.print(f"warning: {warning}", markup=False)
-        p = loaded.policy
-        stdout.print(
-            f"{policy}: valid — {len(p.purposes)} purposes, {len(p.categories)} categories, "
-            f"{len(p.datasets)} datasets, {len(p.holds)} holds"
-            + ("" if offline else f", schema checked in {len(p.stores)} store(s)"),
-            markup=False,
-        )
+        stdout.print(validated_line(policy, loaded.policy, offline), markup=False)
         if location is not None:
             _print_state(location)
 
@@ -417,7 +408,7 @@ def scan(
     store and never prints a sampled value. Exit 0, 1 with --check when there is a gap,
     2 on an invalid policy or an unreachable store.
     """
-    from flows.reports.inventory import inventory_json, write_inventory
+    from flows.reports.inventory import inventory_json, scan_summary_lines, write_inventory
     from flows.scan_runner import default_output_dir, run_scan
     from retention_rules.suggest import suggest_bindings
 
@@ -430,21 +421,8 @@ def scan(
         json.dump(inventory_json(inventory), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        labelled = sum(bool(c.labels()) for t in inventory.tables for c in t.columns)
-        stdout.print(
-            f"Scanned {len(inventory.tables)} tables ({inventory.reused} unchanged, reused): "
-            f"{labelled} columns hold personal information; inventory in {json_path} and "
-            f"{markdown_path}",
-            markup=False,
-        )
-        for gap in coverage.gaps:
-            stdout.print(str(gap), markup=False)
-        stdout.print(
-            "Coverage: every personal column is bound."
-            if coverage.passed
-            else f"Coverage: {len(coverage.gaps)} gap(s).",
-            markup=False,
-        )
+        for line in scan_summary_lines(inventory, json_path, markdown_path):
+            stdout.print(line, markup=False)
     _print_state(location, stderr if as_json else stdout)
     if suggest:
         from anonymizers.detection.entities import DIRECT_IDENTIFIERS
@@ -568,33 +546,13 @@ def audit_verify(
             engine.dispose()
     for issue in loaded.locate(issues):
         stderr.print(f"not checked: {issue}", markup=False)
-    for line in result.unchecked:
-        stderr.print(f"not checked: {line}", markup=False)
-    for problem in result.problems + result.unaudited:
-        stderr.print(problem, markup=False)
-    if result.problems:
-        stderr.print(
-            f"audit log BROKEN: {len(result.problems)} problem(s) in {result.entries} entries",
-            markup=False,
-        )
-    if result.interrupted:  # the log is not wrong, it is behind: say what brings it level
-        stderr.print(
-            f"audit log INCOMPLETE: {len(result.interrupted)} interrupted run(s) committed "
-            "chunks not yet audited; the next `tenure run` of this policy audits them from "
-            "the stores' journals, once it can read every store they may have written",
-            markup=False,
-        )
+    verdict = verify_lines(result, head_given=head is not None)
+    for line in verdict.problems:
+        stderr.print(line, markup=False)
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
-    stdout.print(f"audit log intact: {result.entries} entries, head {result.head}", markup=False)
-    for line in result.checked:
-        stdout.print(f"  matches {line}", markup=False)
-    if head is None:
-        stdout.print(
-            "  record the head outside the state database: --head HASH then shows that "
-            "no entry up to it was removed",
-            markup=False,
-        )
+    for line in verdict.intact:
+        stdout.print(line, markup=False)
 
 
 @audit_app.command("show")
@@ -640,6 +598,8 @@ def aggregates(
 ) -> None:
     """Print the released rollups: closed periods only, small cells withheld."""
     from flows.releases import published_release
+    from flows.reports.aggregates import release_records, release_table
+    from flows.reports.table import to_rich
     from retention_rules.planner import rollup_sinks
 
     with _reported():
@@ -649,9 +609,12 @@ def aggregates(
         if dataset not in (None, bound.name):
             continue
         for sink in rollup_sinks(bound):
-            _print_cells(
-                bound.name, sink.name, published_release(engine, bound.name, sink.name), as_json
-            )
+            cells = published_release(engine, bound.name, sink.name)
+            if as_json:
+                for record in release_records(bound.name, sink.name, cells):
+                    sys.stdout.write(json.dumps(record, default=str, sort_keys=True) + "\n")
+            else:
+                stdout.print(to_rich(release_table(bound.name, sink.name, cells)))
     engine.dispose()
 
 
@@ -663,7 +626,8 @@ def risk(
 ) -> None:
     """Re-identification risk of every anonymized table and released aggregate: k, l,
     unique share, surviving direct identifiers. Exit 1 when a requirement is missed."""
-    from flows.reports.risk import risk_lines
+    from flows.reports.risk import risk_lines, risk_table
+    from flows.reports.table import to_rich
 
     with _reported():
         loaded = load_policy(policy)
@@ -675,65 +639,9 @@ def risk(
         for line in lines:
             sys.stdout.write(json.dumps(line.as_dict(), sort_keys=True) + "\n")
     else:
-        _print_risk(lines)
+        stdout.print(to_rich(risk_table(lines)))
     if any(line.unmet for line in lines):
         raise typer.Exit(EXIT_FAILED)
-
-
-def _print_risk(lines: list[RiskLine]) -> None:
-    from rich.table import Table
-
-    table = Table(title="Re-identification risk")
-    for column in (
-        "dataset",
-        "output",
-        "records",
-        "k",
-        "l",
-        "unique",
-        "direct identifiers",
-        "verdict",
-    ):
-        table.add_column(column)
-    for line in lines:
-        m = line.measures
-        direct = ", ".join(f"{c}: {s}" for c, s in line.direct.items() if s != "removed")
-        verdict = "anonymized" if line.anonymized else "; ".join(line.unmet) or "pseudonymized"
-        table.add_row(
-            line.dataset,
-            line.output,
-            f"{m['records']:,}",
-            "-" if m["k"] is None else str(m["k"]),
-            "-" if m["l"] is None else str(m["l"]),
-            f"{m['unique_share']:.1%}",
-            direct or "none survive",
-            verdict,
-        )
-    stdout.print(table)
-
-
-def _print_cells(dataset: str, rollup: str, cells: list[PublishedCell], as_json: bool) -> None:
-    if as_json:
-        for cell in cells:
-            line = {"dataset": dataset, "rollup": rollup, **asdict(cell)}
-            sys.stdout.write(json.dumps(line, default=str, sort_keys=True) + "\n")
-        return
-    from rich.table import Table
-
-    table = Table(title=f"{dataset} · {rollup} ({len(cells)} published cells)")
-    columns = ["period", *(cells[0].dimensions if cells else []), "count"]
-    columns += list(cells[0].measures) if cells else []
-    for column in columns:
-        table.add_column(column)
-    for cell in cells:
-        measures = (f"{v:,.2f}" if v is not None else "" for v in cell.measures.values())
-        table.add_row(
-            str(cell.period_start),
-            *map(str, cell.dimensions.values()),
-            f"{cell.count:,}",
-            *measures,
-        )
-    stdout.print(table)
 
 
 @demo_app.command("build")
@@ -774,9 +682,8 @@ def demo_build(
         raise typer.Exit(EXIT_INVALID) from None
     finally:
         engine.dispose()
-    shown = mask_url(engine.url)
-    stdout.print(f"demo store {shown}: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
-    stdout.print(f"demo files {path.parent}: " + ", ".join(f"{t} {n:,}" for t, n in files.items()))
+    for line in demo_lines(mask_url(engine.url), counts, path.parent, files):
+        stdout.print(line, markup=False)
 
 
 if __name__ == "__main__":

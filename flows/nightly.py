@@ -18,7 +18,8 @@ from prefect.client.schemas.objects import State
 from prefect.schedules import Cron
 
 from connectors.errors import StoreUnavailable
-from flows.reports.run import report_markdown, report_rows
+from flows.reports.run import report_markdown, run_table
+from flows.reports.table import to_records
 from flows.run.lifecycle import finish, process_dataset, run_context
 from flows.run.types import DatasetOutcome, Progress, RunContext, RunOptions, RunReport, first_line
 from flows.state.location import STATE_VARIABLE, state_url_from
@@ -78,7 +79,9 @@ def nightly_retention(
             state = retain_dataset(context, plan, return_state=True)
             outcomes.append(_outcome(state, plan))
         report = finish(context, outcomes)
-    create_table_artifact(report_rows(report), key="retention-summary", description=report.policy)
+    create_table_artifact(
+        to_records(run_table(report)), key="retention-summary", description=report.policy
+    )
     create_markdown_artifact(report_markdown(report), key="retention-report")
     return report
 

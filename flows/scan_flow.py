@@ -14,7 +14,8 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows.reports.inventory import artifact_rows, inventory_markdown, write_inventory
+from flows.reports.inventory import inventory_markdown, inventory_table, write_inventory
+from flows.reports.table import to_records
 from flows.scan import Inventory
 from flows.scan_runner import default_output_dir, run_scan
 from flows.state.location import STATE_VARIABLE, state_url_from
@@ -38,7 +39,7 @@ def pii_scan(
     )
     directory = Path(output_dir) if output_dir else default_output_dir(loaded)
     write_inventory(inventory, directory)
-    rows = artifact_rows(inventory)
+    rows = to_records(inventory_table(inventory))
     create_table_artifact(rows, key="pii-inventory", description=loaded.policy.name)
     create_markdown_artifact(inventory_markdown(inventory), key="pii-inventory-report")
     if not inventory.coverage.passed:

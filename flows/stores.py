@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import make_url
 
 from connectors.errors import StoreError
-from connectors.protocol import Connector
+from connectors.protocol import Connector, ConnectorOptions
 from connectors.registry import open_connector
 from retention_rules.issues import PolicyIssue
 from retention_rules.model import Policy
@@ -26,14 +26,13 @@ def opened_stores(
     issues: list[PolicyIssue] = []
     for name, store in policy.stores.items():
         try:
-            connectors[name] = open_connector(
-                name,
-                store.url,
+            options = ConnectorOptions(
+                read_only=read_only,
                 naive_timezone=store.naive_timezone,
                 local_timezone=policy.timezone,
-                read_only=read_only,
                 bookkeeping_dir=bookkeeping_dir(policy, name),
             )
+            connectors[name] = open_connector(name, store.url, options)
         except StoreError as exc:
             issues.append(PolicyIssue(("stores", name, "url"), exc.reason))
         except ImportError as exc:
@@ -116,13 +115,13 @@ def working_directory_warnings(policy: Policy) -> list[PolicyIssue]:
     return warnings
 
 
-def bookkeeping_dir(policy: Policy, store: str) -> str | None:
+def bookkeeping_dir(policy: Policy, store: str) -> Path | None:
     """Where a store without SQL keeps its lock, journal, marks, rollups and intents:
     the store's ``bookkeeping:`` directory; else None, and the connector keeps them with
     the store itself (``connectors.records.connector.store_home``), never in a folder a
     run happens to start from: two runs from two folders must share one lock."""
     chosen = policy.stores[store].bookkeeping
-    return str(Path(chosen)) if chosen else None
+    return Path(chosen) if chosen else None
 
 
 def given_policy_path(policy_path: str) -> str:

@@ -18,13 +18,17 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from anonymizers.registry import OPERATORS
+from connectors.protocol import COMPARISONS, ClockFormat, ConditionOp, Period
 from connectors.urls import mask_url
 from retention_rules.durations import Duration, PositiveDuration
 from retention_rules.interpolation import interpolate_url
@@ -33,20 +37,7 @@ Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=63)]
 CategoryName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")]
 Identifier = Annotated[str, Field(min_length=1, max_length=128)]
 LegalBasis = Literal["consent", "contract", "legal_obligation", "legitimate_interest"]
-OperatorName = Literal[
-    "null",
-    "redact",
-    "replace",
-    "mask",
-    "pseudonym",
-    "surrogate",
-    "generalize",
-    "age_band",
-    "redact_text",
-]
-Period = Literal["day", "week", "month", "quarter", "year"]
 MeasureFunction = Literal["count", "count_distinct", "sum", "mean", "median"]
-ConditionOp = Literal["eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "is_null", "not_null"]
 ScalarValue = str | int | float | bool | date
 #: The entity types the PII scan labels columns with (``anonymizers.detection.entities``).
 EntityName = Literal[
@@ -176,9 +167,6 @@ class EventJoin(_Strict):
     event: Identifier
 
 
-ClockFormat = Literal["timestamp", "epoch_seconds"]
-
-
 class NoEventClock(_Strict):
     """What a record with no event row counts from: a column of its own table."""
 
@@ -241,6 +229,22 @@ class Clock(_Strict):
             return self.column
         shown = f"{self.event_table}.{self.column}"
         return shown if self.fallback is None else f"{shown}, else {self.fallback.column}"
+
+
+def _registered_operator(value: Any) -> str:
+    """An operator name the registry holds (``anonymizers.registry.OPERATORS``), read
+    when the policy is: an operator a project added is accepted, one it removed is not.
+    Anything else is refused as pydantic refuses a choice, naming the registry's."""
+    if isinstance(value, str) and value in OPERATORS:
+        return value
+    names = [repr(name) for name in OPERATORS]
+    expected = " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+    raise PydanticCustomError(
+        "literal_error", "Input should be {expected}", {"expected": expected or "an operator"}
+    )
+
+
+OperatorName = Annotated[str, PlainValidator(_registered_operator)]
 
 
 class ColumnOperator(_Strict):
@@ -462,8 +466,8 @@ class Condition(_Strict):
 
     @model_validator(mode="after")
     def _value_fits_op(self) -> Condition:
-        takes_list = self.op in ("in", "not_in")
-        takes_none = self.op in ("is_null", "not_null")
+        takes = COMPARISONS[self.op].takes
+        takes_list, takes_none = takes == "values", takes == "nothing"
         if takes_none and self.value is not None:
             raise ValueError(f"op {self.op} takes no value")
         if not takes_none and (self.value is None or isinstance(self.value, list) != takes_list):

@@ -10,8 +10,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import anonymizers  # noqa: F401  (registers every operator)
-from anonymizers.operators import OperatorError, create_operator
+from anonymizers.operators import OperatorError
+from anonymizers.registry import create_operator
 from retention_rules.issues import PolicyIssue
 from retention_rules.model import (
     AggregateThenDeleteAction,

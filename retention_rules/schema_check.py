@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from anonymizers.operators import OperatorError, create_operator
+from anonymizers.operators import OperatorError
+from anonymizers.registry import create_operator
 from connectors.errors import StoreError
 from connectors.protocol import Connector, TableInfo
 from connectors.times import TimeContext

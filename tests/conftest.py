@@ -1,63 +1,34 @@
-"""Shared fixtures: a real PostgreSQL server, demo stores, and a guard against network use."""
+"""Shared fixtures: real servers, the backend matrix, demo stores, the pseudonym keys,
+and a guard against network use. Test modules import helpers from ``tests/support/``,
+never from here or from each other (an import-linter contract in pyproject.toml)."""
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import shutil
-import socket
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.dialects.mysql.base import MySQLDialect
 
+from tests.support.backends import STORE_BACKENDS
+from tests.support.demo import DEMO_AS_OF, build_demo, demo_files_environ
 from tests.support.imap_server import ImapServer, ImapUnavailable, find_dovecot
+from tests.support.keys import AUDIT_KEY, PSEUDONYM_KEYS
 from tests.support.mariadb_server import MariaDBServer, MariaDBUnavailable
 from tests.support.mariadb_server import find_binaries as find_mariadb_binaries
+from tests.support.network import loopback_only
 from tests.support.pg_server import PostgresServer, wait_until_ready
 
-REPO = Path(__file__).resolve().parent.parent
-SHIPPED_POLICY = REPO / "retention_rules" / "policies" / "crm_pro.yaml"
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-# The demo data is generated up to this instant so that every expectation is fixed.
-DEMO_AS_OF = datetime(2026, 11, 24, tzinfo=UTC)
-#: The audit log's HMAC key (``flows.audit``): a real run refuses to start without one. Set
-#: here, at import, so that module fixtures and the subprocesses tests start have it too.
-AUDIT_KEY = "test-audit-key-0123456789abcdef"
+# The keys, set here at import so that module fixtures and the subprocesses tests start
+# have them too (a value already in the environment is kept; ``pseudonym_keys`` forces them).
 os.environ.setdefault("TENURE_AUDIT_KEY", AUDIT_KEY)
-#: The shipped policy's pseudonym keys: `validate`, `plan` and dry runs check that every
-#: keyed operator's key can be found (``flows.preflight``), as the real run needs them.
-os.environ.setdefault("TENURE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
-os.environ.setdefault("TENURE_PSEUDONYM_KEY_ACCOUNTS", "test-accounts-key-0123456789")
-
-
-class OutboundConnection(AssertionError):
-    pass
-
-
-def _is_local(address: Any) -> bool:
-    if not isinstance(address, tuple):
-        return True  # a Unix socket path
-    return _is_local_host(address[0])
-
-
-def _is_local_host(host: Any) -> bool:
-    if host is None or isinstance(host, bytes):
-        host = host.decode() if host else ""
-    if host in ("localhost", "", socket.gethostname()):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-#: Every refused attempt, so a test can see one that library code caught and ignored.
-OUTBOUND_ATTEMPTS: list[str] = []
+for _name, _value in PSEUDONYM_KEYS.items():
+    os.environ.setdefault(_name, _value)
 
 
 #: Fixtures that start a real server: a test using one (directly or through another
@@ -68,55 +39,31 @@ SERVER_FIXTURES = frozenset(
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that needs a server ``servers`` (``postgres`` tests, tests whose
-    fixtures start one, and the PostgreSQL case of a backend-parametrized test)."""
+    """Mark every test that needs a server ``servers``: ``postgres`` tests and tests whose
+    fixtures start one. (The server cases of the backend matrix carry the mark from their
+    parameters, ``tests/support/backends.py``: a fixture that asks for a server only when
+    it runs is not seen here.)"""
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        if (
-            item.get_closest_marker("postgres")
-            or fixtures & SERVER_FIXTURES
-            or "postgresql" in params.values()
-        ):
+        if item.get_closest_marker("postgres") or fixtures & SERVER_FIXTURES:
             item.add_marker(pytest.mark.servers)
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _no_outbound_network() -> Iterator[None]:
     """Fail any test that opens a connection beyond this machine's loopback."""
-    original = socket.socket.connect
-    original_ex = socket.socket.connect_ex
-
-    def refuse(message: str) -> OutboundConnection:
-        OUTBOUND_ATTEMPTS.append(message)  # kept even if the caller swallows the error
-        return OutboundConnection(message)
-
-    def guarded(sock: socket.socket, address: Any) -> Any:
-        if not _is_local(address):
-            raise refuse(f"outbound connection attempted to {address!r}")
-        return original(sock, address)
-
-    def guarded_ex(sock: socket.socket, address: Any) -> Any:
-        if not _is_local(address):
-            raise refuse(f"outbound connection attempted to {address!r}")
-        return original_ex(sock, address)
-
-    original_lookup = socket.getaddrinfo
-
-    def guarded_lookup(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if not _is_local_host(host):
-            raise refuse(f"name lookup of {host!r} attempted")
-        return original_lookup(host, *args, **kwargs)
-
-    socket.socket.connect = guarded  # type: ignore[method-assign]
-    socket.socket.connect_ex = guarded_ex  # type: ignore[method-assign]
-    socket.getaddrinfo = guarded_lookup
-    try:
+    with loopback_only():
         yield
-    finally:
-        socket.socket.connect = original  # type: ignore[method-assign]
-        socket.socket.connect_ex = original_ex  # type: ignore[method-assign]
-        socket.getaddrinfo = original_lookup
+
+
+@pytest.fixture(scope="session")
+def pseudonym_keys() -> Iterator[dict[str, str]]:
+    """The pseudonym keys of the shipped and test policies, in the environment (whatever
+    it held before) from the first test that asks until the session ends; returns them."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in PSEUDONYM_KEYS.items():
+            patch.setenv(name, value)
+        yield dict(PSEUDONYM_KEYS)
 
 
 @pytest.fixture(scope="session")
@@ -133,16 +80,6 @@ def pg_server() -> Iterator[PostgresServer]:
 def pg_url(pg_server: PostgresServer) -> str:
     """A fresh, empty database on the session's server."""
     return pg_server.fresh_database()
-
-
-def build_demo(url: str, customers: int = 60) -> dict[str, int]:
-    from flows.demo.generate import DemoSpec, build_demo_store
-
-    engine = create_engine(url)
-    try:
-        return build_demo_store(engine, DemoSpec(customers=customers, as_of=DEMO_AS_OF))
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -166,13 +103,6 @@ def demo_pg_url(pg_server: PostgresServer) -> str:
     return url
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def demo_url(request: pytest.FixtureRequest) -> str:
-    """Each read-only demo test runs on both backends."""
-    name = "demo_sqlite_url" if request.param == "sqlite" else "demo_pg_url"
-    return str(request.getfixturevalue(name))
-
-
 @pytest.fixture(scope="session")
 def mariadb_server() -> Iterator[MariaDBServer]:
     """A MariaDB server for the session; skipped only when its binaries are not installed."""
@@ -191,6 +121,58 @@ def mariadb_server() -> Iterator[MariaDBServer]:
 def mariadb_url(mariadb_server: MariaDBServer) -> str:
     """A fresh, empty database on the session's MariaDB server."""
     return mariadb_server.create_database(f"t_{uuid.uuid4().hex[:16]}")
+
+
+@pytest.fixture(scope="session")
+def demo_mariadb_url(mariadb_server: MariaDBServer) -> str:
+    """The same demo store in MariaDB, shared by read-only tests."""
+    url = mariadb_server.create_database("demo_shared")
+    build_demo(url)
+    return url
+
+
+# the backend matrix (tests/support/backends.py)
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty store: the test runs once on each backend of the matrix (or on
+    those its ``on_backends`` names)."""
+    backend = request.param
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.sqlite'}"
+    if backend == "postgresql":
+        return str(request.getfixturevalue("pg_url"))
+    url = str(request.getfixturevalue("mariadb_url"))
+    if backend == "mariadb-as-mysql":
+        _without_delete_returning(request.getfixturevalue("monkeypatch"))
+    return url
+
+
+def _without_delete_returning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MariaDB as MySQL sees it: no ``DELETE ... RETURNING`` (SQLAlchemy turns it on for
+    MariaDB when it first connects)."""
+    initialize = MySQLDialect.initialize
+
+    def as_mysql(dialect: MySQLDialect, connection: Any) -> None:
+        initialize(dialect, connection)
+        dialect.delete_returning = False
+
+    monkeypatch.setattr(MySQLDialect, "initialize", as_mysql)
+
+
+#: The shared demo store of each backend of the matrix.
+DEMO_STORES = {
+    "sqlite": "demo_sqlite_url",
+    "postgresql": "demo_pg_url",
+    "mariadb": "demo_mariadb_url",
+}
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def demo_url(request: pytest.FixtureRequest) -> str:
+    """The demo store, shared by read-only tests: each runs once on every backend."""
+    return str(request.getfixturevalue(DEMO_STORES[request.param]))
 
 
 # a real IMAP server (Dovecot) for the mail store tests
@@ -217,15 +199,6 @@ def imap_user(imap_server: ImapServer) -> str:
 
 
 # the shipped policy's mail and weblogs stores: the demo's Maildir and web logs
-
-
-def demo_files_environ(root: Path) -> dict[str, str]:
-    """Point the shipped policy's ``mail`` and ``weblogs`` stores at demo files under
-    ``root`` (their defaults are relative to the working directory)."""
-    return {
-        "TENURE_MAIL_URL": f"maildir:///{root / 'mail'}?internal_domains=360.agency",
-        "TENURE_WEBLOGS_URL": f"files:///{root / 'weblogs'}",
-    }
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.state.tables import audit as audit_table
 from flows.state.tables import runs
-from tests.conftest import DEMO_AS_OF, FIXTURES, build_demo
+from tests.support.demo import DEMO_AS_OF, build_demo
+from tests.support.paths import FIXTURES
 
 runner = CliRunner()
 NOW = DEMO_AS_OF.strftime("%Y-%m-%dT%H:%M")
@@ -51,7 +52,9 @@ def _artifacts() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoRuns]:
+def two_runs(
+    tmp_path_factory: pytest.TempPathFactory, pseudonym_keys: dict[str, str]
+) -> Iterator[TwoRuns]:
     from prefect.testing.utilities import prefect_test_harness
 
     root = tmp_path_factory.mktemp("anchor")
@@ -65,8 +68,6 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoRuns]:
     with pytest.MonkeyPatch.context() as env, prefect_test_harness(server_startup_timeout=120):
         env.setenv("TENURE_CRM_URL", store)
         env.delenv("TENURE_STATE_URL", raising=False)
-        env.setenv("TENURE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
-        env.setenv("TENURE_PSEUDONYM_KEY_ACCOUNTS", "test-accounts-key-0123456789")
         command = ["run", str(policy), "--now", NOW, "--state", f"sqlite:///{state}"]
         first = runner.invoke(app, command, terminal_width=200)  # the terminal report
         assert first.exit_code == 0, first.output

@@ -22,8 +22,9 @@ from flows.run.lifecycle import run_policy
 from flows.run.types import RunOptions
 from flows.state.tables import audit as audit_table
 from flows.state.tables import chunks, runs
-from tests.conftest import DEMO_AS_OF, FIXTURES, build_demo
-from tests.test_crash_recovery import _kill_after
+from tests.support.crash_runner import kill_after
+from tests.support.demo import DEMO_AS_OF, build_demo
+from tests.support.paths import FIXTURES
 
 RUN_POLICY = FIXTURES / "run_policy.yaml"
 CHUNK = 40
@@ -38,15 +39,15 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def store(pristine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def store(
+    pseudonym_keys: dict[str, str], pristine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
     """A fresh copy of the demo store, named by the run policy; keys set."""
     path = tmp_path / "crm.sqlite"
     shutil.copy(pristine, path)
     url = f"sqlite:///{path}"
     monkeypatch.setenv("TENURE_CRM_URL", url)
     monkeypatch.delenv("TENURE_STATE_URL", raising=False)
-    monkeypatch.setenv("TENURE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
-    monkeypatch.setenv("TENURE_PSEUDONYM_KEY_ACCOUNTS", "test-accounts-key-0123456789")
     return url
 
 
@@ -255,7 +256,9 @@ def test_a_killed_run_whose_state_database_was_lost_is_audited_from_the_journal(
 ) -> None:
     state = _state(tmp_path)
     state.parent.mkdir()
-    assert _kill_after(RUN_POLICY, store, state, after_chunks=6), "the run must be killed"
+    assert kill_after(RUN_POLICY, store, state, CHUNK, DEMO_AS_OF, after_chunks=6), (
+        "the run must be killed"
+    )
     for path in state.parent.iterdir():  # the state database is lost
         path.unlink()
     engine = create_engine(store)
@@ -377,7 +380,9 @@ def test_a_killed_runs_lock_does_not_hide_its_unaudited_chunks(store: str, tmp_p
     (the next run's reconcile audits them)."""
     state = _state(tmp_path)
     state.parent.mkdir()
-    assert _kill_after(RUN_POLICY, store, state, after_chunks=3), "the run must be killed"
+    assert kill_after(RUN_POLICY, store, state, CHUNK, DEMO_AS_OF, after_chunks=3), (
+        "the run must be killed"
+    )
     engine = create_engine(f"sqlite:///{state}")
     with engine.connect() as c:
         assert c.execute(text("SELECT count(*) FROM tenure_locks")).scalar_one() == 1

@@ -32,8 +32,9 @@ from flows.demo import schema
 from flows.reports.run import render_run, report_json, report_markdown
 from flows.run.lifecycle import run_policy
 from flows.run.types import RunOptions
-from tests.conftest import DEMO_AS_OF, SHIPPED_POLICY, build_demo
 from tests.support.canaries import CANARIES, Hit, Needles, Planted, plant
+from tests.support.demo import DEMO_AS_OF, build_demo
+from tests.support.paths import SHIPPED_POLICY
 
 POLICY = str(SHIPPED_POLICY)
 #: ``--now`` takes a naive instant in the policy's time zone.
@@ -83,6 +84,7 @@ def _failure(hits: list[Hit]) -> str:
     return f"{len(hits)} canary hit(s) after the run:\n{shown}{more}"
 
 
+@pytest.mark.usefixtures("pseudonym_keys")
 def test_no_canary_survives_the_nightly_run(
     tmp_path: Path,
     demo_files: dict[str, str],
@@ -97,8 +99,6 @@ def test_no_canary_survives_the_nightly_run(
     (tmp_path / "store").mkdir()
     (tmp_path / "state").mkdir()
     monkeypatch.setenv("TENURE_CRM_URL", store_url)
-    monkeypatch.setenv("TENURE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
-    monkeypatch.setenv("TENURE_PSEUDONYM_KEY_ACCOUNTS", "test-accounts-key-0123456789")
     needles = Needles(CANARIES)
 
     build_demo(store_url, customers=100)  # enough for a few published cells

@@ -16,7 +16,7 @@ from retention_rules.issues import PolicyError
 from retention_rules.loader import load_policy
 from retention_rules.model import EntityName, Exemption, Policy, ScanSettings
 from retention_rules.suggest import suggest_bindings
-from tests.conftest import SHIPPED_POLICY
+from tests.support.paths import SHIPPED_POLICY
 
 POLICY = load_policy(SHIPPED_POLICY, environ={}).policy
 

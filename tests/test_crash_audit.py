@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from ruamel.yaml import YAML
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from connectors.errors import StoreUnavailable
@@ -25,14 +25,15 @@ from flows.reports.run import report_json
 from flows.run.lifecycle import run_policy
 from flows.run.types import RunOptions, RunReport
 from flows.state.tables import chunks, open_state
-from tests.conftest import DEMO_AS_OF, FIXTURES, build_demo
+from tests.support.books import books, journal
 from tests.support.crash_runner import run_killed_before_ledger
+from tests.support.demo import DEMO_AS_OF, build_demo
+from tests.support.paths import FIXTURES
 
 CHUNK = 10
 #: A part of the run tests' policy: an anonymize binding (3 chunks), two delete bindings,
 #: an aggregate binding; the kill tests leave out the aggregate (hundreds of chunks).
 DATASETS = ("payments", "invoices", "customers", "web_clicks")
-COUNTERS = tuple(audit.ACTION_COUNTERS.values())
 runner = CliRunner()
 
 
@@ -53,12 +54,13 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def store(pristine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def store(
+    pseudonym_keys: dict[str, str], pristine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
     path = tmp_path / "crm.sqlite"
     shutil.copy(pristine, path)
     url = f"sqlite:///{path}"
     monkeypatch.setenv("TENURE_CRM_URL", url)
-    monkeypatch.setenv("TENURE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
     return url
 
 
@@ -78,40 +80,9 @@ def _verify(policy: Path, tmp_path: Path) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def _journal(store: str) -> dict[tuple[str, str], tuple[str, int, int]]:
-    """(run, dataset) → (action, rows, chunks), as the store's journal says."""
-    engine = create_engine(store)
-    with engine.connect() as c:
-        rows = c.execute(
-            text(
-                "SELECT run_id, label, action, SUM(rows), COUNT(*) FROM tenure_journal "
-                "GROUP BY run_id, label, action"
-            )
-        ).all()
-    engine.dispose()
-    return {(r[0], r[1]): (r[2], int(r[3]), int(r[4])) for r in rows}
-
-
-def _books(tmp_path: Path) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
-    """(run, dataset) → rows, as the audit log says, and as the register says."""
-    engine = open_state(_state(tmp_path))
-    audited: dict[tuple[str, str], int] = {}
-    for entry in audit.entries(engine):
-        if "dataset" in entry:
-            key = (entry["run_id"], entry["dataset"])
-            audited[key] = audited.get(key, 0) + sum(int(entry.get(c) or 0) for c in COUNTERS)
-    registered = {
-        (entry["run_id"], record["dataset"]): record["records_this_run"]
-        for entry in register.entries(engine)
-        for record in entry["datasets"]
-    }
-    engine.dispose()
-    return audited, registered
-
-
 def _assert_every_chunk_accounted_for(store: str, tmp_path: Path) -> None:
-    audited, registered = _books(tmp_path)
-    for (run_id, dataset), (action, rows, number) in _journal(store).items():
+    audited, registered = books(_state(tmp_path))
+    for (run_id, dataset), (action, rows, number) in journal(store).items():
         where = f"run {run_id}, {dataset}: {number} chunks of {rows} rows committed"
         assert audited.get((run_id, dataset)) == rows, f"{where}, audited {audited}"
         if action != "delete":
@@ -143,11 +114,11 @@ def test_every_committed_chunk_is_audited_and_registered(
     policy = _policy(tmp_path / "policy.yaml", DATASETS[:3])
     code = run_killed_before_ledger(policy, store, _state(tmp_path), CHUNK, DEMO_AS_OF, point)
     assert code == -signal.SIGKILL, "the run must die at the kill point"
-    (killed,) = {run_id for run_id, _ in _journal(store)}
+    (killed,) = {run_id for run_id, _ in journal(store)}
     dataset, _, number = point.partition(":")
-    journaled = _journal(store)[(killed, dataset)]
+    journaled = journal(store)[(killed, dataset)]
     assert journaled[2] == int(number)  # the chunk committed in the store ...
-    assert _ledger_rows(tmp_path, killed) < sum(r for _, r, _ in _journal(store).values())
+    assert _ledger_rows(tmp_path, killed) < sum(r for _, r, _ in journal(store).values())
 
     # ... and before the next run, verify does not call the log intact: it names the run,
     # what it committed, and what will audit it.
@@ -174,7 +145,7 @@ def test_a_killed_anonymization_whose_state_database_was_lost_is_registered(
     run_killed_before_ledger(policy, store, _state(tmp_path), CHUNK, DEMO_AS_OF, "customers:2")
     for path in tmp_path.glob("tenure-state.sqlite*"):
         path.unlink()
-    (killed,) = {run_id for run_id, _ in _journal(store)}
+    (killed,) = {run_id for run_id, _ in journal(store)}
     rerun = _run(policy, store, tmp_path)
     assert not rerun.failed and rerun.reconciled_runs == [killed]
     _assert_every_chunk_accounted_for(store, tmp_path)
@@ -194,7 +165,7 @@ def test_a_run_stopped_mid_binding_records_what_it_committed_before_it_stops(
     _failing_chunks(monkeypatch, "customers", lambda n: KeyboardInterrupt() if n == 3 else None)
     with pytest.raises(KeyboardInterrupt):
         _run(policy, store, tmp_path)
-    (run_id,) = {run_id for run_id, _ in _journal(store)}
+    (run_id,) = {run_id for run_id, _ in journal(store)}
     _assert_every_chunk_accounted_for(store, tmp_path)
     engine = open_state(_state(tmp_path))
     statuses = {e["status"] for e in audit.entries(engine, run_id)}
@@ -238,7 +209,7 @@ def test_a_binding_that_fails_after_committing_chunks_records_them_before_it_is_
     assert report.failed
     (failed,) = [o for o in report.outcomes if o.error]
     assert failed.dataset == dataset and failed.error == "unexpected RuntimeError: boom"
-    _, rows, number = _journal(store)[(report.run_id, dataset)]
+    _, rows, number = journal(store)[(report.run_id, dataset)]
     assert number == 2 and failed.chunks == 2 and failed.processed == rows
     shown = next(d for d in report_json(report)["datasets"] if d["dataset"] == dataset)
     assert shown["status"] == "error" and shown["processed"] == rows
@@ -309,7 +280,7 @@ def test_a_flow_task_that_loses_its_store_after_committing_chunks_is_audited(
     expired = next(o.expired for o in dry.outcomes if o.dataset == "customers")
     report = _flow_run(policy, tmp_path, monkeypatch)
     (customers,) = [o for o in report.outcomes if o.dataset == "customers"]
-    _, rows, number = _journal(store)[(report.run_id, "customers")]
+    _, rows, number = journal(store)[(report.run_id, "customers")]
     if lost == 1:
         assert not report.failed and customers.error is None
         assert number == 3 and customers.processed == rows == customers.expired == expired

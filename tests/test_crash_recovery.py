@@ -6,27 +6,24 @@ interrupted, exactly, and the audit log must account for the interrupted run's w
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, inspect, select, text
+from sqlalchemy import create_engine, inspect, text
 
 from connectors.sql.connector import SQLConnector
 from flows import audit
 from flows.releases import shown, withhold_small_cells
 from flows.run.lifecycle import run_policy
 from flows.run.types import RunOptions
-from flows.state.tables import chunks, open_state
+from flows.state.tables import open_state
 from retention_rules.loader import load_policy
 from retention_rules.planner import rollup_sinks
-from tests.conftest import DEMO_AS_OF, FIXTURES, REPO, build_demo
+from tests.support.crash_runner import kill_after
+from tests.support.demo import DEMO_AS_OF, build_demo
+from tests.support.paths import FIXTURES
 
 RUN_POLICY = FIXTURES / "run_policy.yaml"
 CHUNK = 40
@@ -65,45 +62,9 @@ def _snapshot(url: str) -> dict[str, list[tuple[object, ...]]]:
     return snapshot
 
 
-def _committed_chunks(state: Path) -> int:
-    if not state.exists():
-        return 0
-    try:
-        engine = create_engine(f"sqlite:///{state}")
-        with engine.connect() as c:
-            return int(c.scalar(select(func.count()).select_from(chunks)) or 0)
-    except Exception:
-        return 0
-    finally:
-        engine.dispose()
-
-
-def _kill_after(policy: Path, store: str, state: Path, after_chunks: int) -> bool:
-    """Start a run, SIGKILL it once `after_chunks` chunks are committed; True if killed."""
-    env = {
-        **os.environ,
-        "TENURE_PSEUDONYM_KEY": "test-key-0123456789abcdef",
-        "TENURE_PSEUDONYM_KEY_ACCOUNTS": "test-accounts-key-0123456789",
-    }
-    child = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.crash_runner", str(policy), store, f"sqlite:///{state}",
-         str(CHUNK), DEMO_AS_OF.isoformat()],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while child.poll() is None and time.monotonic() < deadline:
-        if _committed_chunks(state) >= after_chunks:
-            child.send_signal(signal.SIGKILL)
-            child.wait()
-            return True
-        time.sleep(0.01)
-    child.wait()
-    return False
-
-
 @pytest.fixture(scope="module")
 def reference(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, pseudonym_keys: dict[str, str]
 ) -> tuple[Path, dict[str, list[tuple[object, ...]]], int]:
     """A pristine demo store, and the snapshot an uninterrupted run leaves."""
     root = tmp_path_factory.mktemp("crash")
@@ -111,8 +72,6 @@ def reference(
     build_demo(f"sqlite:///{pristine}", customers=120)
     clean = root / "clean.sqlite"
     shutil.copy(pristine, clean)
-    os.environ.setdefault("TENURE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
-    os.environ.setdefault("TENURE_PSEUDONYM_KEY_ACCOUNTS", "test-accounts-key-0123456789")
     report = run_policy(
         RUN_POLICY,
         RunOptions(
@@ -128,13 +87,12 @@ def reference(
     return pristine, _snapshot(f"sqlite:///{clean}"), total_chunks
 
 
+@pytest.mark.usefixtures("pseudonym_keys")
 def test_kill_at_random_chunks_then_rerun_matches_an_uninterrupted_run(
     reference: tuple[Path, dict[str, list[tuple[object, ...]]], int], tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     pristine, expected, total_chunks = reference
-    monkeypatch.setenv("TENURE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
-    monkeypatch.setenv("TENURE_PSEUDONYM_KEY_ACCOUNTS", "test-accounts-key-0123456789")
     assert total_chunks > 20, "the store must need many chunks for the kill points to spread"
     points = sorted(random.Random(2025).sample(range(1, total_chunks), KILL_POINTS))
     killed = 0
@@ -142,7 +100,7 @@ def test_kill_at_random_chunks_then_rerun_matches_an_uninterrupted_run(
         store, state = tmp_path / f"store-{point}.sqlite", tmp_path / f"state-{point}.sqlite"
         shutil.copy(pristine, store)
         url = f"sqlite:///{store}"
-        killed += _kill_after(RUN_POLICY, url, state, point)
+        killed += kill_after(RUN_POLICY, url, state, CHUNK, DEMO_AS_OF, point)
         rerun = run_policy(
             RUN_POLICY,
             RunOptions(

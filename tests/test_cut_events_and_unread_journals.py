@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, delete, select
 
+from connectors.protocol import ConnectorOptions
 from connectors.registry import open_connector
 from flows import audit
 from flows.run import lifecycle, reconcile
@@ -17,12 +18,12 @@ from flows.run.types import RunOptions
 from flows.state.tables import chunks, runs
 from retention_rules.loader import load_policy
 from retention_rules.references import event_clock_warnings
-from tests.test_event_clocks import NOW, _fill, _ids, _policy
+from tests.support.shop import NOW, fill_shop, shop_policy, table_ids
 
 
 def _shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "shop.sqlite"
-    monkeypatch.setenv("SHOP_URL", _fill(path))
+    monkeypatch.setenv("SHOP_URL", fill_shop(path))
     return path
 
 
@@ -38,7 +39,7 @@ def test_equal_retention_event_table_cut_first_is_warned(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shop = _shop(tmp_path, monkeypatch)
-    policy = _policy(tmp_path)
+    policy = shop_policy(tmp_path)
     policy.write_text(policy.read_text().replace("retention: 3 years", "retention: 1 year"))
     warnings = event_clock_warnings(load_policy(policy).policy)
     report = run_policy(
@@ -48,7 +49,7 @@ def test_equal_retention_event_table_cut_first_is_warned(
     # Customers 1 (last login 2018) and 2 (last login mid-2024) are past the 1-year
     # cut-off (2025-01-01); their logins went first, so they now have no event.
     # The situation the warning is about: customer 1 stays, now with no event.
-    assert 1 in _ids(shop, "customers")
+    assert 1 in table_ids(shop, "customers")
     assert customers.no_event == 4
     assert [w.loc for w in warnings] == [("datasets", 0, "clock", "event_table")], warnings
     message = warnings[0].message
@@ -63,7 +64,7 @@ def test_anonymizing_the_event_column_is_warned(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shop = _shop(tmp_path, monkeypatch)
-    policy = _policy(tmp_path)
+    policy = shop_policy(tmp_path)
     text = policy.read_text().replace(
         "columns: {ip: usage.ip_address}",
         "columns: {ip: usage.ip_address, logged_at: usage.ip_address}",
@@ -81,7 +82,7 @@ def test_anonymizing_the_event_column_is_warned(
     customers = {o.dataset: o for o in report.outcomes}["customers"]
     # Customer 1's last login (2018) is past the 3-year cut-off: it should have expired.
     # The situation the warning is about: customer 1 stays, and is not even counted.
-    assert 1 in _ids(shop, "customers")
+    assert 1 in table_ids(shop, "customers")
     assert customers.no_event == 2
     messages = [w.message for w in warnings]
     assert any("logged_at" in m and "null" in m for m in messages), messages
@@ -95,9 +96,9 @@ def test_dead_run_is_not_closed_while_a_store_journal_is_unreadable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first, second = tmp_path / "a.sqlite", tmp_path / "b.sqlite"
-    monkeypatch.setenv("SHOP_URL", _fill(first))
-    b_url = _fill(second)
-    policy = _policy(tmp_path)
+    monkeypatch.setenv("SHOP_URL", fill_shop(first))
+    b_url = fill_shop(second)
+    policy = shop_policy(tmp_path)
     text = policy.read_text().replace(
         "    url: ${SHOP_URL}\n", "    url: ${SHOP_URL}\n  other:\n    url: ${OTHER_URL}\n"
     )
@@ -119,7 +120,7 @@ def test_dead_run_is_not_closed_while_a_store_journal_is_unreadable(
         dying.setattr(reconcile, "close_from_journals", lambda *a, **k: False)
         with pytest.raises(KeyboardInterrupt):
             run_policy(policy, options)
-    assert _ids(second, "logins") == [4, 5]  # committed in store "other"
+    assert table_ids(second, "logins") == [4, 5]  # committed in store "other"
     # ... and was killed between that store's commit and the ledger's record of it.
     with create_engine(_state(tmp_path)).begin() as connection:
         connection.execute(delete(chunks).where(chunks.c.dataset == "other_logins"))
@@ -132,7 +133,9 @@ def test_dead_run_is_not_closed_while_a_store_journal_is_unreadable(
     state = create_engine(_state(tmp_path))
     with state.connect() as connection:
         statuses = dict(connection.execute(select(runs.c.run_id, runs.c.status)).all())
-    connector = open_connector("other", b_url, naive_timezone="UTC", local_timezone="UTC")
+    connector = open_connector(
+        "other", b_url, ConnectorOptions(naive_timezone="UTC", local_timezone="UTC")
+    )
     try:
         result = audit.verify(state, {"other": connector}, {"logins", "other_logins"})
     finally:

@@ -48,6 +48,7 @@ from retention_rules.planner import (
     reference_cycles,
     reference_parents,
 )
+from tests.support.backends import on_backends
 
 runner = CliRunner()
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
@@ -132,11 +133,10 @@ holds:
 """
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'shop.sqlite'}"
-    return str(request.getfixturevalue("pg_url"))
+@pytest.fixture
+def db_url(store_url: str) -> str:
+    """An empty store of the matrix; the tests below run on SQLite and PostgreSQL."""
+    return store_url
 
 
 @pytest.fixture
@@ -280,6 +280,7 @@ def test_a_binding_clocked_by_its_parent_runs_first_and_inherits_its_holds(
     assert entries["order_items"]["holds"][0]["hold"] == via
 
 
+@on_backends("sqlite", "postgresql")
 def test_a_declared_reference_runs_children_first_and_keeps_their_parents(
     db_url: str, tmp_path: Path
 ) -> None:

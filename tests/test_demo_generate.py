@@ -6,8 +6,6 @@ import ipaddress
 import json
 import mailbox
 import re
-import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from email import message_from_bytes
 from email.message import Message
@@ -22,10 +20,10 @@ from flows.demo import files_and_mail
 from flows.demo.files_and_mail import DemoFilesExist, build_demo_files
 from flows.demo.generate import DemoSpec, DemoStoreExists, build_demo_store
 from flows.demo.schema import customers, login_events, metadata
+from tests.support.demo import instants, rows, table_contents
 
 AS_OF = datetime(2026, 11, 24, tzinfo=UTC)
 SMALL = DemoSpec(customers=60, as_of=AS_OF)
-TABLES = [table.name for table in metadata.sorted_tables]
 INSERTION_ORDER = [
     "customers", "accounts", "invoices", "payments", "login_events", "usage_events",
     "web_clicks", "support_tickets", "email_messages", "marketing_consents", "privacy_requests",
@@ -74,25 +72,6 @@ def build(path: Path, spec: DemoSpec = SMALL, *, replace: bool = False) -> dict[
         return build_demo_store(engine, spec, replace=replace)
     finally:
         engine.dispose()
-
-
-def rows(path: Path, sql: str, *params: object) -> list[tuple[object, ...]]:
-    connection = sqlite3.connect(path)
-    try:
-        return connection.execute(sql, params).fetchall()
-    finally:
-        connection.close()
-
-
-def table_contents(path: Path) -> dict[str, list[tuple[object, ...]]]:
-    return {name: rows(path, f"SELECT * FROM {name} ORDER BY id") for name in TABLES}
-
-
-def instants(path: Path, sql: str) -> Iterator[datetime]:
-    """SQLite keeps naive UTC text; read it back as aware UTC instants."""
-    for (text,) in rows(path, sql):
-        if text is not None:
-            yield datetime.fromisoformat(str(text)).replace(tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,8 @@ from flows.demo.schema import customers
 from flows.run.lifecycle import run_policy
 from flows.run.types import DatasetOutcome, RunOptions, RunReport
 from flows.state.tables import chunks, open_state
-from tests.conftest import DEMO_AS_OF, SHIPPED_POLICY, build_demo, demo_files_environ
+from tests.support.demo import DEMO_AS_OF, build_demo, demo_files_environ
+from tests.support.paths import SHIPPED_POLICY
 
 MONTREAL = ZoneInfo("America/Montreal")
 CRM_DATASETS = {
@@ -74,7 +75,11 @@ def _readable(raw: bytes) -> str:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory, demo_files_template: Path) -> Iterator[Demo]:
+def demo(
+    tmp_path_factory: pytest.TempPathFactory,
+    demo_files_template: Path,
+    pseudonym_keys: dict[str, str],
+) -> Iterator[Demo]:
     root = tmp_path_factory.mktemp("three-stores")
     crm = f"sqlite:///{root / 'crm.sqlite'}"
     build_demo(crm)
@@ -90,13 +95,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory, demo_files_template: Path) ->
     before = {"inbox": _messages(root / "mail"), "billing": _messages(root / "mail" / ".Billing")}
     partitions = _partitions(root)
     options = RunOptions(now=DEMO_AS_OF, state_url=state_url, coverage_gate=False)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TENURE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
-        patch.setenv("TENURE_PSEUDONYM_KEY_ACCOUNTS", "test-accounts-key-0123456789")
-        report = run_policy(SHIPPED_POLICY, options, environ=environ)
-        after_first = _messages(root / "mail" / ".Billing")
-        rerun = run_policy(SHIPPED_POLICY, options, environ=environ)
-        assert _messages(root / "mail" / ".Billing") == after_first  # marked: not redone
+    report = run_policy(SHIPPED_POLICY, options, environ=environ)
+    after_first = _messages(root / "mail" / ".Billing")
+    rerun = run_policy(SHIPPED_POLICY, options, environ=environ)
+    assert _messages(root / "mail" / ".Billing") == after_first  # marked: not redone
     yield Demo(root, state_url, before, partitions, people, report, rerun)
 
 

@@ -30,7 +30,7 @@ from typer.testing import CliRunner
 import connectors.rollups as rollups
 import flows.nightly as nightly
 from anonymizers.generalize import truncate_date, truncate_datetime64
-from connectors.protocol import ChunkWork, ColumnInfo, ExpirySelection, RollupSink
+from connectors.protocol import ChunkWork, ColumnInfo, ConnectorOptions, ExpirySelection, RollupSink
 from connectors.rollups import period_starts
 from connectors.sql.connector import SQLConnector
 from connectors.times import TimeContext, wall_bound, wall_instant, wall_instants
@@ -325,7 +325,7 @@ def _store_agrees_with_pandas(
         )
     engine.dispose()
     expired = [w for w in walls if wall_instant(w, ZoneInfo(zone)) < cutoff]
-    connector = SQLConnector("s", url, naive_timezone=zone, read_only=False)
+    connector = SQLConnector("s", url, ConnectorOptions(naive_timezone=zone, read_only=False))
     try:
         selection = ExpirySelection("stamps", "at", cutoff, primary_key=("id",))
         assert connector.count_expiry(selection).expired == len(expired)

@@ -30,45 +30,21 @@ from connectors.sql.connector import SQLConnector
 from flows.cli import app
 from flows.run.lifecycle import run_policy
 from flows.run.types import RunOptions
-from tests.test_event_clocks import (
-    CUSTOMERS,
+from tests.support.shop import (
     CUSTOMERS_BINDING,
     HEAD,
-    LOGINS,
     LOGINS_BINDING,
     NOW,
-    _as_files,
-    _counts,
-    _ids,
-    _plan,
-    _selection,
+    fill_shop,
+    no_event_counts,
+    no_event_selection,
+    plan_json,
+    shop_as_files,
+    table_ids,
 )
 
 #: What each count is called in the plan's JSON and in the run's outcome.
 COUNTS = {"expired": "expired", "held": "held", "never_expires_no_event": "no_event"}
-
-
-def _shop(path: Path, *, foreign_key: bool = True) -> str:
-    """The trial's customers and logins; without the foreign key, nothing orders the run
-    but the policy."""
-    reference = " REFERENCES customers(id)" if foreign_key else ""
-    with sqlite3.connect(path) as connection:
-        connection.execute(
-            "CREATE TABLE customers (id INTEGER PRIMARY KEY, email TEXT, created_at DATETIME)"
-        )
-        connection.execute(
-            "CREATE TABLE logins (id INTEGER PRIMARY KEY, "
-            f"customer_id INTEGER{reference}, ip TEXT, logged_at DATETIME)"
-        )
-        connection.executemany(
-            "INSERT INTO customers VALUES (?, ?, ?)",
-            [(i, f"c{i}@example.com", at) for i, at in CUSTOMERS],
-        )
-        connection.executemany(
-            "INSERT INTO logins VALUES (?, ?, '192.0.2.1', ?)",
-            [(i, customer, at) for i, customer, at in LOGINS],
-        )
-    return f"sqlite:///{path}"
 
 
 def _trial_policy(
@@ -92,7 +68,7 @@ def _trial_policy(
 def _counted(policy: Path, state: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """The plan (`tenure plan --json`), the dry run's and the real run's counts, by
     binding, each as the plan names them."""
-    planned = {name: {key: row[key] for key in COUNTS} for name, row in _plan(policy).items()}
+    planned = {name: {key: row[key] for key in COUNTS} for name, row in plan_json(policy).items()}
     runs = []
     for dry_run in (True, False):
         options = RunOptions(now=NOW, state_url=state, coverage_gate=False, dry_run=dry_run)
@@ -126,10 +102,10 @@ def test_the_plan_foresees_the_event_rows_an_earlier_binding_deletes(
     customers_run: dict[str, int],
 ) -> None:
     shop = tmp_path / "shop.sqlite"
-    monkeypatch.setenv("SHOP_URL", _shop(shop))
+    monkeypatch.setenv("SHOP_URL", fill_shop(shop))
     policy = _trial_policy(tmp_path, if_no_event)
     planned, dry, done = _counted(policy, f"sqlite:///{tmp_path / 'state.sqlite'}")
-    assert _ids(shop, "logins") == [4, 5]  # logins went first (they refer to customers)
+    assert table_ids(shop, "logins") == [4, 5]  # logins went first (they refer to customers)
     assert done["customers"] == customers_run
     assert planned == done, "the plan made before the run said otherwise"
     assert dry == done, "the dry run made before the run said otherwise"
@@ -202,7 +178,7 @@ def test_event_rows_a_later_binding_deletes_are_not_foreseen_gone(
     planned, dry, done = _counted(policy, f"sqlite:///{tmp_path / 'state.sqlite'}")
     assert done["order_items"] == {"expired": 2, "held": 0, "never_expires_no_event": 1}
     assert done["orders"]["expired"] == 1
-    assert (_ids(shop, "orders"), _ids(shop, "order_items")) == ([2], [3, 4])
+    assert (table_ids(shop, "orders"), table_ids(shop, "order_items")) == ([2], [3, 4])
     assert planned == done
     assert dry == done
 
@@ -228,7 +204,7 @@ def test_plan_counts_are_what_the_run_does(
     run then does, binding by binding."""
     with tempfile.TemporaryDirectory() as scratch, pytest.MonkeyPatch.context() as patch:
         folder = Path(scratch)
-        patch.setenv("SHOP_URL", _shop(folder / "shop.sqlite", foreign_key=foreign_key))
+        patch.setenv("SHOP_URL", fill_shop(folder / "shop.sqlite", foreign_key=foreign_key))
         policy = _trial_policy(
             folder, if_no_event, customers=customers, logins=logins, logins_first=logins_first
         )
@@ -256,17 +232,17 @@ def test_sql_and_files_count_foreseen_event_removals_alike(
     tmp_path: Path, fallback: str | None
 ) -> None:
     path = tmp_path / "shop.sqlite"
-    _shop(path)
-    ahead = replace(_selection(fallback), events_removed_first=(LOGINS_GO_FIRST,))
+    fill_shop(path)
+    ahead = replace(no_event_selection(fallback), events_removed_first=(LOGINS_GO_FIRST,))
     sql = SQLConnector("shop", f"sqlite:///{path}")
-    files = _as_files(path, tmp_path / "files")
+    files = shop_as_files(path, tmp_path / "files")
     try:
         for connector in (sql, files):
             counts = connector.count_expiry(ahead)
             found = (counts.total, counts.expired, counts.no_event, counts.unreadable)
             assert found == FORESEEN[fallback], connector
             # A real run's chunk judges the store as it is: customer 1 still has its login.
-            assert _counts(connector, fallback)[1] == 1
+            assert no_event_counts(connector, fallback)[1] == 1
         statements: list[str] = []
 
         def seen(*args: Any) -> None:
@@ -307,7 +283,7 @@ def test_validate_warns_of_any_binding_that_deletes_the_event_rows(
     """Shorter: the events go before the clock runs out. Equal: they go the night the
     record expires, before its turn when the event binding runs first. Longer: a record
     kept past its retention (a hold) loses them, and never expires once the hold lapses."""
-    monkeypatch.setenv("SHOP_URL", _shop(tmp_path / "shop.sqlite"))
+    monkeypatch.setenv("SHOP_URL", fill_shop(tmp_path / "shop.sqlite"))
     (warning,) = _warnings(_trial_policy(tmp_path, customers=customers, logins=logins))
     assert said in warning
     assert "datasets[0].clock.event_table" in warning and "if_no_event" in warning
@@ -341,7 +317,7 @@ def test_anonymizing_the_event_time_is_warned_whatever_if_no_event_says(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A NULL event has not happened: no fallback applies, the record never expires."""
-    monkeypatch.setenv("SHOP_URL", _shop(tmp_path / "shop.sqlite"))
+    monkeypatch.setenv("SHOP_URL", fill_shop(tmp_path / "shop.sqlite"))
     policy = _anonymizing_logins(tmp_path, {"logged_at": '"null"'}, "never")
     (warning,) = _warnings(policy)
     lines = policy.read_text().splitlines()
@@ -361,7 +337,7 @@ def test_anonymizing_the_join_column_is_warned_unless_if_no_event_says(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Rewritten links match no record: it has no event, which `if_no_event` covers."""
-    monkeypatch.setenv("SHOP_URL", _shop(tmp_path / "shop.sqlite"))
+    monkeypatch.setenv("SHOP_URL", fill_shop(tmp_path / "shop.sqlite"))
     (warning,) = _warnings(_anonymizing_logins(tmp_path, {"customer_id": "pseudonym"}))
     assert "anonymizes logins.customer_id, which links logins rows to customers rows" in warning
     assert "has no event and never expires" in warning and "if_no_event" in warning

@@ -21,10 +21,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import connectors.files.connector as files_module
+import connectors.files.atomic as atomic
 from connectors.conformance import ConformanceFixture, ConnectorConformance, Record
 from connectors.errors import StoreError, StoreUnavailable
 from connectors.files.connector import FilesStore
+from connectors.protocol import ConnectorOptions
 from connectors.records.store import Partition, RecordStore
 from connectors.registry import open_connector
 
@@ -323,7 +324,7 @@ def test_a_crash_while_writing_leaves_the_file_whole(
     first, _ = access_log(tmp_path, fmt)
     store = store_for(tmp_path)
     before_bytes, before = first.read_bytes(), everything(store)
-    monkeypatch.setattr(files_module, "_open_temp", half_then_crash)
+    monkeypatch.setattr(atomic, "_open_temp", half_then_crash)
     name = f"date=2024-05-01/part-0.{fmt}"
     with pytest.raises((StoreError, OSError), match="disk on fire"):
         store.delete("access_log", [(name, 0)])
@@ -397,7 +398,7 @@ def test_a_crash_on_another_filesystem_leaves_the_object_whole(
     path = f"{memory_root}/access_log/part-0.csv"
     memory.pipe(path, encode("csv", FIRST))
     store = FilesStore("mem", f"files+memory://{memory_root}", read_only=False)
-    monkeypatch.setattr(files_module, "_open_temp", half_then_crash)
+    monkeypatch.setattr(atomic, "_open_temp", half_then_crash)
     with pytest.raises(StoreError, match="disk on fire"):
         store.delete("access_log", [("part-0.csv", 0)])
     assert memory.cat(path) == encode("csv", FIRST)
@@ -442,7 +443,7 @@ def test_compressed_and_forced_formats(tmp_path: Path) -> None:
 def test_connector_entry_point(tmp_path: Path) -> None:
     access_log(tmp_path, "csv")
     connector = open_connector(
-        "logs", f"files:///{tmp_path}", bookkeeping_dir=str(tmp_path / "_books")
+        "logs", f"files:///{tmp_path}", ConnectorOptions(bookkeeping_dir=tmp_path / "_books")
     )
     assert connector.table_names() == ["access_log"]
     info = connector.table_info("access_log")
@@ -582,7 +583,9 @@ def conformance_store(tmp_path: Path, fmt: str) -> Make:
         url = f"files:///{tmp_path / 'store'}"
         return ConformanceFixture(
             open=lambda read_only: open_connector(
-                "files", url, read_only=read_only, bookkeeping_dir=str(tmp_path / "books")
+                "files",
+                url,
+                ConnectorOptions(read_only=read_only, bookkeeping_dir=tmp_path / "books"),
             ),
             collection="events",
             key=("source_file", "row_number"),
@@ -595,18 +598,24 @@ def conformance_store(tmp_path: Path, fmt: str) -> Make:
 
 
 class TestFilesCSV(ConnectorConformance):
+    CAPABILITIES = FilesStore.capabilities
+
     @pytest.fixture
     def make_store(self, tmp_path: Path) -> Make:
         return conformance_store(tmp_path, "csv")
 
 
 class TestFilesJsonLines(ConnectorConformance):
+    CAPABILITIES = FilesStore.capabilities
+
     @pytest.fixture
     def make_store(self, tmp_path: Path) -> Make:
         return conformance_store(tmp_path, "jsonl")
 
 
 class TestFilesParquet(ConnectorConformance):
+    CAPABILITIES = FilesStore.capabilities
+
     @pytest.fixture
     def make_store(self, tmp_path: Path) -> Make:
         return conformance_store(tmp_path, "parquet")

@@ -27,9 +27,10 @@ from sqlalchemy import make_url
 from connectors.conformance import ConformanceFixture, ConnectorConformance, Record
 from connectors.errors import StoreError, StoreUnavailable
 from connectors.mail.imap import ImapStore
-from connectors.mail.mailboxes import connector, open_store
+from connectors.mail.mailboxes import open_store
 from connectors.mail.messages import FIELDS, message_key, rebuild
-from connectors.protocol import ExpirySelection
+from connectors.mail.stores import MailStore
+from connectors.protocol import ConnectorOptions, ExpirySelection
 from connectors.records.connector import RecordConnector
 from connectors.registry import open_connector
 from tests.support.imap_server import PASSWORD, ImapServer
@@ -326,7 +327,9 @@ def test_identical_copies_are_never_merged(setup: MailSetup, tmp_path: Path) -> 
     assert store.update("inbox", [(key.iloc[0],)], pd.DataFrame({"subject": ["x"]})) == 0
     assert store.delete("inbox", [(key.iloc[0],)]) == 0
     assert len(setup.raw_messages()) == 7 and setup.readable().count(b"cuisine") >= 2
-    connector = RecordConnector(store, bookkeeping_dir=tmp_path / "books", read_only=False)
+    connector = RecordConnector(
+        store, ConnectorOptions(bookkeeping_dir=tmp_path / "books", read_only=False)
+    )
     selection = ExpirySelection("inbox", "sent_at", datetime(2100, 1, 1, tzinfo=UTC))
     counts = connector.count_expiry(selection)
     assert counts.skipped == {"duplicate key": 2} and counts.total == 4  # 5 - 1, no copy
@@ -368,7 +371,9 @@ def test_read_only_refuses_changes(setup: MailSetup) -> None:
 
 
 def test_the_connector_entry_point(setup: MailSetup, tmp_path: Path) -> None:
-    opened = open_connector("mail", setup.url, read_only=True, bookkeeping_dir=str(tmp_path))
+    opened = open_connector(
+        "mail", setup.url, ConnectorOptions(read_only=True, bookkeeping_dir=tmp_path)
+    )
     assert opened.table_names() == ["inbox", "sales"]
     info = opened.table_info("inbox")
     assert info is not None and info.primary_key == ("message_key",)
@@ -554,8 +559,8 @@ def _record_mails(records: list[Record]) -> list[Mail]:
 
 def _fixture(url: str, books: Path) -> ConformanceFixture:
     return ConformanceFixture(
-        open=lambda read_only: connector(
-            "mail", url, read_only=read_only, bookkeeping_dir=str(books)
+        open=lambda read_only: open_connector(
+            "mail", url, ConnectorOptions(read_only=read_only, bookkeeping_dir=books)
         ),
         collection="inbox",
         key=("message_key",),
@@ -566,6 +571,8 @@ def _fixture(url: str, books: Path) -> ConformanceFixture:
 
 
 class TestMaildirConformance(ConnectorConformance):
+    CAPABILITIES = MailStore.capabilities
+
     @pytest.fixture
     def make_store(self, tmp_path: Path) -> Callable[[list[Record]], ConformanceFixture]:
         def make(records: list[Record]) -> ConformanceFixture:
@@ -576,6 +583,8 @@ class TestMaildirConformance(ConnectorConformance):
 
 
 class TestMboxConformance(ConnectorConformance):
+    CAPABILITIES = MailStore.capabilities
+
     @pytest.fixture
     def make_store(self, tmp_path: Path) -> Callable[[list[Record]], ConformanceFixture]:
         def make(records: list[Record]) -> ConformanceFixture:
@@ -586,6 +595,8 @@ class TestMboxConformance(ConnectorConformance):
 
 
 class TestImapConformance(ConnectorConformance):
+    CAPABILITIES = MailStore.capabilities
+
     @pytest.fixture
     def make_store(
         self, tmp_path: Path, imap_server: ImapServer, imap_user: str

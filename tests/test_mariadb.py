@@ -1,13 +1,14 @@
-"""Tenure on a real MariaDB server: the demo store, the nightly run, time zones, errors.
+"""What is MariaDB's own: the demo store's DATETIME values, named locks, TIMESTAMP and
+DATETIME clocks, MySQL's few SQL forms, row estimates, connection errors, zero dates.
 
-The nightly checks are the SQLite and PostgreSQL ones (``tests/test_nightly.py``) run on
-a MariaDB store; ``test_sql_connector.py`` runs its connector checks here too.
+The checks every backend passes run on MariaDB through the backend matrix (``store_url``
+and ``demo_url``, ``tests/support/backends.py``): the nightly run (``test_nightly.py``),
+the connector (``test_sql_connector.py``), the conformance suite, sampling and planning.
 """
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,14 +17,14 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
-from sqlalchemy.dialects.mysql.base import MySQLDialect
 
-from anonymizers.operators import create_operator
+from anonymizers.registry import create_operator
 from connectors.errors import StoreUnavailable
 from connectors.protocol import (
     ChunkWork,
     ColumnRewrite,
     Condition,
+    ConnectorOptions,
     ExpirySelection,
     RollupSink,
     RowFilter,
@@ -31,16 +32,11 @@ from connectors.protocol import (
 from connectors.sql.connector import SQLConnector
 from connectors.values import plain
 from flows.demo.schema import customers, login_events, metadata
-from tests import test_nightly as nightly
-from tests import test_scan as scan
-from tests import test_sql_forms as forms
-from tests.conftest import build_demo
+from tests.support.backends import on_backends
+from tests.support.cutoff import CUTOFF, MONTREAL, SECOND
+from tests.support.demo import build_demo, instants, table_contents
 from tests.support.mariadb_server import SERVER_TIME_ZONE, MariaDBServer
-from tests.test_demo_generate import build, instants, table_contents
-from tests.test_nightly import _key  # noqa: F401  (autouse: the pseudonym keys of the runs)
-from tests.test_sql_connector import CUTOFF, MONTREAL, SECOND
-
-NightlyCheck = Callable[[str, Path], None]
+from tests.support.people import anonymize, people, person, spy
 
 
 @pytest.fixture
@@ -50,35 +46,14 @@ def demo_store(mariadb_url: str) -> str:
     return mariadb_url
 
 
-@pytest.fixture(scope="module")
-def shared_demo(mariadb_server: MariaDBServer) -> str:
-    """A demo store for the read-only tests of this module."""
-    url = mariadb_server.create_database("demo_shared")
-    build_demo(url)
-    return url
-
-
-@pytest.fixture
-def without_delete_returning(monkeypatch: pytest.MonkeyPatch) -> None:
-    """MariaDB as MySQL sees it: no ``DELETE ... RETURNING`` (SQLAlchemy turns it on for
-    MariaDB when it first connects)."""
-    initialize = MySQLDialect.initialize
-
-    def as_mysql(dialect: MySQLDialect, connection: Any) -> None:
-        initialize(dialect, connection)
-        dialect.delete_returning = False
-
-    monkeypatch.setattr(MySQLDialect, "initialize", as_mysql)
-
-
 # --- the demo store -------------------------------------------------------------------
 
 
-def test_demo_store_matches_sqlite(shared_demo: str, tmp_path: Path) -> None:
+def test_demo_store_matches_sqlite(demo_mariadb_url: str, tmp_path: Path) -> None:
     sqlite_store = tmp_path / "crm.sqlite"
-    build(sqlite_store)
+    build_demo(f"sqlite:///{sqlite_store}")
     expected = {name: len(rows) for name, rows in table_contents(sqlite_store).items()}
-    engine = sa.create_engine(shared_demo)
+    engine = sa.create_engine(demo_mariadb_url)
     try:
         with engine.connect() as connection:
             counts = {
@@ -111,45 +86,19 @@ def test_ids_continue_after_the_demo_rows(demo_store: str) -> None:
     assert new is not None and new[0] == 61
 
 
-# --- the nightly run, with the same checks as on SQLite and PostgreSQL -----------------
-
-NIGHTLY_CHECKS: list[NightlyCheck] = [
-    nightly.test_run_processes_every_expired_row_and_a_rerun_changes_nothing,
-    nightly.test_only_expired_rows_are_touched,
-    nightly.test_held_rows_survive_and_are_reported,
-    nightly.test_anonymized_rows_are_rewritten_once,
-    nightly.test_aggregates_account_for_every_deleted_row_and_hide_small_cells,
-]
+# --- the connector on its own ---------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "check", NIGHTLY_CHECKS, ids=lambda check: check.__name__.removeprefix("test_")
-)
-def test_nightly_run(check: NightlyCheck, demo_store: str, tmp_path: Path) -> None:
-    check(demo_store, tmp_path)
-
-
-def test_named_lock_keeps_a_second_runner_out(mariadb_url: str, tmp_path: Path) -> None:
-    nightly.test_postgres_advisory_lock_keeps_a_second_runner_out(mariadb_url, tmp_path)
-
-
-@pytest.mark.parametrize("as_mysql", [False, True], ids=["delete-returning", "select-for-update"])
-def test_rollups_equal_sqlites(
-    as_mysql: bool, request: pytest.FixtureRequest, mariadb_url: str, tmp_path: Path
-) -> None:
-    """The same published cells whether the deleted rows come back from ``DELETE ...
-    RETURNING`` (MariaDB) or from a locking read before the delete (MySQL)."""
-    if as_mysql:
-        request.getfixturevalue("without_delete_returning")
-        connector = SQLConnector("crm", mariadb_url)
+@on_backends("mariadb-as-mysql")
+def test_as_mysql_the_dialect_deletes_without_returning(store_url: str) -> None:
+    """The premise of the matrix's ``mariadb-as-mysql`` case: rows to aggregate are read
+    before the delete, as on MySQL (``test_nightly.py`` compares the rollups)."""
+    connector = SQLConnector("crm", store_url)
+    try:
         connector.ping()
         assert not connector._engine.dialect.delete_returning
+    finally:
         connector.close()
-    nightly.test_postgres_in_database_rollups_equal_the_pandas_path(mariadb_url, tmp_path)
-    assert nightly._expired_now(mariadb_url)["web_clicks"] == 0
-
-
-# --- the connector on its own ---------------------------------------------------------
 
 
 def test_a_lock_is_held_by_one_connector_at_a_time(mariadb_url: str) -> None:
@@ -198,7 +147,7 @@ def test_timestamp_columns_are_instants_and_datetime_columns_wall_time(
                 )
             )
     engine.dispose()
-    connector = SQLConnector("s", mariadb_url, naive_timezone="America/Montreal")
+    connector = SQLConnector("s", mariadb_url, ConnectorOptions(naive_timezone="America/Montreal"))
     try:
         info = connector.table_info("stamps")
         assert info is not None
@@ -240,7 +189,9 @@ def test_rollup_periods_are_counted_in_the_policy_zone(
         )
         connection.execute(sa.insert(table).values(id=1, at=value))
     engine.dispose()
-    connector = SQLConnector("s", mariadb_url, naive_timezone="America/Montreal", read_only=False)
+    connector = SQLConnector(
+        "s", mariadb_url, ConnectorOptions(naive_timezone="America/Montreal", read_only=False)
+    )
     sink = RollupSink("by_month", "month", (), min_cell_size=1)
     selection = ExpirySelection("clicks", "at", CUTOFF + timedelta(days=400), primary_key=("id",))
     work = ChunkWork(
@@ -259,10 +210,10 @@ def test_anonymizing_runs_constants_in_sql_and_the_rest_in_pandas(mariadb_url: s
     """MySQL has none of the operators' SQL forms but the constants': the others go
     through pandas, with the same results."""
     engine = sa.create_engine(mariadb_url)
-    forms.people.create(engine)
-    before = [forms._person(i) for i in range(1, 12)]
+    people.create(engine)
+    before = [person(i) for i in range(1, 12)]
     with engine.begin() as connection:
-        connection.execute(sa.insert(forms.people), before)
+        connection.execute(sa.insert(people), before)
     operators = {
         "phone": create_operator("mask", {"chars_to_mask": 4, "from_end": True}),
         "postcode": create_operator("null", {}),
@@ -271,13 +222,13 @@ def test_anonymizing_runs_constants_in_sql_and_the_rest_in_pandas(mariadb_url: s
     }
     calls: list[str] = []
     rewrites = tuple(
-        ColumnRewrite(name, sql=o.sql_expression, transform=forms._spy(name, o.operate, calls))
+        ColumnRewrite(name, sql=o.sql_expression, transform=spy(name, o.operate, calls))
         for name, o in operators.items()
     )
-    forms._anonymize(mariadb_url, rewrites)
-    forms._anonymize(mariadb_url, rewrites)  # marked rows are not rewritten again
+    anonymize(mariadb_url, rewrites)
+    anonymize(mariadb_url, rewrites)  # marked rows are not rewritten again
     with engine.connect() as connection:
-        after = connection.execute(sa.select(forms.people).order_by(forms.people.c.id))
+        after = connection.execute(sa.select(people).order_by(people.c.id))
         rows = after.mappings().all()
     engine.dispose()
     # Nine expired rows, three chunks; the second pass finds them all marked.
@@ -292,10 +243,10 @@ def test_anonymizing_runs_constants_in_sql_and_the_rest_in_pandas(mariadb_url: s
         ], name
 
 
-def test_samples_and_row_estimates(shared_demo: str) -> None:
-    scan.test_a_sample_holds_only_the_columns_non_null_values(shared_demo)
-    scan.test_samples_are_random_not_the_first_rows(shared_demo)
-    connector = SQLConnector("crm", shared_demo)
+def test_row_estimates_come_from_the_statistics(demo_mariadb_url: str) -> None:
+    """``information_schema``'s row count, never a ``COUNT(*)`` (sampling itself is the
+    matrix's, ``test_scan.py``)."""
+    connector = SQLConnector("crm", demo_mariadb_url)
     statements: list[str] = []
     sa.event.listen(
         connector._engine,
@@ -306,7 +257,7 @@ def test_samples_and_row_estimates(shared_demo: str) -> None:
         estimate = connector.estimate_rows("web_clicks")
     finally:
         connector.close()
-    engine = sa.create_engine(shared_demo)
+    engine = sa.create_engine(demo_mariadb_url)
     with engine.connect() as connection:
         exact = connection.scalar(sa.text("SELECT COUNT(*) FROM web_clicks"))
     engine.dispose()

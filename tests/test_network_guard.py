@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from tests.conftest import OutboundConnection
+from tests.support.network import OutboundConnection
 
 
 def test_a_connection_beyond_loopback_is_refused() -> None:

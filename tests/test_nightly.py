@@ -1,4 +1,4 @@
-"""The nightly run on real SQLite and PostgreSQL stores, through the plain engine."""
+"""The nightly run on real SQLite, PostgreSQL and MariaDB stores, through the plain engine."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, func, select, text, update
 
+from connectors.protocol import ConnectorOptions
 from connectors.sql.connector import SQLConnector
 from flows import audit
 from flows.demo.schema import customers, login_events, web_clicks
@@ -20,27 +21,22 @@ from flows.state.tables import open_state
 from retention_rules.clock import PolicyClock
 from retention_rules.loader import load_policy
 from retention_rules.planner import evaluate, plan_rules, rollup_sinks
-from tests.conftest import DEMO_AS_OF, FIXTURES, build_demo
+from tests.support.backends import on_backends
+from tests.support.demo import DEMO_AS_OF, build_demo
+from tests.support.paths import FIXTURES
 
 RUN_POLICY = FIXTURES / "run_policy.yaml"
 NOW = DEMO_AS_OF
+pytestmark = pytest.mark.usefixtures("pseudonym_keys")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh demo store for each test, on each backend."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'crm.sqlite'}"
-    else:
-        url = str(request.getfixturevalue("pg_url"))
-    build_demo(url)
-    return url
-
-
-@pytest.fixture(autouse=True)
-def _key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TENURE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
-    monkeypatch.setenv("TENURE_PSEUDONYM_KEY_ACCOUNTS", "test-accounts-key-0123456789")
+@pytest.fixture
+def store(store_url: str) -> str:
+    """A fresh demo store for each test, on each backend of the matrix: the checks of
+    what a run does to a store's rows run on all of them, the others on SQLite and
+    PostgreSQL."""
+    build_demo(store_url)
+    return store_url
 
 
 def _options(tmp_path: Path, **kw: object) -> RunOptions:
@@ -54,7 +50,7 @@ def _run(store: str, tmp_path: Path, policy: Path = RUN_POLICY, **kw: object):  
 
 def _expired_now(store: str) -> dict[str, int]:
     policy = load_policy(RUN_POLICY, environ={"TENURE_CRM_URL": store}).policy
-    connector = SQLConnector("crm", store, local_timezone=policy.timezone)
+    connector = SQLConnector("crm", store, ConnectorOptions(local_timezone=policy.timezone))
     try:
         rows = evaluate(
             plan_rules(policy, PolicyClock.at(policy.timezone, NOW)), {"crm": connector}
@@ -78,11 +74,13 @@ def test_run_processes_every_expired_row_and_a_rerun_changes_nothing(
     assert {o.dataset: o.processed for o in again.outcomes} == {name: 0 for name in before}
 
 
+@on_backends("sqlite", "postgresql")
 def test_children_are_processed_before_their_parents(store: str, tmp_path: Path) -> None:
     order = [o.dataset for o in _run(store, tmp_path).outcomes]
     assert order.index("payments") < order.index("invoices")
 
 
+@on_backends("sqlite", "postgresql")
 def test_dry_run_changes_nothing(store: str, tmp_path: Path) -> None:
     before = _expired_now(store)
     report = _run(store, tmp_path, dry_run=True)
@@ -177,12 +175,14 @@ def test_aggregates_account_for_every_deleted_row_and_hide_small_cells(
     assert all(0 < cell.measures["count_distinct_visitor_id"] <= cell.count for cell in published)
 
 
+@on_backends("sqlite", "postgresql")
 def test_a_second_run_is_refused_while_one_holds_the_lock(store: str, tmp_path: Path) -> None:
     ledger = Ledger(open_state(f"sqlite:///{tmp_path / 'state.sqlite'}"))
     with ledger.locked("run_tests", "someone-else"), pytest.raises(RunLocked, match="being run"):
         _run(store, tmp_path)
 
 
+@on_backends("sqlite", "postgresql")
 def test_a_broken_binding_stops_alone(store: str, tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text(
@@ -197,6 +197,7 @@ def test_a_broken_binding_stops_alone(store: str, tmp_path: Path) -> None:
     assert _expired_now(store)["login_events"] > 0
 
 
+@on_backends("sqlite", "postgresql")
 def test_audit_log_detects_edits_removals_and_reordering(store: str, tmp_path: Path) -> None:
     _run(store, tmp_path)
     _run(store, tmp_path)
@@ -212,6 +213,7 @@ def test_audit_log_detects_edits_removals_and_reordering(store: str, tmp_path: P
     assert any("removed or reordered" in p for p in audit.verify(state).problems)
 
 
+@on_backends("sqlite", "postgresql")
 def test_audit_entries_hold_no_personal_values(store: str, tmp_path: Path) -> None:
     engine = create_engine(store)
     with engine.connect() as c:
@@ -225,21 +227,26 @@ def test_audit_entries_hold_no_personal_values(store: str, tmp_path: Path) -> No
     assert not [n for n in names if len(n) > 4 and n in dump]
 
 
-def test_postgres_advisory_lock_keeps_a_second_runner_out(pg_url: str, tmp_path: Path) -> None:
-    """Two machines with separate state databases still cannot run one policy at once."""
-    build_demo(pg_url)
-    holder = SQLConnector("crm", pg_url)
+@on_backends("postgresql", "mariadb")
+def test_the_stores_lock_keeps_a_second_runner_out(store_url: str, tmp_path: Path) -> None:
+    """Two machines with separate state databases still cannot run one policy at once:
+    the store's own lock (PostgreSQL's advisory lock, MariaDB's named lock) says no."""
+    build_demo(store_url)
+    holder = SQLConnector("crm", store_url)
     with holder.exclusive("tenure:run_tests") as acquired:
         assert acquired
         with pytest.raises(RunLocked, match="store 'crm'"):
-            _run(pg_url, tmp_path)
+            _run(store_url, tmp_path)
     holder.close()
-    assert not _run(pg_url, tmp_path).failed
+    assert not _run(store_url, tmp_path).failed
 
 
-def test_postgres_in_database_rollups_equal_the_pandas_path(pg_url: str, tmp_path: Path) -> None:
+@on_backends("postgresql", "mariadb", "mariadb-as-mysql")
+def test_server_rollups_equal_the_sqlite_pandas_path(store_url: str, tmp_path: Path) -> None:
     """Counts and sums are computed by PostgreSQL itself; SQLite's come from pandas.
-    The same demo data must give the same published cells, period boundaries included."""
+    MariaDB hands the deleted rows back with ``DELETE ... RETURNING``, MySQL from a
+    locking read before the delete. The same demo data must give the same published
+    cells, period boundaries included."""
     policy = tmp_path / "sums.yaml"
     policy.write_text(
         RUN_POLICY.read_text()
@@ -250,7 +257,7 @@ def test_postgres_in_database_rollups_equal_the_pandas_path(pg_url: str, tmp_pat
     )  # fmt: skip
     sqlite_url = f"sqlite:///{tmp_path / 'crm.sqlite'}"
     published = []
-    for url, state in ((sqlite_url, "a"), (pg_url, "b")):
+    for url, state in ((sqlite_url, "a"), (store_url, "b")):
         build_demo(url)
         run_policy(
             policy,
@@ -271,3 +278,4 @@ def test_postgres_in_database_rollups_equal_the_pandas_path(pg_url: str, tmp_pat
         connector.close()
     assert len(published[0]) > 20
     assert published[0] == published[1]
+    assert _expired_now(store_url)["web_clicks"] == 0

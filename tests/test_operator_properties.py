@@ -29,8 +29,8 @@ from pandas.testing import assert_series_equal
 
 from anonymizers.detection.text_engine import detect_language
 from anonymizers.keyed import SURROGATE_KINDS, SURROGATE_LOCALES, surrogate_pool
-from anonymizers.operators import OPERATORS, create_operator
 from anonymizers.regions import PROVINCES, REGIONS, gazetteer
+from anonymizers.registry import OPERATORS, create_operator
 
 KEYS = {
     "TENURE_PSEUDONYM_KEY": "property-test-key-0123456789",

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, get_args
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -26,12 +26,13 @@ from hypothesis import strategies as st
 import anonymizers.keyed
 import anonymizers.secrets
 from anonymizers.keyed import POOL_SIZE, surrogate_pool
-from anonymizers.operators import OPERATORS, Operator, OperatorError, create_operator
+from anonymizers.operators import Operator, OperatorError
+from anonymizers.registry import BUILT_IN_OPERATORS, OPERATORS, create_operator
 from anonymizers.secrets import MissingSecret, pseudonym_key
-from retention_rules.model import OperatorName
-from tests.conftest import REPO
+from tests.support.keys import PSEUDONYM_KEYS
+from tests.support.paths import REPO
 
-KEY = "test-key-0123456789abcdef"
+KEY = PSEUDONYM_KEYS["TENURE_PSEUDONYM_KEY"]
 OTHER_KEY = "another-test-key-fedcba9876543210"
 ARCHIVE_KEY = "archive-key-material-000000000000"
 TORONTO = ZoneInfo("America/Toronto")
@@ -40,10 +41,10 @@ SURROGATE_PHONE = re.compile(r"\d{3}-555-01\d{2}")
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _keys() -> Iterator[None]:
-    """Known keys for the whole module, whatever the machine's environment holds."""
+def _keys(pseudonym_keys: dict[str, str]) -> Iterator[None]:
+    """Known keys for the whole module, whatever the machine's environment holds: the
+    suite's, and the archive's of this module's policies."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TENURE_PSEUDONYM_KEY", KEY)
         patch.setenv("TENURE_PSEUDONYM_KEY_ARCHIVE", ARCHIVE_KEY)
         yield
 
@@ -77,7 +78,7 @@ optional_texts = st.lists(st.one_of(st.none(), texts), max_size=12)
 
 
 def test_every_operator_is_registered() -> None:
-    assert set(OPERATORS) >= set(get_args(OperatorName))
+    assert set(OPERATORS) >= {cls.name for cls in BUILT_IN_OPERATORS}
 
 
 def test_unknown_operator_lists_the_known_ones() -> None:
@@ -383,7 +384,7 @@ def test_same_output_in_another_process() -> None:
     """Pseudonyms and surrogates must not depend on hash randomization or process state."""
     script = (
         "import json, pandas as pd\n"
-        "from anonymizers.operators import create_operator\n"
+        "from anonymizers.registry import create_operator\n"
         "values = pd.Series(['Marie Tremblay', 'jean@example.com'])\n"
         "print(json.dumps([list(create_operator(n, p).operate(values)) for n, p in ("
         "('pseudonym', {}), ('surrogate', {'kind': 'name', 'locale': 'fr_CA'}))]))\n"

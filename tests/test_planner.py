@@ -11,13 +11,15 @@ import pytest
 from sqlalchemy import create_engine
 from typer.testing import CliRunner
 
+from connectors.protocol import ConnectorOptions
 from connectors.sql.connector import SQLConnector
 from flows.cli import app
 from retention_rules.clock import PolicyClock
 from retention_rules.loader import load_policy
 from retention_rules.model import Dataset, Hold, Policy
 from retention_rules.planner import PlanRow, evaluate, plan_rules
-from tests.conftest import DEMO_AS_OF, SHIPPED_POLICY
+from tests.support.demo import DEMO_AS_OF
+from tests.support.paths import SHIPPED_POLICY
 
 MONTREAL = ZoneInfo("America/Montreal")
 NOW = DEMO_AS_OF.astimezone(MONTREAL)
@@ -30,7 +32,7 @@ def _policy(url: str) -> Policy:
 def _plan(url: str, now: datetime = NOW) -> list[PlanRow]:
     """The CRM store's rules (the mail and web-log stores have their own tests)."""
     policy = _policy(url)
-    connector = SQLConnector("crm", url, local_timezone=policy.timezone)
+    connector = SQLConnector("crm", url, ConnectorOptions(local_timezone=policy.timezone))
     rules = plan_rules(policy, PolicyClock.at(policy.timezone, now))
     try:
         return evaluate([r for r in rules if r.dataset.store == "crm"], {"crm": connector})

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tests.conftest import FIXTURES
+from tests.support.paths import FIXTURES
 
 runner = CliRunner()
 MINIMAL = (FIXTURES / "minimal.yaml").read_text()

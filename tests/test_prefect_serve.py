@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import REPO, SHIPPED_POLICY
+from tests.support.paths import REPO, SHIPPED_POLICY
 from tests.support.prefect_server import (
     PREFECT,
     RUN_KEYS,
@@ -100,7 +100,7 @@ def test_a_run_of_the_served_deployment_runs_the_policy(
     """Issue 13, 1: the nightly deployment's runs failed before doing anything
     (``Nightly_RetentionModel is not fully defined``). A run is triggered through the
     API as the schedule would, `tenure serve` executes it, and the stores show it."""
-    from tests.conftest import build_demo
+    from tests.support.demo import build_demo
 
     api_url, env, processes = prefect_server
     crm = f"sqlite:///{tmp_path / 'served-crm.sqlite'}"

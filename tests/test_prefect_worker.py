@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import REPO, SHIPPED_POLICY, build_demo
+from tests.support.demo import build_demo
+from tests.support.paths import REPO, SHIPPED_POLICY
 from tests.support.prefect_server import (
     PREFECT,
     RUN_KEYS,

@@ -18,7 +18,8 @@ from flows.cli import app
 from flows.run.lifecycle import run_policy
 from flows.run.types import RunOptions
 from retention_rules.issues import PolicyError
-from tests.conftest import DEMO_AS_OF, REPO, build_demo
+from tests.support.demo import DEMO_AS_OF, build_demo
+from tests.support.paths import REPO
 
 runner = CliRunner()
 NOW = DEMO_AS_OF.replace(tzinfo=None).isoformat()

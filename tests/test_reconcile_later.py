@@ -24,10 +24,12 @@ from flows.reports.run import render_run, report_json
 from flows.run.lifecycle import run_policy
 from flows.run.types import RunOptions, RunReport
 from flows.state.tables import open_state, run_stores, runs
-from tests.conftest import DEMO_AS_OF, FIXTURES, build_demo
+from tests.support.books import books, journal
 from tests.support.crash_runner import run_killed_before_ledger
-from tests.test_crash_audit import CHUNK, _books, _journal
+from tests.support.demo import DEMO_AS_OF, build_demo
+from tests.support.paths import FIXTURES
 
+CHUNK = 10  # rows a chunk: a binding of 20 rows commits 2 chunks
 runner = CliRunner()
 
 
@@ -39,7 +41,9 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def stores(pristine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path]:
+def stores(
+    pseudonym_keys: dict[str, str], pristine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, Path]:
     """Two stores: ``crm`` (its URL in TENURE_CRM_URL) and ``archive``, a SQLite file in a
     folder of its own, which a test takes away to take the store down."""
     crm = tmp_path / "crm.sqlite"
@@ -47,7 +51,6 @@ def stores(pristine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> t
     (tmp_path / "archive").mkdir()
     shutil.copy(pristine, tmp_path / "archive" / "archive.sqlite")
     monkeypatch.setenv("TENURE_CRM_URL", f"sqlite:///{crm}")
-    monkeypatch.setenv("TENURE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
     return f"sqlite:///{crm}", tmp_path / "archive"
 
 
@@ -114,8 +117,8 @@ def test_a_dead_run_waits_for_a_store_that_is_down_and_is_audited_when_it_is_bac
     policy = _policy(tmp_path, archive, ("customers", "invoices", "payments"))
     code = run_killed_before_ledger(policy, crm, _state(tmp_path), CHUNK, DEMO_AS_OF, "customers:2")
     assert code == -signal.SIGKILL, "the run must die at the kill point"
-    (killed,) = {run_id for run_id, _ in _journal(_archive_url(archive))}
-    assert _journal(_archive_url(archive))[(killed, "customers")][1:] == (20, 2)
+    (killed,) = {run_id for run_id, _ in journal(_archive_url(archive))}
+    assert journal(_archive_url(archive))[(killed, "customers")][1:] == (20, 2)
     if not recorded:
         engine = open_state(_state(tmp_path))
         with engine.begin() as connection:
@@ -145,9 +148,9 @@ def test_a_dead_run_waits_for_a_store_that_is_down_and_is_audited_when_it_is_bac
     code, out, err = _verify(policy, tmp_path)
     assert code == 0 and "audit log intact" in out, err
 
-    audited, registered = _books(tmp_path)
+    audited, registered = books(_state(tmp_path))
     for store in (crm, _archive_url(archive)):
-        for (run_id, dataset), (action, rows, number) in _journal(store).items():
+        for (run_id, dataset), (action, rows, number) in journal(store).items():
             where = f"run {run_id}, {dataset}: {number} chunks of {rows} rows in {store}"
             assert audited.get((run_id, dataset)) == rows, f"{where}, audited {audited}"
             if action != "delete":
@@ -164,7 +167,7 @@ def test_a_store_the_dead_run_never_wrote_does_not_hold_it_open(
     policy = _policy(tmp_path, archive, ("invoices", "payments"))
     code = run_killed_before_ledger(policy, crm, _state(tmp_path), CHUNK, DEMO_AS_OF, "invoices:2")
     assert code == -signal.SIGKILL
-    (killed,) = {run_id for run_id, _ in _journal(crm)}
+    (killed,) = {run_id for run_id, _ in journal(crm)}
     policy = _policy(tmp_path, archive, ("customers", "invoices", "payments"))
     archive.rename(tmp_path / "away")
     report = _run(policy, tmp_path)
@@ -183,11 +186,11 @@ def test_a_binding_removed_since_the_dead_run_is_audited_and_its_missing_record_
     policy = _policy(tmp_path, archive, ("customers", "invoices", "payments"))
     code = run_killed_before_ledger(policy, crm, _state(tmp_path), CHUNK, DEMO_AS_OF, "customers:2")
     assert code == -signal.SIGKILL
-    (killed,) = {run_id for run_id, _ in _journal(_archive_url(archive))}
+    (killed,) = {run_id for run_id, _ in journal(_archive_url(archive))}
     policy = _policy(tmp_path, archive, ("invoices", "payments"))  # customers removed
     report = _run(policy, tmp_path)
     assert report.reconciled_runs == [killed]
-    audited, registered = _books(tmp_path)
+    audited, registered = books(_state(tmp_path))
     assert audited[(killed, "customers")] == 20 and (killed, "customers") not in registered
     line = (
         f"interrupted run {killed}: 20 rows anonymized by binding 'customers', which the "

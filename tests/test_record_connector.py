@@ -14,6 +14,7 @@ from connectors.protocol import (
     ColumnRewrite,
     Condition,
     Connector,
+    ConnectorOptions,
     ExpirySelection,
     RowFilter,
 )
@@ -34,7 +35,7 @@ def write_log(root: Path, days: dict[date, list[dict[str, object]]]) -> None:
 
 def opened(root: Path, books: Path) -> RecordConnector:
     connector = open_connector(
-        "logs", f"files:///{root}", read_only=False, bookkeeping_dir=str(books)
+        "logs", f"files:///{root}", ConnectorOptions(read_only=False, bookkeeping_dir=books)
     )
     assert isinstance(connector, RecordConnector)
     return connector

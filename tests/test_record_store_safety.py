@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 
 from connectors.errors import StoreError
 from connectors.mail.messages import message_key, rebuild
-from connectors.protocol import ChunkWork, Connector, ExpirySelection
+from connectors.protocol import ChunkWork, Connector, ConnectorOptions, ExpirySelection
 from connectors.records.connector import RecordConnector
 from connectors.registry import open_connector
 from flows.run.lifecycle import run_policy
@@ -141,10 +141,7 @@ def drain(
 
 def files_connector(root: Path, books: Path | None = None) -> RecordConnector:
     connector = open_connector(
-        "logs",
-        f"files:///{root}",
-        read_only=False,
-        bookkeeping_dir=None if books is None else str(books),
+        "logs", f"files:///{root}", ConnectorOptions(read_only=False, bookkeeping_dir=books)
     )
     assert isinstance(connector, RecordConnector)
     return connector
@@ -517,7 +514,9 @@ def test_a_maildir_unique_name_used_twice_is_reported_never_marked(tmp_path: Pat
     for path in (root / "cur").iterdir():
         os.utime(path, (OLD.timestamp(), OLD.timestamp()))
     connector = open_connector(
-        "mail", f"maildir:///{root}", read_only=False, bookkeeping_dir=str(tmp_path / "books")
+        "mail",
+        f"maildir:///{root}",
+        ConnectorOptions(read_only=False, bookkeeping_dir=tmp_path / "books"),
     )
     selection = ExpirySelection(
         "inbox", "sent_at", NOW, primary_key=("message_key",), skip_marked="mail"
@@ -611,7 +610,9 @@ def test_a_symlinked_mbox_is_reported_and_never_replaced(tmp_path: Path) -> None
     (folder / "linked.mbox").symlink_to(outside)
     before = outside.read_bytes()
     connector = open_connector(
-        "mail", f"mbox:///{folder}", read_only=False, bookkeeping_dir=str(tmp_path / "books")
+        "mail",
+        f"mbox:///{folder}",
+        ConnectorOptions(read_only=False, bookkeeping_dir=tmp_path / "books"),
     )
     assert connector.table_names() == ["inbox", "linked"]  # listed, so scans report it
     selection = ExpirySelection("inbox", "sent_at", NOW, primary_key=("message_key",))
@@ -689,11 +690,11 @@ ANONYMIZE = "{type: anonymize, columns: {subject: {operator: redact}}}"
 def test_a_full_disk_fails_that_binding_alone_and_leaves_no_temporary_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import connectors.files.connector as files_module
+    import connectors.files.atomic as atomic
     import connectors.mail.maildir as maildir_module
 
     policy, root, logs = _two_bindings(tmp_path)
-    real_open = files_module._open_temp
+    real_open = atomic._open_temp
 
     class Full:
         def __init__(self, path: str) -> None:
@@ -714,7 +715,7 @@ def test_a_full_disk_fails_that_binding_alone_and_leaves_no_temporary_file(
     def full_files(path: str) -> Any:
         return Full(path) if "/logs/" in path else real_open(path)
 
-    monkeypatch.setattr(files_module, "_open_temp", full_files)
+    monkeypatch.setattr(atomic, "_open_temp", full_files)
     monkeypatch.setattr(maildir_module, "_write_new", full_maildir)
     report = run(policy, tmp_path)
     outcomes = {o.dataset: o for o in report.outcomes}

@@ -32,7 +32,14 @@ from sqlalchemy import (
 )
 from typer.testing import CliRunner
 
-from connectors.protocol import ChunkWork, ColumnRewrite, Condition, ExpirySelection, RowFilter
+from connectors.protocol import (
+    ChunkWork,
+    ColumnRewrite,
+    Condition,
+    ConnectorOptions,
+    ExpirySelection,
+    RowFilter,
+)
 from connectors.sql.connector import SQLConnector
 from flows import audit
 from flows.cli import app
@@ -40,7 +47,9 @@ from flows.demo.schema import invoices, payments
 from flows.run.lifecycle import run_policy
 from flows.run.types import DatasetOutcome, RunOptions, RunReport
 from flows.state.tables import open_state
-from tests.conftest import DEMO_AS_OF, SHIPPED_POLICY, build_demo, demo_files_environ
+from tests.support.backends import on_backends
+from tests.support.demo import DEMO_AS_OF, build_demo, demo_files_environ
+from tests.support.paths import SHIPPED_POLICY
 
 NOW = DEMO_AS_OF
 OLD = NOW - timedelta(days=2 * 365)  # past every binding's one-year retention
@@ -109,11 +118,10 @@ def _columns() -> list[Column[Any]]:
     ]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.sqlite'}"
-    return str(request.getfixturevalue("pg_url"))
+@pytest.fixture
+def db_url(store_url: str) -> str:
+    """An empty store of the matrix; the tests below run on SQLite and PostgreSQL."""
+    return store_url
 
 
 @pytest.fixture
@@ -184,6 +192,7 @@ def _foreign_key_check(engine: Engine) -> list[Any]:
 
 
 @pytest.mark.parametrize("on_delete", ["CASCADE", "SET NULL"])
+@on_backends("sqlite", "postgresql")
 def test_a_parent_a_kept_child_refers_to_is_kept_and_reported(
     on_delete: str, engine: Engine, db_url: str, tmp_path: Path
 ) -> None:
@@ -215,6 +224,7 @@ def test_a_parent_a_kept_child_refers_to_is_kept_and_reported(
     ]
 
 
+@on_backends("sqlite", "postgresql")
 def test_the_dry_run_counts_children_the_run_deletes_first(
     engine: Engine, db_url: str, tmp_path: Path
 ) -> None:
@@ -230,6 +240,7 @@ def test_the_dry_run_counts_children_the_run_deletes_first(
     assert _outcome(dry, "parents").expired == 2
 
 
+@on_backends("sqlite", "postgresql")
 def test_a_parent_whose_child_binding_failed_is_kept(
     engine: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -245,6 +256,7 @@ def test_a_parent_whose_child_binding_failed_is_kept(
     assert _outcome(report, "parents").held_by == {"referenced by children.parent_id": 3}
 
 
+@on_backends("sqlite", "postgresql")
 def test_a_primary_key_that_is_not_unique_is_refused(
     engine: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -264,6 +276,7 @@ def test_a_primary_key_that_is_not_unique_is_refused(
     assert _outcome(report, "parents").error is None  # the other binding still ran
 
 
+@on_backends("sqlite", "postgresql")
 def test_a_rewrite_never_touches_a_row_outside_the_chunk_even_if_keys_collide(
     engine: Engine, db_url: str
 ) -> None:
@@ -286,7 +299,7 @@ def test_a_rewrite_never_touches_a_row_outside_the_chunk_even_if_keys_collide(
              _row(2, HELD_CUSTOMER, OLD, note="held", author="Cy"),
              _row(2, 3, OLD, note="old too", author="Di")],
         )  # fmt: skip
-    connector = SQLConnector("db", db_url, read_only=False)
+    connector = SQLConnector("db", db_url, ConnectorOptions(read_only=False))
     selection = ExpirySelection(
         "notes",
         "created_at",
@@ -323,6 +336,7 @@ def test_a_rewrite_never_touches_a_row_outside_the_chunk_even_if_keys_collide(
     }
 
 
+@on_backends("sqlite", "postgresql")
 def test_anonymize_with_a_composite_primary_key(
     engine: Engine, db_url: str, tmp_path: Path
 ) -> None:
@@ -389,6 +403,7 @@ def _cycle(engine: Engine) -> None:
             c.execute(insert(metadata.tables[name]), [_row(1, 1, OLD), _row(2, 2, YOUNG)])
 
 
+@on_backends("sqlite", "postgresql")
 def test_a_foreign_key_cycle_is_one_line_and_stops_only_its_bindings(
     engine: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -411,6 +426,7 @@ def test_a_foreign_key_cycle_is_one_line_and_stops_only_its_bindings(
     assert _outcome(report, "zs").processed == 1 and _ids(engine, "zs") == {2}
 
 
+@on_backends("sqlite", "postgresql")
 def test_validate_names_each_cascade_into_a_bound_table(
     engine: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -452,6 +468,7 @@ def _lost_events(engine: Engine) -> dict[str, int]:
     return lost
 
 
+@pytest.mark.usefixtures("pseudonym_keys")
 def test_the_shipped_demo_keeps_every_reference_and_every_clock(
     tmp_path: Path, demo_files_template: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -472,8 +489,6 @@ def test_the_shipped_demo_keeps_every_reference_and_every_clock(
             amount=120, paid_at=datetime(2020, 1, 10, 15, tzinfo=UTC),
         ))  # fmt: skip
     lost_before = _lost_events(engine)
-    monkeypatch.setenv("TENURE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
-    monkeypatch.setenv("TENURE_PSEUDONYM_KEY_ACCOUNTS", "test-accounts-key-0123456789")
     report = run_policy(
         SHIPPED_POLICY,
         RunOptions(

@@ -30,7 +30,8 @@ from flows.run.types import RunOptions
 from flows.state.tables import open_state
 from retention_rules.issues import PolicyError
 from retention_rules.loader import load_policy
-from tests.conftest import DEMO_AS_OF, SHIPPED_POLICY, build_demo
+from tests.support.demo import DEMO_AS_OF, build_demo
+from tests.support.paths import SHIPPED_POLICY
 
 runner = CliRunner()
 ZONE = ZoneInfo("America/Montreal")
@@ -194,13 +195,14 @@ def test_an_aggregate_cannot_promise_k_above_its_threshold(tmp_path: Path) -> No
 
 @pytest.fixture
 def demo(
-    tmp_path: Path, demo_files: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    pseudonym_keys: dict[str, str],
+    tmp_path: Path,
+    demo_files: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> tuple[str, str]:
     url = f"sqlite:///{tmp_path / 'crm.sqlite'}"
     build_demo(url, customers=150)
     monkeypatch.setenv("TENURE_CRM_URL", url)
-    monkeypatch.setenv("TENURE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
-    monkeypatch.setenv("TENURE_PSEUDONYM_KEY_ACCOUNTS", "test-accounts-key-0123456789")
     return url, f"sqlite:///{tmp_path / 'state.sqlite'}"
 
 

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.state.ledger import Ledger
 from flows.state.tables import open_state
-from tests.conftest import DEMO_AS_OF, SHIPPED_POLICY, build_demo
+from tests.support.demo import DEMO_AS_OF, build_demo
+from tests.support.paths import SHIPPED_POLICY
 
 runner = CliRunner()
 NOW = DEMO_AS_OF.replace(tzinfo=None).isoformat()
@@ -29,13 +30,14 @@ def prefect_api() -> Iterator[None]:
 
 @pytest.fixture
 def demo(
-    tmp_path: Path, demo_files: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    pseudonym_keys: dict[str, str],
+    tmp_path: Path,
+    demo_files: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> tuple[str, str]:
     url = f"sqlite:///{tmp_path / 'crm.sqlite'}"
     build_demo(url)
     monkeypatch.setenv("TENURE_CRM_URL", url)
-    monkeypatch.setenv("TENURE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
-    monkeypatch.setenv("TENURE_PSEUDONYM_KEY_ACCOUNTS", "test-accounts-key-0123456789")
     return url, f"sqlite:///{tmp_path / 'state.sqlite'}"
 
 

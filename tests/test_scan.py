@@ -22,7 +22,10 @@ from flows.cli import app
 from flows.reports.inventory import inventory_json, inventory_markdown
 from flows.scan import Inventory
 from flows.scan_runner import run_scan
-from tests.conftest import OUTBOUND_ATTEMPTS, SHIPPED_POLICY, build_demo, demo_files_environ
+from tests.support.backends import on_backends
+from tests.support.demo import build_demo, demo_files_environ
+from tests.support.network import OUTBOUND_ATTEMPTS
+from tests.support.paths import SHIPPED_POLICY
 
 runner = CliRunner()
 
@@ -65,8 +68,9 @@ def test_a_sample_holds_only_the_columns_non_null_values(demo_url: str) -> None:
     assert sorted(referrers["referrer"]) == sorted(v for v in everything if v is not None)
 
 
-def test_samples_are_random_not_the_first_rows(demo_sqlite_url: str) -> None:
-    connector = SQLConnector("crm", demo_sqlite_url)
+@on_backends("sqlite", "mariadb", fixture="demo_url")
+def test_samples_are_random_not_the_first_rows(demo_url: str) -> None:
+    connector = SQLConnector("crm", demo_url)
     try:
         first = connector.sample_values("web_clicks", ["id"], 40)["id"]
         second = connector.sample_values("web_clicks", ["id"], 40)["id"]
@@ -315,6 +319,7 @@ def test_a_scan_opens_no_outbound_connection(
     assert OUTBOUND_ATTEMPTS[before:] == []
 
 
+@pytest.mark.usefixtures("pseudonym_keys")
 def test_with_warn_the_run_goes_on_and_audits_the_gaps(
     scanned: tuple[Inventory, Path],
     demo_files: dict[str, str],
@@ -325,7 +330,7 @@ def test_with_warn_the_run_goes_on_and_audits_the_gaps(
     from flows.run.lifecycle import run_policy
     from flows.run.types import RunOptions
     from flows.state.tables import open_state
-    from tests.conftest import DEMO_AS_OF
+    from tests.support.demo import DEMO_AS_OF
 
     store = _store_copy(scanned, tmp_path)
     _add_unbound_phones(store)
@@ -333,8 +338,6 @@ def test_with_warn_the_run_goes_on_and_audits_the_gaps(
     shipped = SHIPPED_POLICY.read_text()
     assert "on_coverage_gap: block" in shipped
     policy.write_text(shipped.replace("on_coverage_gap: block", "on_coverage_gap: warn"))
-    monkeypatch.setenv("TENURE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
-    monkeypatch.setenv("TENURE_PSEUDONYM_KEY_ACCOUNTS", "test-accounts-key-0123456789")
     state = f"sqlite:///{tmp_path / 'state.sqlite'}"
 
     report = run_policy(

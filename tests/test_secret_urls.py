@@ -22,7 +22,8 @@ from flows.cli import app
 from flows.run.lifecycle import run_policy
 from flows.run.types import RunOptions
 from flows.state.tables import open_state, scan_cache
-from tests.conftest import DEMO_AS_OF, FIXTURES, build_demo
+from tests.support.demo import DEMO_AS_OF, build_demo
+from tests.support.paths import FIXTURES
 from tests.support.ports import free_port
 
 RUN_POLICY = FIXTURES / "run_policy.yaml"
@@ -161,14 +162,13 @@ def test_a_run_against_an_unreachable_store_audits_no_password(
 # --- a reachable store with ?password=: the scan cache and the audit ------------------
 
 
+@pytest.mark.usefixtures("pseudonym_keys")
 def test_the_scan_cache_and_audit_of_a_reachable_store_hold_no_password(
     pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     build_demo(pg_url)
     url = f"{pg_url}?password={SECRET}"  # the test server trusts loopback: any password
     monkeypatch.setenv("TENURE_CRM_URL", url)
-    monkeypatch.setenv("TENURE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
-    monkeypatch.setenv("TENURE_PSEUDONYM_KEY_ACCOUNTS", "test-accounts-key-0123456789")
     state = tmp_path / "state.sqlite"
     scanned = runner.invoke(
         app, ["scan", str(RUN_POLICY), "--state", f"sqlite:///{state}", "--out", str(tmp_path)]
@@ -207,6 +207,7 @@ def _flow_run_parameters() -> list[dict[str, object]]:
         return [dict(run.parameters) for run in client.read_flow_runs()]
 
 
+@pytest.mark.usefixtures("pseudonym_keys")
 def test_the_state_url_is_never_a_flow_run_parameter(
     prefect_api: None,
     pg_url: str,
@@ -217,8 +218,6 @@ def test_the_state_url_is_never_a_flow_run_parameter(
     store = tmp_path / "crm.sqlite"
     shutil.copy(pristine_store, store)
     monkeypatch.setenv("TENURE_CRM_URL", f"sqlite:///{store}")
-    monkeypatch.setenv("TENURE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
-    monkeypatch.setenv("TENURE_PSEUDONYM_KEY_ACCOUNTS", "test-accounts-key-0123456789")
     monkeypatch.delenv("TENURE_STATE_URL", raising=False)
     state = make_url(pg_url).set(password=SECRET).render_as_string(hide_password=False)
     result = runner.invoke(

@@ -1,8 +1,9 @@
-"""The SQL connector against real SQLite files and a real PostgreSQL server."""
+"""The SQL connector against real stores: SQLite files, PostgreSQL and MariaDB servers
+(the backend matrix, ``store_url``)."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -21,15 +22,10 @@ from sqlalchemy import (
 )
 
 from connectors.errors import StoreUnavailable, UnknownStoreScheme
-from connectors.protocol import Condition, EventClock, ExpirySelection, RowFilter
+from connectors.protocol import Condition, ConnectorOptions, EventClock, ExpirySelection, RowFilter
 from connectors.registry import open_connector
 from connectors.sql.connector import SQLConnector
-
-MONTREAL = ZoneInfo("America/Montreal")
-# 02:00 in Montreal on a winter day: 07:00 UTC.
-CUTOFF = datetime(2020, 11, 24, 2, 0, tzinfo=MONTREAL)
-SECOND = timedelta(seconds=1)
-DAY = timedelta(days=1)
+from tests.support.cutoff import CUTOFF, DAY, MONTREAL, SECOND
 
 metadata = MetaData()
 people = Table("people", metadata, Column("id", Integer, primary_key=True))
@@ -49,15 +45,6 @@ closures = Table(
     Column("person_id", ForeignKey("people.id"), nullable=False),
     Column("closed_at", DateTime(timezone=True), nullable=True),
 )
-
-
-@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.sqlite'}"
-    if request.param == "mariadb":
-        return str(request.getfixturevalue("mariadb_url"))
-    return str(request.getfixturevalue("pg_url"))
 
 
 def _fill(
@@ -88,7 +75,7 @@ def _event(
 
 
 def _connector(url: str) -> SQLConnector:
-    return SQLConnector("test", url, local_timezone="America/Montreal")
+    return SQLConnector("test", url, ConnectorOptions(local_timezone="America/Montreal"))
 
 
 def test_rows_one_second_and_one_day_around_the_cutoff(store_url: str) -> None:
@@ -113,8 +100,8 @@ def test_naive_timestamps_are_read_in_the_store_zone(tmp_path: Path) -> None:
             {"id": 2, "person_id": 1, "occurred_at": wall, "label": "b"},
         ])  # fmt: skip
     engine.dispose()
-    as_utc = SQLConnector("s", url, naive_timezone="UTC")
-    as_local = SQLConnector("s", url, naive_timezone="America/Montreal")
+    as_utc = SQLConnector("s", url, ConnectorOptions(naive_timezone="UTC"))
+    as_local = SQLConnector("s", url, ConnectorOptions(naive_timezone="America/Montreal"))
     selection = ExpirySelection("events", "occurred_at", CUTOFF)
     # Read as UTC, both rows are five hours earlier than meant: both expired.
     assert as_utc.count_expiry(selection).expired == 2

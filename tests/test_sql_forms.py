@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 import uuid
-from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -21,22 +20,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.dialects import postgresql, sqlite
 
-from anonymizers.operators import Operator, create_operator
-from connectors.protocol import ChunkWork, ColumnRewrite, ExpirySelection
-from connectors.sql.connector import SQLConnector
+from anonymizers.operators import Operator
+from anonymizers.registry import create_operator
+from connectors.protocol import ColumnRewrite
 from connectors.values import plain
+from tests.support.backends import BACKENDS, on_backends
+from tests.support.people import NOW, anonymize, people, person, spy
 from tests.support.pg_server import PostgresServer
 
-KEY = "test-key-0123456789abcdef"
-DIALECTS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+DIALECTS = [BACKENDS["sqlite"], BACKENDS["postgresql"]]
 EXAMPLES = settings(max_examples=60, deadline=None)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _key() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TENURE_PSEUDONYM_KEY", KEY)
-        yield
+pytestmark = pytest.mark.usefixtures("pseudonym_keys")
 
 
 @pytest.fixture(scope="module")
@@ -291,41 +285,12 @@ def test_expressions_bind_every_value() -> None:
 
 # Through the connector: SQL forms run in the database, the rest in pandas.
 
-people = sa.Table(
-    "people",
-    sa.MetaData(),
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("phone", sa.String(20)),
-    sa.Column("postcode", sa.String(10)),
-    sa.Column("born", sa.Date),
-    sa.Column("email", sa.String(200)),
-)
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
-
-@pytest.fixture(params=DIALECTS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.sqlite'}"
-    return str(request.getfixturevalue("pg_url"))
-
-
-def _person(i: int) -> dict[str, Any]:
-    return {
-        "id": i,
-        "seen_at": NOW - timedelta(days=400 if i % 4 else 10),  # every 4th is kept
-        "phone": None if i == 5 else f"514-555-{i:04d}",
-        "postcode": ["h2x 1y4", " K1A0B1", "not one", None][i % 4],
-        "born": date(1950 + i, 1 + i % 12, 1 + i),
-        "email": f"person{i}@example.com",
-    }
-
-
+@on_backends("sqlite", "postgresql")
 def test_connector_rewrites_sql_forms_in_the_database(store_url: str) -> None:
     engine = sa.create_engine(store_url)
     people.create(engine)
-    before = [_person(i) for i in range(1, 12)]
+    before = [person(i) for i in range(1, 12)]
     with engine.begin() as connection:
         connection.execute(sa.insert(people), before)
     operators = {
@@ -336,10 +301,10 @@ def test_connector_rewrites_sql_forms_in_the_database(store_url: str) -> None:
     }
     calls: list[str] = []
     rewrites = tuple(
-        ColumnRewrite(name, sql=o.sql_expression, transform=_spy(name, o.operate, calls))
+        ColumnRewrite(name, sql=o.sql_expression, transform=spy(name, o.operate, calls))
         for name, o in operators.items()
     )
-    _anonymize(store_url, rewrites)
+    anonymize(store_url, rewrites)
 
     assert set(calls) == {"email"}  # the others never reached pandas
     with engine.connect() as connection:
@@ -352,31 +317,3 @@ def test_connector_rewrites_sql_forms_in_the_database(store_url: str) -> None:
         assert [row[name] for row in after if row["id"] % 4] == expected, name
         kept = [row[name] for row in before if not row["id"] % 4]
         assert [row[name] for row in after if not row["id"] % 4] == kept, name
-
-
-def _spy(name: str, transform: Callable[[Any], Any], calls: list[str]) -> Callable[[Any], Any]:
-    def spied(values: Any) -> Any:
-        calls.append(name)
-        return transform(values)
-
-    return spied
-
-
-def _anonymize(url: str, rewrites: tuple[ColumnRewrite, ...]) -> None:
-    """Every expired row, three per chunk, as the engine does it."""
-    connector = SQLConnector("test", url, read_only=False)
-    selection = ExpirySelection(
-        "people", "seen_at", NOW - timedelta(days=365), primary_key=("id",), skip_marked="forms"
-    )
-    after, chunk_no = None, 1
-    try:
-        while True:
-            work = ChunkWork(
-                "run", "forms", chunk_no, selection, after, 3, "anonymize", rewrites=rewrites
-            )
-            result = connector.execute_chunk(work)
-            if result.last is None:
-                return
-            after, chunk_no = result.last, chunk_no + 1
-    finally:
-        connector.close()

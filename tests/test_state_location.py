@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tests.conftest import DEMO_AS_OF
+from tests.support.demo import DEMO_AS_OF
 
 runner = CliRunner()
 NOW = DEMO_AS_OF.replace(tzinfo=None).isoformat()

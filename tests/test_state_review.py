@@ -16,16 +16,15 @@ from flows.state.location import state_location, state_problem, state_url_from
 from flows.state.tables import StateError
 from retention_rules.loader import load_policy
 from tests.support.pg_server import PostgresServer
-from tests.test_event_clocks import _fill
-from tests.test_event_clocks import _policy as _shop_policy
+from tests.support.shop import fill_shop, shop_policy
 
 runner = CliRunner()
 NOW = "2025-06-01T00:00:00"
 
 
 def _shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("SHOP_URL", _fill(tmp_path / "shop.sqlite"))
-    return _shop_policy(tmp_path)
+    monkeypatch.setenv("SHOP_URL", fill_shop(tmp_path / "shop.sqlite"))
+    return shop_policy(tmp_path)
 
 
 def _lines(output: str) -> list[str]:

@@ -24,7 +24,7 @@ from anonymizers.detection.text_engine import (
     model_name,
     text_engine,
 )
-from anonymizers.operators import create_operator
+from anonymizers.registry import create_operator
 from anonymizers.text_redaction import redact_texts, with_stand_ins
 
 EXAMPLES = {

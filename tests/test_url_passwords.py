@@ -30,7 +30,9 @@ from flows.run.lifecycle import run_policy
 from flows.run.types import RunOptions
 from flows.state.tables import open_state
 from retention_rules.interpolation import interpolate, interpolate_url
-from tests.conftest import DEMO_AS_OF, FIXTURES, OUTBOUND_ATTEMPTS, build_demo
+from tests.support.demo import DEMO_AS_OF, build_demo
+from tests.support.network import OUTBOUND_ATTEMPTS
+from tests.support.paths import FIXTURES
 from tests.support.pg_server import PostgresServer
 from tests.support.ports import free_port
 
@@ -88,9 +90,7 @@ def _policy(tmp_path: Path, url: str) -> Path:
 
 
 @pytest.fixture
-def keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TENURE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
-    monkeypatch.setenv("TENURE_PSEUDONYM_KEY_ACCOUNTS", "test-accounts-key-0123456789")
+def keys(pseudonym_keys: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TENURE_STATE_URL", raising=False)
 
 

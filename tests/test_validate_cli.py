@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from retention_rules.issues import PolicyError
-from tests.conftest import FIXTURES, SHIPPED_POLICY
+from tests.support.backends import on_backends
+from tests.support.paths import FIXTURES, SHIPPED_POLICY
 
 BROKEN = sorted((FIXTURES / "broken").glob("*.yaml"))
 EXPECT = re.compile(r"^# expect(?P<live>-live)?: (?P<line>\d+): (?P<field>[^:]*): (?P<message>.*)$")
@@ -44,6 +45,7 @@ def test_shipped_policy_is_valid_offline() -> None:
     assert "15 datasets" in result.stdout
 
 
+@on_backends("sqlite", "postgresql", fixture="demo_url")
 def test_shipped_policy_matches_the_demo_schema_on_both_backends(
     demo_url: str, demo_files: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

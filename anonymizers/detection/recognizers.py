@@ -1,35 +1,47 @@
-"""Recognizers Presidio lacks for Quebec: the RAMQ health number, more phones, more cards.
+"""Tenure's recognizers, one class each, and the one function that builds the registry.
 
-``text_redaction`` already finds North American phone numbers in the usual layouts
-(``NanpPhoneRecognizer``) and with libphonenumber; ``CanadianPhoneRecognizer`` adds only
-the layouts those miss and, above all, context: Presidio's own context words never
-match in the shared engine (its spaCy pipelines run without a lemmatizer), so ours look
-for French and English words (``tél.``, ``cellulaire``, ``appelez``, ``RAMQ``...) in the
-raw text around a match and raise the score of *every* recognizer's match of their
-entity, not just their own. Presidio's card recognizer exists for English only and
-misses 2-series Mastercard and 19-digit numbers; ``CardLayoutsRecognizer`` adds those
-layouts with the same Luhn validation, in both languages.
+``recognizer_registry`` is the text engine's registry, which the scan and ``redact_text``
+both analyse with: Presidio's predefined recognizers, its phone recognizer for two
+regions instead of eight, its Canadian SIN and postal code recognizers, and Tenure's
+(``tenure_recognizers``), which find what Presidio misses:
 
-The scan passes these as Presidio ad-hoc recognizers (``missing_recognizers``) instead
-of adding them to the cached engine's registry, so that ``redact_text`` behaves the same
-whether or not a scan ran earlier in the process.
+* ``NanpPhoneRecognizer``: North American phone numbers in every common layout, valid or
+  not (libphonenumber finds the valid ones); ``CanadianPhoneRecognizer`` adds the layouts
+  both miss and, above all, context: Presidio's own context words never match in the
+  shared engine (its spaCy pipelines run without a lemmatizer), so ours look for French
+  and English words (``tél.``, ``cellulaire``, ``appelez``, ``RAMQ``...) in the raw text
+  around a match and raise the score of *every* recognizer's match of their entity, not
+  just their own;
+* ``LooseEmailRecognizer``: e-mail addresses of any shape;
+* ``GivenNameRecognizer``: a known given name and capitalised words, for the person names
+  the small spaCy models miss;
+* ``QuebecHealthNumberRecognizer``: the RAMQ health number;
+* ``CardLayoutsRecognizer``: Presidio's card recognizer exists for English only and misses
+  2-series Mastercard and 19-digit numbers; this one adds those layouts with the same Luhn
+  validation, in both languages (and Presidio's is added for French).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, ClassVar
 
-from presidio_analyzer import Pattern, PatternRecognizer, RecognizerResult
-from presidio_analyzer.predefined_recognizers import CreditCardRecognizer
+from presidio_analyzer import Pattern, PatternRecognizer, RecognizerRegistry, RecognizerResult
+from presidio_analyzer.predefined_recognizers import (
+    CaPostalCodeRecognizer,
+    CaSinRecognizer,
+    CreditCardRecognizer,
+    PhoneRecognizer,
+)
 
-from anonymizers.detection.entities import CA_QC_HEALTH_NUMBER, PHONE_NUMBER
+from anonymizers.detection.entities import CA_QC_HEALTH_NUMBER, EMAIL_ADDRESS, PERSON, PHONE_NUMBER
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine, EntityRecognizer
-    from presidio_analyzer.nlp_engine import NlpArtifacts
+    from presidio_analyzer.nlp_engine import NlpArtifacts, NlpEngine
 
 #: Presidio's own context boost, and a floor so that a match which is only plausible
 #: with a context word (a seven-digit local number) counts once one is there.
@@ -42,6 +54,20 @@ CONTEXT_AFTER = 20
 _RAMQ_YEAR_MONTH = r"\d{2}(?:0[1-9]|1[0-2]|5[1-9]|6[0-2])"
 _RAMQ_DAY_SEQUENCE = r"(?:0[1-9]|[12]\d|3[01])\d{2}"
 _FRENCH_CARD_CONTEXT = ["carte", "credit", "crédit", "visa", "mastercard", "amex", "paiement"]
+#: The regions Presidio's phone recognizer tries: the matcher runs once per region.
+PHONE_REGIONS = ("CA", "FR")
+# North American numbers in every layout people type (Faker's included), valid or not:
+# a made-up area code is still somebody's attempt at writing a phone number.
+_NANP_PHONE = (
+    r"(?<![\w+])(?:(?:\+|00)?1[ .-]?)?(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}"
+    r"(?: ?(?:x|ext\.?|poste) ?\d{1,6})?\b"
+)
+_NANP_PHONE_DIGITS = r"(?<![\w+])(?:\+?1)?[2-9]\d{2}[2-9]\d{6}\b"
+# Presidio's e-mail recognizer wants a word character first and a TLD tldextract knows;
+# this one takes any RFC 5322 local part and any domain shape, at a lower score.
+_LOOSE_EMAIL = r"[\w.!#$%&'*+/=?^`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
+_UPPER = "A-ZÀ-ÖØ-Þ"
+_NAME_TAIL = r"[^\W\d_]*(?:['\u2019-][^\W\d_]+)*"
 
 
 def _fold(text: str) -> str:
@@ -50,24 +76,88 @@ def _fold(text: str) -> str:
     return "".join(char for char in decomposed if not unicodedata.combining(char))
 
 
-class ContextWordsRecognizer(PatternRecognizer):
-    """A pattern recognizer that boosts matches of its entity near one of its words.
+class NamedPatternRecognizer(PatternRecognizer):
+    """A pattern recognizer for one language, named after its class.
 
-    Subclasses set ``PATTERNS``, ``ENTITY`` and ``CONTEXT_WORDS`` (a regular expression
-    over folded text, whole words).
+    Subclasses set ``ENTITY`` and ``PATTERNS`` (or override ``pattern_list`` where the
+    patterns are costly to build).
     """
 
-    PATTERNS: ClassVar[list[Pattern]]
     ENTITY: ClassVar[str]
-    CONTEXT_WORDS: ClassVar[re.Pattern[str]]
+    PATTERNS: ClassVar[list[Pattern]]
 
     def __init__(self, supported_language: str) -> None:
         super().__init__(
             supported_entity=self.ENTITY,
             name=type(self).__name__,
             supported_language=supported_language,
-            patterns=self.PATTERNS,
+            patterns=self.pattern_list(),
         )
+
+    def pattern_list(self) -> list[Pattern]:
+        """The patterns to match."""
+        return self.PATTERNS
+
+
+class NanpPhoneRecognizer(NamedPatternRecognizer):
+    """North American phone numbers in every common layout, valid or not: surer than the
+    NER, which sometimes calls "(514) 555" a place."""
+
+    ENTITY = PHONE_NUMBER
+    PATTERNS: ClassVar[list[Pattern]] = [
+        Pattern("NANP phone, separated", _NANP_PHONE, 0.9),
+        Pattern("NANP phone, digits only", _NANP_PHONE_DIGITS, 0.5),
+    ]
+
+
+class LooseEmailRecognizer(NamedPatternRecognizer):
+    """E-mail addresses of any RFC 5322 local part and any domain shape."""
+
+    ENTITY = EMAIL_ADDRESS
+    PATTERNS: ClassVar[list[Pattern]] = [Pattern("anything@domain.tld", _LOOSE_EMAIL, 0.8)]
+
+
+class GivenNameRecognizer(NamedPatternRecognizer):
+    """A known given name followed by capitalised words (``given_name_pattern``), for the
+    person names the small models miss."""
+
+    ENTITY = PERSON
+
+    def pattern_list(self) -> list[Pattern]:
+        return [Pattern("given name + capitalised words", given_name_pattern(), 0.9)]
+
+
+@lru_cache(maxsize=1)
+def given_name_pattern() -> str:
+    """A known given name (Faker's en/fr lists) followed by one to three capitalised words.
+
+    Case-sensitive whatever flags Presidio passes, so that "will be" is not "Will Smith".
+    """
+    from faker.providers.person.en_US import Provider as EnglishNames
+    from faker.providers.person.fr_CA import Provider as QuebecNames
+    from faker.providers.person.fr_FR import Provider as FrenchNames
+
+    names = {
+        str(name)
+        for provider in (EnglishNames, QuebecNames, FrenchNames)
+        for name in provider.first_names
+        if len(str(name)) > 1
+    }
+    alternatives = "|".join(re.escape(name) for name in sorted(names, key=len, reverse=True))
+    return (
+        rf"(?-i:\b(?:{alternatives})(?:-[{_UPPER}]{_NAME_TAIL})?"
+        rf"(?:[ \t]+[{_UPPER}]{_NAME_TAIL}){{1,3}}\b)"
+    )
+
+
+class ContextWordsRecognizer(NamedPatternRecognizer):
+    """A pattern recognizer that boosts matches of its entity near one of its words.
+
+    Subclasses set ``PATTERNS``, ``ENTITY`` and ``CONTEXT_WORDS`` (a regular expression
+    over folded text, whole words).
+    """
+
+    CONTEXT_WORDS: ClassVar[re.Pattern[str]]
 
     def has_context(self, text: str, start: int, end: int) -> bool:
         """Whether a context word is within reach of ``text[start:end]``."""
@@ -163,9 +253,15 @@ class CardLayoutsRecognizer(CreditCardRecognizer):
 
 
 @lru_cache(maxsize=4)
-def detection_recognizers(language: str) -> tuple[EntityRecognizer, ...]:
-    """Ours for ``language``, and Presidio's card recognizer where Presidio has none."""
+def tenure_recognizers(language: str) -> tuple[EntityRecognizer, ...]:
+    """The recognizers the registry adds to Presidio's predefined ones for ``language``."""
     recognizers: list[EntityRecognizer] = [
+        PhoneRecognizer(supported_language=language, supported_regions=PHONE_REGIONS),
+        NanpPhoneRecognizer(supported_language=language),
+        LooseEmailRecognizer(supported_language=language),
+        GivenNameRecognizer(supported_language=language),
+        CaSinRecognizer(supported_language=language),
+        CaPostalCodeRecognizer(supported_language=language),
         QuebecHealthNumberRecognizer(supported_language=language),
         CanadianPhoneRecognizer(supported_language=language),
         CardLayoutsRecognizer(supported_language=language),
@@ -177,14 +273,30 @@ def detection_recognizers(language: str) -> tuple[EntityRecognizer, ...]:
     return tuple(recognizers)
 
 
+def recognizer_registry(nlp_engine: NlpEngine, languages: Sequence[str]) -> RecognizerRegistry:
+    """The one registry of the text engine, for ``languages``: Presidio's predefined
+    recognizers (with its phone recognizer replaced by one for `PHONE_REGIONS`) and
+    `tenure_recognizers`."""
+    registry = RecognizerRegistry(supported_languages=list(languages))
+    registry.load_predefined_recognizers(
+        languages=list(languages), nlp_engine=nlp_engine, countries=["ca"]
+    )
+    registry.remove_recognizer("PhoneRecognizer")  # replaced by ours, with fewer regions
+    for language in languages:
+        for recognizer in tenure_recognizers(language):
+            registry.add_recognizer(recognizer)
+    return registry
+
+
 def missing_recognizers(analyzer: AnalyzerEngine, language: str) -> list[EntityRecognizer]:
-    """Ours that ``analyzer``'s registry does not hold yet: pass as ``ad_hoc_recognizers``."""
+    """Tenure's recognizers for ``language`` that ``analyzer``'s registry lacks (none for
+    the text engine's): pass them as ``ad_hoc_recognizers`` to another analyzer."""
     registered = {
         type(recognizer)
         for recognizer in analyzer.registry.get_recognizers(language=language, all_fields=True)
     }
     return [
         recognizer
-        for recognizer in detection_recognizers(language)
+        for recognizer in tenure_recognizers(language)
         if type(recognizer) not in registered
     ]

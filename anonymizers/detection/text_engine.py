@@ -1,32 +1,31 @@
 """The text engine of detection: Presidio's analyzer with the installed spaCy models,
-language detection, and the registry of recognizers, built once per process.
+language detection, and the one rule for nested findings, built once per process.
 
-The analyzer runs Presidio's predefined recognizers (with the Canadian SIN and postal code
-ones), the scan's (``anonymizers.detection.recognizers``: RAMQ health numbers, more phone
-and card layouts) and three more: North American phone numbers in every common layout,
-valid or not, e-mail addresses of any shape, and "known given name + capitalised word" for
-the person names the small models miss. The scan and the ``redact_text`` operator
-(``anonymizers.text_redaction``) both use it, so what the scan finds is what gets redacted.
+The analyzer's registry is ``recognizers.recognizer_registry``'s: Presidio's predefined
+recognizers (with the Canadian SIN and postal code ones) and Tenure's (RAMQ health
+numbers, phone numbers in every common layout, e-mail addresses of any shape, "known
+given name + capitalised word" for the person names the small models miss, more card
+layouts). The scan (``anonymizers.detection.value_scan``) and the ``redact_text``
+operator (``anonymizers.text_redaction``) both analyse with it and settle nested findings
+with `settle_nested`, so what the scan finds is what gets redacted.
 
 Nothing is downloaded: the models are pip packages (``TENURE_SPACY_EN_MODEL`` /
 ``TENURE_SPACY_FR_MODEL`` name another installed package or a model directory) and
-tldextract uses the public suffix list it ships.
+tldextract uses the public suffix list it ships (``anonymizers.offline``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-
-os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
-
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from anonymizers.offline import keep_tldextract_offline
 from anonymizers.operators import OperatorError
 
 if TYPE_CHECKING:
@@ -69,18 +68,6 @@ _ENGLISH_WORDS = frozenset((
 
 _FRENCH_LETTERS = re.compile(r"[àâçéèêëîïôûùüÿœ]")
 
-# North American numbers in every layout people type (Faker's included), valid or not:
-# a made-up area code is still somebody's attempt at writing a phone number.
-_NANP_PHONE = (
-    r"(?<![\w+])(?:(?:\+|00)?1[ .-]?)?(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}"
-    r"(?: ?(?:x|ext\.?|poste) ?\d{1,6})?\b"
-)
-_NANP_PHONE_DIGITS = r"(?<![\w+])(?:\+?1)?[2-9]\d{2}[2-9]\d{6}\b"
-# Presidio's e-mail recognizer wants a word character first and a TLD tldextract knows;
-# this one takes any RFC 5322 local part and any domain shape, at a lower score.
-_LOOSE_EMAIL = r"[\w.!#$%&'*+/=?^`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
-_UPPER = "A-ZÀ-ÖØ-Þ"
-_NAME_TAIL = r"[^\W\d_]*(?:['\u2019-][^\W\d_]+)*"
 #: How spaCy labels become Presidio entities; the ignored ones are not about a person.
 _NER_CONFIGURATION: dict[str, object] = {
     "model_to_presidio_entity_mapping": {
@@ -176,64 +163,31 @@ def split_pieces(text: str, limit: int = PIECE_CHARS) -> list[str]:
     return pieces
 
 
-def given_name_pattern() -> str:
-    """A known given name (Faker's en/fr lists) followed by one to three capitalised words.
+def settle_nested(results: Sequence[RecognizerResult]) -> list[RecognizerResult]:
+    """The findings left when, of two nested findings of different types, the surer wins.
 
-    Case-sensitive whatever flags Presidio passes, so that "will be" is not "Will Smith".
+    Findings are taken surest first; one is dropped when it lies inside, or encloses, a
+    surer finding of another type that was kept, so a finding that lost beats no weaker
+    one. The domain of an e-mail address is no URL of its own, a card number no phone
+    number, and "Call Marie Tremblay" (a weak ORGANIZATION of the small English model)
+    does not hide the PERSON inside it. Nesting with an equally sure finding, or with one
+    of the same type (Presidio merges those), drops nothing. The order of ``results`` is
+    kept.
     """
-    from faker.providers.person.en_US import Provider as EnglishNames
-    from faker.providers.person.fr_CA import Provider as QuebecNames
-    from faker.providers.person.fr_FR import Provider as FrenchNames
-
-    names = {
-        str(name)
-        for provider in (EnglishNames, QuebecNames, FrenchNames)
-        for name in provider.first_names
-        if len(str(name)) > 1
-    }
-    alternatives = "|".join(re.escape(name) for name in sorted(names, key=len, reverse=True))
-    return (
-        rf"(?-i:\b(?:{alternatives})(?:-[{_UPPER}]{_NAME_TAIL})?"
-        rf"(?:[ \t]+[{_UPPER}]{_NAME_TAIL}){{1,3}}\b)"
-    )
-
-
-def _our_recognizers(languages: list[str]) -> Iterator[EntityRecognizer]:
-    """Per language: phones (libphonenumber + NANP layouts), e-mails, names, SIN, postal code."""
-    from presidio_analyzer import Pattern, PatternRecognizer
-    from presidio_analyzer.predefined_recognizers import (
-        CaPostalCodeRecognizer,
-        CaSinRecognizer,
-        PhoneRecognizer,
-    )
-
-    names = given_name_pattern()
-    for language in languages:
-        # Two regions instead of Presidio's eight: the matcher runs once per region.
-        yield PhoneRecognizer(supported_language=language, supported_regions=("CA", "FR"))
-        yield PatternRecognizer(
-            supported_entity="PHONE_NUMBER",
-            name="NanpPhoneRecognizer",
-            supported_language=language,
-            patterns=[  # surer than the NER, which sometimes calls "(514) 555" a place
-                Pattern("NANP phone, separated", _NANP_PHONE, 0.9),
-                Pattern("NANP phone, digits only", _NANP_PHONE_DIGITS, 0.5),
-            ],
-        )
-        yield PatternRecognizer(
-            supported_entity="EMAIL_ADDRESS",
-            name="LooseEmailRecognizer",
-            supported_language=language,
-            patterns=[Pattern("anything@domain.tld", _LOOSE_EMAIL, 0.8)],
-        )
-        yield PatternRecognizer(
-            supported_entity="PERSON",
-            name="GivenNameRecognizer",
-            supported_language=language,
-            patterns=[Pattern("given name + capitalised words", names, 0.9)],
-        )
-        yield CaSinRecognizer(supported_language=language)
-        yield CaPostalCodeRecognizer(supported_language=language)
+    kept: list[RecognizerResult] = []
+    for result in sorted(results, key=lambda result: -result.score):
+        if not any(
+            other.score > result.score
+            and other.entity_type != result.entity_type
+            and (
+                (other.start <= result.start and result.end <= other.end)
+                or (result.start <= other.start and other.end <= result.end)
+            )
+            for other in kept
+        ):
+            kept.append(result)
+    survivors = {id(result) for result in kept}
+    return [result for result in results if id(result) in survivors]
 
 
 def _without_lemmas() -> ContextAwareEnhancer:
@@ -265,16 +219,15 @@ def _without_lemmas() -> ContextAwareEnhancer:
 
 @lru_cache(maxsize=1)
 def text_engine() -> TextEngine:
-    """Build the analyzer (both languages' models, predefined + Canadian recognizers) once."""
-    import tldextract.tldextract
-    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+    """Build the analyzer (both languages' models, the one recognizer registry) once."""
+    from presidio_analyzer import AnalyzerEngine
     from presidio_analyzer.nlp_engine import NlpEngineProvider
     from presidio_anonymizer import AnonymizerEngine
 
-    from anonymizers.detection.recognizers import detection_recognizers
+    from anonymizers.detection.recognizers import recognizer_registry
 
     # If tldextract was imported before our environment default, keep it offline anyway.
-    tldextract.tldextract.TLD_EXTRACTOR.suffix_list_urls = ()
+    keep_tldextract_offline()
     # Presidio warns about every recognizer of a language we do not load; that is by design.
     logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
     languages = list(MODEL_ENV)
@@ -297,19 +250,9 @@ def text_engine() -> TextEngine:
         for pipe in nlp.pipe_names:
             if pipe != "ner":
                 nlp.disable_pipe(pipe)
-    registry = RecognizerRegistry(supported_languages=languages)
-    registry.load_predefined_recognizers(
-        languages=languages, nlp_engine=nlp_engine, countries=["ca"]
-    )
-    registry.remove_recognizer("PhoneRecognizer")  # replaced by ours, with fewer regions
-    for recognizer in _our_recognizers(languages):
-        registry.add_recognizer(recognizer)
-    for language in languages:  # the scan's: RAMQ numbers, more phone and card layouts
-        for recognizer in detection_recognizers(language):
-            registry.add_recognizer(recognizer)
     analyzer = AnalyzerEngine(
         nlp_engine=nlp_engine,
-        registry=registry,
+        registry=recognizer_registry(nlp_engine, languages),
         supported_languages=languages,
         context_aware_enhancer=_without_lemmas(),
     )

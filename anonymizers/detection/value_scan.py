@@ -5,9 +5,11 @@ pass, except those shaped like a person's name: the NER pass, asked for ``PERSON
 only, finds about three full names in four out of context (and one product name or
 city in ten), where the given-name pattern knows only the names in its lists. Free text
 goes through Presidio's ``BatchAnalyzerEngine`` (spaCy ``nlp.pipe``) for every entity.
-Texts are grouped by ``text_redaction``'s cheap language detection; each distinct value
+Texts are grouped by the text engine's cheap language detection; each distinct value
 is analysed once and counted as often as it occurs, once per entity however many
-matches of it the value holds.
+matches of it the value holds. Nested findings are settled by the text engine's one rule
+(``settle_nested``), the one ``redact_text`` applies, so what the scan counts is what
+gets redacted.
 """
 
 from __future__ import annotations
@@ -19,7 +21,12 @@ from typing import TYPE_CHECKING, Final
 
 from anonymizers.detection.entities import PERSON
 from anonymizers.detection.shapes import looks_like_person_name
-from anonymizers.detection.text_engine import by_language, split_pieces, text_engine
+from anonymizers.detection.text_engine import (
+    by_language,
+    settle_nested,
+    split_pieces,
+    text_engine,
+)
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine, RecognizerResult
@@ -116,14 +123,11 @@ def _analyse(
     from spacy.tokens import Doc
     from spacy.vocab import Vocab
 
-    from anonymizers.detection.recognizers import missing_recognizers
-
     if not texts:
         return []
-    ad_hoc = missing_recognizers(analyzer, language)
     if ner:
         results: list[list[RecognizerResult]] = BatchAnalyzerEngine(analyzer).analyze_iterator(
-            texts, language, batch_size=batch_size, entities=entities, ad_hoc_recognizers=ad_hoc
+            texts, language, batch_size=batch_size, entities=entities
         )
         return results
     # No tokens, no entities: the NER recognizer finds nothing and spaCy never runs.
@@ -136,10 +140,7 @@ def _analyse(
         language=language,
     )
     return [
-        analyzer.analyze(
-            text, language, entities=entities, nlp_artifacts=no_nlp, ad_hoc_recognizers=ad_hoc
-        )
-        for text in texts
+        analyzer.analyze(text, language, entities=entities, nlp_artifacts=no_nlp) for text in texts
     ]
 
 
@@ -155,23 +156,13 @@ def counted_results(
 ) -> list[RecognizerResult]:
     """The matches that make ``text`` hold their entity.
 
-    A match inside a surer match of another type is dropped first: the domain of an
-    e-mail address is no URL of its own, a card number no phone number. What is left
-    counts when it covers the whole (stripped) value, or, unless ``whole_value``, when
-    it scores at least ``HIT_SCORE``.
+    Nested matches are settled first (``settle_nested``: of two nested matches of
+    different types the surer wins, as in ``redact_text``): the domain of an e-mail
+    address is no URL of its own, a card number no phone number. What is left counts
+    when it scores above zero and covers the whole (stripped) value, or, unless
+    ``whole_value``, when it scores at least ``HIT_SCORE``.
     """
-    kept = [
-        result
-        for result in results
-        if result.score > 0
-        and not any(
-            other.entity_type != result.entity_type
-            and other.score > result.score
-            and other.start <= result.start
-            and result.end <= other.end
-            for other in results
-        )
-    ]
+    kept = [result for result in settle_nested(results) if result.score > 0]
     start = len(text) - len(text.lstrip())
     end = len(text.rstrip())
     return [

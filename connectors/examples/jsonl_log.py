@@ -23,16 +23,15 @@ import pandas as pd
 from sqlalchemy import make_url
 
 from connectors.errors import StoreError, StoreUnavailable
-from connectors.protocol import ColumnInfo, Connector, Key, TypeFamily
+from connectors.protocol import ColumnInfo, Connector, ConnectorOptions, Key, TypeFamily
 from connectors.records.store import Capabilities, Collection, Partition
 
 
-def connector(name: str, url: str, **options: Any) -> Connector:
+def connector(name: str, url: str, options: ConnectorOptions) -> Connector:
     """The entry point: a ``RecordConnector`` over the log named by ``url``."""
     from connectors.records.connector import RecordConnector
 
-    read_only = bool(options.get("read_only", True))
-    return RecordConnector(JsonLinesLog(name, url, read_only=read_only), **options)
+    return RecordConnector(JsonLinesLog(name, url, read_only=options.read_only), options)
 
 
 class JsonLinesLog:

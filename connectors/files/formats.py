@@ -1,24 +1,34 @@
-"""Reading and rewriting the three file formats of the files store: CSV, JSON lines, Parquet.
+"""The file formats of the files store as classes: CSV, JSON lines, Parquet.
 
-Kept apart from ``connectors.files.connector`` (which knows folders, partitions and atomic
-replacement)
-so that each format's quirks live in one place. Every function here works on one file and
-raises ``BadFile`` with a one-line reason; the store adds the file's path and its own name.
+Each format is a ``FileFormat``: it knows its files by name (``detect``), draws a sample of
+one file's columns (``sample``), types a collection's columns from the samples of its files
+(``infer``), reads a file's records typed that way (``read``), counts them (``rows``) and
+writes a file anew without some records and with some fields set (``rewrite``). The
+registry ``FORMATS`` (a ``FileFormats``) holds them by name, the ``?format=`` of a store's
+URL, in the order a file's name is matched against them: a new format is one class here and
+one entry in ``FORMATS`` (or ``FORMATS.add(...)`` at run time).
+
+Folders, partitions and the atomic replacement of a file are the store's
+(``connectors.files.layout``, ``connectors.files.atomic``): every method here works on one
+open file and raises ``BadFile`` with a one-line reason; the store adds the file's path and
+its own name.
 
 CSV and JSON-lines files are read as text and typed here, by one set of rules, so that what
-``describe`` infers from a sample is what ``scan`` produces; they are rewritten from their
+``infer`` finds in the samples is what ``read`` produces; they are rewritten from their
 text, so that a column nobody updated keeps its bytes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import IO, Any, Literal
+from typing import IO, Any, Protocol
 
 import pandas as pd
 import pyarrow as pa  # type: ignore[import-untyped]
@@ -27,22 +37,11 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 from connectors.protocol import ColumnInfo, TypeFamily
 from connectors.values import plain
 
-Format = Literal["csv", "jsonl", "parquet"]
-FORMATS: tuple[Format, ...] = ("csv", "jsonl", "parquet")
-EXTENSIONS: dict[str, Format] = {
-    ".csv": "csv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".parquet": "parquet",
-}
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}
 SAMPLE_ROWS = 1000
 """Rows of each CSV or JSON-lines file whose values decide a column's family."""
 REWRITE_ROWS = 65_536
 """Rows held in memory at once while a file is rewritten."""
-
-Opener = Callable[[], IO[bytes]]
-"""Opens the file for reading, decompressed; the caller's ``with`` closes it."""
 
 
 class BadFile(Exception):
@@ -50,21 +49,84 @@ class BadFile(Exception):
     never quotes a value (values are personal data)."""
 
 
-def detect(name: str, forced: Format | None) -> tuple[Format, str | None] | None:
-    """The format and compression of a file by its name (``x.csv.gz``: csv, gzip), or
-    None when the extension is not a known format and none is forced."""
-    lowered = name.lower()
-    compression = None
-    for suffix, codec in COMPRESSIONS.items():
-        if lowered.endswith(suffix):
-            compression, lowered = codec, lowered[: -len(suffix)]
-            break
-    if forced is not None:
-        return forced, compression
-    for suffix, fmt in EXTENSIONS.items():
-        if lowered.endswith(suffix) and not (fmt == "parquet" and compression):
-            return fmt, compression
-    return None
+@dataclass(frozen=True)
+class Sample:
+    """What one file shows of its columns, in the file's order: up to ``SAMPLE_ROWS``
+    non-null values of each (a format typed by its values), or the types its schema
+    declares (a format that has one)."""
+
+    values: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
+    types: tuple[ColumnInfo, ...] = ()
+
+
+@dataclass
+class Rewrite:
+    """Records to drop, and fields to set, by position in the file."""
+
+    drop: set[int]
+    updates: dict[int, dict[str, Any]]
+    touched: int = 0
+    """How many of the named positions existed (deleted or updated)."""
+    kept: int = 0
+    """How many records the new file holds."""
+
+
+class FileFormat(Protocol):
+    """One file format of the files store (see the module docstring). ``opened`` is always
+    the file's bytes, already decompressed."""
+
+    @property
+    def name(self) -> str:
+        """Its name in the registry and in a URL's ``?format=``: ``csv``."""
+        ...
+
+    @property
+    def title(self) -> str:
+        """Its name in messages: ``CSV``."""
+        ...
+
+    @property
+    def suffixes(self) -> tuple[str, ...]:
+        """The ends of its files' names, lower case, before any compression suffix."""
+        ...
+
+    @property
+    def counts_rows(self) -> bool:
+        """Whether ``rows`` takes the count from the file's metadata instead of its
+        records (the store then counts a partition's records without reading them)."""
+        ...
+
+    def detect(self, name: str, compression: str | None) -> bool:
+        """Whether a file so named (lower case, its compression suffix removed) is of
+        this format, ``compression`` naming the codec of that suffix (or None)."""
+        ...
+
+    def sample(self, opened: IO[bytes]) -> Sample:
+        """The file's columns, with sampled values or declared types."""
+        ...
+
+    def infer(self, samples: Sequence[Sample]) -> dict[str, ColumnInfo]:
+        """The columns of a collection whose files gave these samples, in order of
+        appearance."""
+        ...
+
+    def read(
+        self, opened: IO[bytes], columns: Sequence[ColumnInfo], chunk_size: int
+    ) -> Iterator[pd.DataFrame]:
+        """The file's records in order, in frames of at most ``chunk_size`` rows (index
+        from 0) holding ``columns``, typed by their families as ``convert`` does (null
+        where the file lacks one); a value that does not fit is a ``BadFile`` naming its
+        field and row number."""
+        ...
+
+    def rows(self, opened: IO[bytes]) -> int:
+        """How many records the file holds."""
+        ...
+
+    def rewrite(self, opened: IO[bytes], out: IO[bytes], change: Rewrite) -> None:
+        """Write ``opened`` to ``out`` without the dropped records and with the updated
+        fields, in the same format and column order; counts go into ``change``."""
+        ...
 
 
 # --- type inference -----------------------------------------------------------------------
@@ -174,6 +236,18 @@ def infer_arrow(name: str, type_: Any) -> ColumnInfo:
     return info(name, family, aware, str(type_))
 
 
+def _merge(seen: ColumnInfo | None, found: ColumnInfo) -> ColumnInfo:
+    """A column typed differently by two Parquet files: integers widen to numeric, any other
+    disagreement is read as it comes (family ``other``)."""
+    if seen is None or seen == found:
+        return found
+    if seen.family == found.family:
+        return seen
+    if {seen.family, found.family} == {"integer", "numeric"}:
+        return info(found.name, "numeric", type_name="double")
+    return info(found.name, "other", type_name=f"{seen.type_name} | {found.type_name}")
+
+
 # --- typing values --------------------------------------------------------------------------
 
 
@@ -225,6 +299,27 @@ def convert(raw: pd.Series, column: ColumnInfo) -> pd.Series:
     if bad is not None:
         raise ValueError(bad)
     return pd.Series(typed, name=raw.name).set_axis(index)
+
+
+def _arrow_typed(raw: pd.Series, column: ColumnInfo) -> Any:
+    """A Parquet column as the other formats give it (a column a file lacks is all null)."""
+    family = column.family
+    if isinstance(raw.dtype, pd.CategoricalDtype):
+        raw = raw.astype(object)  # dictionary-encoded columns read as their values
+    if family == "datetime":
+        if column.timezone_aware:
+            stamps = pd.to_datetime(raw, utc=True)
+            return stamps.astype("datetime64[us, UTC]")
+        return pd.to_datetime(raw).astype("datetime64[us]")
+    if family == "date":
+        return pd.Series([None if pd.isna(v) else v for v in raw], dtype=object).to_numpy()
+    if family == "integer":
+        return raw.astype("Int64")
+    if family == "numeric":
+        return raw.astype("float64")
+    if family == "boolean":
+        return raw.astype("boolean")
+    return raw
 
 
 def _one_timestamp(value: Any, aware: bool) -> Any:
@@ -373,76 +468,9 @@ def splice(line: str, updates: Mapping[str, str]) -> str:
 # --- reading ------------------------------------------------------------------------------------
 
 
-def sample(fmt: Format, opened: IO[bytes]) -> tuple[list[str], dict[str, list[Any]]]:
-    """A CSV or JSON-lines file's columns and up to ``SAMPLE_ROWS`` non-null values each."""
-    columns: list[str] = []
-    values: dict[str, list[Any]] = {}
-    if fmt == "csv":
-        for frame in _csv_frames(opened, None, as_text=False, nrows=SAMPLE_ROWS):
-            columns = [str(c) for c in frame.columns]
-            for column in columns:
-                values[column] = [str(v) for v in frame[column].dropna()]
-        return columns, values
-    for count, (_, record) in enumerate(_json_records(opened)):
-        if count >= SAMPLE_ROWS:
-            break
-        for key, value in (record or {}).items():
-            if key not in values:
-                columns.append(key)
-                values[key] = []
-            if value is not None:
-                values[key].append(value)
-    return columns, values
-
-
-def parquet_schema(opened: IO[bytes]) -> Any:
-    try:
-        return pq.read_schema(opened)
-    except (pa.ArrowException, OSError) as exc:
-        raise BadFile(f"not valid Parquet: {_first_line(exc)}") from None
-
-
-def parquet_rows(opened: IO[bytes]) -> int:
-    try:
-        return int(pq.ParquetFile(opened).metadata.num_rows)
-    except (pa.ArrowException, OSError) as exc:
-        raise BadFile(f"not valid Parquet: {_first_line(exc)}") from None
-
-
-def _first_line(exc: BaseException) -> str:
+def _not_parquet(exc: BaseException) -> BadFile:
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def read(
-    fmt: Format, opened: IO[bytes], columns: Sequence[str], chunk_size: int
-) -> Iterator[pd.DataFrame]:
-    """The file's records in order, in frames of at most ``chunk_size`` rows holding
-    ``columns`` (null where the file lacks one): text for CSV, JSON values for JSON
-    lines, Arrow-typed for Parquet (integers as Int64)."""
-    if fmt == "csv":
-        for frame in _csv_frames(opened, chunk_size, as_text=False):
-            yield frame.reindex(columns=list(columns))
-    elif fmt == "jsonl":
-        records: list[dict[str, Any]] = []
-        for _, record in _json_records(opened):
-            if record is None:
-                continue
-            records.append(record)
-            if len(records) == chunk_size:
-                yield _json_frame(records, columns)
-                records = []
-        if records:
-            yield _json_frame(records, columns)
-    else:
-        try:
-            parquet = pq.ParquetFile(opened)
-            present = [c for c in columns if c in parquet.schema_arrow.names]
-            for batch in parquet.iter_batches(batch_size=chunk_size, columns=present):
-                frame = batch.to_pandas(types_mapper=_integer_mapper)
-                yield frame.reindex(columns=list(columns))
-        except (pa.ArrowException, OSError) as exc:
-            raise BadFile(f"not valid Parquet: {_first_line(exc)}") from None
+    return BadFile(f"not valid Parquet: {text.splitlines()[0] if text else type(exc).__name__}")
 
 
 def _integer_mapper(type_: Any) -> Any:
@@ -454,30 +482,28 @@ def _json_frame(records: list[dict[str, Any]], columns: Sequence[str]) -> pd.Dat
     return pd.DataFrame(data, index=pd.RangeIndex(len(records)), columns=list(columns))
 
 
+def _typed(
+    raw: pd.DataFrame,
+    columns: Sequence[ColumnInfo],
+    offset: int,
+    typed: Callable[[pd.Series, ColumnInfo], Any],
+) -> pd.DataFrame:
+    """``raw`` (records as read, the first at position ``offset`` in the file) with each of
+    ``columns`` typed by ``typed``; a value that does not fit is reported by its row number
+    in the file."""
+    data: dict[str, Any] = {}
+    for column in columns:
+        try:
+            data[column.name] = typed(raw[column.name].reset_index(drop=True), column)
+        except ValueError as exc:
+            row = f"row_number {offset + int(exc.args[0])}" if exc.args else "a value"
+            raise BadFile(f"field {column.name}: {row} is not {column.family}") from None
+        except (TypeError, OverflowError):
+            raise BadFile(f"field {column.name}: values are not {column.family}") from None
+    return pd.DataFrame(data, index=pd.RangeIndex(len(raw)))
+
+
 # --- rewriting ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Rewrite:
-    """Records to drop, and fields to set, by position in the file."""
-
-    drop: set[int]
-    updates: dict[int, dict[str, Any]]
-    touched: int = 0
-    """How many of the named positions existed (deleted or updated)."""
-    kept: int = 0
-    """How many records the new file holds."""
-
-
-def rewrite(fmt: Format, opened: IO[bytes], out: IO[bytes], change: Rewrite) -> None:
-    """Write ``opened`` to ``out`` without the dropped records and with the updated
-    fields, in the same format and column order; counts go into ``change``."""
-    if fmt == "csv":
-        _rewrite_csv(opened, out, change)
-    elif fmt == "jsonl":
-        _rewrite_jsonl(opened, out, change)
-    else:
-        _rewrite_parquet(opened, out, change)
 
 
 def _added(change: Rewrite, present: Sequence[str]) -> set[str]:
@@ -575,7 +601,7 @@ def _rewrite_parquet(opened: IO[bytes], out: IO[bytes], change: Rewrite) -> None
                 change.kept += table.num_rows
                 writer.write_table(table)
     except (pa.ArrowException, OSError) as exc:
-        raise BadFile(f"not valid Parquet: {_first_line(exc)}") from None
+        raise _not_parquet(exc) from None
 
 
 def _apply_parquet(table: Any, schema: Any, offset: int, change: Rewrite) -> Any:
@@ -603,3 +629,248 @@ def _arrow_value(value: Any, type_: Any) -> Any:
     if isinstance(value, datetime) and pa.types.is_date(type_):
         return value.date()
     return value
+
+
+# --- the formats ------------------------------------------------------------------------------
+
+
+class _Format(ABC):
+    """What the built-in formats share: records read as the file holds them (``_raw``),
+    then typed column by column (``_convert``)."""
+
+    def read(
+        self, opened: IO[bytes], columns: Sequence[ColumnInfo], chunk_size: int
+    ) -> Iterator[pd.DataFrame]:
+        offset = 0
+        for raw in self._raw(opened, [c.name for c in columns], chunk_size):
+            yield _typed(raw, columns, offset, self._convert)
+            offset += len(raw)
+
+    @abstractmethod
+    def _raw(
+        self, opened: IO[bytes], columns: Sequence[str], chunk_size: int
+    ) -> Iterator[pd.DataFrame]:
+        """The records in frames of at most ``chunk_size`` rows, as read (text, JSON values
+        or Arrow-typed), null where the file lacks a column."""
+
+    @abstractmethod
+    def _convert(self, raw: pd.Series, column: ColumnInfo) -> Any:
+        """A column as read, typed by its family (``convert``); ``ValueError`` carries the
+        position of the first value that does not fit."""
+
+
+class _TextFormat(_Format):
+    """What CSV and JSON lines share: files found by their suffixes (compressed or not),
+    columns typed by their sampled values pooled over the collection's files (and the
+    same rules, ``convert``, when read), and records counted by reading them."""
+
+    suffixes: tuple[str, ...]
+    counts_rows = False
+    _family: Callable[[str, Sequence[Any]], ColumnInfo]
+    """A column's type from its sampled non-null values."""
+
+    def detect(self, name: str, compression: str | None) -> bool:
+        return name.endswith(self.suffixes)
+
+    def infer(self, samples: Sequence[Sample]) -> dict[str, ColumnInfo]:
+        pooled: dict[str, list[Any]] = {}
+        for sample in samples:
+            for name, values in sample.values.items():
+                pooled.setdefault(name, []).extend(values)
+        return {name: self._family(name, values) for name, values in pooled.items()}
+
+    def rows(self, opened: IO[bytes]) -> int:
+        return sum(len(frame) for frame in self._raw(opened, [], REWRITE_ROWS))
+
+    def _convert(self, raw: pd.Series, column: ColumnInfo) -> Any:
+        return convert(raw, column)
+
+
+class Csv(_TextFormat):
+    """Comma-separated values with a header line, UTF-8 (a byte-order mark is kept)."""
+
+    name = "csv"
+    title = "CSV"
+    suffixes = (".csv",)
+    _family = staticmethod(infer_text)
+
+    def sample(self, opened: IO[bytes]) -> Sample:
+        values: dict[str, list[Any]] = {}
+        for frame in _csv_frames(opened, None, as_text=False, nrows=SAMPLE_ROWS):
+            for column in [str(c) for c in frame.columns]:
+                values[column] = [str(v) for v in frame[column].dropna()]
+        return Sample(values=values)
+
+    def _raw(
+        self, opened: IO[bytes], columns: Sequence[str], chunk_size: int
+    ) -> Iterator[pd.DataFrame]:
+        for frame in _csv_frames(opened, chunk_size, as_text=False):
+            yield frame.reindex(columns=list(columns))
+
+    def rewrite(self, opened: IO[bytes], out: IO[bytes], change: Rewrite) -> None:
+        _rewrite_csv(opened, out, change)
+
+
+class JsonLines(_TextFormat):
+    """One JSON object a line, UTF-8; blank lines are kept but are not records."""
+
+    name = "jsonl"
+    title = "JSON lines"
+    suffixes = (".jsonl", ".ndjson")
+    _family = staticmethod(infer_json)
+
+    def sample(self, opened: IO[bytes]) -> Sample:
+        values: dict[str, list[Any]] = {}
+        for count, (_, record) in enumerate(_json_records(opened)):
+            if count >= SAMPLE_ROWS:
+                break
+            for key, value in (record or {}).items():
+                found = values.setdefault(key, [])
+                if value is not None:
+                    found.append(value)
+        return Sample(values=values)
+
+    def _raw(
+        self, opened: IO[bytes], columns: Sequence[str], chunk_size: int
+    ) -> Iterator[pd.DataFrame]:
+        records: list[dict[str, Any]] = []
+        for _, record in _json_records(opened):
+            if record is None:
+                continue
+            records.append(record)
+            if len(records) == chunk_size:
+                yield _json_frame(records, columns)
+                records = []
+        if records:
+            yield _json_frame(records, columns)
+
+    def rewrite(self, opened: IO[bytes], out: IO[bytes], change: Rewrite) -> None:
+        _rewrite_jsonl(opened, out, change)
+
+
+class Parquet(_Format):
+    """Apache Parquet: typed by its schema (files that disagree are merged, ``_merge``),
+    compressed inside the file (so a ``.parquet.gz`` is not one), its rows counted from
+    its metadata."""
+
+    name = "parquet"
+    title = "Parquet"
+    suffixes = (".parquet",)
+    counts_rows = True
+
+    def detect(self, name: str, compression: str | None) -> bool:
+        return compression is None and name.endswith(self.suffixes)
+
+    def sample(self, opened: IO[bytes]) -> Sample:
+        try:
+            schema = pq.read_schema(opened)
+        except (pa.ArrowException, OSError) as exc:
+            raise _not_parquet(exc) from None
+        return Sample(types=tuple(infer_arrow(f.name, f.type) for f in schema))
+
+    def infer(self, samples: Sequence[Sample]) -> dict[str, ColumnInfo]:
+        columns: dict[str, ColumnInfo] = {}
+        for sample in samples:
+            for found in sample.types:
+                columns[found.name] = _merge(columns.get(found.name), found)
+        return columns
+
+    def _raw(
+        self, opened: IO[bytes], columns: Sequence[str], chunk_size: int
+    ) -> Iterator[pd.DataFrame]:
+        """Arrow-typed frames (integers as Int64)."""
+        try:
+            parquet = pq.ParquetFile(opened)
+            present = [c for c in columns if c in parquet.schema_arrow.names]
+            for batch in parquet.iter_batches(batch_size=chunk_size, columns=present):
+                frame = batch.to_pandas(types_mapper=_integer_mapper)
+                yield frame.reindex(columns=list(columns))
+        except (pa.ArrowException, OSError) as exc:
+            raise _not_parquet(exc) from None
+
+    def _convert(self, raw: pd.Series, column: ColumnInfo) -> Any:
+        return _arrow_typed(raw, column)
+
+    def rows(self, opened: IO[bytes]) -> int:
+        try:
+            return int(pq.ParquetFile(opened).metadata.num_rows)
+        except (pa.ArrowException, OSError) as exc:
+            raise _not_parquet(exc) from None
+
+    def rewrite(self, opened: IO[bytes], out: IO[bytes], change: Rewrite) -> None:
+        _rewrite_parquet(opened, out, change)
+
+
+# --- the registry -----------------------------------------------------------------------------
+
+
+class FileFormats:
+    """File formats by name, in the order a file's name is matched against them. A name
+    or a suffix is registered once: adding a second format for it is an error."""
+
+    def __init__(self, formats: Iterable[FileFormat] = ()) -> None:
+        self._formats: dict[str, FileFormat] = {}
+        for fmt in formats:
+            self.add(fmt)
+
+    def add(self, fmt: FileFormat) -> None:
+        """Register ``fmt``, matched after the formats already there."""
+        if fmt.name in self._formats:
+            raise ValueError(f"file format {fmt.name!r} is registered already")
+        taken = sorted(set(fmt.suffixes) & set(self.suffixes))
+        if taken:
+            raise ValueError(f"suffix {taken[0]!r} is registered already")
+        self._formats[fmt.name] = fmt
+
+    def remove(self, name: str) -> FileFormat:
+        """Unregister the format ``name`` (``KeyError`` when there is none) and return it."""
+        return self._formats.pop(name)
+
+    def get(self, name: object) -> FileFormat | None:
+        """The format named ``name`` (a URL's ``?format=``), None when there is none."""
+        return self._formats.get(name) if isinstance(name, str) else None
+
+    def copy(self) -> FileFormats:
+        return FileFormats(self._formats.values())
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._formats)
+
+    @property
+    def suffixes(self) -> tuple[str, ...]:
+        return tuple(s for fmt in self._formats.values() for s in fmt.suffixes)
+
+    def __iter__(self) -> Iterator[FileFormat]:
+        return iter(list(self._formats.values()))
+
+    def detect(
+        self, name: str, forced: FileFormat | None = None
+    ) -> tuple[FileFormat, str | None] | None:
+        """The format and compression of a file by its name (``x.csv.gz``: CSV, gzip), or
+        None when no format knows its name and none is ``forced``."""
+        lowered = name.lower()
+        compression = None
+        for suffix, codec in COMPRESSIONS.items():
+            if lowered.endswith(suffix):
+                compression, lowered = codec, lowered[: -len(suffix)]
+                break
+        if forced is not None:
+            return forced, compression
+        for fmt in self._formats.values():
+            if fmt.detect(lowered, compression):
+                return fmt, compression
+        return None
+
+    def unknown(self) -> str:
+        """Why a file no format knows cannot be read, in one line."""
+        *others, last = self.suffixes or ("known",)
+        listed = f"{', '.join(others)} or {last}" if others else last
+        return (
+            f"not a {listed} file (optionally {', '.join(COMPRESSIONS)}); "
+            "set ?format= to read it as one"
+        )
+
+
+FORMATS = FileFormats([Csv(), JsonLines(), Parquet()])
+"""The formats every files store reads (unless given its own ``FileFormats``)."""

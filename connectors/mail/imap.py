@@ -3,37 +3,34 @@
 Reads never change a message: folders are opened with EXAMINE and fetched with
 ``BODY.PEEK``, so nothing gets marked \\Seen. Deletes remove exactly the messages asked
 for (``UID EXPUNGE``, RFC 4315), never others a mail program flagged \\Deleted.
+
+IMAPClient speaks the protocol: it quotes the arguments, parses the FETCH and LIST
+responses (literals included) and INTERNALDATE, and its modified UTF-7 codec decodes
+folder names (``decode_folder_name``, shared with the Maildir store). A folder is always
+opened by the name the server spelled it with.
 """
 
 from __future__ import annotations
 
-import imaplib
+import ipaddress
 import os
 import re
 import ssl
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
+from imapclient import DELETED, IMAPClient
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
+from imapclient.imapclient import join_message_ids, seq_to_parenstr_upper
+from imapclient.response_parser import parse_fetch_response
 from sqlalchemy.engine import URL
 
 from connectors.errors import StoreError
-from connectors.mail.imap_wire import (
-    LIST_LINE,
-    Fetched,
-    internal_date,
-    is_loopback,
-    parse_fetch,
-    quietly_close,
-    quote,
-    reason,
-    responses,
-    uid_set,
-    unquote,
-)
 from connectors.mail.messages import (
     body_text,
     decode_folder_name,
@@ -42,8 +39,9 @@ from connectors.mail.messages import (
     rebuild,
     same_message,
 )
-from connectors.mail.stores import MailStore
-from connectors.protocol import Key
+from connectors.mail.stores import MailStore, mail_url
+from connectors.protocol import Connector, ConnectorOptions, Key
+from connectors.records.connector import RecordConnector
 from connectors.records.store import Partition
 
 #: Seconds to wait for the server before the store counts as unavailable.
@@ -52,6 +50,69 @@ TIMEOUT = 30.0
 BATCH = 500
 #: Whole messages fetched at once while scanning bodies, to bound the memory used.
 BODY_BATCH = 50
+#: What a scan reads of each message before its body; the whole message.
+HEADERS = ("RFC822.SIZE", "INTERNALDATE", "FLAGS", "BODY.PEEK[HEADER]")
+WHOLE = ("BODY.PEEK[]",)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What a FETCH gave of one message; ``data`` is the body section asked for."""
+
+    uid: int
+    size: int = 0
+    internal_date: datetime | None = None
+    flags: tuple[bytes, ...] = ()
+    data: bytes = b""
+
+    @classmethod
+    def of(cls, uid: int, items: Mapping[bytes, Any]) -> Fetched:
+        """IMAPClient's parsed items of one message (``BODY[...]`` the section)."""
+        stamp = items.get(b"INTERNALDATE")
+        section = next((v for k, v in items.items() if k.startswith(b"BODY[")), None)
+        return cls(
+            uid,
+            size=int(items.get(b"RFC822.SIZE") or 0),
+            internal_date=stamp if isinstance(stamp, datetime) else None,
+            flags=tuple(items.get(b"FLAGS") or ()),
+            data=section if isinstance(section, bytes) else b"",
+        )
+
+    def received(self) -> datetime:
+        """INTERNALDATE as a UTC instant (now, should a server omit it)."""
+        if self.internal_date is None:
+            return datetime.now(UTC)
+        if self.internal_date.tzinfo is None:
+            return self.internal_date.replace(tzinfo=UTC)
+        return self.internal_date.astimezone(UTC)
+
+
+def is_loopback(host: str) -> bool:
+    """Plain IMAP and unverified TLS are only allowed to this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def reason(exc: BaseException) -> str:
+    """A short, one-line reason for a failed connection or command."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error: {exc.reason or exc.__class__.__name__}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc.args[0] if exc.args else exc) or type(exc).__name__
+    if text.startswith(("b'", 'b"')):
+        text = text[2:-1]
+    text = re.sub(r"^[a-z ]+ failed: ", "", text)  # IMAPClient's "select failed: ..."
+    return " ".join(text.split())
 
 
 @dataclass
@@ -93,7 +154,7 @@ class ImapStore(MailStore):
         env = self.option("password_env")
         if env and os.environ.get(env):
             self._secrets.append(os.environ[env])
-        self._connection: imaplib.IMAP4 | None = None
+        self._client: IMAPClient | None = None
         self._indexes: dict[str, _Index] = {}
 
     def _flag(self, name: str, default: bool) -> bool:
@@ -132,76 +193,72 @@ class ImapStore(MailStore):
             context.verify_mode = ssl.CERT_NONE
         return context
 
-    def _connect(self) -> imaplib.IMAP4:
-        if self._connection is not None:
-            return self._connection
+    def _connect(self) -> IMAPClient:
+        if self._client is not None:
+            return self._client
         password = self._password()
         where = f"{self.host}:{self.port}"
-        conn: imaplib.IMAP4
+        client: IMAPClient | None = None
         try:
-            if self.implicit_tls:
-                conn = imaplib.IMAP4_SSL(
-                    self.host, self.port, ssl_context=self._tls(), timeout=TIMEOUT
-                )
-            else:
-                conn = imaplib.IMAP4(self.host, self.port, timeout=TIMEOUT)
-                if self.starttls:
-                    conn.starttls(self._tls())
+            tls = self._tls() if self.implicit_tls or self.starttls else None
+            client = IMAPClient(
+                self.host, self.port, ssl=self.implicit_tls, ssl_context=tls, timeout=TIMEOUT
+            )
+            if self.starttls:
+                client.starttls(tls)
         except ssl.SSLCertVerificationError as exc:
+            _shut(client)
             untrusted = f"TLS certificate of {where} not trusted ({exc.verify_message})"
             raise self.error(untrusted, unavailable=True) from None
-        except (OSError, imaplib.IMAP4.error) as exc:
+        except (OSError, IMAPClientError) as exc:
+            _shut(client)
             raise self.error(
                 f"cannot connect to {where}: {reason(exc)}", unavailable=True
             ) from None
         try:
-            conn.login(str(self.url.username), password)
-        except imaplib.IMAP4.abort as exc:
+            client.login(str(self.url.username), password)
+        except (IMAPClientAbortError, OSError) as exc:
+            _shut(client)
             raise self.error(
                 f"connection to {where} lost: {reason(exc)}", unavailable=True
             ) from None
-        except imaplib.IMAP4.error:
-            quietly_close(conn)
+        except IMAPClientError:
+            _shut(client)
             raise self.error("authentication failed", unavailable=True) from None
-        self._connection = conn
-        found = self._run("CAPABILITY", conn.capability)  # they change once logged in
-        conn.capabilities = tuple(found[-1].decode("ascii", "replace").upper().split())
-        return conn
+        client.normalise_times = False  # INTERNALDATE with its offset, never local time
+        client.folder_encode = False  # folders go back as the server spelled them
+        self._client = client
+        return client
 
-    def _run(self, what: str, command: Callable[[], tuple[str, list[Any]]]) -> list[Any]:
+    def _run(self, what: str, command: Callable[[], T]) -> T:
         """One IMAP command; a lost connection is ``StoreUnavailable`` (and is opened
         again next time), a refusal a ``StoreError``."""
         try:
-            status, data = command()
-        except (imaplib.IMAP4.abort, OSError) as exc:
+            return command()
+        except (IMAPClientAbortError, OSError) as exc:
             self._drop()
             raise self.error(f"{what}: connection lost: {reason(exc)}", unavailable=True) from None
-        except imaplib.IMAP4.error as exc:
+        except IMAPClientError as exc:
             raise self.error(f"{what} refused: {reason(exc)}") from None
-        if status != "OK":
-            detail = data[0] if data and isinstance(data[0], bytes) else b""
-            raise self.error(f"{what} refused: {detail.decode('utf-8', 'replace')}")
-        return data
 
     def _drop(self) -> None:
-        if self._connection is not None:
-            quietly_close(self._connection)
-        self._connection = None
+        _shut(self._client)
+        self._client = None
 
     def ping(self) -> None:
-        conn = self._connect()
+        client = self._connect()
         try:
-            self._run("NOOP", conn.noop)
+            self._run("NOOP", client.noop)
         except StoreError:
             self._drop()  # a connection the server closed since: try a fresh one once
-            conn = self._connect()
-            self._run("NOOP", conn.noop)
+            client = self._connect()
+            self._run("NOOP", client.noop)
 
     def close(self) -> None:
-        if self._connection is not None:
-            with suppress(imaplib.IMAP4.error, OSError):
-                self._connection.logout()
-        self._connection = None
+        if self._client is not None:
+            with suppress(IMAPClientError, OSError):
+                self._client.logout()
+        self._client = None
 
     # folders
 
@@ -210,17 +267,16 @@ class ImapStore(MailStore):
 
     def _folders(self) -> dict[str, str]:
         """Collection name -> the folder's name as the server spells it."""
-        conn = self._connect()
+        client = self._connect()
         folders: dict[str, str] = {}
-        for item in self._run("LIST", lambda: conn.list('""', '"*"')):
-            if item is None:
+        for flags, _, spelled in self._run("LIST", client.list_folders):
+            if {flag.lower() for flag in flags} & {b"\\noselect", b"\\nonexistent"}:
                 continue
-            line, literal = (item[0], item[1]) if isinstance(item, tuple) else (item, None)
-            found = LIST_LINE.match(line)
-            if found is None or re.search(rb"\\noselect|\\nonexistent", found["flags"], re.I):
-                continue
-            raw = literal if literal is not None else unquote(found["name"])
-            real = raw.decode("utf-8", "surrogateescape")
+            real = (
+                spelled.decode("utf-8", "surrogateescape")
+                if isinstance(spelled, bytes)
+                else str(spelled)
+            )
             name = "inbox" if real.upper() == "INBOX" else decode_folder_name(real).lower()
             self.add_collection(folders, name, real)
         return folders
@@ -230,31 +286,26 @@ class ImapStore(MailStore):
 
     def _select(self, real: str, *, write: bool) -> str:
         """Open the folder (EXAMINE to read: read-only, nothing marked); its UIDVALIDITY."""
-        conn = self._connect()
+        client = self._connect()
         verb = "SELECT" if write else "EXAMINE"
-        self._run(verb, lambda: conn.select(quote(real), readonly=not write))
-        validity = conn.untagged_responses.get("UIDVALIDITY") or [b""]
-        last = validity[-1]
-        return last.decode("ascii", "replace") if isinstance(last, bytes) else ""
+        found = self._run(verb, lambda: client.select_folder(real, readonly=not write))
+        return str(found.get(b"UIDVALIDITY", ""))
 
     def _uids(self, criteria: str) -> list[int]:
-        conn = self._connect()
-        data = self._run("UID SEARCH", lambda: conn.uid("SEARCH", criteria))
-        return sorted(int(u) for chunk in data if chunk for u in chunk.split())
+        client = self._connect()
+        return sorted(int(uid) for uid in self._run("UID SEARCH", lambda: client.search(criteria)))
 
-    def _fetch(self, uids: Sequence[int], items: str) -> list[Fetched]:
-        """``UID FETCH`` in batches; messages gone since are simply not returned."""
-        conn = self._connect()
-        out: dict[int, Fetched] = {}
-        asked = set(uids)
-        for start in range(0, len(uids), BATCH):
-            batch = uid_set(uids[start : start + BATCH])
-            data = self._run("UID FETCH", partial(conn.uid, "FETCH", batch, items))
-            for meta, literal in responses(data):
-                got = parse_fetch(meta, literal)
-                if got is not None and got.uid in asked:
-                    out.setdefault(got.uid, got)
-        return [out[uid] for uid in sorted(out)]
+    def _fetch(self, uids: Sequence[int], items: Sequence[str]) -> list[Fetched]:
+        """``UID FETCH`` in batches, in UID order; messages gone since are simply not
+        returned, nor is what the server said of messages not asked (``uid_fetch``)."""
+        client = self._connect()
+        ordered = sorted(set(uids))
+        out: list[Fetched] = []
+        for start in range(0, len(ordered), BATCH):
+            batch = ordered[start : start + BATCH]
+            found = self._run("UID FETCH", partial(uid_fetch, client, batch, items))
+            out += [Fetched.of(uid, found[uid]) for uid in batch if uid in found]
+        return out
 
     # reading
 
@@ -272,13 +323,11 @@ class ImapStore(MailStore):
         keys = self._keys(real, write=False)
         header_fields = [f for f in wanted if f != "body"]
         rows: dict[int, dict[str, Any]] = {}
-        items = "(UID RFC822.SIZE INTERNALDATE FLAGS BODY.PEEK[HEADER])"
-        for got in self._fetch(sorted(keys), items):
+        for got in self._fetch(sorted(keys), HEADERS):
             if got.uid in keys:  # each message its own record, whatever its Message-ID
-                received = internal_date(got.internal_date)
                 rows[got.uid] = self.record(
                     got.data, header_fields, key=keys[got.uid], size=got.size,
-                    fallback_sent_at=received,
+                    fallback_sent_at=got.received(),
                 )  # fmt: skip
 
         def rows_of(chunk: list[tuple[str, int]]) -> list[dict[str, Any]]:
@@ -296,7 +345,7 @@ class ImapStore(MailStore):
         ordered = sorted(uids)
         bodies: dict[int, str | None] = {}
         for start in range(0, len(ordered), BODY_BATCH):
-            for got in self._fetch(ordered[start : start + BODY_BATCH], "(UID BODY.PEEK[])"):
+            for got in self._fetch(ordered[start : start + BODY_BATCH], WHOLE):
                 bodies[got.uid] = body_text(parse(got.data))
         out = []
         for row, uid in zip(rows, uids, strict=True):
@@ -318,7 +367,7 @@ class ImapStore(MailStore):
         index.keys = {uid: key for uid, key in index.keys.items() if uid in listed}
         unknown = [uid for uid in present if uid not in index.keys]
         for start in range(0, len(unknown), BODY_BATCH):
-            for got in self._fetch(unknown[start : start + BODY_BATCH], "(UID BODY.PEEK[])"):
+            for got in self._fetch(unknown[start : start + BODY_BATCH], WHOLE):
                 index.keys[got.uid] = message_key(got.data)
         return {uid: index.keys[uid] for uid in present if uid in index.keys}
 
@@ -334,18 +383,18 @@ class ImapStore(MailStore):
         messages it means to: a server without UIDPLUS only has the plain EXPUNGE, which
         would also remove messages others flagged \\Deleted."""
         self.require_writable()
-        if "UIDPLUS" not in self._connect().capabilities:
+        client = self._connect()
+        if not self._run("CAPABILITY", lambda: client.has_capability("UIDPLUS")):
             raise self.error("the server lacks UIDPLUS (UID EXPUNGE): refusing to change mail")
         return self._real(collection)
 
     def _expunge(self, real: str, uids: Sequence[int]) -> None:
         """Flag and expunge exactly these UIDs (the folder is selected for writing)."""
-        conn = self._connect()
+        client = self._connect()
         for start in range(0, len(uids), BATCH):
-            batch = uid_set(uids[start : start + BATCH])
-            store = partial(conn.uid, "STORE", batch, "+FLAGS.SILENT", r"(\Deleted)")
-            self._run("UID STORE", store)
-            self._run("UID EXPUNGE", partial(conn.uid, "EXPUNGE", batch))
+            batch = list(uids[start : start + BATCH])
+            self._run("UID STORE", partial(client.add_flags, batch, [DELETED], silent=True))
+            self._run("UID EXPUNGE", partial(client.uid_expunge, batch))
         index = self._indexes.get(real)
         if index is not None:
             for uid in uids:
@@ -362,7 +411,7 @@ class ImapStore(MailStore):
             uids = index.get(key, [])
             if len(uids) == 1 or self._interrupted_update(uids):
                 wanted.update(dict.fromkeys(uids, key))
-        present = self._fetch(sorted(wanted), "(UID)")
+        present = self._fetch(sorted(wanted), ["UID"])
         if present:
             self._expunge(real, [got.uid for got in present])
         return len({wanted[got.uid] for got in present})
@@ -372,7 +421,7 @@ class ImapStore(MailStore):
         ``X-Tenure-Key``: an update appended its rewrite and died before expunging."""
         if len(uids) < 2:
             return False
-        found = self._fetch(sorted(uids), "(UID BODY.PEEK[HEADER.FIELDS (X-TENURE-KEY)])")
+        found = self._fetch(uids, ["BODY.PEEK[HEADER.FIELDS (X-TENURE-KEY)]"])
         marked = [b"x-tenure-key" in got.data.lower() for got in found]
         return len(found) == len(uids) and not marked[0] and all(marked[1:])
 
@@ -383,25 +432,76 @@ class ImapStore(MailStore):
         changes = self.changes(keys, values)
         real = self._writable_folder(collection)
         index = self._index(real)
-        conn = self._connect()
+        client = self._connect()
         old: list[int] = []
         updated = 0
         for key, change in changes.items():
             uids = index.get(key, [])
             if len(uids) > 1 and not self._interrupted_update(uids):
                 continue  # copies no one can tell apart: left alone
-            copies = self._fetch(uids, "(UID FLAGS INTERNALDATE BODY.PEEK[])")
+            copies = self._fetch(uids, ["FLAGS", "INTERNALDATE", *WHOLE])
             if not copies:
                 continue
             updated += 1
             new = rebuild(copies[0].data, change, key)
             if len(copies) == 1 and same_message(new, copies[0].data):
                 continue
-            flags = " ".join(f for f in copies[0].flags if f.lower() != "\\recent")
-            stamp = f'"{copies[0].internal_date}"' if copies[0].internal_date else None
-            marks = f"({flags})" if flags else None
-            self._run("APPEND", partial(conn.append, quote(real), marks, stamp, new))
+            flags = [f for f in copies[0].flags if f.lower() != b"\\recent"]
+            stamp = copies[0].internal_date  # with its offset: the same INTERNALDATE
+            self._run("APPEND", partial(client.append, real, new, flags, stamp))
             old += [got.uid for got in copies]
         if old:
             self._expunge(real, old)
         return updated
+
+
+def uid_fetch(
+    client: IMAPClient, uids: Sequence[int], items: Sequence[str]
+) -> dict[int, dict[bytes, Any]]:
+    """``UID FETCH`` of these UIDs in the selected folder: UID -> its parsed items.
+
+    Not ``IMAPClient.fetch``: that keys each response by its UID or, lacking one, by its
+    sequence number, so an unsolicited FETCH (another client's flag change, which names
+    the message by number and carries no UID) is merged into the asked message whose UID
+    equals that number, and its FLAGS (``\\Deleted`` too) read as that message's. Here
+    the command is sent through IMAPClient's imaplib connection (``_imap``, as its own
+    ``fetch`` does; ``imapclient`` is pinned, and tests/test_imap_unsolicited.py fails
+    should the library change the shape relied on) and the responses are read by number
+    (``by_uid``). Those left from earlier commands are dropped first: an expunge since
+    may have given their numbers to other messages."""
+    imap = client._imap
+    imap.response("FETCH")
+    kind, data = imap.uid("FETCH", join_message_ids(uids), seq_to_parenstr_upper(items))
+    if kind != "OK":
+        said = data[0] if data else b""
+        text = said.decode("utf-8", "replace") if isinstance(said, bytes) else str(said)
+        raise IMAPClientError(f"fetch failed: {text}")
+    return by_uid(data, uids, normalise_times=client.normalise_times)
+
+
+def by_uid(
+    data: Sequence[Any], uids: Sequence[int], *, normalise_times: bool
+) -> dict[int, dict[bytes, Any]]:
+    """imaplib's FETCH responses -> the items of each asked UID. Responses naming the
+    same sequence number speak of the same message and are merged, later ones winning;
+    only messages whose responses carry one of these UIDs are kept, keyed by it."""
+    asked = set(uids)
+    found: dict[int, dict[bytes, Any]] = {}
+    for items in parse_fetch_response(list(data), normalise_times, uid_is_key=False).values():
+        uid = items.get(b"UID")
+        if isinstance(uid, int) and uid in asked:
+            found[uid] = items
+    return found
+
+
+def _shut(client: IMAPClient | None) -> None:
+    """Close a connection without a word to the server (it may be gone)."""
+    if client is not None:
+        with suppress(OSError):
+            client.shutdown()
+
+
+def connector(name: str, url: str, options: ConnectorOptions) -> Connector:
+    """The ``imap`` and ``imaps`` entry point: a ``RecordConnector`` over the mailbox."""
+    store = ImapStore(name, mail_url(name, url), read_only=options.read_only)
+    return RecordConnector(store, options)

@@ -16,8 +16,9 @@ from sqlalchemy.engine import URL
 
 from connectors.errors import StoreError
 from connectors.mail.messages import decode_folder_name, rebuild, same_message
-from connectors.mail.stores import MailStore
-from connectors.protocol import Key
+from connectors.mail.stores import MailStore, mail_url
+from connectors.protocol import Connector, ConnectorOptions, Key
+from connectors.records.connector import RecordConnector
 from connectors.records.store import SYMLINK, Partition, read_only_paths
 
 #: The folder in a Maildir's root that holds Tenure's lock and journal for it.
@@ -234,3 +235,9 @@ def _sized_name(name: str, data: bytes) -> str:
         for e in extensions
     ]
     return ",".join([unique, *sized]) + colon + info
+
+
+def connector(name: str, url: str, options: ConnectorOptions) -> Connector:
+    """The ``maildir`` entry point: a ``RecordConnector`` over the Maildir at ``url``."""
+    store = MaildirStore(name, mail_url(name, url), read_only=options.read_only)
+    return RecordConnector(store, options)

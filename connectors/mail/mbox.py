@@ -16,8 +16,9 @@ from sqlalchemy.engine import URL
 
 from connectors.errors import StoreError
 from connectors.mail.messages import message_key, rebuild, same_message
-from connectors.mail.stores import MailStore
-from connectors.protocol import Key
+from connectors.mail.stores import MailStore, mail_url
+from connectors.protocol import Connector, ConnectorOptions, Key
+from connectors.records.connector import RecordConnector
 from connectors.records.store import Partition, read_only_paths
 
 _FROM_DATE = re.compile(r"([A-Z][a-z]{2}) +([A-Z][a-z]{2}) +(\d{1,2}) +(\d\d:\d\d:\d\d) +(\d{4})")
@@ -185,3 +186,9 @@ class MboxStore(MailStore):
             if not same_message(new, raw):
                 box[copies[0]] = first_line + b"\n" + new
         return updated
+
+
+def connector(name: str, url: str, options: ConnectorOptions) -> Connector:
+    """The ``mbox`` entry point: a ``RecordConnector`` over the mbox file or folder at ``url``."""
+    store = MboxStore(name, mail_url(name, url), read_only=options.read_only)
+    return RecordConnector(store, options)

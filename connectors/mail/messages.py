@@ -2,12 +2,12 @@
 
 Shared by the Maildir, mbox and IMAP stores (``connectors.mail.mailboxes``), so that a
 message reads the same, has the same key and is rewritten the same wherever it is kept.
-Standard library only.
+The standard library's ``email`` package, and IMAPClient's modified UTF-7 codec for
+folder names.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import html
 import re
@@ -23,6 +23,7 @@ from html.parser import HTMLParser
 from typing import Any, ClassVar
 
 import pandas as pd
+from imapclient import imap_utf7
 
 from connectors.protocol import ColumnInfo, TypeFamily
 
@@ -61,6 +62,7 @@ _UNSTABLE = {
 _OWN_KEY = re.compile(r"(?:msg|hdr):[0-9a-f]{32}")
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _HEADERS_ONLY = BytesHeaderParser(policy=policy.compat32)
+_SHIFTED = re.compile(r"&[A-Za-z0-9+,]*-")
 
 
 def split_header(raw: bytes) -> bytes:
@@ -333,14 +335,10 @@ def _replace_body(msg: EmailMessage, text: str) -> None:
 
 
 def decode_folder_name(name: str) -> str:
-    def shift(match: re.Match[str]) -> str:
-        chunk = match.group(1)
-        if not chunk:
-            return "&"
-        data = chunk.replace(",", "/")
-        return base64.b64decode(data + "=" * (-len(data) % 4)).decode("utf-16-be")
-
+    """A folder's name as a mail program shows it: each ``&...-`` shift sequence
+    decoded by IMAPClient's modified UTF-7 codec, other characters (a Maildir's UTF-8
+    names) left as they are; a name that is not modified UTF-7 after all stays whole."""
     try:
-        return re.sub(r"&([A-Za-z0-9+,]*)-", shift, name)
-    except ValueError:  # not modified UTF-7 after all (UnicodeError is a ValueError)
+        return _SHIFTED.sub(lambda found: imap_utf7.decode(found[0].encode("ascii")), name)
+    except ValueError:  # UnicodeError is a ValueError
         return name

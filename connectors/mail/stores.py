@@ -1,8 +1,9 @@
 """What every mail store shares: fields, key, URL options, errors, read-only refusal.
 
 The Maildir (``connectors.mail.maildir``), mbox (``connectors.mail.mbox``) and IMAP
-(``connectors.mail.imap``) stores build on ``MailStore``; ``connectors.mail.mailboxes``
-picks the store for a URL.
+(``connectors.mail.imap``) stores build on ``MailStore``; each of those modules holds
+its scheme's entry point, ``connector``; ``connectors.mail.mailboxes`` picks the store
+for a URL.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pandas as pd
+from sqlalchemy import make_url
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import ArgumentError
 
 from connectors.errors import StoreError, StoreUnavailable
 from connectors.mail.messages import FIELDS, KEY, WRITABLE, frame, record
@@ -23,6 +26,14 @@ from connectors.values import plain
 
 Changes = dict[str, dict[str, str | None]]
 T = TypeVar("T")
+
+
+def mail_url(name: str, url: str) -> URL:
+    """``url`` parsed; when it is no URL, an error that shows its scheme alone."""
+    try:
+        return make_url(url)
+    except ArgumentError:
+        raise StoreError(name, url.split("://", 1)[0] + "://...", "not a valid URL") from None
 
 
 class MailStore:

@@ -37,6 +37,7 @@ from connectors.protocol import (
     ChunkResult,
     ChunkWork,
     ColumnInfo,
+    ConnectorOptions,
     ExpiryCounts,
     ExpirySelection,
     JournalEntry,
@@ -80,30 +81,24 @@ REJUDGE_ATTEMPTS = 3
 
 
 class RecordConnector:
-    """The ``Connector`` protocol over a ``RecordStore``.
+    """The ``Connector`` protocol over a ``RecordStore``, opened with the factory's
+    ``options`` (the store itself is opened read-only or not by the factory).
 
-    ``bookkeeping_dir`` is where the store's bookkeeping database and lock live (the
-    policy's ``bookkeeping:`` setting). Without it they belong to the store, whatever
+    ``options.bookkeeping_dir`` is where the store's bookkeeping database and lock live
+    (the policy's ``bookkeeping:`` setting). Without it they belong to the store, whatever
     folder a run starts from: in its own folder (``HasHome``), or else in a per-machine
     folder named by a digest of its password-free URL (``store_home``).
     """
 
-    def __init__(
-        self,
-        store: RecordStore,
-        *,
-        bookkeeping_dir: str | Path | None = None,
-        naive_timezone: str = "UTC",
-        local_timezone: str = "UTC",
-        read_only: bool = True,
-    ) -> None:
+    def __init__(self, store: RecordStore, options: ConnectorOptions = ConnectorOptions()) -> None:
         self.store = store
         self.name = store.name
-        self._times = TimeContext(naive_timezone, local_timezone)
-        self._read_only = read_only
+        self._times = TimeContext(options.naive_timezone, options.local_timezone)
+        self._read_only = options.read_only
         # a shared folder names each store's files; the store's own folder needs not
-        stem = "store" if bookkeeping_dir is None else store.name
-        self._dir = store_home(store) if bookkeeping_dir is None else Path(bookkeeping_dir)
+        chosen = options.bookkeeping_dir
+        stem = "store" if chosen is None else store.name
+        self._dir = store_home(store) if chosen is None else Path(chosen)
         self._books: RecordBookkeeping | None = RecordBookkeeping(
             self._dir / f"{stem}.bookkeeping.sqlite"
         )

@@ -10,7 +10,6 @@ fallback column is).
 
 from __future__ import annotations
 
-import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import pandas as pd
 from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_integer_dtype
 
 from connectors.protocol import (
+    COMPARISONS,
     ColumnInfo,
     Condition,
     ExpirySelection,
@@ -37,14 +37,6 @@ _ISO_TIMESTAMP = re.compile(
     r"(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?(?:Z|[+-][0-9]{2}:[0-9]{2})?)?"
 )
 _T = TypeVar("_T")
-_COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
-    "eq": operator.eq,
-    "ne": operator.ne,
-    "lt": operator.lt,
-    "le": operator.le,
-    "gt": operator.gt,
-    "ge": operator.ge,
-}
 
 
 def comparable(values: pd.Series, info: ColumnInfo) -> pd.Series:
@@ -75,27 +67,26 @@ def _bound(value: Scalar | datetime | date, info: ColumnInfo) -> Any:
 def condition_mask(
     frame: pd.DataFrame, cond: Condition, info: ColumnInfo, times: TimeContext
 ) -> np.ndarray:
-    """Where ``cond`` holds; never for a NULL value, except with ``is_null``."""
+    """Where ``cond`` holds; never for a NULL value, except with ``is_null``. The op
+    compares as `COMPARISONS` says (as it does in ``connectors.sql.expressions``)."""
     values = comparable(frame[cond.column], info)
     present: np.ndarray = values.notna().to_numpy(dtype=bool)
-    if cond.op == "is_null":
-        return ~present
-    if cond.op == "not_null":
-        return present
+    how = COMPARISONS[cond.op]
+    if how.takes == "nothing":
+        return present if how.negated else ~present
     assert cond.value is not None, "the policy model guarantees a value"
-    if cond.op in ("in", "not_in"):
+    result = np.zeros(len(frame), dtype=bool)
+    chosen = values[present]
+    if how.takes == "values":
         options = cond.value if isinstance(cond.value, tuple) else (cond.value,)
         bound = {_bound(times.bind_value(info, v), info) for v in options}
-        inside = values.map(lambda v: v in bound, na_action="ignore").fillna(False)
-        found: np.ndarray = inside.to_numpy(dtype=bool)
-        wanted: np.ndarray = present & (found if cond.op == "in" else ~found)
-        return wanted
-    assert not isinstance(cond.value, tuple), "the policy model gives lists only to in/not_in"
+        found = np.fromiter((v in bound for v in chosen), dtype=bool, count=len(chosen))
+        result[present] = ~found if how.negated else found
+        return result
+    assert how.compare is not None and not isinstance(cond.value, tuple)
     bound_value = _bound(times.bind_value(info, cond.value), info)
-    result = np.zeros(len(frame), dtype=bool)
     if present.any():
-        chosen = values[present]
-        result[present] = np.asarray(_COMPARISONS[cond.op](chosen, bound_value), dtype=bool)
+        result[present] = np.asarray(how.compare(chosen, bound_value), dtype=bool)
     return result
 
 

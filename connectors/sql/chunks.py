@@ -21,7 +21,6 @@ from sqlalchemy import (
     Connection,
     Date,
     Engine,
-    Select,
     String,
     Table,
     and_,
@@ -47,7 +46,7 @@ from sqlalchemy.sql.visitors import replacement_traverse
 from connectors.protocol import ChunkResult, ChunkWork, ColumnRewrite, ExpirySelection, Key
 from connectors.rollups import chunk_cells, rollup_columns
 from connectors.sql.bookkeeping import bookkeeping_metadata, journal_row, rollup_table
-from connectors.sql.expressions import column_info, is_mysql
+from connectors.sql.expressions import column_info
 from connectors.times import TimeContext
 from connectors.values import plain
 
@@ -196,20 +195,12 @@ def _delete_returning(chunk: _Chunk, columns: list[Column[Any]]) -> list[tuple[A
     if connection.dialect.delete_returning:
         statement = delete(table).where(chunk.rows).returning(*columns)
         return [tuple(row) for row in connection.execute(statement)]
-    locked = _for_update(select(*columns).where(chunk.rows), table, connection)
+    locked = select(*columns).where(chunk.rows).with_for_update(of=table)
     chosen = [tuple(row) for row in connection.execute(locked)]
     deleted = connection.execute(delete(table).where(chunk.rows)).rowcount
     if deleted != len(chosen):  # the caller's transaction rolls back: nothing is lost
         raise RuntimeError(f"{len(chosen)} rows read for deletion but {deleted} deleted")
     return chosen
-
-
-def _for_update(statement: Select[Any], table: Table, connection: Connection) -> Select[Any]:
-    """`statement` locking the rows it reads from `table`, where the database can."""
-    name = connection.dialect.name
-    if name == "postgresql" or is_mysql(name):
-        return statement.with_for_update(of=table)
-    return statement
 
 
 def _delete_and_aggregate_in_database(chunk: _Chunk) -> int:
@@ -292,8 +283,9 @@ def _rewrite(chunk: _Chunk) -> int:
     keys = [table.c[k] for k in work.selection.primary_key]
     in_database, transforms = _split_rewrites(table, work.rewrites, connection.dialect.name)
     names = [r.column for r in transforms]
-    chosen = select(*keys, *(table.c[n] for n in names)).where(chunk.rows)
-    chosen = _for_update(chosen, table, connection)
+    # Locks the rows where the database can; SQLAlchemy leaves FOR UPDATE out on SQLite,
+    # whose writer holds the whole database.
+    chosen = select(*keys, *(table.c[n] for n in names)).where(chunk.rows).with_for_update(of=table)
     rows = [tuple(row) for row in connection.execute(chosen)]
     if not rows:
         return 0

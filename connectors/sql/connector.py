@@ -7,7 +7,6 @@ expressions, so counting expired rows happens in the database with one statement
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -43,6 +42,7 @@ from connectors.protocol import (
     Capabilities,
     ChunkResult,
     ChunkWork,
+    ConnectorOptions,
     ExpiryCounts,
     ExpirySelection,
     ForeignKeyInfo,
@@ -61,11 +61,11 @@ from connectors.sql.expressions import (
     clock_no_event,
     clock_unreadable,
     column_info,
-    is_mysql,
     matches,
     matches_any,
     utc_sessions,
 )
+from connectors.sql.functions import try_lock, unlock
 from connectors.sql.references import (
     enforce_foreign_keys,
     other_schema_children,
@@ -81,35 +81,25 @@ from connectors.sql.write_checks import write_problems
 from connectors.times import TimeContext
 from connectors.urls import hide_secrets, mask_url, read_only_url
 
-_LOCK_NAME_LIMIT = 64  # MySQL's, for GET_LOCK
 #: A reference into a selection's table: the name its kept rows are counted under, the
 #: reason, and the condition "a row that is not leaving refers to this one".
 Reference = tuple[str, str, ColumnElement[bool]]
 
 
 class SQLConnector:
-    """A store behind a SQLAlchemy URL.
+    """A store behind a SQLAlchemy URL; the class is the SQL schemes' entry point.
 
-    With ``read_only`` (the default) a SQLite file is opened in read-only mode, so that
-    asking about a store never creates or changes it.
+    With ``options.read_only`` (the default) a SQLite file is opened in read-only mode,
+    so that asking about a store never creates or changes it.
     """
 
-    def __init__(
-        self,
-        name: str,
-        url: str,
-        *,
-        naive_timezone: str = "UTC",
-        local_timezone: str = "UTC",
-        read_only: bool = True,
-        bookkeeping_dir: str | None = None,
-    ) -> None:
-        # ``bookkeeping_dir`` is for stores without SQL: a database keeps its own
+    def __init__(self, name: str, url: str, options: ConnectorOptions = ConnectorOptions()) -> None:
+        # ``options.bookkeeping_dir`` is for stores without SQL: a database keeps its own
         # bookkeeping tables, in the same transactions as its rows.
         self.name = name
         self._url = make_url(url)
-        self._times = TimeContext(naive_timezone, local_timezone)
-        self._engine = create_engine(read_only_url(self._url) if read_only else self._url)
+        self._times = TimeContext(options.naive_timezone, options.local_timezone)
+        self._engine = create_engine(read_only_url(self._url) if options.read_only else self._url)
         utc_sessions(self._engine)
         enforce_foreign_keys(self._engine)
         self._tables: dict[tuple[str | None, str], Table | None] = {}
@@ -308,16 +298,8 @@ class SQLConnector:
         """A lock in the database server, held by one connection and released by the
         server if this process dies: PostgreSQL's advisory lock, MySQL's and MariaDB's
         named lock (``GET_LOCK`` without waiting). Other stores (SQLite) have none."""
-        digest = hashlib.sha256(name.encode()).digest()
-        backend = self._url.get_backend_name()
-        if backend == "postgresql":
-            key = int.from_bytes(digest[:8], "big", signed=True)
-            take, release = func.pg_try_advisory_lock(key), func.pg_advisory_unlock(key)
-        elif is_mysql(backend):
-            # A lock's name is at most 64 characters.
-            lock = name if len(name) <= _LOCK_NAME_LIMIT else f"tenure:{digest.hex()[:57]}"
-            take, release = func.get_lock(lock, 0), func.release_lock(lock)
-        else:
+        take, release = try_lock(name), unlock(name)
+        if not take.renders_on(self._engine.dialect.name):
             yield True
             return
         with self._translated_errors(), self._engine.connect() as connection:

@@ -25,10 +25,9 @@ from sqlalchemy import (
     true,
     tuple_,
 )
-from sqlalchemy.sql.elements import KeyedColumnElement
 from sqlalchemy.sql.expression import FromClause
 
-from connectors.protocol import ColumnInfo, Condition, ExpirySelection, RowFilter
+from connectors.protocol import COMPARISONS, ColumnInfo, Condition, ExpirySelection, RowFilter
 from connectors.sql.clocks import before, comparable_timestamp, readable
 from connectors.times import TimeContext, epoch_bound
 from connectors.type_families import family_of
@@ -38,35 +37,27 @@ from connectors.type_families import family_of
 MYSQL_DIALECTS: Final = frozenset({"mysql", "mariadb"})
 _Value = TypeVar("_Value")
 
-_COMPARISONS: dict[str, Callable[[KeyedColumnElement[object], object], ColumnElement[bool]]] = {
-    "eq": lambda c, v: c == v,
-    "ne": lambda c, v: c != v,
-    "lt": lambda c, v: c < v,
-    "le": lambda c, v: c <= v,
-    "gt": lambda c, v: c > v,
-    "ge": lambda c, v: c >= v,
-    "in": lambda c, v: c.in_(v),  # type: ignore[arg-type]
-    "not_in": lambda c, v: c.not_in(v),  # type: ignore[arg-type]
-}
-
 
 def condition(table: Table, cond: Condition, times: TimeContext) -> ColumnElement[bool]:
-    """A condition that is never NULL: a NULL column matches only ``is_null``."""
+    """A condition that is never NULL: a NULL column matches only ``is_null``. The op
+    compares as `COMPARISONS` says (as it does in ``connectors.records.predicates``)."""
     column = table.c[cond.column]
-    if cond.op == "is_null":
-        return column.is_(None)
-    if cond.op == "not_null":
-        return column.is_not(None)
+    how = COMPARISONS[cond.op]
+    if how.takes == "nothing":
+        return column.is_not(None) if how.negated else column.is_(None)
     info = column_info(table, cond.column)
-    if isinstance(cond.value, tuple):
-        value: object = tuple(in_utc(times.bind_value(info, v)) for v in cond.value)
-    else:
-        assert cond.value is not None, "the policy model guarantees a value"
-        value = in_utc(times.bind_value(info, cond.value))
     compared: ColumnElement[Any] = column
     if info.family == "datetime":  # in the one form a bound timestamp has (SQLite)
         compared = comparable_timestamp(column)
-    return and_(column.is_not(None), _COMPARISONS[cond.op](compared, value))  # type: ignore[arg-type]
+    assert cond.value is not None, "the policy model guarantees a value"
+    if how.takes == "values":
+        options = cond.value if isinstance(cond.value, tuple) else (cond.value,)
+        bound = tuple(in_utc(times.bind_value(info, v)) for v in options)
+        test = compared.not_in(bound) if how.negated else compared.in_(bound)
+    else:
+        assert how.compare is not None and not isinstance(cond.value, tuple)
+        test = how.compare(compared, in_utc(times.bind_value(info, cond.value)))
+    return and_(column.is_not(None), test)
 
 
 def matches_any(

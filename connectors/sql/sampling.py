@@ -27,15 +27,13 @@ from sqlalchemy import (
     FromClause,
     Table,
     Text,
-    bindparam,
     cast,
     func,
     select,
     tablesample,
 )
-from sqlalchemy.sql import expression
 
-from connectors.sql.expressions import is_mysql
+from connectors.sql.functions import estimated_rows
 from connectors.type_families import family_of
 
 #: Characters of a text value the sample keeps.
@@ -47,41 +45,17 @@ MAX_TEXT_CHARS: Final = 2_000
 OVERSAMPLE: Final = 20.0
 #: How much the sampling rate grows when a column came back short.
 RATE_GROWTH: Final = 10.0
-_PG_CLASS: Final = expression.table(
-    "pg_class", expression.column("oid"), expression.column("reltuples"), schema="pg_catalog"
-)
-_MYSQL_TABLES: Final = expression.table(
-    "TABLES",  # its column names, like MySQL's column names everywhere, ignore case
-    expression.column("table_schema"),
-    expression.column("table_name"),
-    expression.column("table_rows"),
-    schema="information_schema",
-)
 
 
 def estimate_rows(connection: Connection, table: Table) -> int:
-    """The planner's row estimate on PostgreSQL, the storage engine's on MySQL and
-    MariaDB (an exact count when there is none yet, or it is zero: InnoDB updates it
-    some time after the rows are written); an exact count elsewhere."""
-    if is_mysql(connection.dialect.name):
-        tables = _MYSQL_TABLES.c
-        schema = func.database() if table.schema is None else bindparam("schema", table.schema)
-        estimate = connection.execute(
-            select(tables.table_rows).where(
-                tables.table_schema == schema, tables.table_name == table.name
-            )
-        ).scalar()
-        if estimate:
-            return int(estimate)
-    elif connection.dialect.name == "postgresql":
-        qualified = connection.dialect.identifier_preparer.format_table(table)
-        estimate = connection.execute(
-            select(_PG_CLASS.c.reltuples).where(
-                _PG_CLASS.c.oid == func.to_regclass(bindparam("qualified", qualified))
-            )
-        ).scalar()
-        if estimate is not None and float(estimate) >= 0:
-            return int(float(estimate))
+    """The store's own row estimate (`estimated_rows`: PostgreSQL's planner, the storage
+    engine's on MySQL and MariaDB); an exact count where it has none (none yet, or a
+    store without one, such as SQLite)."""
+    estimate = estimated_rows(table)
+    if estimate.renders_on(connection.dialect.name):
+        rows = connection.execute(select(estimate)).scalar()
+        if rows is not None:
+            return int(float(rows))
     return int(connection.execute(select(func.count()).select_from(table)).scalar() or 0)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from anonymizers.detection import LABEL_THRESHOLD
+from flows.reports.table import ReportTable, markdown_lines
 from flows.scan import ColumnScan, Inventory, TableScan
 from retention_rules.coverage import ColumnEvidence, CoverageGap, qualified_table
 
@@ -120,10 +121,10 @@ def _cells(inventory: Inventory, statuses: dict[str, str]) -> list[tuple[str, ..
     return rows
 
 
-def artifact_rows(inventory: Inventory) -> list[dict[str, str]]:
-    return [
-        dict(zip(_HEADERS, cells, strict=True)) for cells in _cells(inventory, _statuses(inventory))
-    ]
+def inventory_table(inventory: Inventory) -> ReportTable:
+    """One row per column that is labelled or bound, with its standing with the gate."""
+    title = f"PII inventory of policy {inventory.policy}"
+    return ReportTable.of(title, _HEADERS, _cells(inventory, _statuses(inventory)))
 
 
 def inventory_markdown(inventory: Inventory) -> str:
@@ -142,8 +143,7 @@ def inventory_markdown(inventory: Inventory) -> str:
     ]
     lines += [f"- {gap}" for gap in coverage.gaps]
     lines += [f"- unreadable, not scanned: {reason}" for reason in inventory.unreadable]
-    lines += ["", "| " + " | ".join(_HEADERS) + " |", "|" + "---|" * len(_HEADERS)]
-    lines += ["| " + " | ".join(cells) + " |" for cells in _cells(inventory, _statuses(inventory))]
+    lines += ["", *markdown_lines(inventory_table(inventory))]
     return "\n".join(lines) + "\n"
 
 
@@ -155,3 +155,21 @@ def write_inventory(inventory: Inventory, directory: Path) -> tuple[Path, Path]:
     json_path.write_text(json.dumps(inventory_json(inventory), indent=2) + "\n", encoding="utf-8")
     markdown_path.write_text(inventory_markdown(inventory), encoding="utf-8")
     return json_path, markdown_path
+
+
+def scan_summary_lines(inventory: Inventory, json_path: Path, markdown_path: Path) -> list[str]:
+    """What ``tenure scan`` prints: how much was scanned, where the inventory is, each gap
+    and the coverage verdict."""
+    coverage = inventory.coverage
+    labelled = sum(bool(c.labels()) for t in inventory.tables for c in t.columns)
+    head = (
+        f"Scanned {len(inventory.tables)} tables ({inventory.reused} unchanged, reused): "
+        f"{labelled} columns hold personal information; inventory in {json_path} and "
+        f"{markdown_path}"
+    )
+    verdict = (
+        "Coverage: every personal column is bound."
+        if coverage.passed
+        else f"Coverage: {len(coverage.gaps)} gap(s)."
+    )
+    return [head, *(str(gap) for gap in coverage.gaps), verdict]

@@ -6,8 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
+from flows.reports.table import Cell, CellValue, Column, ReportTable, to_rich
 from retention_rules.clock import PolicyClock
 from retention_rules.loader import LoadedPolicy
 from retention_rules.model import Clock
@@ -55,9 +56,8 @@ def _row_json(loaded: LoadedPolicy, row: PlanRow) -> dict[str, Any]:
     }
 
 
-def render_plan(
-    console: Console, loaded: LoadedPolicy, clock: PolicyClock, rows: list[PlanRow]
-) -> None:
+def plan_table(loaded: LoadedPolicy, clock: PolicyClock, rows: list[PlanRow]) -> ReportTable:
+    """One row per binding: its cut-off, its rows expired, held and kept, its action."""
     policy = loaded.policy
     # Rows that never expire for want of an event get a column of their own, apart
     # from the rows that are merely young.
@@ -65,38 +65,44 @@ def render_plan(
     caption = "Dry run: nothing was changed. Expired excludes held rows."
     if no_event:
         caption += " Kept excludes rows that never expire (no event)."
-    table = Table(
-        title=f"Retention plan for {policy.name} at {_local(clock.local_now())} "
-        f"({policy.timezone})",
-        caption=caption,
-    )
-    table.add_column("Dataset", no_wrap=True)
-    table.add_column("Purpose")
-    table.add_column("Clock")
-    table.add_column("Kept for", no_wrap=True)
-    table.add_column("Cut-off", no_wrap=True)
-    headers = ["Rows", "Expired", "Held", "Kept"] + (["Never (no event)"] if no_event else [])
-    for header in headers:
-        table.add_column(header, justify="right", no_wrap=True)
-    table.add_column("On expiry")
+    counted = ["Rows", "Expired", "Held", "Kept"] + (["Never (no event)"] if no_event else [])
+    columns = [
+        Column("Dataset", no_wrap=True),
+        Column("Purpose"),
+        Column("Clock"),
+        Column("Kept for", no_wrap=True),
+        Column("Cut-off", no_wrap=True),
+        *(Column(header, numeric=True, no_wrap=True) for header in counted),
+        Column("On expiry"),
+    ]
+    cells: list[tuple[CellValue, ...]] = []
     for row in rows:
         dataset = row.rule.dataset
         counts = row.counts
-        never = [f"[yellow]{counts.no_event:,}[/]" if counts.no_event else "0"]
-        table.add_row(
-            dataset.name,
-            dataset.purpose,
-            dataset.clock.describe(),
-            str(dataset.retention),
-            row.rule.cutoff.strftime("%Y-%m-%d"),
-            f"{counts.total:,}",
-            f"[bold red]{counts.expired:,}[/]" if counts.expired else "0",
-            f"[yellow]{counts.held:,}[/]" if counts.held else "0",
-            f"{counts.kept - counts.no_event:,}",
-            *(never if no_event else []),
-            dataset.action.type.replace("_", " "),
+        never = [Cell(f"{counts.no_event:,}", "yellow") if counts.no_event else "0"]
+        cells.append(
+            (
+                dataset.name,
+                dataset.purpose,
+                dataset.clock.describe(),
+                str(dataset.retention),
+                row.rule.cutoff.strftime("%Y-%m-%d"),
+                f"{counts.total:,}",
+                Cell(f"{counts.expired:,}", "bold red") if counts.expired else "0",
+                Cell(f"{counts.held:,}", "yellow") if counts.held else "0",
+                f"{counts.kept - counts.no_event:,}",
+                *(never if no_event else []),
+                dataset.action.type.replace("_", " "),
+            )
         )
-    console.print(table)
+    title = f"Retention plan for {policy.name} at {_local(clock.local_now())} ({policy.timezone})"
+    return ReportTable.of(title, columns, cells, caption)
+
+
+def render_plan(
+    console: Console, loaded: LoadedPolicy, clock: PolicyClock, rows: list[PlanRow]
+) -> None:
+    console.print(to_rich(plan_table(loaded, clock, rows)))
     for row in rows:
         if row.counts.no_event:
             dataset = row.rule.dataset
@@ -110,15 +116,12 @@ def render_plan(
             console.print(line, markup=False, style="yellow")
         for name, count in row.counts.held_by.items():
             if count:
-                console.print(
-                    f"[yellow]held[/] {row.rule.dataset.name}: {count:,} expired rows kept by "
-                    f"{name} — {row.held_reasons[name]}"
-                )
+                said = f" {row.rule.dataset.name}: {count:,} expired rows kept by {name} — "
+                held = Text.assemble(("held", "yellow"), said + row.held_reasons[name])
+                console.print(console.highlighter(held))  # a reason is text, never markup
         for hold in row.rule.lapsed_holds:
-            console.print(
-                f"[dim]lapsed[/] hold {hold.name} on {row.rule.dataset.name} "
-                f"expired on {hold.expires}"
-            )
+            said = f" hold {hold.name} on {row.rule.dataset.name} expired on {hold.expires}"
+            console.print(console.highlighter(Text.assemble(("lapsed", "dim"), said)))
 
 
 def unreadable_line(dataset: str, rows: int) -> str:

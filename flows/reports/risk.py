@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from connectors.protocol import Connector
 from flows.releases import released_cells, rollup_risk
+from flows.reports.table import ReportTable
 from flows.table_risk import is_anonymized, table_risk
 from retention_rules.model import AggregateThenDeleteAction, AnonymizeAction, Policy
 from retention_rules.planner import rollup_sinks
@@ -63,3 +64,37 @@ def risk_lines(
                 measures, missing = rollup_risk(periods, sink, dataset)
                 lines.append(RiskLine(dataset.name, sink.name, measures.as_dict(), missing, {}))
     return lines
+
+
+_RISK_HEADERS = (
+    "dataset",
+    "output",
+    "records",
+    "k",
+    "l",
+    "unique",
+    "direct identifiers",
+    "verdict",
+)
+
+
+def risk_table(lines: list[RiskLine]) -> ReportTable:
+    """One row per anonymized table or released aggregate: its measures and verdict."""
+    rows = []
+    for line in lines:
+        m = line.measures
+        direct = ", ".join(f"{c}: {s}" for c, s in line.direct.items() if s != "removed")
+        verdict = "anonymized" if line.anonymized else "; ".join(line.unmet) or "pseudonymized"
+        rows.append(
+            (
+                line.dataset,
+                line.output,
+                f"{m['records']:,}",
+                "-" if m["k"] is None else str(m["k"]),
+                "-" if m["l"] is None else str(m["l"]),
+                f"{m['unique_share']:.1%}",
+                direct or "none survive",
+                verdict,
+            )
+        )
+    return ReportTable.of("Re-identification risk", _RISK_HEADERS, rows)

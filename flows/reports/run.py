@@ -6,16 +6,32 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from flows.gate import GateVerdict
 from flows.reports.plan import no_event_line, skipped_line, unreadable_line
+from flows.reports.table import Cell, CellValue, Column, ReportTable, markdown_lines, to_rich
 from flows.run.types import ACTION_COUNTERS, DatasetOutcome, RunReport
 
-_HEADERS = ("Dataset", "Purpose", "Action", "Cut-off", "Expired", "Done", "Held", "Status")
+_COLUMNS = (
+    Column("Dataset"),
+    Column("Purpose"),
+    Column("Action"),
+    Column("Cut-off"),
+    Column("Expired", numeric=True),
+    Column("Done"),
+    Column("Held", numeric=True),
+    Column("Status"),
+)
 
 
-def _cells(report: RunReport, outcome: DatasetOutcome) -> tuple[str, ...]:
+def run_table(report: RunReport) -> ReportTable:
+    """One row per binding: what expired, what was done, what was held, how it ended."""
+    kind = "Dry run" if report.dry_run else "Run"
+    rows = [_cells(report, outcome) for outcome in report.outcomes]
+    return ReportTable.of(f"{kind} of {report.policy} — {report.run_id}", _COLUMNS, rows)
+
+
+def _cells(report: RunReport, outcome: DatasetOutcome) -> tuple[CellValue, ...]:
     done = "—" if report.dry_run else f"{outcome.processed:,} {ACTION_COUNTERS[outcome.action]}"
     return (
         outcome.dataset,
@@ -25,12 +41,8 @@ def _cells(report: RunReport, outcome: DatasetOutcome) -> tuple[str, ...]:
         f"{outcome.expired:,}",
         done,
         f"{outcome.held:,}",
-        outcome.error or outcome.status,
+        Cell(outcome.error, "red") if outcome.error else outcome.status,
     )
-
-
-def report_rows(report: RunReport) -> list[dict[str, str]]:
-    return [dict(zip(_HEADERS, _cells(report, o), strict=True)) for o in report.outcomes]
 
 
 def report_markdown(report: RunReport) -> str:
@@ -42,10 +54,8 @@ def report_markdown(report: RunReport) -> str:
         "",
         f"State database: `{report.state}`.",
         "",
-        "| " + " | ".join(_HEADERS) + " |",
-        "|" + "---|" * len(_HEADERS),
+        *markdown_lines(run_table(report)),
     ]
-    lines += ["| " + " | ".join(_cells(report, o)) + " |" for o in report.outcomes]
     if report.audit_head is not None:
         lines.append(f"\n{audit_head_line(report.audit_head, '`')}")
     lines += [f"\n{line}" for line in gate_lines(report)]
@@ -84,23 +94,13 @@ def _gate_json(gate: GateVerdict) -> dict[str, Any]:
 
 
 def render_run(console: Console, report: RunReport) -> None:
-    kind = "Dry run" if report.dry_run else "Run"
-    table = Table(title=f"{kind} of {report.policy} — {report.run_id}")
-    for header in _HEADERS:
-        numeric = header in ("Expired", "Held")
-        table.add_column(header, justify="right" if numeric else "left")
-    for outcome in report.outcomes:
-        cells = list(_cells(report, outcome))
-        if outcome.error:
-            cells[-1] = f"[red]{cells[-1]}[/]"
-        table.add_row(*cells)
-    console.print(table)
+    console.print(to_rich(run_table(report)))
     for line in gate_lines(report):
         console.print(line, markup=False, style="red" if report.blocked else "yellow")
     for line in unreadable_lines(report):
         console.print(line, markup=False, style="yellow")
     if not report.dry_run and not report.blocked:
-        console.print(_by_purpose(report))
+        console.print(to_rich(purpose_table(report)))
     for run_id in report.reconciled_runs:
         console.print(f"[yellow]reconciled[/] interrupted run {run_id} from the stores' journals")
     for line in reconcile_lines(report):
@@ -156,20 +156,16 @@ def gate_lines(report: RunReport) -> list[str]:
     return [f"{head} ({len(gate.gaps)} gap(s)):", *(f"  {gap}" for gap in gate.gaps)]
 
 
-def _by_purpose(report: RunReport) -> Table:
+def purpose_table(report: RunReport) -> ReportTable:
     """What each purpose's expiry did, the view a privacy officer reports on."""
     counters = list(ACTION_COUNTERS.values())
     totals: dict[str, dict[str, int]] = {}
     for outcome in report.outcomes:
         row = totals.setdefault(outcome.purpose, dict.fromkeys(counters, 0))
         row[ACTION_COUNTERS[outcome.action]] += outcome.processed
-    table = Table(title="By purpose")
-    table.add_column("Purpose")
-    for counter in counters:
-        table.add_column(counter.capitalize(), justify="right")
-    for purpose, row in totals.items():
-        table.add_row(purpose, *(f"{row[c]:,}" for c in counters))
-    return table
+    columns = [Column("Purpose"), *(Column(c.capitalize(), numeric=True) for c in counters)]
+    rows = [(purpose, *(f"{row[c]:,}" for c in counters)) for purpose, row in totals.items()]
+    return ReportTable.of("By purpose", columns, rows)
 
 
 class RichRunProgress:

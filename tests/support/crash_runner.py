@@ -13,13 +13,19 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import create_engine, func, select
+
 from flows.run.lifecycle import run_policy
 from flows.run.types import RunOptions
 from flows.state.ledger import ChunkRecord, Ledger
+from flows.state.tables import chunks
+from tests.support.keys import PSEUDONYM_KEYS
+from tests.support.paths import REPO
 
 KILL_BEFORE_LEDGER = "KILL_BEFORE_LEDGER"
 
@@ -38,16 +44,50 @@ def _kill_before_ledger(point: str) -> None:
     Ledger.record_chunk = record_or_die  # type: ignore[method-assign]
 
 
+def kill_after(
+    policy: Path, store: str, state: Path, chunk_size: int, now: datetime, after_chunks: int
+) -> bool:
+    """Run this script in a child and SIGKILL it once ``after_chunks`` chunks are
+    committed (as the SQLite state at ``state`` records them); True if it was killed."""
+    env = {**os.environ, **PSEUDONYM_KEYS}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.crash_runner", str(policy), store, f"sqlite:///{state}",
+         str(chunk_size), now.isoformat()],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while child.poll() is None and time.monotonic() < deadline:
+        if _committed_chunks(state) >= after_chunks:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+            return True
+        time.sleep(0.01)
+    child.wait()
+    return False
+
+
+def _committed_chunks(state: Path) -> int:
+    if not state.exists():
+        return 0
+    try:
+        engine = create_engine(f"sqlite:///{state}")
+        with engine.connect() as c:
+            return int(c.scalar(select(func.count()).select_from(chunks)) or 0)
+    except Exception:
+        return 0
+    finally:
+        engine.dispose()
+
+
 def run_killed_before_ledger(
     policy: Path, store: str, state: str, chunk_size: int, now: datetime, point: str
 ) -> int:
     """Run this script in a child that kills itself at ``point`` (``DATASET:CHUNK_NO``);
     its exit code (``-SIGKILL`` when it got there)."""
     env = {**os.environ, KILL_BEFORE_LEDGER: point}
-    repo = Path(__file__).resolve().parents[2]
     command = [sys.executable, "-m", "tests.support.crash_runner", str(policy), store, state,
                str(chunk_size), now.isoformat()]  # fmt: skip
-    return subprocess.run(command, cwd=repo, env=env, capture_output=True, timeout=300).returncode
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, timeout=300).returncode
 
 
 def main(argv: list[str]) -> int:

@@ -21,7 +21,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from tests.conftest import DEMO_AS_OF, REPO, demo_files_environ
+from tests.support.demo import DEMO_AS_OF, demo_files_environ
+from tests.support.keys import AUDIT_KEY, PSEUDONYM_KEYS
+from tests.support.paths import REPO
 from tests.support.ports import free_port
 
 BIN = Path(sys.executable).parent
@@ -32,11 +34,7 @@ STOP_TIMEOUT = 10.0
 RUN_TIMEOUT = 240.0
 
 #: The keys a real run of the shipped policy needs, in the environment that runs it.
-RUN_KEYS = {
-    "TENURE_PSEUDONYM_KEY": "test-key-0123456789abcdef",
-    "TENURE_PSEUDONYM_KEY_ACCOUNTS": "test-accounts-key-0123456789",
-    "TENURE_AUDIT_KEY": "test-audit-key-0123456789abcdef",
-}
+RUN_KEYS = {**PSEUDONYM_KEYS, "TENURE_AUDIT_KEY": AUDIT_KEY}
 
 T = TypeVar("T")
 

@@ -1,0 +1,168 @@
+"""Every benchmark of bench/ runs at its smallest size, so a change cannot break one unseen.
+
+Each script's ``main`` runs in this process with ``--smoke`` (the smallest sizes the
+script declares) and ``--json`` into a temporary folder: it must come to its end (a
+failed check of its own stops it with ``verification failed: ...``) and write its
+results file with the figures the script promises. Running them in one process loads
+the spaCy models once for all of them; the network guard of conftest.py applies. The
+command-line part of ``nightly_vs_sql`` (three ``tenure run`` subprocesses, each
+starting Prefect's temporary API server) is not in its smoke size.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bench import harness
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+#: The modules every script may import from bench/; anything else there is a script.
+SHARED = {"__init__", "harness", "data", "peers"}
+TOP_KEYS = {"benchmark", "finished_at", "seconds", "parameters", "figures", "machine"}
+#: Per benchmark: the figures its results file must hold, and whether it starts PostgreSQL.
+BENCHMARKS: dict[str, tuple[set[str], bool]] = {
+    "nightly_vs_sql": ({"postgresql", "cutoff", "timings", "memory", "cli"}, True),
+    "scan_speed": ({"scan", "text"}, True),
+    "scan_quality": ({"entities", "direct_identifiers", "all_entities", "target_met"}, False),
+    "long_texts": ({"piece_chars", "lengths"}, False),
+    "expire_partitions": ({"rm_s", "expire_s", "count_s", "both_s", "expire_ratio"}, False),
+    "anonymize_vs_structured": ({"distinct_values", "structured", "text"}, False),
+    "redact_maildir": ({"tenure", "baseline", "ratio", "recall"}, False),
+}
+
+
+def _scripts() -> set[str]:
+    return {path.stem for path in BENCH.glob("*.py")} - SHARED
+
+
+def test_every_script_has_a_smoke_run() -> None:
+    assert _scripts() == set(BENCHMARKS)
+
+
+@pytest.mark.parametrize("script", sorted(_scripts()))
+def test_no_script_imports_another(script: str) -> None:
+    from_bench: set[str] = set()
+    for node in ast.walk(ast.parse((BENCH / f"{script}.py").read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module == "bench":
+            names = [f"bench.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        else:
+            continue
+        from_bench |= {name.split(".")[1] for name in names if name.startswith("bench.")}
+    assert from_bench <= SHARED, f"bench/{script}.py imports {from_bench - SHARED}"
+
+
+@pytest.mark.bench
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=[pytest.mark.servers] if servers else [])
+        for name, (_, servers) in BENCHMARKS.items()
+    ],
+)
+def test_benchmark_smoke(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    results = tmp_path / f"{name}.json"
+    module = importlib.import_module(f"bench.{name}")
+    module.main(["--smoke", "--json", str(results)])
+    printed = capsys.readouterr().out
+    assert "Whole script:" in printed
+    document: dict[str, Any] = json.loads(results.read_text())
+    assert set(document) == TOP_KEYS
+    assert document["benchmark"] == name
+    assert document["parameters"]["smoke"] is True
+    expected, _ = BENCHMARKS[name]
+    assert expected <= set(document["figures"]), expected - set(document["figures"])
+    machine = document["machine"]
+    assert machine["cpus"] >= 1 and machine["peak_rss_mb"] > 0
+    assert "pandas" in machine["packages"]
+
+
+def test_runs_median_spread_and_ratio() -> None:
+    runs = harness.Runs.of([3.0, 1.0, 2.0])
+    assert runs.median == 2.0
+    assert runs.spread == 1.0
+    assert runs.listed(1) == "3.0, 1.0, 2.0"
+    assert runs.ratio_to(harness.Runs.of([4.0])) == 0.5
+    assert math.isnan(harness.ratio(1.0, 0.0))
+
+
+def test_targets_read_both_ways() -> None:
+    cost, speed_up = harness.Target(1.5), harness.Target(20, at_least=True)
+    assert cost.met(1.5) and not cost.met(1.6) and str(cost) == "≤ 1.5x"
+    assert speed_up.met(20) and not speed_up.met(19.9) and str(speed_up) == "≥ 20x"
+    assert cost.verdict(2.0) == "**missed**"
+
+
+def test_smoke_sizes_yield_to_explicit_options() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = harness.parse_args(parser, ["--smoke", "--rows", "7"], {"rows": 2, "repeat": 1})
+    assert (args.rows, args.repeat, args.smoke) == (7, 1, True)
+    args = harness.parse_args(argparse.ArgumentParser(), [], {})
+    assert args.smoke is False and args.json is None
+
+
+def test_a_failed_check_writes_no_results(tmp_path: Path) -> None:
+    import argparse
+
+    args = argparse.Namespace(json=tmp_path / "x.json", smoke=True)
+    with pytest.raises(SystemExit, match="verification failed: rows differ"):  # noqa: SIM117
+        with harness.Benchmark("x", args) as bench:
+            bench.figures["rows"] = 1
+            harness.check(False, "rows differ")
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_results_file_holds_each_run_and_the_machine(tmp_path: Path) -> None:
+    import argparse
+    from dataclasses import dataclass
+
+    @dataclass
+    class Step:
+        name: str
+        seconds: harness.Runs
+
+    args = argparse.Namespace(json=tmp_path / "x.json", smoke=False, rows=5)
+    with harness.Benchmark("x", args) as bench:
+        bench.figures["steps"] = [Step("scan", harness.Runs.of([2.0, 1.0, 3.0]))]
+    document = json.loads((tmp_path / "x.json").read_text())
+    assert document["parameters"] == {"smoke": False, "rows": 5}
+    (step,) = document["figures"]["steps"]
+    assert step["name"] == "scan"
+    assert step["seconds"]["median"] == 2.0 and step["seconds"]["runs"] == [2.0, 1.0, 3.0]
+    assert set(document["machine"]) >= {"cpus", "python", "packages", "commit", "peak_rss_mb"}
+
+
+def test_markdown_cells_with_pipes_and_newlines() -> None:
+    table = harness.markdown_table(["type", "n"], [["int64 | string", "1\n2"]], "lr")
+    assert table.splitlines() == [
+        "| type | n |",
+        "| --- | ---: |",
+        "| int64 \\| string | 1<br>2 |",
+    ]
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(st.text(max_size=12), min_size=3, max_size=3), max_size=5))
+def test_markdown_rows_keep_their_cells(rows: list[list[str]]) -> None:
+    """Whatever the cells hold, each row is one line with as many cells as the header."""
+    lines = harness.markdown_table(["a", "b", "c"], rows).split("\n")
+    assert len(lines) == len(rows) + 2
+    for line in lines:
+        unescaped = line.replace("\\\\", "").replace("\\|", "")
+        assert unescaped.count("|") == 4
