@@ -8,6 +8,7 @@ a ``ConnectorFactory``: called as ``factory(name, url, options)`` with one
 
 from __future__ import annotations
 
+import inspect
 from importlib.metadata import entry_points
 
 from sqlalchemy import make_url
@@ -36,5 +37,15 @@ def open_connector(
             mask_url(parsed),
             f"no connector for scheme {scheme!r} (installed: {', '.join(available_schemes())})",
         )
-    factory: ConnectorFactory = next(iter(matches)).load()
+    entry = next(iter(matches))
+    factory: ConnectorFactory = entry.load()
+    try:
+        inspect.signature(factory).bind(name, url, options)
+    except (TypeError, ValueError):
+        raise UnknownStoreScheme(
+            name,
+            mask_url(parsed),
+            f"the connector registered for {scheme!r} ({entry.value}) is not a "
+            "factory(name, url, options); see docs/connectors.md",
+        ) from None
     return factory(name, url, options)

@@ -11,16 +11,7 @@ from sqlalchemy import make_url
 from connectors.errors import UnknownStoreScheme
 from connectors.records.connector import RecordConnector
 from connectors.registry import available_schemes, open_connector
-
-
-def install_distribution(site: Path, scheme: str, target: str) -> None:
-    """What ``pip install`` of a package declaring the entry point leaves on the path."""
-    info = site / "tenure_jsonlog_example-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: tenure-jsonlog-example\nVersion: 1.0\n"
-    )
-    (info / "entry_points.txt").write_text(f"[tenure.connectors]\n{scheme} = {target}\n")
+from tests.support.distributions import install_distribution
 
 
 def test_a_separate_distribution_adds_a_scheme(

@@ -78,7 +78,8 @@ optional_texts = st.lists(st.one_of(st.none(), texts), max_size=12)
 
 
 def test_every_operator_is_registered() -> None:
-    assert set(OPERATORS) >= {cls.name for cls in BUILT_IN_OPERATORS}
+    names = ["null", "redact", "replace", "mask", "pseudonym", "surrogate", "generalize"]
+    assert [*names, "age_band", "redact_text"] == list(OPERATORS)
 
 
 def test_unknown_operator_lists_the_known_ones() -> None:

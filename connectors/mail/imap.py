@@ -111,7 +111,9 @@ def reason(exc: BaseException) -> str:
     text = str(exc.args[0] if exc.args else exc) or type(exc).__name__
     if text.startswith(("b'", 'b"')):
         text = text[2:-1]
-    text = re.sub(r"^[a-z ]+ failed: ", "", text)  # IMAPClient's "select failed: ..."
+    text = re.sub(
+        r"^[a-z ]+ failed: ", "", text, flags=re.IGNORECASE
+    )  # "select failed: ", "EXPUNGE failed: "
     return " ".join(text.split())
 
 
