@@ -27,7 +27,7 @@ import anonymizers.keyed
 import anonymizers.secrets
 from anonymizers.keyed import POOL_SIZE, surrogate_pool
 from anonymizers.operators import Operator, OperatorError
-from anonymizers.registry import BUILT_IN_OPERATORS, OPERATORS, create_operator
+from anonymizers.registry import OPERATORS, create_operator
 from anonymizers.secrets import MissingSecret, pseudonym_key
 from tests.support.keys import PSEUDONYM_KEYS
 from tests.support.paths import REPO
