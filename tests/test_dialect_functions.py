@@ -23,6 +23,7 @@ from sqlalchemy.sql.compiler import Compiled
 
 from connectors.sql import functions as f
 from connectors.sql.functions import FSA_PATTERN, portable
+from tests.support.backends import STORE_BACKENDS
 from tests.support.mariadb_server import MariaDBServer
 from tests.support.pg_server import PostgresServer
 
@@ -33,11 +34,7 @@ DIALECTS: dict[str, sa.Dialect] = {
     "mysql": mysql.dialect(),
     "mariadb": mariadb.MariaDBDialect(),
 }
-STORES = [
-    "sqlite",
-    pytest.param("postgresql", marks=pytest.mark.postgres),
-    pytest.param("mariadb", marks=pytest.mark.servers),
-]
+STORES = STORE_BACKENDS
 TEXT = sa.column("t", sa.String())
 STAMP = sa.column("d", sa.DateTime())
 DAY = sa.column("d", sa.Date())
