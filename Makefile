@@ -15,8 +15,15 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
+# pycanon, the test oracle of k, l and t (tests/test_risk_oracle.py), pins numpy, pandas,
+# typer and typing_extensions to exact older versions (pandas 2.3.3 for Tenure's 3.x):
+# as a test extra it would make pip downgrade them, so it is installed without its
+# dependencies; `from pycanon import anonymity` needs only numpy and pandas.
+PYCANON := pycanon==1.3.6
+
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	$(BIN)/python -m pip install --quiet --no-deps "$(PYCANON)"
 	touch $@
 
 install: $(VENV)/.installed

@@ -18,6 +18,7 @@ import pandas as pd
 
 from anonymizers.operators import Operator, map_distinct, map_non_null
 from anonymizers.secrets import DEFAULT_KEY_ID, KEY_ID_RULE, is_valid_key_id, pseudonym_key
+from connectors.values import canonical_text
 
 #: Surrogates are drawn from pools this big; a power of two keeps the modulo unbiased.
 POOL_SIZE = 4096
@@ -39,22 +40,6 @@ _AREA_CODES = (
     "647", "705", "709", "778", "780", "782", "807", "819", "825", "867", "873", "902", "905",
 )
 # fmt: on
-
-
-def canonical_text(values: pd.Series) -> pd.Series:
-    """``str(value)`` per cell, except that whole floats print as integers.
-
-    An integer column with nulls arrives as floats; without this, ``42`` would get another
-    pseudonym in a chunk that happens to hold a null.
-    """
-    text = values.astype(str)
-    if not pd.api.types.is_float_dtype(values.dtype):
-        return text
-    numbers = values.to_numpy(dtype=float)
-    whole = (np.mod(numbers, 1) == 0) & (np.abs(numbers) < 2**53)  # decided per value
-    result = text.to_numpy(dtype=object, copy=True)
-    result[whole] = [str(int(number)) for number in numbers[whole]]
-    return pd.Series(result, index=values.index, dtype=object)
 
 
 def hmac_sha256_many(key: bytes, messages: Iterable[bytes]) -> list[bytes]:

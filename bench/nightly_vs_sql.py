@@ -4,9 +4,10 @@
 
 One seeded click-stream database is copied (``CREATE DATABASE ... TEMPLATE``) for every
 run, so each side starts from identical rows. Scenario A deletes what is older than 13
-months; scenario B first keeps a monthly rollup of it. Both sides use the cut-off the
-planner computes for one fixed instant. See bench/README.md for what is measured; the
-figures go to ``bench/results/nightly_vs_sql.json``.
+months; scenario B first keeps a monthly rollup of it, counting people. Both sides use
+the cut-off the planner computes for one fixed instant, on a server that skips fsync and
+on one as durable as production (``--durability``). See bench/README.md for what is
+measured; the figures go to ``bench/results/nightly_vs_sql.json``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -30,13 +31,14 @@ from dateutil.relativedelta import relativedelta
 from sqlalchemy import Engine, create_engine, event, text
 
 from bench import harness
-from connectors.sql.bookkeeping import rollup_table_name
+from connectors.protocol import PublishedCell, RollupSink
+from connectors.sql.connector import SQLConnector
 from flows.run.lifecycle import run_policy
 from flows.run.types import RunOptions, RunReport
 from retention_rules.clock import PolicyClock
 from retention_rules.loader import load_policy
-from retention_rules.planner import plan_rules
-from tests.support.pg_server import PostgresServer, wait_until_ready
+from retention_rules.planner import plan_rules, rollup_sinks
+from tests.support.pg_server import DURABILITY_SETTINGS, PostgresServer, wait_until_ready
 
 ZONE = "America/Montreal"
 NOW = datetime(2026, 6, 1, 2, 0, tzinfo=ZoneInfo(ZONE))
@@ -47,6 +49,14 @@ PEAK_TARGET_MB = 500
 #: The smallest sizes; the command-line part (three `tenure run`s, each starting
 #: Prefect's temporary API server: 10 to 40 s apiece) is left out.
 SMOKE = {"rows": 2_000, "chunks": "1000", "repeat": 1, "no_cli": True}
+#: The server's durability: ``off`` skips fsync, synchronous commits and full-page writes
+#: (a throwaway server, as the tests start it); ``on`` has all three, as in production.
+DURABILITY = {"off": False, "on": True}
+#: People counts (a sketch) must equal ``count(DISTINCT)`` in cells of fewer people
+#: (``--people-exact-under``), and be within PEOPLE_ERROR of it (or one person) in
+#: larger ones.
+EXACT_PEOPLE = 500
+PEOPLE_ERROR = 0.02
 ROLLUP = "views_by_feature"
 TENURE = Path(sys.executable).parent / "tenure"
 FEATURES = [
@@ -138,13 +148,17 @@ FROM (
 RAW_DELETE = "DELETE FROM web_clicks WHERE occurred_at < :cutoff"
 RAW_AGG_TABLE = """
 CREATE TABLE raw_views_by_feature (
-    period_start date, feature text, country text, n bigint, sum_response_ms bigint
+    period_start date, feature text, country text, n bigint, sum_response_ms bigint,
+    people bigint
 )"""
+# People as the policy's rollup counts them: distinct subject keys (visitor_id) per cell.
 RAW_AGGREGATE = f"""
 INSERT INTO raw_views_by_feature
 SELECT date_trunc('month', occurred_at AT TIME ZONE '{ZONE}')::date, feature, country,
-       count(*), sum(response_ms)
+       count(*), sum(response_ms), count(DISTINCT visitor_id)
 FROM web_clicks WHERE occurred_at < :cutoff GROUP BY 1, 2, 3"""
+RAW_CELLS = """
+SELECT period_start, feature, country, n, sum_response_ms, people FROM raw_views_by_feature"""
 
 
 @dataclass
@@ -154,9 +168,11 @@ class Timing:
     rows: int
     scenario: str
     chunk: int
+    durability: str
     tenure_s: float
     raw: harness.Runs
     peak_mb: float | None = None
+    people: PeopleError | None = None
 
     @property
     def raw_s(self) -> float:
@@ -173,12 +189,14 @@ class Timing:
             "scenario": self.scenario,
             "action": SCENARIOS[self.scenario],
             "chunk": self.chunk,
+            "durability": self.durability,
             "tenure_s": self.tenure_s,
             "raw_s": self.raw,
             "ratio": self.ratio,
             "target": str(target),
             "met": target.met(self.ratio),
             "peak_mb": self.peak_mb,
+            "people": self.people,
         }
 
 
@@ -189,6 +207,7 @@ class Memory:
     rows: int
     scenario: str
     chunk: int
+    durability: str
     baseline_mb: float
     peak_mb: float
     seconds: float
@@ -200,25 +219,66 @@ class Results:
     timings: list[Timing] = field(default_factory=list)
     memory: list[Memory] = field(default_factory=list)
     cli: list[tuple[str, float]] = field(default_factory=list)
+    servers: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Per durability: the server's settings as it reports them (SHOW)."""
+    version: str = ""
+
+
+CellKey = tuple[date, str | None, str | None]
+"""A rollup cell: (month, feature, country)."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """What the two sides must agree on in one cell."""
+
+    rows: int
+    sum_response_ms: float
+    people: int | None
+
+
+@dataclass(frozen=True)
+class PeopleError:
+    """How Tenure's people counts compare with ``count(DISTINCT visitor_id)``."""
+
+    cells: int
+    exact: int
+    """Cells whose people count equals the baseline's."""
+    max_relative: float
+    """The largest |Tenure - baseline| / baseline over the cells."""
+    smallest_inexact: int | None
+    """The fewest people (``count(DISTINCT)``) of a cell whose count was not exact."""
 
 
 class Bench:
     """A throwaway PostgreSQL server, seeded template databases and their copies."""
 
-    def __init__(self, workdir: Path, layout: str) -> None:
-        self.workdir = workdir
+    def __init__(self, workdir: Path, layout: str, durability: str) -> None:
+        self.workdir = workdir / f"durability-{durability}"
+        self.workdir.mkdir()
         self.layout = layout
-        self.server = PostgresServer.start()
+        self.durability = durability
+        self.server = PostgresServer.start(durable=DURABILITY[durability])
         wait_until_ready(self.server.admin_url)
         self.admin = create_engine(self.server.admin_url, isolation_level="AUTOCOMMIT")
         # A vacuum of one side's dead rows must not run during the other side's timing.
         self.set_server("autovacuum", "off")
-        with self.admin.connect() as connection:
-            self.version = str(connection.execute(text("SHOW server_version")).scalar_one())
+        self.version = self.show("server_version")
+        self.settings = {name: self.show(name) for name in DURABILITY_SETTINGS}
+        wanted = "on" if DURABILITY[durability] else "off"
+        harness.check(
+            set(self.settings.values()) == {wanted},
+            f"durability {durability}: the server runs with {self.settings}",
+        )
         self.policies = {s: self._write_policy(s) for s in ACTIONS}
-        loaded = load_policy(self.policies["A"], {"BENCH_URL": self.server.url("postgres")})
+        environ = {"BENCH_URL": self.server.url("postgres")}
+        loaded = load_policy(self.policies["A"], environ)
         (plan,) = plan_rules(loaded.policy, PolicyClock.at(loaded.policy.timezone, NOW))
         self.cutoff = plan.cutoff
+        # The rollup as Tenure reads it back: the loaded policy's sink, which counts people.
+        (dataset,) = load_policy(self.policies["B"], environ).policy.datasets
+        (self.sink,) = rollup_sinks(dataset)
+        harness.check(self.sink.subject == "visitor_id", f"rollup counts {self.sink.subject}")
         self._runs = 0
 
     def close(self) -> None:
@@ -268,6 +328,10 @@ class Bench:
             connection.execute(text("SELECT count(*) FROM web_clicks")).scalar_one()
         self._admin("CHECKPOINT")
         return url
+
+    def show(self, setting: str) -> str:
+        with self.admin.connect() as connection:
+            return str(connection.execute(text(f"SHOW {setting}")).scalar_one())
 
     def drop(self, name: str) -> None:
         self._admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -337,36 +401,108 @@ def run_raw(url: str, scenario: str, cutoff: datetime) -> tuple[float, int]:
         return time.perf_counter() - start, deleted
 
 
-def check_rollups(tenure_url: str, raw_url: str, deleted: int) -> None:
-    """Tenure's rollup cells hold the deleted rows, cell for cell as the raw GROUP BY."""
-    agg = rollup_table_name("web_clicks", ROLLUP)
-    cells = (
-        "SELECT period_start, dim_feature, dim_country, sum(n)::bigint, sum(sum_response_ms)"
-        f" FROM {agg} GROUP BY 1, 2, 3"
-    )
-    raw_cells = (
-        "SELECT period_start, feature, country, n, sum_response_ms FROM raw_views_by_feature"
-    )
-    fetched = []
-    for url, query in ((tenure_url, cells), (raw_url, raw_cells)):
-        with connect(url) as engine, engine.connect() as connection:
-            rows = connection.execute(text(query))
-            fetched.append({tuple(r[:3]): (int(r[3]), float(r[4] or 0)) for r in rows})
-    tenure, raw = fetched
-    tenure_n = sum(n for n, _ in tenure.values())
-    raw_n = sum(n for n, _ in raw.values())
+def people_within(estimate: int, people: int, exact_under: int = EXACT_PEOPLE) -> bool:
+    """Whether a people count (a sketch's estimate) is close enough to ``people``, the
+    ``count(DISTINCT)``: equal under ``exact_under`` people, else within PEOPLE_ERROR of
+    it or one person, whichever is more."""
+    allowed = 0.0 if people < exact_under else max(1.0, PEOPLE_ERROR * people)
+    return abs(estimate - people) <= allowed
+
+
+def compare_cells(
+    tenure: dict[CellKey, Cell], raw: dict[CellKey, Cell], exact_under: int = EXACT_PEOPLE
+) -> list[str]:
+    """Where Tenure's cells differ from the raw GROUP BY: rows and sums exactly, people
+    by `people_within`. Empty when they agree."""
+    problems = [
+        f"cell {key} only in {'Tenure' if key in tenure else 'the raw aggregate'}"
+        for key in sorted(tenure.keys() ^ raw.keys(), key=str)
+    ]
+    for key in sorted(tenure.keys() & raw.keys(), key=str):
+        mine, theirs = tenure[key], raw[key]
+        if (mine.rows, mine.sum_response_ms) != (theirs.rows, theirs.sum_response_ms):
+            problems.append(
+                f"cell {key}: rows {mine.rows:,}, sum {mine.sum_response_ms:,.0f};"
+                f" raw {theirs.rows:,}, {theirs.sum_response_ms:,.0f}"
+            )
+        elif (
+            mine.people is None
+            or theirs.people is None
+            or not people_within(mine.people, theirs.people, exact_under)
+        ):
+            problems.append(f"cell {key}: people {mine.people}, count(DISTINCT) {theirs.people}")
+    return problems
+
+
+def tenure_cells(url: str, sink: RollupSink) -> dict[CellKey, Cell]:
+    """Tenure's rollup through the connector's public reading, every cell merged."""
+    connector = SQLConnector("clicks", url)
+    try:
+        published: list[PublishedCell] = connector.rollup_cells("web_clicks", sink)
+    finally:
+        connector.close()
+    return {
+        (c.period_start, c.dimensions["feature"], c.dimensions["country"]): Cell(
+            c.count, float(c.measures["sum_response_ms"] or 0.0), c.subjects
+        )
+        for c in published
+    }
+
+
+def raw_cells(url: str) -> dict[CellKey, Cell]:
+    with connect(url) as engine, engine.connect() as connection:
+        rows = connection.execute(text(RAW_CELLS)).all()
+    return {(r[0], r[1], r[2]): Cell(int(r[3]), float(r[4] or 0), int(r[5])) for r in rows}
+
+
+def check_rollups(
+    sink: RollupSink, tenure_url: str, raw_url: str, deleted: int, exact_under: int
+) -> PeopleError:
+    """Tenure's rollup cells hold the deleted rows, cell for cell as the raw GROUP BY:
+    counts and sums equal, people as `people_within` allows."""
+    tenure, raw = tenure_cells(tenure_url, sink), raw_cells(raw_url)
+    tenure_n = sum(c.rows for c in tenure.values())
+    raw_n = sum(c.rows for c in raw.values())
     harness.check(tenure_n == deleted, f"rollup counts {tenure_n:,} != rows deleted {deleted:,}")
     harness.check(raw_n == deleted, f"raw aggregate counts {raw_n:,} != rows deleted {deleted:,}")
-    harness.check(tenure == raw, f"rollup cells differ: {len(tenure.keys() ^ raw.keys())} keys")
+    problems = compare_cells(tenure, raw, exact_under)
+    harness.check(
+        not problems,
+        f"rollup cells differ in {len(problems)} of {len(raw)}: {'; '.join(problems[:5])}",
+    )
+    counted = [(tenure[k].people or 0, c.people or 0) for k, c in raw.items()]
+    return PeopleError(
+        cells=len(counted),
+        exact=sum(mine == theirs for mine, theirs in counted),
+        max_relative=max((abs(m - t) / t for m, t in counted if t), default=0.0),
+        smallest_inexact=min((t for m, t in counted if m != t), default=None),
+    )
+
+
+def people_shown(people: PeopleError) -> str:
+    inexact = (
+        ""
+        if people.smallest_inexact is None
+        else f", the smallest inexact cell has {people.smallest_inexact:,} people"
+    )
+    return (
+        f"people exact in {people.exact:,} of {people.cells:,} cells,"
+        f" at most {people.max_relative:.2%} off{inexact}"
+    )
 
 
 def scenario(
-    bench: Bench, seed: str, rows: int, name: str, chunks: list[int], repeat: int
+    bench: Bench,
+    seed: str,
+    rows: int,
+    name: str,
+    args: argparse.Namespace,
 ) -> list[Timing]:
-    """Tenure at each chunk size and raw SQL (median of `repeat` runs), each run on its
-    own copy of `seed`."""
+    """Tenure at each of ``args.chunks`` and raw SQL (median of ``args.repeat`` runs),
+    each run on its own copy of `seed`."""
+    chunks = [int(c) for c in args.chunks.split(",")]
     raw_times: list[float] = []
-    for attempt in range(repeat):
+    for attempt in range(args.repeat):
         if attempt:
             bench.drop("raw")
         raw_url = bench.copy(seed, "raw")
@@ -390,13 +526,15 @@ def scenario(
         harness.check(left == raw_left, f"Tenure left {left:,} rows, raw SQL {raw_left:,}")
         removed = before - left
         harness.check(processed == removed, f"Tenure reported {processed:,}, removed {removed:,}")
+        people = None
         if name == "B":
-            check_rollups(url, raw_url, removed)
+            people = check_rollups(bench.sink, url, raw_url, removed, args.people_exact_under)
         print(
             f"  Tenure chunk {chunk:,}: {tenure_s:.2f} s, deleted {processed:,}"
             f" in {report.outcomes[0].chunks} chunks ({tenure_s / raw_s:.2f}x)"
+            + ("" if people is None else f"; {people_shown(people)}")
         )
-        timings.append(Timing(rows, name, chunk, tenure_s, raw))
+        timings.append(Timing(rows, name, chunk, bench.durability, tenure_s, raw, people=people))
         bench.drop("tenure")
     bench.drop("raw")
     return timings
@@ -416,7 +554,16 @@ def measure_memory(bench: Bench, seed: str, rows: int, name: str, chunk: int) ->
     measured = harness.peak_in_child(memory_run, *args, imports=["connectors.sql.connector"])
     bench.drop("memory")
     seconds, processed = measured.result
-    memory = Memory(rows, name, chunk, measured.imports_mb, measured.peak_mb, seconds, processed)
+    memory = Memory(
+        rows,
+        name,
+        chunk,
+        bench.durability,
+        measured.imports_mb,
+        measured.peak_mb,
+        seconds,
+        processed,
+    )
     print(
         f"  {rows:,} rows, scenario {name}: peak {memory.peak_mb:.0f} MB"
         f" (after imports {memory.baseline_mb:.0f} MB), {memory.seconds:.2f} s"
@@ -531,18 +678,36 @@ def profile(bench: Bench, seed: str, name: str, chunk: int, top: int) -> None:
     print(profiler.report(top, ("tottime", "cumulative")))
 
 
-def render(results: Results, layout: str, version: str) -> str:
+def settings_shown(settings: dict[str, str]) -> str:
+    return ", ".join(f"{name}={value}" for name, value in settings.items())
+
+
+def render(results: Results, layout: str) -> str:
     """The Markdown tables of the figures."""
+    durability = "; ".join(
+        f"durability {d}: {settings_shown(settings)}" for d, settings in results.servers.items()
+    )
     lines = [
-        f"Tenure vs hand-written SQL on PostgreSQL {version}, layout {layout},"
-        f" {os.cpu_count()} CPUs",
+        f"Tenure vs hand-written SQL on PostgreSQL {results.version}, layout {layout},"
+        f" {os.cpu_count()} CPUs ({durability})",
         "",
         harness.markdown_table(
-            ["N", "Scenario", "Chunk", "Tenure s", "Raw SQL s", "Ratio", "Target", "Peak MB"],
+            [
+                "N",
+                "Scenario",
+                "Durability",
+                "Chunk",
+                "Tenure s",
+                "Raw SQL s",
+                "Ratio",
+                "Target",
+                "Peak MB",
+            ],
             [
                 [
                     f"{t.rows:,}",
                     f"{t.scenario} {SCENARIOS[t.scenario]}",
+                    t.durability,
                     f"{t.chunk:,}",
                     f"{t.tenure_s:.2f}",
                     f"{t.raw_s:.2f}",
@@ -552,7 +717,7 @@ def render(results: Results, layout: str, version: str) -> str:
                 ]
                 for t in results.timings
             ],
-            "rlrrrrrr",
+            "rllrrrrrr",
         ),
     ]
     if results.memory:
@@ -561,11 +726,12 @@ def render(results: Results, layout: str, version: str) -> str:
             f"Peak RSS of the Tenure process (VmHWM, target < {PEAK_TARGET_MB} MB)",
             "",
             harness.markdown_table(
-                ["N", "Scenario", "Chunk", "Imports MB", "Peak MB", "Run s", "Rows"],
+                ["N", "Scenario", "Durability", "Chunk", "Imports MB", "Peak MB", "Run s", "Rows"],
                 [
                     [
                         f"{m.rows:,}",
                         f"{m.scenario} {SCENARIOS[m.scenario]}",
+                        m.durability,
                         f"{m.chunk:,}",
                         f"{m.baseline_mb:.0f}",
                         f"{m.peak_mb:.0f}",
@@ -574,7 +740,7 @@ def render(results: Results, layout: str, version: str) -> str:
                     ]
                     for m in results.memory
                 ],
-                "rlrrrrr",
+                "rllrrrrr",
             ),
         ]
     if results.cli:
@@ -593,14 +759,61 @@ def render(results: Results, layout: str, version: str) -> str:
 
 def figures(results: Results, bench: Bench) -> dict[str, object]:
     return {
-        "postgresql": bench.version,
+        "postgresql": results.version,
         "now": NOW,
         "cutoff": bench.cutoff,
+        "durability": results.servers,
         "timings": [t.figures() for t in results.timings],
         "memory": results.memory,
         "peak_target_mb": PEAK_TARGET_MB,
         "cli": [{"command": label, "seconds": seconds} for label, seconds in results.cli],
     }
+
+
+def durabilities(value: str) -> list[str]:
+    """``--durability``: a comma-separated list of ``off`` and ``on``."""
+    chosen = [word.strip() for word in value.split(",")]
+    unknown = [word for word in chosen if word not in DURABILITY]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(
+            f"unknown durability {', '.join(map(repr, unknown))} (use off, on or off,on)"
+        )
+    return list(dict.fromkeys(chosen))
+
+
+def measure(bench: Bench, args: argparse.Namespace, results: Results, first: bool) -> None:
+    """Everything measured on one server: the scenarios, and on the first server the
+    memory (N and N/4) and the command line, which do not depend on its durability."""
+    chunks = [int(c) for c in args.chunks.split(",")]
+    names = args.scenarios.split(",")
+    print(f"durability {bench.durability} ({settings_shown(bench.settings)}):")
+    print(f"cut-off {bench.cutoff.isoformat()} (now {NOW.isoformat()})")
+    seeding = time.perf_counter()
+    seed = bench.seed(args.rows)
+    print(f"seeded {args.rows:,} rows in {time.perf_counter() - seeding:.1f} s")
+    if args.profile:
+        for name in ("A", "B"):
+            profile(bench, seed, name, chunks[0], top=25)
+        return
+    timings = []
+    for name in names:
+        print(f"scenario {name} ({SCENARIOS[name]}):")
+        timings += scenario(bench, seed, args.rows, name, args)
+    results.timings += timings
+    if first and not args.no_memory:
+        print("memory (spawned process):")
+        quarter_rows = max(args.rows // 4, 1)
+        quarter = bench.seed(quarter_rows)
+        for rows, source in ((args.rows, seed), (quarter_rows, quarter)):
+            for name in names:
+                results.memory.append(measure_memory(bench, source, rows, name, chunks[0]))
+        bench.drop(quarter)
+        peaks = {(m.rows, m.scenario, m.chunk): m.peak_mb for m in results.memory}
+        for t in timings:
+            t.peak_mb = peaks.get((t.rows, t.scenario, t.chunk))
+    if first and not args.no_cli:
+        print("command line:")
+        results.cli = measure_cli(bench, seed)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -615,52 +828,41 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--scenarios", default="A,B", help="which scenarios to time")
     parser.add_argument("--repeat", type=int, default=3, help="raw SQL runs (median)")
+    parser.add_argument(
+        "--durability",
+        type=durabilities,
+        default="off,on",
+        help="the server's fsync, synchronous_commit and full_page_writes: off (a"
+        " throwaway server), on (production), or off,on (each on a server of its own)",
+    )
+    parser.add_argument(
+        "--people-exact-under",
+        type=int,
+        default=EXACT_PEOPLE,
+        help="cells of fewer people must count them exactly (0: every cell within"
+        f" {PEOPLE_ERROR:.0%} or one person)",
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory runs")
     parser.add_argument("--no-cli", action="store_true", help="skip the command-line runs")
     args = harness.parse_args(parser, argv, SMOKE, profile="cProfile A and B instead")
-    chunks = [int(c) for c in args.chunks.split(",")]
     results = Results()
     with (
         harness.Benchmark("nightly_vs_sql", args) as run,
         tempfile.TemporaryDirectory(prefix="tenure-bench-") as tmp,
     ):
-        bench = Bench(Path(tmp), args.layout)
-        try:
-            print(f"cut-off {bench.cutoff.isoformat()} (now {NOW.isoformat()})")
-            seeding = time.perf_counter()
-            seed = bench.seed(args.rows)
-            print(f"seeded {args.rows:,} rows in {time.perf_counter() - seeding:.1f} s")
-            if args.profile:
-                for name in ("A", "B"):
-                    profile(bench, seed, name, chunks[0], top=25)
-                return
-            for name in args.scenarios.split(","):
-                print(f"scenario {name} ({SCENARIOS[name]}):")
-                results.timings += scenario(bench, seed, args.rows, name, chunks, args.repeat)
-            if not args.no_memory:
-                print("memory (spawned process):")
-                quarter = bench.seed(max(args.rows // 4, 1))
-                for rows, source in ((args.rows, seed), (max(args.rows // 4, 1), quarter)):
-                    for name in args.scenarios.split(","):
-                        results.memory.append(measure_memory(bench, source, rows, name, chunks[0]))
-                bench.drop(quarter)
-                for t in results.timings:
-                    t.peak_mb = next(
-                        (
-                            m.peak_mb
-                            for m in results.memory
-                            if (m.rows, m.scenario, m.chunk) == (t.rows, t.scenario, t.chunk)
-                        ),
-                        None,
-                    )
-            if not args.no_cli:
-                print("command line:")
-                results.cli = measure_cli(bench, seed)
-            run.figures.update(figures(results, bench))
-        finally:
-            bench.close()
+        for index, durability in enumerate(args.durability):
+            bench = Bench(Path(tmp), args.layout, durability)
+            try:
+                results.servers[durability] = bench.settings
+                results.version = bench.version
+                measure(bench, args, results, first=index == 0)
+            finally:
+                bench.close()
+        if args.profile:
+            return
+        run.figures.update(figures(results, bench))
         print()
-        print(render(results, args.layout, bench.version))
+        print(render(results, args.layout))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement
 
+    from connectors.sketches import PeopleKey
+
 TypeFamily = Literal["datetime", "date", "integer", "numeric", "text", "boolean", "other"]
 ConditionOp = Literal["eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "is_null", "not_null"]
 Scalar = str | int | float | bool | date | datetime
@@ -248,6 +250,10 @@ class RollupSink:
     subject: str | None = None
     """The column naming whom a row is about: cells are then withheld by how many people
     they count, not rows (twelve clicks may be one visitor's)."""
+    people_key: PeopleKey | None = field(default=None, repr=False, compare=False)
+    """The key every value going into a distinct count (people included) is hashed with
+    before it reaches a sketch (`connectors.sketches`): needed to add rows to the rollup,
+    not to read it. Without it, a chunk that would build a sketch is refused."""
 
 
 @dataclass(frozen=True)
@@ -428,6 +434,14 @@ class Connector(Protocol):
     def rollup_cells(self, label: str, rollup: RollupSink) -> list[PublishedCell]:
         """Every cell of the rollup, merged over all runs, with all its measures: none is
         withheld here (disclosure control is the release's, not the store's)."""
+        ...
+
+    def compact_rollup(
+        self, label: str, rollup: RollupSink, sealed: Sequence[date], run_id: str
+    ) -> int:
+        """In one transaction, merge the rollup's rows into one partial row per cell and
+        seal the cells of the ``sealed`` periods (released): their final figures stay,
+        their sketches are destroyed. The number of cells written."""
         ...
 
     def exclusive(self, name: str) -> AbstractContextManager[bool]:

@@ -1,15 +1,17 @@
 """Summarise a chunk's rows into rollup cells, and merge a rollup's cells.
 
 Counts and sums add up exactly across chunks and nights. A distinct count or a median
-does not, so those are kept as Apache DataSketches (HyperLogLog, KLL): mergeable,
-exact for small cells, and within about 2% for large ones. What is withheld from a
+does not, so those are kept as mergeable sketches: people and other distinct values as
+keyed sketches (`connectors.sketches`: exact up to 512 values, within about 2% above),
+medians as Apache DataSketches KLL. Once a period is released its cells are sealed
+(`compacted_rows`): the sketches give way to final figures. What is withheld from a
 release is decided by the release, not here (`flows.releases.withhold_small_cells`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,14 +19,19 @@ import datasketches as ds
 import numpy as np
 import pandas as pd
 
+from connectors import sketches
 from connectors.protocol import ChunkWork, PublishedCell, RollupSink
 from connectors.times import wall_instants
-from connectors.values import plain
+from connectors.values import canonical_text, plain
 
-#: The rollup column holding the HyperLogLog sketch of a cell's people; no measure's
-#: column can be called that (theirs start with dim_, sum_, hll_ or kll_).
+#: The rollup column holding the keyed sketch of a cell's people; no measure's column
+#: can be called that (theirs start with dim_, sum_, hll_, kll_, count_distinct_ or
+#: median_).
 SUBJECTS = "subjects_hll"
-HLL_LG_K = 12
+#: Whether a row holds a released cell's final figures (its sketches destroyed).
+SEALED = "sealed"
+#: A sealed cell's people.
+PEOPLE = "people"
 KLL_K = 200
 _FREQUENCIES = {"day": "D", "week": "W-SUN", "month": "M", "quarter": "Q", "year": "Y"}
 
@@ -58,39 +65,62 @@ def rollup_columns(work: ChunkWork) -> list[str]:
     return sorted(needed)
 
 
-def partial_cells(
-    frame: pd.DataFrame, sink: RollupSink, periods: pd.Series
-) -> list[dict[str, Any]]:
+def partial_cells(frame: pd.DataFrame, sink: RollupSink, periods: pd.Series) -> pd.DataFrame:
     """One row per (period, dimensions) cell of this chunk, ready to insert.
 
-    Counts and sums are one vectorized group-by; only sketch measures visit the groups.
+    Counts and sums are one vectorized group-by; distinct counts (people included) are
+    keyed sketches built for all cells at once (`connectors.sketches`); only medians
+    visit the cells one by one.
     """
     data = pd.DataFrame({"period_start": periods.to_numpy()}, index=frame.index)
     for d in sink.dimensions:
         data[f"dim_{d}"] = frame[d]
     for c in sink.sums:
         data[f"sum_{c}"] = pd.to_numeric(frame[c], errors="coerce").astype(float)
-    keys = ["period_start", *(f"dim_{d}" for d in sink.dimensions)]
+    keys = cell_keys(sink)
     grouped = data.groupby(keys, dropna=False, sort=True)
     cells = grouped.size().rename("n").to_frame()
     for c in sink.sums:
         cells[f"sum_{c}"] = grouped[f"sum_{c}"].sum()
-    if sink.distinct or sink.quantiles or sink.subject:
-        members = frame.groupby([data[k] for k in keys], dropna=False, sort=True)
-        sketches = [
-            {
-                **{f"hll_{c}": _hll(group[c]) for c in sink.distinct},
-                **{f"kll_{c}": _kll(group[c]) for c in sink.quantiles},
-                **({SUBJECTS: _hll(group[sink.subject])} if sink.subject else {}),
-            }
-            for _, group in members
-        ]
-    else:
-        sketches = [{}] * len(cells)
-    records = cells.reset_index().to_dict("records")
+    codes = grouped.ngroup().to_numpy(dtype=np.int64)
+    counted = distinct_columns(sink)
+    if counted:
+        if sink.people_key is None:
+            raise ValueError(
+                f"rollup {sink.name!r} counts distinct values but no key was given to hash them"
+            )
+        index = [key if isinstance(key, tuple) else (key,) for key in cells.index]
+        ids = sketches.cell_ids(index)
+        for column, source in counted.items():
+            values = frame[source]
+            present = values.notna().to_numpy()
+            hashes = sketches.keyed_hashes(
+                canonical_text(values[present]), ids[codes[present]], sink.people_key
+            )
+            cells[column] = sketches.build(codes[present], hashes, len(cells))
+    for c in sink.quantiles:
+        numbers = pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=np.float32)
+        cells[f"kll_{c}"] = [_kll(numbers[codes == code]) for code in range(len(cells))]
+    return cells.reset_index()
+
+
+def cell_keys(sink: RollupSink) -> list[str]:
+    """The columns that name a cell: its period and its dimensions."""
+    return ["period_start", *(f"dim_{d}" for d in sink.dimensions)]
+
+
+def distinct_columns(sink: RollupSink) -> dict[str, str]:
+    """Each sketch column of the rollup and the source column it counts."""
+    found = {f"hll_{c}": c for c in sink.distinct}
+    if sink.subject is not None:
+        found[SUBJECTS] = sink.subject
+    return found
+
+
+def cell_records(cells: pd.DataFrame) -> list[dict[str, Any]]:
+    """Cell rows as plain Python values, for a database driver."""
     return [
-        {key: plain(value) for key, value in {**record, **sketch}.items()}
-        for record, sketch in zip(records, sketches, strict=True)
+        {key: plain(value) for key, value in record.items()} for record in cells.to_dict("records")
     ]
 
 
@@ -108,80 +138,225 @@ def chunk_cells(
                 clock, sink.period, ZoneInfo(work.period_zone), naive_zone
             )
         cells = partial_cells(frame, sink, periods[sink.period])
-        for cell in cells:
-            cell.update(run_id=work.run_id, chunk_no=work.chunk_no)
-        out.append((sink, cells))
+        cells["run_id"], cells["chunk_no"] = work.run_id, work.chunk_no
+        out.append((sink, cell_records(cells)))
     return out
 
 
-def merge_cells(rows: Iterable[Mapping[str, Any]], sink: RollupSink) -> list[PublishedCell]:
-    """Merge the partial rows of each cell, every cell with all its measures: none is
-    withheld here (the release decides that)."""
-    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for row in rows:
-        key = (row["period_start"], *(row[f"dim_{d}"] for d in sink.dimensions))
-        cell = merged.setdefault(
-            key, {"n": 0, "sums": {}, "hll": {}, "kll": {}, "subjects": ds.hll_union(HLL_LG_K)}
-        )
-        cell["n"] += int(row["n"])
-        if sink.subject is not None and row.get(SUBJECTS) is not None:
-            cell["subjects"].update(ds.hll_sketch.deserialize(row[SUBJECTS]))
-        for c in sink.sums:
-            cell["sums"][c] = cell["sums"].get(c, 0.0) + float(row[f"sum_{c}"] or 0.0)
-        for c in sink.distinct:
-            cell["hll"].setdefault(c, ds.hll_union(HLL_LG_K)).update(
-                ds.hll_sketch.deserialize(row[f"hll_{c}"])
+def merge_cells(
+    rows: pd.DataFrame | Iterable[Mapping[str, Any]], sink: RollupSink
+) -> list[PublishedCell]:
+    """Merge the rows of each cell, every cell with all its measures: none is withheld
+    here (the release decides that)."""
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    merged = merged_frame(frame, sink)
+    cells = [_published(row, sink) for row in merged.to_dict("records")]
+    return sorted(cells, key=lambda c: (str(c.period_start), *map(str, c.dimensions.values())))
+
+
+def merged_frame(rows: pd.DataFrame, sink: RollupSink) -> pd.DataFrame:
+    """One row per cell from its stored rows: partial rows (sketches, merged) and at most
+    one sealed row (final figures, `compacted_rows`), kept apart in the result: ``n``
+    and the sums over all; ``n_open`` and the merged sketches of the partial rows;
+    ``n_sealed`` and the sealed figures."""
+    rows = _with_storage_columns(rows, sink)
+    keys = cell_keys(sink)
+    if rows.empty:
+        return rows.assign(n_open=pd.Series(dtype="int64"), n_sealed=pd.Series(dtype="int64"))
+    rows = rows.reset_index(drop=True)
+    grouped = rows.groupby(keys, dropna=False, sort=True)
+    codes = grouped.ngroup().to_numpy(dtype=np.int64)
+    first = np.unique(codes, return_index=True)[1]
+    out = rows.loc[first, keys].reset_index(drop=True)
+    n = rows["n"].astype("int64").to_numpy()
+    sealed = rows[SEALED].fillna(False).astype(bool).to_numpy()
+    cells = len(out)
+    out["n"] = np.bincount(codes, weights=n, minlength=cells).astype("int64")
+    out["n_sealed"] = np.bincount(codes[sealed], weights=n[sealed], minlength=cells).astype("int64")
+    out["n_open"] = out["n"] - out["n_sealed"]
+    for c in sink.sums:
+        values = pd.to_numeric(rows[f"sum_{c}"], errors="coerce").fillna(0.0).to_numpy(float)
+        out[f"sum_{c}"] = np.bincount(codes, weights=values, minlength=cells)
+    open_rows = ~sealed
+    for column in distinct_columns(sink):
+        out[column] = sketches.union(list(rows[column][open_rows]), codes[open_rows], cells)
+    for column in [PEOPLE, *(f"count_distinct_{c}" for c in sink.distinct)]:
+        final = pd.to_numeric(rows[column], errors="coerce").where(sealed)
+        out[column] = final.groupby(codes).max().reindex(range(cells)).to_numpy()
+    for c in sink.quantiles:
+        out[f"kll_{c}"] = _merged_kll(rows[f"kll_{c}"], codes, open_rows, cells)
+        final = pd.to_numeric(rows[f"median_{c}"], errors="coerce").where(sealed)
+        out[f"median_{c}"] = final.groupby(codes).max().reindex(range(cells)).to_numpy()
+    return out
+
+
+def compacted_rows(
+    rows: pd.DataFrame, sink: RollupSink, sealed_periods: Iterable[date], run_id: str
+) -> list[dict[str, Any]]:
+    """The rows that replace ``rows``: one partial row per cell holding the merged
+    sketches, except in ``sealed_periods`` (released), where each cell becomes one
+    sealed row of final figures (people, distinct counts, medians) and its sketches,
+    which hold keyed hashes of people and raw measure values, are gone. A sealed cell
+    that receives rows later (a lifted hold) gets a partial row again; sealing it anew
+    counts its people as the larger of the two parts, a lower bound, since the same
+    person can no longer be recognised across them."""
+    merged = merged_frame(rows, sink)
+    closing = {str(p) for p in sealed_periods}
+    out = []
+    for cell in merged.to_dict("records"):
+        keys = {k: cell[k] for k in cell_keys(sink)}
+        base = {**keys, "run_id": run_id, "chunk_no": 0}
+        if str(_as_date(cell["period_start"])) in closing:
+            published = _published(cell, sink)
+            final: dict[str, Any] = {
+                **base,
+                "n": cell["n"],
+                SEALED: True,
+                **{f"sum_{c}": cell[f"sum_{c}"] for c in sink.sums},
+                PEOPLE: published.subjects,
+                **{
+                    f"count_distinct_{c}": published.measures[f"count_distinct_{c}"]
+                    for c in sink.distinct
+                },
+                **{f"median_{c}": published.measures[f"median_{c}"] for c in sink.quantiles},
+            }
+            out.append(final)
+            continue
+        if cell["n_sealed"]:
+            out.append(_sealed_part(cell, sink, base))
+        if cell["n_open"]:
+            out.append(
+                {
+                    **base,
+                    "n": cell["n_open"],
+                    SEALED: False,
+                    **{
+                        f"sum_{c}": None if cell["n_sealed"] else cell[f"sum_{c}"]
+                        for c in sink.sums
+                    },
+                    **{column: cell[column] for column in distinct_columns(sink)},
+                    **{f"kll_{c}": cell[f"kll_{c}"] for c in sink.quantiles},
+                }
             )
-        for c in sink.quantiles:
-            sketch = ds.kll_floats_sketch.deserialize(row[f"kll_{c}"])
-            if c in cell["kll"]:
-                cell["kll"][c].merge(sketch)
-            else:
-                cell["kll"][c] = sketch
+    columns = ["run_id", "chunk_no", *cell_keys(sink), *storage_columns(sink)]
+    return [{c: plain(row.get(c)) for c in columns} for row in out]
+
+
+def _open_sum(cell: dict[str, Any], c: str) -> Any:
+    """A partial row's sum: the cell's, unless a sealed row carries it (`_sealed_part`)."""
+    return None if cell["n_sealed"] else cell[f"sum_{c}"]
+
+
+def _sealed_part(cell: dict[str, Any], sink: RollupSink, base: dict[str, Any]) -> dict[str, Any]:
+    """A sealed row kept as it was, with the cell's sums (they add up exactly, so the
+    whole cell's sums ride on it and the partial row's are None)."""
+    return {
+        **base,
+        "n": cell["n_sealed"],
+        SEALED: True,
+        **{f"sum_{c}": cell[f"sum_{c}"] for c in sink.sums},
+        PEOPLE: cell[PEOPLE],
+        **{f"count_distinct_{c}": cell[f"count_distinct_{c}"] for c in sink.distinct},
+        **{f"median_{c}": cell[f"median_{c}"] for c in sink.quantiles},
+    }
+
+
+def storage_columns(sink: RollupSink) -> list[str]:
+    """Every column of a rollup's rows besides the key, run and chunk."""
     return [
-        _published(key, cell, sink)
-        for key, cell in sorted(merged.items(), key=lambda kv: tuple(map(str, kv[0])))
+        "n",
+        SEALED,
+        *(f"sum_{c}" for c in sink.sums),
+        *distinct_columns(sink),
+        *(f"kll_{c}" for c in sink.quantiles),
+        PEOPLE,
+        *(f"count_distinct_{c}" for c in sink.distinct),
+        *(f"median_{c}" for c in sink.quantiles),
     ]
 
 
-def _people(cell: dict[str, Any], sink: RollupSink) -> int:
-    """Whom a cell counts: its people when tracked (never more than its rows), else rows."""
+def _with_storage_columns(rows: pd.DataFrame, sink: RollupSink) -> pd.DataFrame:
+    """``rows`` with every column a rollup's rows may have (a table written before a
+    column existed lacks it: None)."""
+    missing = [c for c in [*cell_keys(sink), *storage_columns(sink)] if c not in rows.columns]
+    if not missing:
+        return rows
+    return rows.assign(**{c: None for c in missing})
+
+
+def _merged_kll(
+    column: pd.Series, codes: np.ndarray, open_rows: np.ndarray, cells: int
+) -> list[bytes | None]:
+    merged: list[Any] = [None] * cells
+    for code, blob in zip(codes[open_rows], column[open_rows], strict=True):
+        if blob is None:
+            continue
+        sketch = ds.kll_floats_sketch.deserialize(bytes(blob))
+        if merged[code] is None:
+            merged[code] = sketch
+        else:
+            merged[code].merge(sketch)
+    return [None if s is None else bytes(s.serialize()) for s in merged]
+
+
+def _people(cell: Mapping[str, Any], sink: RollupSink) -> int | None:
+    """Whom a cell counts: its people when tracked (never more than its rows), else None."""
     if sink.subject is None:
-        return int(cell["n"])
-    people = round(float(cell["subjects"].get_result().get_estimate()))
-    return min(int(cell["n"]), people)
+        return None
+    return min(int(cell["n"]), _distinct(cell, SUBJECTS, PEOPLE))
 
 
-def _published(key: tuple[Any, ...], cell: dict[str, Any], sink: RollupSink) -> PublishedCell:
-    period, *dims = key
+def _distinct(cell: Mapping[str, Any], sketch: str, sealed: str) -> int:
+    """A distinct count: the partial rows' sketch, or the sealed figure, or the larger."""
+    counted = round(float(sketches.estimate([cell[sketch]])[0])) if cell["n_open"] else 0
+    final = cell[sealed]
+    return counted if final is None or pd.isna(final) else max(counted, int(final))
+
+
+def _median(cell: Mapping[str, Any], c: str) -> float | None:
+    """The partial rows' median, or the sealed one, whichever part holds more rows."""
+    blob = cell[f"kll_{c}"]
+    live = None
+    if blob is not None and cell["n_open"]:
+        sketch = ds.kll_floats_sketch.deserialize(bytes(blob))
+        live = None if sketch.is_empty() else float(sketch.get_quantile(0.5))
+    final = cell[f"median_{c}"]
+    final = None if final is None or pd.isna(final) else float(final)
+    if live is None or final is None:
+        return live if final is None else final
+    return live if cell["n_open"] >= cell["n_sealed"] else final
+
+
+def _published(cell: Mapping[str, Any], sink: RollupSink) -> PublishedCell:
+    period = cell["period_start"]
+    dims = [cell[f"dim_{d}"] for d in sink.dimensions]
+    n = int(cell["n"])
     measures: dict[str, float | None] = {}
     for c in sink.sums:
-        measures[f"sum_{c}"] = cell["sums"][c]
-        measures[f"mean_{c}"] = cell["sums"][c] / cell["n"]
+        measures[f"sum_{c}"] = float(cell[f"sum_{c}"])
+        measures[f"mean_{c}"] = float(cell[f"sum_{c}"]) / n
     for c in sink.distinct:
-        measures[f"count_distinct_{c}"] = round(cell["hll"][c].get_result().get_estimate())
+        measures[f"count_distinct_{c}"] = _distinct(cell, f"hll_{c}", f"count_distinct_{c}")
     for c in sink.quantiles:
-        sketch = cell["kll"][c]
-        measures[f"median_{c}"] = None if sketch.is_empty() else float(sketch.get_quantile(0.5))
+        measures[f"median_{c}"] = _median(cell, c)
     return PublishedCell(
-        period_start=period if isinstance(period, date) else date.fromisoformat(str(period)),
-        dimensions=dict(zip(sink.dimensions, dims, strict=True)),
-        count=cell["n"],
+        period_start=_as_date(period),
+        dimensions=dict(zip(sink.dimensions, (plain(d) for d in dims), strict=True)),
+        count=n,
         measures=measures,
-        subjects=None if sink.subject is None else _people(cell, sink),
+        subjects=_people(cell, sink),
     )
 
 
-def _hll(values: pd.Series) -> bytes:
-    sketch = ds.hll_sketch(HLL_LG_K)
-    for value in values.dropna().astype(str).unique():
-        sketch.update(value)
-    return bytes(sketch.serialize_compact())
+def _as_date(period: Any) -> date:
+    if isinstance(period, datetime):
+        return period.date()
+    return period if isinstance(period, date) else date.fromisoformat(str(period)[:10])
 
 
-def _kll(values: pd.Series) -> bytes:
+def _kll(numbers: np.ndarray) -> bytes:
     sketch = ds.kll_floats_sketch(KLL_K)
-    numbers = pd.to_numeric(values, errors="coerce").dropna().to_numpy(dtype=np.float32)
+    numbers = numbers[~np.isnan(numbers)]
     if numbers.size:
         sketch.update(numbers)
     return bytes(sketch.serialize())

@@ -15,3 +15,19 @@ def plain(value: Any) -> Any:
     if isinstance(value, pd.Timestamp):
         return value.to_pydatetime()
     return value.item() if isinstance(value, np.generic) else value
+
+
+def canonical_text(values: pd.Series) -> pd.Series:
+    """``str(value)`` per cell, except that whole floats print as integers.
+
+    An integer column with nulls arrives as floats; without this, ``42`` would get another
+    pseudonym in a chunk that happens to hold a null.
+    """
+    text = values.astype(str)
+    if not pd.api.types.is_float_dtype(values.dtype):
+        return text
+    numbers = values.to_numpy(dtype=float)
+    whole = (np.mod(numbers, 1) == 0) & (np.abs(numbers) < 2**53)  # decided per value
+    result = text.to_numpy(dtype=object, copy=True)
+    result[whole] = [str(int(number)) for number in numbers[whole]]
+    return pd.Series(result, index=values.index, dtype=object)

@@ -18,7 +18,7 @@ from connectors.errors import StoreError
 from connectors.protocol import Connector, WriteTarget
 from connectors.urls import mask_url
 from flows.audit import current_key
-from flows.binding_operators import binding_operators
+from flows.binding_operators import binding_operators, keyed_rollup_sinks
 from flows.state.location import StateLocation, state_problem
 from flows.state.tables import StateError
 from flows.stores import sqlite_store_dir
@@ -95,6 +95,10 @@ def key_problems(policy: Policy) -> list[PolicyIssue]:
                 except MissingSecret as exc:
                     at = ("datasets", i, "action", "columns", column)
                     issues.append(PolicyIssue(at, str(exc)))
+        try:
+            keyed_rollup_sinks(policy, dataset)  # people are counted with a keyed hash
+        except MissingSecret as exc:
+            issues.append(PolicyIssue(("datasets", i, "action", "rollups"), str(exc)))
     return issues
 
 

@@ -28,7 +28,7 @@ from connectors.protocol import Connector, PublishedCell, RollupSink
 from connectors.rollups import period_end
 from connectors.times import wall_instant
 from flows.state.tables import releases
-from flows.table_risk import unmet
+from flows.table_risk import judged, unmet
 from retention_rules.model import Dataset
 
 PERIOD = "_period"
@@ -42,6 +42,7 @@ class RollupRelease:
 
     rollup: str
     measures: RiskMeasures
+    """With their assessment (``rollup_risk``): each criterion and the verdict."""
     released: list[date] = field(default_factory=list)
     deferred: list[date] = field(default_factory=list)
     unmet: tuple[str, ...] = ()
@@ -77,6 +78,11 @@ def release_rollups(
         measures, missing = rollup_risk({**previous, **due}, sink, dataset)
         if not missing:
             store_release(state, dataset.name, sink.name, run_id, due)
+        # Released periods are sealed (their sketches destroyed); the others' rows are
+        # merged into one per cell. After the release is stored: a crash in between
+        # leaves sketches that the next run seals.
+        sealed = sorted(previous.keys() | (set() if missing else due.keys()))
+        connector.compact_rollup(dataset.name, sink, sealed, run_id)
         done.append(
             RollupRelease(
                 sink.name,
@@ -227,28 +233,40 @@ def store_release(
 
 
 def release_risk(
-    periods: Mapping[date, list[PublishedCell]], sink: RollupSink, sensitive: Sequence[str]
+    periods: Mapping[date, list[PublishedCell]],
+    sink: RollupSink,
+    sensitive: Sequence[str],
+    population: int | None = None,
 ) -> RiskMeasures:
-    """k (the fewest people in a shown cell), the unique share, and l over the sensitive
-    dimensions (the fewest shown sensitive values among cells agreeing on the rest)."""
+    """The shown cells' measures, a cell's people being its records: k (the fewest people
+    in a shown cell), the unique share and prosecutor risk; journalist and marketer risk
+    against ``population``, each period a draw of its own (a period's cells count people
+    of the same population again; the people of a period's cells are added up, which
+    counts a person in several cells several times: a larger sampling fraction, a higher
+    risk); and l and t over the sensitive dimensions (among cells agreeing on the rest)."""
     rows = [
         {PERIOD: start, **cell.dimensions, COUNT: _people(cell)}
         for start, cells in periods.items()
         for cell in shown(cells)
     ]
     frame = pd.DataFrame(rows, columns=[PERIOD, *sink.dimensions, COUNT])
-    finest = measure(frame, [PERIOD, *sink.dimensions])
+    finest = measure(frame, [PERIOD, *sink.dimensions], population=population, drawn_by=[PERIOD])
+    if not sensitive:
+        return finest
     others = [PERIOD, *(d for d in sink.dimensions if d not in sensitive)]
-    diversity = measure(frame, others, list(sensitive)).l if sensitive else None
-    return replace(finest, l=diversity)
+    inferred = measure(frame, others, list(sensitive))
+    return replace(finest, l=inferred.l, t=inferred.t)
 
 
 def rollup_risk(
     periods: Mapping[date, list[PublishedCell]], sink: RollupSink, dataset: Dataset
 ) -> tuple[RiskMeasures, tuple[str, ...]]:
-    """The risk of releasing ``periods`` and the binding's requirements it misses."""
-    measures = release_risk(periods, sink, dataset.risk.sensitive)
-    return measures, unmet(dataset.risk.require, measures)
+    """The risk of releasing ``periods``, assessed on the three criteria against the
+    binding's thresholds, and the binding's explicit requirements it misses."""
+    risk = dataset.risk
+    measures = release_risk(periods, sink, risk.sensitive_columns, risk.population)
+    draws = "each period a draw of its own"
+    return judged(measures, dataset, draws=draws), unmet(risk.require, measures)
 
 
 def _stored(cell: PublishedCell) -> dict[str, Any]:

@@ -1,19 +1,24 @@
-"""The re-identification risk of an anonymize binding's output.
+"""The re-identification risk of an anonymize binding's output, and its verdict.
 
 The quasi identifiers (and sensitive columns) of the rows already anonymized are
-grouped inside the store. When the binding has requirements (``k >= 10``), the rows a
-run is about to anonymize are also read, put through the binding's own operators in
-memory, and grouped: together they are what the table will hold after the run, so a
-binding whose output would miss them is stopped before it writes anything.
+grouped inside the store, measured on the regulation's three criteria and held to the
+binding's thresholds (``RiskSettings.verdict_thresholds``): the output is *anonymized*
+only when every criterion is met and no direct identifier survives. When the binding has
+explicit requirements (``risk.require``, e.g. ``k >= 10``), the rows a run is about to
+anonymize are also read, put through the binding's own operators in memory, and
+grouped: together they are what the table will hold after the run, so a binding whose
+output would miss them is stopped before it writes anything. The defaults only judge the
+verdict: they never stop a run.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
 
+from anonymizers.risk_criteria import METRICS, Assessment, Criterion, assess, missed
 from anonymizers.risk_measures import COUNT, RiskMeasures, combine, grouped_counts, measure
 from connectors.protocol import Connector, ExpirySelection
 from flows.binding_operators import binding_operators
@@ -24,8 +29,9 @@ DIRECT_STATUS = ("removed", "pseudonymized", "kept")
 
 @dataclass(frozen=True)
 class TableRisk:
-    """A binding's risk analysis: the measures, what they were taken over, the fate of
-    each direct identifier, and the requirements it misses."""
+    """A binding's risk analysis: the measures with their assessment, what they were
+    taken over, the fate of each direct identifier, and the explicit requirements
+    (``risk.require``) it misses, which stop a run."""
 
     measures: RiskMeasures
     quasi_identifiers: tuple[str, ...]
@@ -34,8 +40,13 @@ class TableRisk:
     unmet: tuple[str, ...] = ()
 
     @property
+    def verdict(self) -> str:
+        assert self.measures.assessment is not None, "table_risk assesses its measures"
+        return self.measures.assessment.verdict
+
+    @property
     def anonymized(self) -> bool:
-        return is_anonymized(self.direct, self.unmet)
+        return self.verdict == "anonymized"
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -48,10 +59,52 @@ class TableRisk:
         }
 
 
-def is_anonymized(direct: dict[str, str], missed: tuple[str, ...]) -> bool:
-    """No direct identifier survives (pseudonymized counts as surviving) and every
-    requirement holds."""
-    return all(status == "removed" for status in direct.values()) and not missed
+def judged(
+    measures: RiskMeasures,
+    dataset: Dataset,
+    direct: dict[str, str] | None = None,
+    draws: str = "",
+) -> RiskMeasures:
+    """``measures`` with their assessment against the binding's thresholds: each
+    criterion met, failed or not assessed, and the verdict. ``draws``: what splits the
+    records into separate draws from the population (a rollup's periods)."""
+    return replace(measures, assessment=assessment(measures, dataset, direct, draws))
+
+
+def assessment(
+    measures: RiskMeasures,
+    dataset: Dataset,
+    direct: dict[str, str] | None = None,
+    draws: str = "",
+) -> Assessment:
+    notes: dict[Criterion, str] = {}
+    not_assessed: dict[Criterion, str] = {}
+    if dataset.risk.sensitive is None:
+        not_assessed["inference"] = (
+            "no sensitive column declared (risk.sensitive, or sensitive: [] for none)"
+        )
+    elif not dataset.risk.sensitive:
+        notes["inference"] = "no sensitive column kept (sensitive: [])"
+    else:
+        notes["inference"] = "sensitive: " + ", ".join(dataset.risk.sensitive)
+    if measures.population is None:
+        notes["correlation"] = "no population stated: the records taken as the whole population"
+    elif draws:
+        notes["correlation"] = f"against a population of {measures.population:,}, {draws}"
+    elif measures.records > measures.population:
+        notes["correlation"] = (
+            f"population {measures.population:,} is under the {measures.records:,} records "
+            "counted: the records taken as the whole population"
+        )
+    else:
+        notes["correlation"] = f"against a population of {measures.population:,}"
+    return assess(
+        {name: measures.value(name) for name in METRICS},
+        dataset.risk.verdict_thresholds,
+        notes=notes,
+        not_assessed=not_assessed,
+        direct=direct,
+    )
 
 
 def quasi_identifiers(policy: Policy, dataset: Dataset) -> list[str]:
@@ -88,11 +141,7 @@ def direct_identifiers(policy: Policy, dataset: Dataset) -> dict[str, str]:
 
 def unmet(requirements: list[RiskRequirement], measures: RiskMeasures) -> tuple[str, ...]:
     """The requirements ``measures`` miss, each with what was measured."""
-    return tuple(
-        f"{requirement} (measured {requirement.metric} = {measures.value(requirement.metric)})"
-        for requirement in requirements
-        if not requirement.met_by(measures.value(requirement.metric))
-    )
+    return missed(requirements, measures.value)
 
 
 def table_risk(
@@ -105,7 +154,7 @@ def table_risk(
     """The risk of the rows marked anonymized under the binding, plus (with ``pending``)
     the rows the run is about to anonymize, transformed as the run will."""
     qis = quasi_identifiers(policy, dataset)
-    sensitive = list(dataset.risk.sensitive)
+    sensitive = dataset.risk.sensitive_columns
     columns = list(dict.fromkeys([*qis, *sensitive]))
     groups = connector.count_groups(dataset.table, columns, dataset.name, dataset.db_schema)
     parts = [
@@ -123,12 +172,13 @@ def table_risk(
                     frame[column] = operators[column].operate(frame[column])
             parts.append(grouped_counts(frame, columns))
     counts = combine([_comparable(part, columns) for part in parts], columns)
-    measures = measure(counts, qis, sensitive)
+    measures = measure(counts, qis, sensitive, dataset.risk.population)
+    direct = direct_identifiers(policy, dataset)
     return TableRisk(
-        measures=measures,
+        measures=judged(measures, dataset, direct),
         quasi_identifiers=tuple(qis),
         sensitive=tuple(sensitive),
-        direct=direct_identifiers(policy, dataset),
+        direct=direct,
         unmet=unmet(dataset.risk.require, measures),
     )
 

@@ -7,6 +7,7 @@ reference can be reported at once even when other parts of the file fail to pars
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from anonymizers.registry import OPERATORS
+from anonymizers.risk_criteria import DEFAULT_THRESHOLDS, FLOORS, LOWER_BOUNDED, METRICS
 from connectors.protocol import COMPARISONS, ClockFormat, ConditionOp, Period
 from connectors.urls import mask_url
 from retention_rules.durations import Duration, PositiveDuration
@@ -335,21 +337,31 @@ class AggregateThenDeleteAction(_Strict):
     )
 
 
-_REQUIREMENT = re.compile(r"^\s*(k|l|unique_share)\s*(>=|<=|>|<)\s*([0-9]*\.?[0-9]+)\s*$")
-_LOWER_BOUNDS = {"k": (">=", ">"), "l": (">=", ">"), "unique_share": ("<=", "<")}
+_NUMBER = r"[0-9]*\.?[0-9]+"
+_REQUIREMENT = re.compile(
+    rf"^\s*({'|'.join(METRICS)})\s*(>=|<=|>|<)\s*({_NUMBER})\s*(?:/\s*({_NUMBER})\s*)?$"
+)
 
 
 class RiskRequirement(_Strict):
-    """A threshold the anonymized output must meet, written ``k >= 10``.
+    """A threshold on one risk measure, written ``k >= 11`` or ``journalist_max <= 1/11``.
 
-    ``k``: the fewest records (people, for aggregates) sharing one combination of quasi
-    identifiers; ``l``: the fewest distinct sensitive values within one; ``unique_share``:
-    the share of records alone in theirs.
+    Individualization: ``k`` (the fewest records, people for aggregates, sharing one
+    combination of quasi identifiers), ``unique_share`` (records alone in theirs),
+    ``prosecutor_max`` and ``prosecutor_avg`` (the chance of re-identifying a record known
+    to be in the table: 1/k, and on average). Correlation: ``journalist_max`` and
+    ``marketer`` (the chance of re-identifying a person of the population, and the share
+    of records a linkage of the whole table re-identifies), ``population_unique_share``
+    (records estimated unique in the population). Inference: ``l`` (the fewest distinct
+    sensitive values in a class) and ``t`` (t-closeness: how far a class's distribution of
+    a sensitive value strays from the table's, 0 to 1).
     """
 
-    metric: Literal["k", "l", "unique_share"]
+    metric: str
     op: Literal[">=", ">", "<=", "<"]
     value: float
+    written: str = Field(default="", repr=False)
+    """The threshold as the policy wrote it (``1/11`` stays ``1/11`` in reports)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -359,17 +371,34 @@ class RiskRequirement(_Strict):
         match = _REQUIREMENT.match(value)
         if match is None:
             raise ValueError(
-                f"{value!r} is not a requirement such as 'k >= 10', 'l >= 2' or "
-                "'unique_share <= 0.01'"
+                f"{value!r} is not a requirement such as 'k >= 11', 'l >= 2', "
+                "'unique_share <= 0.01' or 'journalist_max <= 1/11' (measures: "
+                f"{', '.join(METRICS)})"
             )
-        metric, op, number = match.groups()
-        return {"metric": metric, "op": op, "value": float(number)}
+        metric, op, number, divisor = match.groups()
+        if divisor is not None and float(divisor) == 0:
+            raise ValueError(f"{value!r} divides by zero")
+        amount = float(number) / float(divisor) if divisor is not None else float(number)
+        written = f"{number}/{divisor}" if divisor is not None else number
+        return {"metric": metric, "op": op, "value": amount, "written": written}
 
     @model_validator(mode="after")
     def _direction(self) -> RiskRequirement:
-        if self.op not in _LOWER_BOUNDS[self.metric]:
-            wanted = " or ".join(_LOWER_BOUNDS[self.metric])
+        if self.metric not in METRICS:
+            raise ValueError(f"unknown measure {self.metric!r} (measures: {', '.join(METRICS)})")
+        lower = self.metric in LOWER_BOUNDED
+        if self.op not in ((">=", ">") if lower else ("<=", "<")):
+            wanted = ">= or >" if lower else "<= or <"
             raise ValueError(f"{self.metric} is bounded with {wanted}, not {self.op}")
+        floor = FLOORS.get(self.metric)
+        if floor is not None:
+            loosest = math.floor(self.value) + 1 if self.op == ">" else self.value
+            if (loosest < floor) if lower else (self.value > floor):
+                bound = f">= {floor:g}" if lower else f"<= {floor:g}"
+                raise ValueError(
+                    f"{self} is looser than {self.metric} {bound}, the floor under which "
+                    "no output is called anonymized"
+                )
         return self
 
     def met_by(self, measured: float | None) -> bool:
@@ -384,7 +413,9 @@ class RiskRequirement(_Strict):
         }[self.op]
 
     def __str__(self) -> str:
-        shown = int(self.value) if self.value.is_integer() else self.value
+        shown = self.written or (
+            str(int(self.value)) if self.value.is_integer() else f"{self.value:g}"
+        )
         return f"{self.metric} {self.op} {shown}"
 
 
@@ -392,12 +423,39 @@ class RiskSettings(_Strict):
     """What the re-identification risk analysis looks at, and what it must find.
 
     Quasi identifiers default to the columns bound to ``identifier: quasi`` categories
-    (for an aggregate: its dimensions); sensitive columns must be named.
+    (for an aggregate: its dimensions). Sensitive columns must be named: until they are
+    (``sensitive: []`` says none is kept), inference cannot be assessed and the output is
+    at best de-identified. ``require`` stops a run whose output would miss it;
+    ``thresholds`` only judge the verdict. Either replaces, measure by measure, Tenure's
+    defaults (``anonymizers.risk_criteria.DEFAULT_THRESHOLDS``).
     """
 
     quasi_identifiers: list[Identifier] | None = None
-    sensitive: list[Identifier] = Field(default_factory=list)
+    sensitive: list[Identifier] | None = None
+    population: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "How many people the records are drawn from (those an attacker's list of "
+            "names could cover); correlation is measured against it. Unset: the table is "
+            "taken as the whole population, the worst case"
+        ),
+    )
     require: list[RiskRequirement] = Field(default_factory=list)
+    thresholds: list[RiskRequirement] = Field(default_factory=list)
+
+    @property
+    def sensitive_columns(self) -> list[str]:
+        return list(self.sensitive or [])
+
+    @property
+    def verdict_thresholds(self) -> list[RiskRequirement]:
+        """What the output is judged by: for each measure, the thresholds the binding
+        states (``require`` and ``thresholds``), else Tenure's default."""
+        stated = [*self.require, *self.thresholds]
+        named = {t.metric for t in stated}
+        defaults = (RiskRequirement.model_validate(text) for text in DEFAULT_THRESHOLDS)
+        return [*stated, *(t for t in defaults if t.metric not in named)]
 
 
 Action = Annotated[

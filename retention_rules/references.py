@@ -22,6 +22,7 @@ from retention_rules.model import (
     Hold,
     Policy,
     Purpose,
+    RiskSettings,
 )
 from retention_rules.planner import declared_references, table_key
 
@@ -278,7 +279,7 @@ def _risk_references(ds: Dataset, at: tuple[str | int, ...]) -> Iterator[PolicyI
     ``k`` cannot be promised above the suppression threshold that enforces it."""
     risk, action = ds.risk, ds.action
     if action.type == "delete":
-        if risk.require or risk.sensitive or risk.quasi_identifiers is not None:
+        if risk != RiskSettings():
             yield PolicyIssue((*at, "risk"), "a delete action keeps nothing to analyse")
         return
     if isinstance(action, AggregateThenDeleteAction):
@@ -288,7 +289,7 @@ def _risk_references(ds: Dataset, at: tuple[str | int, ...]) -> Iterator[PolicyI
                 "an aggregate's quasi identifiers are its dimensions; do not list them",
             )
         dimensions = {d for rollup in action.rollups for d in rollup.dimensions}
-        for s, column in enumerate(risk.sensitive):
+        for s, column in enumerate(risk.sensitive_columns):
             if column not in dimensions:
                 yield PolicyIssue(
                     (*at, "risk", "sensitive", s),
@@ -302,7 +303,10 @@ def _risk_references(ds: Dataset, at: tuple[str | int, ...]) -> Iterator[PolicyI
                     f"published (raise min_cell_size to {int(requirement.value)})",
                 )
         return
-    named = [("quasi_identifiers", risk.quasi_identifiers or []), ("sensitive", risk.sensitive)]
+    named = [
+        ("quasi_identifiers", risk.quasi_identifiers or []),
+        ("sensitive", risk.sensitive_columns),
+    ]
     for field_name, columns in named:
         for c, column in enumerate(columns):
             if column not in ds.columns:

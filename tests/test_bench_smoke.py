@@ -30,7 +30,7 @@ SHARED = {"__init__", "harness", "data", "peers"}
 TOP_KEYS = {"benchmark", "finished_at", "seconds", "parameters", "figures", "machine"}
 #: Per benchmark: the figures its results file must hold, and whether it starts PostgreSQL.
 BENCHMARKS: dict[str, tuple[set[str], bool]] = {
-    "nightly_vs_sql": ({"postgresql", "cutoff", "timings", "memory", "cli"}, True),
+    "nightly_vs_sql": ({"postgresql", "cutoff", "durability", "timings", "memory", "cli"}, True),
     "scan_speed": ({"scan", "text"}, True),
     "scan_quality": ({"entities", "direct_identifiers", "all_entities", "target_met"}, False),
     "long_texts": ({"piece_chars", "lengths"}, False),
@@ -166,3 +166,66 @@ def test_markdown_rows_keep_their_cells(rows: list[list[str]]) -> None:
     for line in lines:
         unescaped = line.replace("\\\\", "").replace("\\|", "")
         assert unescaped.count("|") == 4
+
+
+@pytest.mark.servers
+def test_postgres_server_durability_is_an_option() -> None:
+    """A throwaway server skips fsync by default; ``durable=True`` runs as production does."""
+    from sqlalchemy import create_engine, text
+
+    from tests.support.pg_server import DURABILITY_SETTINGS, PostgresServer, wait_until_ready
+
+    names = DURABILITY_SETTINGS
+    for kwargs, expected in (({}, "off"), ({"durable": True}, "on")):
+        server = PostgresServer.start(**kwargs)
+        try:
+            wait_until_ready(server.admin_url)
+            engine = create_engine(server.admin_url)
+            with engine.connect() as connection:
+                shown = {s: connection.execute(text(f"SHOW {s}")).scalar_one() for s in names}
+            engine.dispose()
+        finally:
+            server.stop()
+        assert shown == dict.fromkeys(names, expected)
+
+
+def test_nightly_durability_option_is_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import nightly_vs_sql
+
+    with pytest.raises(SystemExit):
+        nightly_vs_sql.main(["--durability", "off,sometimes"])
+    assert "unknown durability 'sometimes'" in capsys.readouterr().err
+
+
+def test_rollup_cells_compare_counts_sums_and_people() -> None:
+    from datetime import date
+
+    from bench.nightly_vs_sql import Cell, CellKey, compare_cells
+
+    key: CellKey = (date(2025, 1, 1), "home", "CA")
+    small: CellKey = (date(2025, 1, 1), "home", None)
+    raw = {key: Cell(900, 100.0, 800), small: Cell(40, 7.0, 30)}
+    assert compare_cells({key: Cell(900, 100.0, 812), small: Cell(40, 7.0, 30)}, raw) == []
+    tenure: dict[CellKey, Cell] = {
+        key: Cell(901, 100.0, 800),
+        small: Cell(40, 7.0, 31),
+        (date(2025, 2, 1), "x", "y"): Cell(1, 1.0, 1),
+    }
+    problems = compare_cells(tenure, raw)
+    assert len(problems) == 3, problems
+    assert any("only in Tenure" in p for p in problems)
+    assert any("rows 901" in p for p in problems)
+    assert any("people 31" in p and "count(DISTINCT) 30" in p for p in problems)
+    # a rollup that does not count people is not the baseline's equal
+    assert compare_cells({key: Cell(900, 100.0, None), small: Cell(40, 7.0, 30)}, raw)
+
+
+@given(st.integers(min_value=1, max_value=10_000_000), st.integers(-10_000, 10_000))
+def test_people_tolerance_exact_under_500_else_two_percent(people: int, off: int) -> None:
+    """A cell of fewer than 500 people must count them exactly; a larger one within 2 %
+    of count(DISTINCT) (never less than one person)."""
+    from bench.nightly_vs_sql import people_within
+
+    estimate = max(people + off, 0)
+    allowed = 0.0 if people < 500 else max(1.0, 0.02 * people)
+    assert people_within(estimate, people) == (abs(estimate - people) <= allowed)

@@ -231,8 +231,10 @@ def test_anonymizing_runs_constants_in_sql_and_the_rest_in_pandas(mariadb_url: s
         after = connection.execute(sa.select(people).order_by(people.c.id))
         rows = after.mappings().all()
     engine.dispose()
-    # Nine expired rows, three chunks; the second pass finds them all marked.
-    assert sorted(set(calls)) == ["born", "phone"] and len(calls) == 2 * 3
+    # Nine expired rows in chunks of about three (slices of the integer key); the
+    # second pass finds them all marked.
+    assert sorted(set(calls)) == ["born", "phone"] and calls.count("born") == calls.count("phone")
+    assert 3 <= calls.count("born") <= 5
     expired = [row for row in before if row["id"] % 4]
     for name, operator in operators.items():
         original = pd.Series([row[name] for row in expired], dtype=object)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from markdown_it import MarkdownIt
 from rich.console import Console
 from typer.testing import CliRunner
 
+from anonymizers.risk_criteria import METRICS, assess
+from anonymizers.risk_measures import RiskMeasures
 from connectors.protocol import PublishedCell
 from flows.cli import app
 from flows.reports.aggregates import release_table
@@ -31,6 +34,7 @@ from flows.reports.table import (
     to_rich,
 )
 from flows.run.types import DatasetOutcome, RunReport
+from retention_rules.model import RiskRequirement
 
 runner = CliRunner()
 #: Cells a value can bring into a report: a column separator, line breaks, Rich markup,
@@ -275,11 +279,28 @@ def test_the_run_report_renders_one_table_everywhere() -> None:
 
 
 def test_risk_and_aggregates_build_tables_of_their_own_width() -> None:
-    measures = {"records": 1200, "k": 3, "l": None, "unique_share": 0.25}
-    line = RiskLine("customers", "table", measures, ("k >= 10",), {"note": "kept | raw"})
+    measures = RiskMeasures(1200, 400, 3, None, 0.25, 1 / 3, 1 / 3, 1 / 3, 1 / 3, 0.25)
+    judgement = assess(
+        {name: measures.value(name) for name in METRICS},
+        [RiskRequirement.model_validate("k >= 10")],
+        not_assessed={"inference": "no sensitive column declared"},
+        direct={"note": "kept | raw"},
+    )
+    judged = replace(measures, assessment=judgement).as_dict()
+    line = RiskLine("customers", "table", judged, ("k >= 10",), {"note": "kept | raw"})
     risk = risk_table([line])
     assert risk.texts() == [
-        ("customers", "table", "1,200", "3", "-", "25.0%", "note: kept | raw", "k >= 10")
+        (
+            "customers",
+            "table",
+            "1,200",
+            "failed: k 3, unique 25.0%, risk max 0.333, avg 0.333",
+            "met: journalist 0.3333, marketer 0.3333, population uniques 25.0%",
+            "not assessed (no sensitive column declared)",
+            "note: kept | raw",
+            "de-identified: individualization: k >= 10 (measured k = 3); inference not assessed"
+            " (required: k >= 10)",
+        )
     ]
     cell = PublishedCell(date(2025, 1, 1), {"page": "/a|b\n"}, 12, {"mean": 1.5})
     release = release_table("web_clicks", "daily", [cell])

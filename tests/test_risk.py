@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from anonymizers.risk_measures import combine, grouped_counts, measure
 from connectors.protocol import PublishedCell, RollupSink
 from connectors.rollups import merge_cells, partial_cells, period_starts
+from connectors.sketches import PeopleKey
 from flows import register
 from flows.cli import app
 from flows.demo.schema import customers
@@ -73,7 +74,10 @@ def test_no_quasi_identifier_makes_one_class() -> None:
 
 
 def test_a_cell_of_many_rows_from_few_people_is_withheld() -> None:
-    sink = RollupSink("views", "month", ("feature",), min_cell_size=10, subject="visitor")
+    key = PeopleKey.from_secret(b"a test key for people sketches")
+    sink = RollupSink(
+        "views", "month", ("feature",), min_cell_size=10, subject="visitor", people_key=key
+    )
     frame = pd.DataFrame(
         {
             "at": pd.to_datetime(["2024-01-05T12:00:00Z"] * 40),

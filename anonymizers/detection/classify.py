@@ -62,6 +62,8 @@ TEXT_FAMILIES: Final = frozenset({"text", "other"})
 VALUE_FAMILIES: Final = NUMBER_FAMILIES | TEXT_FAMILIES
 #: The one value shape read from numbers: a SIN (nine digits passing Luhn).
 NUMBER_SHAPES: Final = (CA_SIN,)
+#: A SIN's digits: a whole number of any other length is no SIN, and needs no analyzer.
+SIN_DIGITS: Final = 9
 
 #: A sampled value; SQL ``NUMERIC`` columns arrive as ``Decimal``.
 Value = str | int | float | Decimal | date | datetime | None
@@ -105,7 +107,11 @@ def classify_column(
     free_text = False
     texts: list[str] = []
     if family in NUMBER_FAMILIES:
-        numbers = [text for text in map(_integral_text, present) if text is not None]
+        numbers = [
+            text
+            for text in map(_integral_text, present)
+            if text is not None and len(text) == SIN_DIGITS
+        ]
         hits = count_hits(
             numbers, NUMBER_SHAPES, free_text=False, batch_size=batch_size, whole_value=True
         )

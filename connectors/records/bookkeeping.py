@@ -16,7 +16,7 @@ import io
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,9 @@ from sqlalchemy.types import TypeEngine
 from connectors.protocol import ColumnInfo, JournalEntry, Key, PublishedCell, RollupSink
 from connectors.rollups import merge_cells
 from connectors.sql.bookkeeping import (
+    add_missing_columns,
     bookkeeping_metadata,
+    compact_rollup,
     journal_row,
     rollup_table,
     rollup_table_name,
@@ -144,6 +146,8 @@ class RecordBookkeeping:
             types = {d: sql_type(fields[d]) for d in sink.dimensions}
             table = rollup_table(MetaData(), label, sink, types)
             table.create(self.engine(), checkfirst=True)
+            with self.engine().begin() as connection:
+                add_missing_columns(connection, table)
             self._rollups[name] = table
         return self._rollups[name]
 
@@ -286,6 +290,23 @@ class RecordBookkeeping:
         with engine.connect() as connection:
             rows = [dict(row) for row in connection.execute(select(table)).mappings()]
         return merge_cells(rows, sink)
+
+    def compact_rollup(
+        self, label: str, sink: RollupSink, sealed: Sequence[date], run_id: str
+    ) -> int:
+        """`Connector.compact_rollup` on this bookkeeping database."""
+        if not self.exists:
+            return 0
+        name = rollup_table_name(label, sink.name)
+        engine = self.engine()
+        if not inspect(engine).has_table(name):
+            return 0
+        stored = Table(name, MetaData(), autoload_with=engine)
+        types = {d: stored.c[f"dim_{d}"].type for d in sink.dimensions}
+        wanted = rollup_table(MetaData(), label, sink, types)
+        with engine.begin() as connection:
+            add_missing_columns(connection, wanted)
+            return compact_rollup(connection, wanted, sink, sealed, run_id)
 
     def close(self) -> None:
         if self._engine is not None:

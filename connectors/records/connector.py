@@ -24,6 +24,7 @@ import random
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -283,6 +284,13 @@ class RecordConnector:
 
     def rollup_cells(self, label: str, rollup: RollupSink) -> list[PublishedCell]:
         return [] if self._books is None else self._books.rollup_cells(label, rollup)
+
+    def compact_rollup(
+        self, label: str, rollup: RollupSink, sealed: Sequence[date], run_id: str
+    ) -> int:
+        if self._books is None:
+            return 0
+        return self._books.compact_rollup(label, rollup, sealed, run_id)
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[bool]:

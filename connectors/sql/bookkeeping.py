@@ -8,12 +8,16 @@ contribution to an aggregate commit together or not at all.
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
+    Connection,
     Date,
     DateTime,
     Double,
@@ -23,12 +27,19 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    delete,
+    false,
+    insert,
+    inspect,
+    or_,
+    select,
+    text,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 
 from connectors.protocol import RollupSink
-from connectors.rollups import SUBJECTS
+from connectors.rollups import PEOPLE, SEALED, SUBJECTS, compacted_rows
 
 JOURNAL = "tenure_journal"
 MARKS = "tenure_marks"
@@ -107,7 +118,57 @@ def rollup_table(
         *(Column(f"sum_{c}", Double, nullable=True) for c in sink.sums),
         *(Column(f"hll_{c}", LargeBinary, nullable=True) for c in sink.distinct),
         *(Column(f"kll_{c}", LargeBinary, nullable=True) for c in sink.quantiles),
+        # A sealed row: a released cell's final figures, its sketches gone.
+        Column(SEALED, Boolean, nullable=True),
+        *(Column(f"count_distinct_{c}", BigInteger, nullable=True) for c in sink.distinct),
+        *(Column(f"median_{c}", Double, nullable=True) for c in sink.quantiles),
     ]
     if sink.subject is not None:
         columns.append(Column(SUBJECTS, LargeBinary, nullable=True))
+        columns.append(Column(PEOPLE, BigInteger, nullable=True))
     return Table(rollup_table_name(label, sink.name), metadata, *columns)
+
+
+def add_missing_columns(connection: Connection, wanted: Table) -> None:
+    """Add to the table in the store the nullable columns of ``wanted`` it lacks (a rollup
+    table written by an earlier version of Tenure)."""
+    present = {c["name"] for c in inspect(connection).get_columns(wanted.name, wanted.schema)}
+    preparer = connection.dialect.identifier_preparer
+    for column in wanted.columns:
+        if column.name not in present:
+            kind = column.type.compile(dialect=connection.dialect)
+            connection.execute(
+                text(
+                    f"ALTER TABLE {preparer.format_table(wanted)} "
+                    f"ADD COLUMN {preparer.quote(column.name)} {kind}"
+                )
+            )
+
+
+def compact_rollup(
+    connection: Connection,
+    table: Table,
+    sink: RollupSink,
+    sealed: Sequence[date],
+    run_id: str,
+) -> int:
+    """In the caller's transaction: replace the rows of every period that has partial
+    rows by `compacted_rows` (one partial row per cell; one sealed row per cell of the
+    ``sealed`` periods, their sketches destroyed). The number of cells written."""
+    is_open = or_(table.c[SEALED].is_(None), table.c[SEALED] == false())
+    periods = select(table.c.period_start).where(is_open).distinct()
+    rows = pd.DataFrame(
+        [
+            dict(row)
+            for row in connection.execute(
+                select(table).where(table.c.period_start.in_(periods))
+            ).mappings()
+        ]
+    )
+    if rows.empty:
+        return 0
+    written = compacted_rows(rows.drop(columns=["id"]), sink, sealed, run_id)
+    connection.execute(delete(table).where(table.c.id.in_([int(i) for i in rows["id"]])))
+    if written:
+        connection.execute(insert(table), written)
+    return len(written)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import reduce
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -20,7 +21,9 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Date,
+    DateTime,
     Engine,
+    Integer,
     String,
     Table,
     and_,
@@ -45,8 +48,15 @@ from sqlalchemy.sql.visitors import replacement_traverse
 
 from connectors.protocol import ChunkResult, ChunkWork, ColumnRewrite, ExpirySelection, Key
 from connectors.rollups import chunk_cells, rollup_columns
-from connectors.sql.bookkeeping import bookkeeping_metadata, journal_row, rollup_table
+from connectors.sql.bookkeeping import (
+    add_missing_columns,
+    bookkeeping_metadata,
+    journal_row,
+    rollup_table,
+)
 from connectors.sql.expressions import column_info
+from connectors.sql.functions import order_correlation
+from connectors.sql.sampling import estimate_rows
 from connectors.times import TimeContext
 from connectors.values import plain
 
@@ -67,6 +77,9 @@ class Bookkeeping:
             sink.name: rollup_table(metadata, work.label, sink, types) for sink in work.rollups
         }
         metadata.create_all(engine, checkfirst=True)
+        with engine.begin() as connection:
+            for table in rollups.values():
+                add_missing_columns(connection, table)
         return cls(journal, marks, rollups)
 
 
@@ -118,6 +131,23 @@ class _Chunk:
     rows: ColumnElement[bool]
 
 
+class Slice(NamedTuple):
+    """Where a slice walk stands: the next slice starts at `start` on `column` (the
+    primary key's or the clock's values) and is `width` wide; the walk ends after `end`,
+    the column's greatest value when it began. Handed back as `ChunkResult.last` and
+    received as `ChunkWork.after`: the flow treats it as an opaque position."""
+
+    column: str
+    start: Any
+    width: Any
+    end: Any
+
+
+#: How far one slice's width may move from the last: a slice holding no selected row
+#: doubles the width; otherwise it is scaled towards `ChunkWork.limit` rows within these.
+_NARROWEST, _WIDEST = 0.25, 2.0
+
+
 def execute_chunk(
     connection: Connection,
     table: Table,
@@ -126,13 +156,20 @@ def execute_chunk(
     actionable: ColumnElement[bool],
     times: TimeContext,
 ) -> ChunkResult:
-    """Run inside the caller's transaction: choose the next page of selected rows after
-    `work.after`, delete or rewrite it, journal it.
+    """Run inside the caller's transaction: take the next chunk of selected rows, delete
+    or rewrite it, journal it.
 
-    The page's last key is read first; the statements then bound the chunk by key
-    range and apply the selection again. (Choosing the page inside the DELETE, as
-    ``id IN (SELECT ... LIMIT n)``, measured 10 to 25 times slower on PostgreSQL.)
+    Where the table has a single integer primary key or a timestamp clock, a chunk is a
+    *slice* of that column's values (`slice_column`), bounded by one range condition that
+    the statement itself applies with the selection, so each chunk costs one statement;
+    the width adapts so that a slice holds about `work.limit` rows. Otherwise the page's
+    last key is read first, then the statements bound the chunk by key range and apply
+    the selection again.
     """
+    if isinstance(work.after, Slice):
+        return _execute_slice(connection, table, books, work, actionable, times, work.after)
+    if work.after is None and (column := slice_column(connection, table, work)) is not None:
+        return _execute_slice(connection, table, books, work, actionable, times, column)
     columns = [table.c[k] for k in work.selection.primary_key]
     window = actionable
     if work.after is not None:
@@ -141,10 +178,101 @@ def execute_chunk(
     if last is None:
         return ChunkResult(0, None)
     chunk = _Chunk(connection, table, books, work, times, and_(window, keys_up_to(columns, last)))
+    return ChunkResult(_journaled(chunk, always=True), last)
+
+
+def slice_column(connection: Connection, table: Table, work: ChunkWork) -> str | None:
+    """The column a slice walk follows: the single integer primary key, or the clock
+    (a timestamp column of the table itself) where the store says the clock follows the
+    rows' physical order more closely (`order_correlation`); None: neither can be sliced,
+    so the walk goes page by page in key order."""
+    selection = work.selection
+    key = selection.primary_key[0] if len(selection.primary_key) == 1 else None
+    candidates = []
+    if key is not None and isinstance(table.c[key].type, Integer):
+        candidates.append(key)
+    clock = selection.clock_column
+    if (
+        selection.event is None
+        and selection.clock_format == "timestamp"
+        and clock in table.c
+        and column_info(table, clock).family == "datetime"
+        and isinstance(table.c[clock].type, DateTime)
+    ):
+        candidates.append(clock)
+    if len(candidates) < 2 or not order_correlation.has_rendering(connection.dialect.name):
+        return candidates[0] if key in candidates or not candidates else None
+    found = {
+        name: connection.execute(select(order_correlation(table, name))).scalar()
+        for name in candidates
+    }
+    ranked = sorted(candidates, key=lambda name: abs(found[name] or 0.0), reverse=True)
+    return ranked[0]
+
+
+def _execute_slice(
+    connection: Connection,
+    table: Table,
+    books: Bookkeeping,
+    work: ChunkWork,
+    actionable: ColumnElement[bool],
+    times: TimeContext,
+    position: Slice | str,
+) -> ChunkResult:
+    if isinstance(position, str):
+        started = _first_slice(connection, table, actionable, position, work.limit)
+        if started is None:
+            return ChunkResult(0, None)
+        position = started
+    column = table.c[position.column]
+    start, width = position.start, position.width
+    while start <= position.end:
+        stop = start + width
+        rows = and_(column >= start, column < stop, actionable)
+        chunk = _Chunk(connection, table, books, work, times, rows)
+        done = _journaled(chunk)
+        width = _next_width(width, done, work.limit)
+        if done:
+            return ChunkResult(done, Slice(position.column, stop, width, position.end))
+        start = stop
+    return ChunkResult(0, None)
+
+
+def _first_slice(
+    connection: Connection, table: Table, actionable: ColumnElement[bool], name: str, limit: int
+) -> Slice | None:
+    """The walk's start (the least selected value), its end (the column's greatest value)
+    and a first width that would hold `limit` rows if the values were evenly spread."""
+    column = table.c[name]
+    low = connection.execute(select(func.min(column)).where(actionable)).scalar()
+    if low is None:
+        return None
+    high = connection.execute(select(func.max(column))).scalar()
+    if isinstance(low, int):
+        return Slice(name, low, max(limit, 1), high)
+    rows = max(estimate_rows(connection, table), 1)
+    span = (high - low) if high > low else timedelta(seconds=1)
+    return Slice(name, low, max(span * min(limit / rows, 1.0), _TICK), high)
+
+
+_TICK = timedelta(microseconds=1)
+
+
+def _next_width(width: Any, rows: int, limit: int) -> Any:
+    factor = _WIDEST if rows == 0 else min(max(limit / rows, _NARROWEST), _WIDEST)
+    if isinstance(width, int):
+        return max(int(width * factor), 1)
+    return max(width * factor, _TICK)
+
+
+def _journaled(chunk: _Chunk, *, always: bool = False) -> int:
+    """Process the chunk and journal it (a slice that changed no row is not a chunk)."""
     rows = _process(chunk)
-    journal = journal_row(work.run_id, work.label, work.chunk_no, work.action, rows)
-    connection.execute(insert(books.journal).values(journal))
-    return ChunkResult(rows, last)
+    if rows or always:
+        work = chunk.work
+        journal = journal_row(work.run_id, work.label, work.chunk_no, work.action, rows)
+        chunk.connection.execute(insert(chunk.books.journal).values(journal))
+    return rows
 
 
 def _page_end(

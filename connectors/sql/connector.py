@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import date
 from typing import Any
 
 from sqlalchemy import (
@@ -53,7 +54,15 @@ from connectors.protocol import (
     WriteTarget,
 )
 from connectors.rollups import merge_cells
-from connectors.sql.bookkeeping import JOURNAL, MARKS, is_bookkeeping, rollup_table_name
+from connectors.sql.bookkeeping import (
+    JOURNAL,
+    MARKS,
+    add_missing_columns,
+    compact_rollup,
+    is_bookkeeping,
+    rollup_table,
+    rollup_table_name,
+)
 from connectors.sql.chunks import Bookkeeping, execute_chunk, not_marked, row_key
 from connectors.sql.expressions import (
     Gone,
@@ -292,6 +301,20 @@ class SQLConnector:
         with self._translated_errors(), self._engine.connect() as connection:
             rows = [dict(row) for row in connection.execute(select(table)).mappings()]
         return merge_cells(rows, rollup)
+
+    def compact_rollup(
+        self, label: str, rollup: RollupSink, sealed: Sequence[date], run_id: str
+    ) -> int:
+        stored = self._table(rollup_table_name(label, rollup.name), None)
+        if stored is None:
+            return 0
+        types = {d: stored.c[f"dim_{d}"].type for d in rollup.dimensions}
+        wanted = rollup_table(MetaData(), label, rollup, types)
+        with self._translated_errors(), self._engine.begin() as connection:
+            add_missing_columns(connection, wanted)
+            written = compact_rollup(connection, wanted, rollup, sealed, run_id)
+        self._tables.pop((None, wanted.name), None)
+        return written
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[bool]:

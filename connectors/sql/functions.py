@@ -378,6 +378,47 @@ def _estimate_mysql(element: estimated_rows, compiler: SQLCompiler, **kw: Any) -
     return compiler.process(estimate.scalar_subquery(), **kw)
 
 
+_PG_STATS: Final = expression.table(
+    "pg_stats",
+    expression.column("schemaname"),
+    expression.column("tablename"),
+    expression.column("attname"),
+    expression.column("correlation"),
+    schema="pg_catalog",
+)
+
+
+class order_correlation(PortableFunction[float]):
+    """How closely a column's values follow the rows' physical order, from -1 to 1
+    (PostgreSQL's ``pg_stats.correlation``, NULL before the first ``ANALYZE``). Stores
+    that keep rows in primary-key order (InnoDB, SQLite's rowid tables) have no rendering:
+    their key is their physical order."""
+
+    type = Float()
+    inherit_cache = True
+    _traverse_internals = _cache_key_with(
+        ("table", InternalTraversal.dp_clauseelement),
+        ("column", InternalTraversal.dp_string),
+    )
+
+    def __init__(self, table: Table, column: str) -> None:
+        super().__init__()
+        self.table = table
+        self.column = column
+
+
+@renders(order_correlation, "postgresql")
+def _correlation_postgresql(element: order_correlation, compiler: SQLCompiler, **kw: Any) -> str:
+    stats, table = _PG_STATS.c, element.table
+    schema = func.current_schema() if table.schema is None else bindparam("schema", table.schema)
+    found = select(func.max(stats.correlation)).where(
+        stats.schemaname == schema,
+        stats.tablename == bindparam("table", table.name),
+        stats.attname == bindparam("column", element.column),
+    )
+    return compiler.process(found.scalar_subquery(), **kw)
+
+
 #: MySQL's longest lock name (``GET_LOCK``).
 _LOCK_NAME_LIMIT: Final = 64
 

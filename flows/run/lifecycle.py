@@ -21,7 +21,7 @@ from anonymizers.secrets import pseudonym_key
 from connectors.errors import StoreError, StoreUnavailable
 from connectors.protocol import ChunkWork, ColumnRewrite, Connector
 from flows import audit
-from flows.binding_operators import binding_operators
+from flows.binding_operators import binding_operators, keyed_rollup_sinks
 from flows.gate import coverage_gate
 from flows.preflight import preflight
 from flows.releases import release_rollups
@@ -272,7 +272,7 @@ def _work_through(
 ) -> None:
     assert context.state is not None, "a real run has a state database"
     ledger = Ledger(context.state)
-    sinks = rollup_sinks(plan.dataset)
+    sinks = keyed_rollup_sinks(context.policy, plan.dataset)
     # A retried task goes on from the chunks its earlier attempts committed in this run
     # (they were expired when the binding started, too).
     done = [e for e in connector.journal(context.run_id) if e.label == plan.dataset.name]

@@ -19,6 +19,10 @@ from pathlib import Path
 
 from tests.support.ports import free_port
 
+#: The server settings that make a commit durable; `PostgresServer.start` turns all three
+#: off unless asked for a durable server.
+DURABILITY_SETTINGS = ("fsync", "synchronous_commit", "full_page_writes")
+
 
 class PostgresUnavailable(RuntimeError):
     pass
@@ -67,8 +71,14 @@ class PostgresServer:
         return self.url(name)
 
     @classmethod
-    def start(cls) -> PostgresServer:
+    def start(cls, *, durable: bool = False) -> PostgresServer:
+        """A new server on a free loopback port. By default it skips what makes a commit
+        survive a crash (``fsync``, ``synchronous_commit`` and ``full_page_writes`` off:
+        nothing it holds is worth keeping); ``durable=True`` turns the three on, as a
+        production server runs."""
         bindir = find_bindir()
+        setting = "on" if durable else "off"
+        durability = " ".join(f"-c {name}={setting}" for name in DURABILITY_SETTINGS)
         root = Path(tempfile.mkdtemp(prefix="tenure-pg-"))
         server = cls(bindir, root, free_port())
         server._chown(root)
@@ -77,8 +87,7 @@ class PostgresServer:
                     "--no-sync", "--locale=C.UTF-8")  # fmt: skip
         server._run(
             "pg_ctl", "-D", str(data), "-l", str(root / "server.log"), "-w", "-t", "60",
-            "-o", f"-h 127.0.0.1 -p {server.port} -k {root} -F -c fsync=off "
-                  "-c synchronous_commit=off -c full_page_writes=off",
+            "-o", f"-h 127.0.0.1 -p {server.port} -k {root} {durability}",
             "start",
         )  # fmt: skip
         return server
