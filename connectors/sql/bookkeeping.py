@@ -156,19 +156,15 @@ def compact_rollup(
     rows by `compacted_rows` (one partial row per cell; one sealed row per cell of the
     ``sealed`` periods, their sketches destroyed). The number of cells written."""
     is_open = or_(table.c[SEALED].is_(None), table.c[SEALED] == false())
-    periods = select(table.c.period_start).where(is_open).distinct()
-    rows = pd.DataFrame(
-        [
-            dict(row)
-            for row in connection.execute(
-                select(table).where(table.c.period_start.in_(periods))
-            ).mappings()
-        ]
-    )
-    if rows.empty:
+    periods = list(connection.scalars(select(table.c.period_start).where(is_open).distinct()))
+    if not periods:
         return 0
+    chosen = table.c.period_start.in_(periods)
+    found = connection.execute(select(table).where(chosen)).mappings()
+    rows = pd.DataFrame([dict(row) for row in found])
     written = compacted_rows(rows.drop(columns=["id"]), sink, sealed, run_id)
-    connection.execute(delete(table).where(table.c.id.in_([int(i) for i in rows["id"]])))
+    # The run holds the store's lock: these are the rows just read.
+    connection.execute(delete(table).where(chosen))
     if written:
         connection.execute(insert(table), written)
     return len(written)
