@@ -151,7 +151,8 @@ def test_a_killed_anonymization_whose_state_database_was_lost_is_registered(
     _assert_every_chunk_accounted_for(store, tmp_path)
     entry, records = _register(tmp_path, killed)
     assert entry["policy_sha256"] == ""  # unknown: the ledger that had it is lost
-    assert records["customers"]["records_this_run"] == 20
+    # What the two chunks committed (a chunk is a slice of about CHUNK rows).
+    assert records["customers"]["records_this_run"] == journal(store)[(killed, "customers")][1]
     code, out, err = _verify(policy, tmp_path)
     assert code == 0 and "audit log intact" in out, err
 
@@ -172,7 +173,8 @@ def test_a_run_stopped_mid_binding_records_what_it_committed_before_it_stops(
     engine.dispose()
     assert statuses == {"failed"}
     record = _register(tmp_path, run_id)[1]["customers"]
-    assert record["status"] == "error" and record["records_this_run"] == 20
+    committed = journal(store)[(run_id, "customers")][1]
+    assert record["status"] == "error" and record["records_this_run"] == committed
     assert (
         record["error"]
         == "the run failed after committing 2 chunks; recorded from the stores' journals"
@@ -283,7 +285,7 @@ def test_a_flow_task_that_loses_its_store_after_committing_chunks_is_audited(
     _, rows, number = journal(store)[(report.run_id, "customers")]
     if lost == 1:
         assert not report.failed and customers.error is None
-        assert number == 3 and customers.processed == rows == customers.expired == expired
+        assert number >= 3 and customers.processed == rows == customers.expired == expired
     else:
         assert (
             report.failed
