@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import reduce
 from typing import Any, NamedTuple
@@ -120,8 +120,9 @@ def not_marked(table: Table, selection: ExpirySelection, marks: Table) -> Column
 
 @dataclass(frozen=True)
 class _Chunk:
-    """One chunk being worked on: where, with what, and which rows (`rows`, the key range
-    with the selection applied again)."""
+    """One chunk being worked on: where, with what, and which rows (`rows`: the key range
+    or slice with the selection applied again; before a walk has chosen its chunk, the
+    whole selection)."""
 
     connection: Connection
     table: Table
@@ -166,10 +167,11 @@ def execute_chunk(
     last key is read first, then the statements bound the chunk by key range and apply
     the selection again.
     """
+    selected = _Chunk(connection, table, books, work, times, actionable)
     if isinstance(work.after, Slice):
-        return _execute_slice(connection, table, books, work, actionable, times, work.after)
+        return _execute_slice(selected, work.after)
     if work.after is None and (column := slice_column(connection, table, work)) is not None:
-        return _execute_slice(connection, table, books, work, actionable, times, column)
+        return _execute_slice(selected, column)
     columns = [table.c[k] for k in work.selection.primary_key]
     window = actionable
     if work.after is not None:
@@ -177,7 +179,7 @@ def execute_chunk(
     last = _page_end(connection, columns, window, work.limit)
     if last is None:
         return ChunkResult(0, None)
-    chunk = _Chunk(connection, table, books, work, times, and_(window, keys_up_to(columns, last)))
+    chunk = replace(selected, rows=and_(window, keys_up_to(columns, last)))
     return ChunkResult(_journaled(chunk, always=True), last)
 
 
@@ -201,7 +203,8 @@ def slice_column(connection: Connection, table: Table, work: ChunkWork) -> str |
     ):
         candidates.append(clock)
     if len(candidates) < 2 or not order_correlation.has_rendering(connection.dialect.name):
-        return candidates[0] if key in candidates or not candidates else None
+        # Nothing to compare, or a store that keeps rows in key order (InnoDB, SQLite).
+        return key if key in candidates else None
     found = {
         name: connection.execute(select(order_correlation(table, name))).scalar()
         for name in candidates
@@ -210,41 +213,33 @@ def slice_column(connection: Connection, table: Table, work: ChunkWork) -> str |
     return ranked[0]
 
 
-def _execute_slice(
-    connection: Connection,
-    table: Table,
-    books: Bookkeeping,
-    work: ChunkWork,
-    actionable: ColumnElement[bool],
-    times: TimeContext,
-    position: Slice | str,
-) -> ChunkResult:
+def _execute_slice(selected: _Chunk, position: Slice | str) -> ChunkResult:
+    """The next slice after `position` (a column name: the walk's first) that holds a
+    selected row; `selected.rows` is the whole selection."""
     if isinstance(position, str):
-        started = _first_slice(connection, table, actionable, position, work.limit)
+        started = _first_slice(selected, position)
         if started is None:
             return ChunkResult(0, None)
         position = started
-    column = table.c[position.column]
+    column, limit = selected.table.c[position.column], selected.work.limit
     start, width = position.start, position.width
     while start <= position.end:
         stop = start + width
-        rows = and_(column >= start, column < stop, actionable)
-        chunk = _Chunk(connection, table, books, work, times, rows)
+        chunk = replace(selected, rows=and_(column >= start, column < stop, selected.rows))
         done = _journaled(chunk)
-        width = _next_width(width, done, work.limit)
+        width = _next_width(width, done, limit)
         if done:
             return ChunkResult(done, Slice(position.column, stop, width, position.end))
         start = stop
     return ChunkResult(0, None)
 
 
-def _first_slice(
-    connection: Connection, table: Table, actionable: ColumnElement[bool], name: str, limit: int
-) -> Slice | None:
+def _first_slice(selected: _Chunk, name: str) -> Slice | None:
     """The walk's start (the least selected value), its end (the column's greatest value)
     and a first width that would hold `limit` rows if the values were evenly spread."""
+    connection, table, limit = selected.connection, selected.table, selected.work.limit
     column = table.c[name]
-    low = connection.execute(select(func.min(column)).where(actionable)).scalar()
+    low = connection.execute(select(func.min(column)).where(selected.rows)).scalar()
     if low is None:
         return None
     high = connection.execute(select(func.max(column))).scalar()
