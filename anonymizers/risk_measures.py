@@ -8,6 +8,7 @@ group inside the database and only the groups travel; groups from several source
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -221,16 +222,11 @@ def _expected_inverse(sizes: np.ndarray, fractions: np.ndarray) -> np.ndarray:
     """E[1/F] for each class: F, its size in the population, given ``f`` records of it in a
     sample drawn with fraction ``p`` (Benedetti and Franconi, 1998: F - f is negative
     binomial, so E[1/F] = p * integral of u^(f-1) / (p + (1-p) u) over [0, 1])."""
-    known: dict[tuple[int, float], float] = {}
-    result = np.empty(len(sizes))
-    for index, (f, p) in enumerate(zip(sizes.tolist(), fractions.tolist(), strict=True)):
-        key = (int(f), float(p))
-        if key not in known:
-            known[key] = expected_inverse(*key)
-        result[index] = known[key]
-    return result
+    pairs = zip(sizes.tolist(), fractions.tolist(), strict=True)
+    return np.fromiter((expected_inverse(int(f), float(p)) for f, p in pairs), float, len(sizes))
 
 
+@functools.lru_cache(maxsize=4096)
 def expected_inverse(f: int, p: float) -> float:
     """E[1/F] for a class of ``f`` sampled records drawn with fraction ``p`` (see above).
 
@@ -240,9 +236,7 @@ def expected_inverse(f: int, p: float) -> float:
     if p >= 1:
         return 1 / f
     q = 1 - p
-    if f == 1:
-        return p * math.log(1 / p) / q
-    if q <= 0.5 or f > 64:
+    if q <= 0.5 or f > 64:  # also for f = 1: ln(1/p) / q loses every digit as q -> 0
         total, term, j = 0.0, 1 / f, 0
         while term > 1e-16 * total or j == 0:
             total += term

@@ -32,6 +32,8 @@ SUBJECTS = "subjects_hll"
 SEALED = "sealed"
 #: A sealed cell's people.
 PEOPLE = "people"
+#: Before a sketch column's name in `merged_frame`: its estimate, for every cell at once.
+_ESTIMATE = "estimate_"
 KLL_K = 200
 _FREQUENCIES = {"day": "D", "week": "W-SUN", "month": "M", "quarter": "Q", "year": "Y"}
 
@@ -98,9 +100,12 @@ def partial_cells(frame: pd.DataFrame, sink: RollupSink, periods: pd.Series) -> 
                 canonical_text(values[present]), ids[codes[present]], sink.people_key
             )
             cells[column] = sketches.build(codes[present], hashes, len(cells))
+    if sink.quantiles:
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(1, len(cells)))
     for c in sink.quantiles:
         numbers = pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=np.float32)
-        cells[f"kll_{c}"] = [_kll(numbers[codes == code]) for code in range(len(cells))]
+        cells[f"kll_{c}"] = [_kll(part) for part in np.split(numbers[order], bounds)]
     return cells.reset_index()
 
 
@@ -180,6 +185,7 @@ def merged_frame(rows: pd.DataFrame, sink: RollupSink) -> pd.DataFrame:
     open_rows = ~sealed
     for column in distinct_columns(sink):
         out[column] = sketches.union(list(rows[column][open_rows]), codes[open_rows], cells)
+        out[_ESTIMATE + column] = sketches.estimate(list(out[column]))
     for column in [PEOPLE, *(f"count_distinct_{c}" for c in sink.distinct)]:
         final = pd.to_numeric(rows[column], errors="coerce").where(sealed)
         out[column] = final.groupby(codes).max().reindex(range(cells)).to_numpy()
@@ -308,7 +314,7 @@ def _people(cell: Mapping[str, Any], sink: RollupSink) -> int | None:
 
 def _distinct(cell: Mapping[str, Any], sketch: str, sealed: str) -> int:
     """A distinct count: the partial rows' sketch, or the sealed figure, or the larger."""
-    counted = round(float(sketches.estimate([cell[sketch]])[0])) if cell["n_open"] else 0
+    counted = round(float(cell[_ESTIMATE + sketch]))  # an empty sketch counts 0
     final = cell[sealed]
     return counted if final is None or pd.isna(final) else max(counted, int(final))
 

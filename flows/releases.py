@@ -71,18 +71,21 @@ def release_rollups(
     done = []
     for sink in sinks:
         previous = released_cells(state, dataset.name, sink.name)
+        # One row per cell before they are read (the run wrote one per chunk and cell);
+        # periods released before stay sealed (late rows join them). After the release is
+        # stored, its periods are sealed too: a crash in between leaves sketches that the
+        # next run seals here.
+        connector.compact_rollup(dataset.name, sink, sorted(previous), run_id)
         cells = withhold_small_cells(connector.rollup_cells(dataset.name, sink), sink)
         due, deferred = candidate_release(
             cells, previous, cutoff, sink.period, zone, sink.min_cell_size
         )
         measures, missing = rollup_risk({**previous, **due}, sink, dataset)
-        if not missing:
+        if not missing and due:
             store_release(state, dataset.name, sink.name, run_id, due)
-        # Released periods are sealed (their sketches destroyed); the others' rows are
-        # merged into one per cell. After the release is stored: a crash in between
-        # leaves sketches that the next run seals.
-        sealed = sorted(previous.keys() | (set() if missing else due.keys()))
-        connector.compact_rollup(dataset.name, sink, sealed, run_id)
+            connector.compact_rollup(
+                dataset.name, sink, sorted(previous.keys() | due.keys()), run_id
+            )
         done.append(
             RollupRelease(
                 sink.name,
