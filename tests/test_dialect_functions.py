@@ -170,6 +170,19 @@ SHAPES: list[tuple[str, sa.ColumnElement[Any], dict[str, str | None]]] = [
         },
     ),
     (
+        "order_correlation",
+        f.order_correlation(TABLE, "id"),
+        {
+            "sqlite": None,
+            "postgresql": "(SELECT max(pg_catalog.pg_stats.correlation) AS max_1 FROM "
+            "pg_catalog.pg_stats WHERE pg_catalog.pg_stats.schemaname = %(schema)s AND "
+            "pg_catalog.pg_stats.tablename = %(table)s AND pg_catalog.pg_stats.attname = "
+            "%(column)s::VARCHAR)",
+            "mysql": None,
+            "mariadb": None,
+        },
+    ),
+    (
         "try_lock",
         f.try_lock("tenure:run"),
         {
@@ -260,6 +273,8 @@ def test_settings_that_change_the_sql_are_in_the_cache_key() -> None:
         (f.masked_text(TEXT, "*", 2), f.masked_text(TEXT, "*", 0)),
         (f.masked_text(TEXT, "*", 2), f.masked_text(TEXT, "*", 2, from_end=True)),
         (f.estimated_rows(TABLE), f.estimated_rows(other)),
+        (f.order_correlation(TABLE, "id"), f.order_correlation(other, "id")),
+        (f.order_correlation(TABLE, "id"), f.order_correlation(TABLE, "created_at")),
         (f.try_lock("a"), f.try_lock("b")),
         (f.try_lock("a"), f.unlock("a")),
     ]

@@ -29,7 +29,7 @@ from tests.support.crash_runner import run_killed_before_ledger
 from tests.support.demo import DEMO_AS_OF, build_demo
 from tests.support.paths import FIXTURES
 
-CHUNK = 10  # rows a chunk: a binding of 20 rows commits 2 chunks
+CHUNK = 10  # rows a chunk (a slice of about that many keys): a binding commits several
 runner = CliRunner()
 
 
@@ -118,7 +118,8 @@ def test_a_dead_run_waits_for_a_store_that_is_down_and_is_audited_when_it_is_bac
     code = run_killed_before_ledger(policy, crm, _state(tmp_path), CHUNK, DEMO_AS_OF, "customers:2")
     assert code == -signal.SIGKILL, "the run must die at the kill point"
     (killed,) = {run_id for run_id, _ in journal(_archive_url(archive))}
-    assert journal(_archive_url(archive))[(killed, "customers")][1:] == (20, 2)
+    _, committed, chunks = journal(_archive_url(archive))[(killed, "customers")]
+    assert committed > 0 and chunks == 2
     if not recorded:
         engine = open_state(_state(tmp_path))
         with engine.begin() as connection:
@@ -155,7 +156,7 @@ def test_a_dead_run_waits_for_a_store_that_is_down_and_is_audited_when_it_is_bac
             assert audited.get((run_id, dataset)) == rows, f"{where}, audited {audited}"
             if action != "delete":
                 assert registered.get((run_id, dataset)) == rows, f"{where}, {registered}"
-    assert registered[(killed, "customers")] == 20
+    assert registered[(killed, "customers")] == committed
 
 
 def test_a_store_the_dead_run_never_wrote_does_not_hold_it_open(
@@ -187,13 +188,14 @@ def test_a_binding_removed_since_the_dead_run_is_audited_and_its_missing_record_
     code = run_killed_before_ledger(policy, crm, _state(tmp_path), CHUNK, DEMO_AS_OF, "customers:2")
     assert code == -signal.SIGKILL
     (killed,) = {run_id for run_id, _ in journal(_archive_url(archive))}
+    committed = journal(_archive_url(archive))[(killed, "customers")][1]
     policy = _policy(tmp_path, archive, ("invoices", "payments"))  # customers removed
     report = _run(policy, tmp_path)
     assert report.reconciled_runs == [killed]
     audited, registered = books(_state(tmp_path))
-    assert audited[(killed, "customers")] == 20 and (killed, "customers") not in registered
+    assert audited[(killed, "customers")] == committed and (killed, "customers") not in registered
     line = (
-        f"interrupted run {killed}: 20 rows anonymized by binding 'customers', which the "
+        f"interrupted run {killed}: {committed} rows anonymized by binding 'customers', which the "
         "policy no longer has: audited, not in the register"
     )
     assert report.reconcile_warnings == [line]
