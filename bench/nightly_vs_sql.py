@@ -840,7 +840,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         type=int,
         default=EXACT_PEOPLE,
         help="cells of fewer people must count them exactly (0: every cell within"
-        f" {PEOPLE_ERROR:.0%} or one person)",
+        f" {PEOPLE_ERROR * 100:.0f}%% or one person)",
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory runs")
     parser.add_argument("--no-cli", action="store_true", help="skip the command-line runs")

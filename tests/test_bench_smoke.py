@@ -64,6 +64,16 @@ def test_no_script_imports_another(script: str) -> None:
     assert from_bench <= SHARED, f"bench/{script}.py imports {from_bench - SHARED}"
 
 
+@pytest.mark.parametrize("script", sorted(_scripts()))
+def test_every_script_explains_its_options(script: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--help`` prints every option (a ``%`` in a help text once broke it)."""
+    module = importlib.import_module(f"bench.{script}")
+    with pytest.raises(SystemExit) as stopped:
+        module.main(["--help"])
+    assert stopped.value.code == 0
+    assert "--smoke" in capsys.readouterr().out
+
+
 @pytest.mark.bench
 @pytest.mark.parametrize(
     "name",
