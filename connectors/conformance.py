@@ -355,6 +355,9 @@ class ConnectorConformance:
             .sum()
         )
         assert counted == {key: int(n) for key, n in expected.items()}
+        # Compacting (one row per cell) changes nothing the rollup publishes.
+        connector.compact_rollup(self.LABEL, sink, [], "run-1")
+        assert connector.rollup_cells(self.LABEL, sink) == cells
 
     # crashes
 

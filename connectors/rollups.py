@@ -131,9 +131,9 @@ def cell_records(cells: pd.DataFrame) -> list[dict[str, Any]]:
 
 def chunk_cells(
     frame: pd.DataFrame, work: ChunkWork, naive_zone: ZoneInfo
-) -> list[tuple[RollupSink, list[dict[str, Any]]]]:
+) -> list[tuple[RollupSink, pd.DataFrame]]:
     """Each rollup's cells of a chunk's rows (`partial_cells`), stamped with the run and
-    the chunk, ready to insert; naive clock values are wall time in ``naive_zone``."""
+    the chunk; naive clock values are wall time in ``naive_zone``."""
     clock = frame[work.selection.clock_column]
     periods: dict[str, pd.Series] = {}
     out = []
@@ -144,7 +144,7 @@ def chunk_cells(
             )
         cells = partial_cells(frame, sink, periods[sink.period])
         cells["run_id"], cells["chunk_no"] = work.run_id, work.chunk_no
-        out.append((sink, cell_records(cells)))
+        out.append((sink, cells))
     return out
 
 
@@ -212,7 +212,7 @@ def compacted_rows(
     for cell in merged.to_dict("records"):
         keys = {k: cell[k] for k in cell_keys(sink)}
         base = {**keys, "run_id": run_id, "chunk_no": 0}
-        if str(_as_date(cell["period_start"])) in closing:
+        if str(period_date(cell["period_start"])) in closing:
             published = _published(cell, sink)
             final: dict[str, Any] = {
                 **base,
@@ -346,7 +346,7 @@ def _published(cell: Mapping[str, Any], sink: RollupSink) -> PublishedCell:
     for c in sink.quantiles:
         measures[f"median_{c}"] = _median(cell, c)
     return PublishedCell(
-        period_start=_as_date(period),
+        period_start=period_date(period),
         dimensions=dict(zip(sink.dimensions, (plain(d) for d in dims), strict=True)),
         count=n,
         measures=measures,
@@ -354,7 +354,8 @@ def _published(cell: Mapping[str, Any], sink: RollupSink) -> PublishedCell:
     )
 
 
-def _as_date(period: Any) -> date:
+def period_date(period: Any) -> date:
+    """A period start as the rollup table keeps it (a date), however it was read."""
     if isinstance(period, datetime):
         return period.date()
     return period if isinstance(period, date) else date.fromisoformat(str(period)[:10])

@@ -130,8 +130,19 @@ def cell_ids(keys: Sequence[tuple[object, ...]]) -> npt.NDArray[np.uint64]:
     as its ISO date, a whole number as an integer whether int or float, other values as
     text; None, NaN and NaT alike as missing, which no text is.
     """
+    parts: dict[tuple[type, object], bytes] = {}  # a cell key's values repeat a lot
+
+    def part(value: object) -> bytes:
+        try:
+            return parts[type(value), value]
+        except KeyError:
+            found = parts[type(value), value] = _part(value)
+            return found
+        except TypeError:  # unhashable
+            return _part(value)
+
     ids: npt.NDArray[np.uint64] = np.fromiter(
-        (_cell_id(key) for key in keys), dtype=np.uint64, count=len(keys)
+        (_cell_id(b"".join(map(part, key))) for key in keys), dtype=np.uint64, count=len(keys)
     )
     return ids
 
@@ -227,7 +238,14 @@ def _parse(sketches: Sequence[bytes | None]) -> _Parsed:
 
 def _payloads(items: Sequence[bytes], at: npt.NDArray[np.intp]) -> bytes:
     """The bytes after the format byte of ``items[i]`` for each i in ``at``, end to end."""
-    return b"".join([memoryview(items[i])[1:] for i in at.tolist()])
+    chosen = [items[i] for i in at.tolist()]
+    joined = np.frombuffer(b"".join(chosen), dtype=np.uint8)
+    if not chosen:
+        return b""
+    lengths = np.fromiter(map(len, chosen), dtype=np.int64, count=len(chosen))
+    keep = np.ones(joined.size, dtype=bool)
+    keep[np.r_[0, np.cumsum(lengths[:-1])]] = False  # each item's format byte
+    return joined[keep].tobytes()
 
 
 def _sketches(
@@ -371,8 +389,8 @@ def _first(mask: npt.NDArray[np.bool_]) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
-def _cell_id(key: tuple[object, ...]) -> int:
-    parts = b"".join(_part(value) for value in key)
+def _cell_id(parts: bytes) -> int:
+    """The id of a cell key from its values' `_part` end to end."""
     digest = hashlib.blake2b(parts, digest_size=8, person=_CELL_PERSON).digest()
     return int.from_bytes(digest, "little")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,22 @@ def canonical_text(values: pd.Series) -> pd.Series:
     if not pd.api.types.is_float_dtype(values.dtype):
         return text
     numbers = values.to_numpy(dtype=float)
-    whole = (np.mod(numbers, 1) == 0) & (np.abs(numbers) < 2**53)  # decided per value
+    with np.errstate(invalid="ignore"):  # NaN and infinities are not whole
+        whole = (np.mod(numbers, 1) == 0) & (np.abs(numbers) < 2**53)  # decided per value
     result = text.to_numpy(dtype=object, copy=True)
     result[whole] = [str(int(number)) for number in numbers[whole]]
     return pd.Series(result, index=values.index, dtype=object)
+
+
+def frame_bytes(frame: pd.DataFrame) -> bytes:
+    """A frame as Parquet bytes, its column types kept (`bytes_frame` reads it back).
+    Raises ``ValueError`` or ``TypeError`` for a column Arrow cannot type (one mixing
+    text and numbers, say)."""
+    buffer = io.BytesIO()
+    frame.reset_index(drop=True).to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def bytes_frame(payload: bytes) -> pd.DataFrame:
+    """The frame `frame_bytes` wrote."""
+    return pd.read_parquet(io.BytesIO(payload))

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from connectors import sketches
+from connectors.sql.bookkeeping import STAGE
 from connectors.values import canonical_text
 from flows.run.lifecycle import run_policy
 from flows.run.types import RunOptions
@@ -127,6 +128,7 @@ def test_no_identifier_of_the_demo_is_found_in_any_stored_cell(tmp_path: Path) -
     candidates = _identifiers(store)
     assert len(candidates) > 1000
     _run(store, state, DEMO_AS_OF)  # yearly cells: past years sealed, this one open
+    assert _staged(store) == 0, "the release folds every staged chunk into its rollup"
 
     right = sketches.PeopleKey.from_secret(os.environ["TENURE_PSEUDONYM_KEY"].encode())
     guessed = sketches.PeopleKey.from_secret(b"a guess at the pseudonym key 0123")
@@ -145,4 +147,10 @@ def test_no_identifier_of_the_demo_is_found_in_any_stored_cell(tmp_path: Path) -
 
     # Two years on, every period is closed and released: no sketch is left to attack.
     _run(store, state, DEMO_AS_OF + timedelta(days=730))
-    assert list(_stored_sketches(store)) == []
+    assert list(_stored_sketches(store)) == [] and _staged(store) == 0
+
+
+def _staged(store: Path) -> int:
+    """The chunks' payloads still staged (they hold keyed sketches too)."""
+    with sqlite3.connect(store) as connection:
+        return int(connection.execute(f"SELECT count(*) FROM {STAGE}").fetchone()[0])

@@ -12,7 +12,6 @@ counted once.
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -53,7 +52,7 @@ from connectors.sql.bookkeeping import (
     rollup_table,
     rollup_table_name,
 )
-from connectors.values import plain
+from connectors.values import bytes_frame, frame_bytes, plain
 
 INTENTS = "tenure_intents"
 
@@ -168,7 +167,7 @@ class RecordBookkeeping:
                     action=intent.action,
                     collection=intent.collection,
                     keys=json.dumps([[plain(p) for p in key] for key in intent.keys]),
-                    new_values=None if intent.values is None else _frame_bytes(intent.values),
+                    new_values=None if intent.values is None else frame_bytes(intent.values),
                     versions=json.dumps([[list(u), v] for u, v in intent.versions.items()]),
                     partitions=intent.partitions,
                     rows=intent.rows,
@@ -200,7 +199,7 @@ class RecordBookkeeping:
                 action=row["action"],
                 collection=row["collection"],
                 keys=[tuple(key) for key in json.loads(row["keys"])],
-                values=None if blob is None else pd.read_parquet(io.BytesIO(blob)),
+                values=None if blob is None else bytes_frame(blob),
                 versions={tuple(u): v for u, v in json.loads(row["versions"])},
                 partitions=bool(row["partitions"]),
                 rows=int(row["rows"]),
@@ -311,9 +310,3 @@ class RecordBookkeeping:
     def close(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
-
-
-def _frame_bytes(frame: pd.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    frame.reset_index(drop=True).to_parquet(buffer, index=False)
-    return buffer.getvalue()

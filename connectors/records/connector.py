@@ -67,7 +67,7 @@ from connectors.records.store import (
     ScansUnits,
     read_only_paths,
 )
-from connectors.rollups import chunk_cells, rollup_columns
+from connectors.rollups import cell_records, chunk_cells, rollup_columns
 from connectors.times import TimeContext
 from connectors.values import plain
 
@@ -680,7 +680,7 @@ class RecordConnector:
         self, books: RecordBookkeeping, work: ChunkWork, collection: Collection, rows: pd.DataFrame
     ) -> list[tuple[Any, list[dict[str, Any]]]]:
         return [
-            (books.rollup(work.label, sink, collection.fields), cells)
+            (books.rollup(work.label, sink, collection.fields), cell_records(cells))
             for sink, cells in chunk_cells(rows, work, self._times.naive_zone)
         ]
 

@@ -27,6 +27,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    Text,
     delete,
     false,
     insert,
@@ -36,13 +37,20 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import mysql
-from sqlalchemy.types import TypeEngine
+from sqlalchemy.types import NullType, TypeEngine
 
 from connectors.protocol import RollupSink
-from connectors.rollups import PEOPLE, SEALED, SUBJECTS, compacted_rows
+from connectors.rollups import PEOPLE, SEALED, SUBJECTS, compacted_rows, period_date
+from connectors.values import bytes_frame
 
 JOURNAL = "tenure_journal"
 MARKS = "tenure_marks"
+STAGE = "tenure_stage"
+#: A staged payload is cut into parts of at most this many bytes: one statement stays
+#: far under MariaDB's default ``max_allowed_packet`` (16 MiB).
+_PART_BYTES = 1 << 20
+#: MySQL's and MariaDB's BLOB holds 64 KiB; LONGBLOB holds a part.
+_PAYLOAD = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
 _IDENTIFIER_LIMIT = 63  # PostgreSQL's; the tightest of the supported dialects
 #: A row's key as text. On MySQL and MariaDB it is compared case- and accent-sensitively
 #: (``utf8mb4_bin``), as elsewhere: keys that differ only by case stay distinct, and a
@@ -77,6 +85,71 @@ def bookkeeping_metadata(schema: str | None) -> tuple[MetaData, Table, Table]:
     return metadata, journal, marks
 
 
+def stage_table(metadata: MetaData) -> Table:
+    """A chunk's cells of each rollup as one payload (`connectors.values.frame_bytes`, cut
+    into parts), written with the chunk's deletion: a few rows per chunk instead of one
+    per cell. `compact_rollup` folds them into the rollup's table."""
+    return Table(
+        STAGE,
+        metadata,
+        Column("label", String(63), nullable=False),
+        Column("rollup", String(63), nullable=False),
+        Column("run_id", String(36), nullable=False),
+        Column("chunk_no", Integer, nullable=False),
+        Column("part", Integer, nullable=False),
+        Column("payload", _PAYLOAD, nullable=False),
+        PrimaryKeyConstraint("label", "rollup", "run_id", "chunk_no", "part"),
+    )
+
+
+def stage_rows(
+    label: str, rollup: str, run_id: str, chunk_no: int, payload: bytes
+) -> list[dict[str, Any]]:
+    """The stage's rows for one chunk's payload of one rollup."""
+    parts = [payload[at : at + _PART_BYTES] for at in range(0, len(payload), _PART_BYTES)]
+    key = {"label": label, "rollup": rollup, "run_id": run_id, "chunk_no": chunk_no}
+    return [{**key, "part": number, "payload": part} for number, part in enumerate(parts)]
+
+
+def staged_frame(
+    connection: Connection, stage: Table | None, label: str, sink: RollupSink
+) -> pd.DataFrame:
+    """The cells every staged chunk of a rollup holds, one row per chunk and cell, as
+    `partial_cells` made them."""
+    if stage is None:
+        return pd.DataFrame()
+    c = stage.c
+    found = connection.execute(
+        select(c.run_id, c.chunk_no, c.payload)
+        .where(c.label == label, c.rollup == sink.name)
+        .order_by(c.run_id, c.chunk_no, c.part)
+    )
+    payloads: dict[tuple[str, int], list[bytes]] = {}
+    for run, chunk, part in found:
+        payloads.setdefault((run, chunk), []).append(bytes(part))
+    if not payloads:
+        return pd.DataFrame()
+    frames = [bytes_frame(b"".join(parts)) for parts in payloads.values()]
+    return pd.concat(frames, ignore_index=True)
+
+
+def rollup_rows(
+    connection: Connection, table: Table, stage: Table | None, label: str, sink: RollupSink
+) -> pd.DataFrame:
+    """Every row of a rollup: its table's and its staged chunks' cells."""
+    found = connection.execute(select(table)).mappings()
+    stored = pd.DataFrame([dict(row) for row in found])
+    return _together(stored, staged_frame(connection, stage, label, sink))
+
+
+def _together(stored: pd.DataFrame, staged: pd.DataFrame) -> pd.DataFrame:
+    """A rollup table's rows and staged cells in one frame."""
+    parts = [
+        frame for frame in (stored.drop(columns=["id"], errors="ignore"), staged) if len(frame)
+    ]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
 def journal_row(run_id: str, label: str, chunk_no: int, action: str, rows: int) -> dict[str, Any]:
     """A journal entry for a chunk committing now."""
     return {
@@ -91,7 +164,7 @@ def journal_row(run_id: str, label: str, chunk_no: int, action: str, rows: int) 
 
 def is_bookkeeping(table: str) -> bool:
     """Whether ``table`` is one of Tenure's own tables in the store (journal, marks, rollups)."""
-    return table in (JOURNAL, MARKS) or table.startswith("tenure_agg_")
+    return table in (JOURNAL, MARKS, STAGE) or table.startswith("tenure_agg_")
 
 
 def rollup_table_name(label: str, rollup: str) -> str:
@@ -112,7 +185,10 @@ def rollup_table(
         Column("run_id", String(36), nullable=False),
         Column("chunk_no", Integer, nullable=False),
         Column("period_start", Date, nullable=False),
-        *(Column(f"dim_{d}", dimension_types[d], nullable=True) for d in sink.dimensions),
+        *(
+            Column(f"dim_{d}", _declared(dimension_types[d]), nullable=True)
+            for d in sink.dimensions
+        ),
         Column("n", BigInteger, nullable=False),
         # Double, not Float: MySQL's FLOAT is single precision.
         *(Column(f"sum_{c}", Double, nullable=True) for c in sink.sums),
@@ -127,6 +203,12 @@ def rollup_table(
         columns.append(Column(SUBJECTS, LargeBinary, nullable=True))
         columns.append(Column(PEOPLE, BigInteger, nullable=True))
     return Table(rollup_table_name(label, sink.name), metadata, *columns)
+
+
+def _declared(kind: TypeEngine[Any]) -> TypeEngine[Any]:
+    """A dimension's type in the rollup table: its column's, or text for a column with
+    none (SQLite keeps any value in a column declared without a type)."""
+    return Text() if isinstance(kind, NullType) else kind
 
 
 def add_missing_columns(connection: Connection, wanted: Table) -> None:
@@ -151,20 +233,31 @@ def compact_rollup(
     sink: RollupSink,
     sealed: Sequence[date],
     run_id: str,
+    stage: tuple[Table, str] | None = None,
 ) -> int:
     """In the caller's transaction: replace the rows of every period that has partial
-    rows by `compacted_rows` (one partial row per cell; one sealed row per cell of the
-    ``sealed`` periods, their sketches destroyed). The number of cells written."""
+    rows, in the table or among the ``(stage, label)``'s chunks of the rollup, by
+    `compacted_rows` (one partial row per cell; one sealed row per cell of the
+    ``sealed`` periods, their sketches destroyed), and empty the rollup's stage. The
+    number of cells written."""
+    staged = pd.DataFrame() if stage is None else staged_frame(connection, *stage, sink)
     is_open = or_(table.c[SEALED].is_(None), table.c[SEALED] == false())
-    periods = list(connection.scalars(select(table.c.period_start).where(is_open).distinct()))
+    periods = set(connection.scalars(select(table.c.period_start).where(is_open).distinct()))
+    if len(staged):
+        periods |= {period_date(p) for p in staged["period_start"].unique()}
     if not periods:
         return 0
-    chosen = table.c.period_start.in_(periods)
+    chosen = table.c.period_start.in_(sorted(periods))
     found = connection.execute(select(table).where(chosen)).mappings()
-    rows = pd.DataFrame([dict(row) for row in found])
-    written = compacted_rows(rows.drop(columns=["id"]), sink, sealed, run_id)
+    rows = _together(pd.DataFrame([dict(row) for row in found]), staged)
+    written = compacted_rows(rows, sink, sealed, run_id)
     # The run holds the store's lock: these are the rows just read.
     connection.execute(delete(table).where(chosen))
+    if stage is not None:
+        staging, label = stage
+        connection.execute(
+            delete(staging).where(staging.c.label == label, staging.c.rollup == sink.name)
+        )
     if written:
         connection.execute(insert(table), written)
     return len(written)

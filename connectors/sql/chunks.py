@@ -46,19 +46,28 @@ from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import BinaryExpression, BindParameter
 from sqlalchemy.sql.visitors import replacement_traverse
 
-from connectors.protocol import ChunkResult, ChunkWork, ColumnRewrite, ExpirySelection, Key
-from connectors.rollups import chunk_cells, rollup_columns
+from connectors.protocol import (
+    ChunkResult,
+    ChunkWork,
+    ColumnRewrite,
+    ExpirySelection,
+    Key,
+    RollupSink,
+)
+from connectors.rollups import cell_records, chunk_cells, rollup_columns
 from connectors.sql.bookkeeping import (
     add_missing_columns,
     bookkeeping_metadata,
     journal_row,
     rollup_table,
+    stage_rows,
+    stage_table,
 )
 from connectors.sql.expressions import column_info
 from connectors.sql.functions import order_correlation
 from connectors.sql.sampling import estimate_rows
 from connectors.times import TimeContext
-from connectors.values import plain
+from connectors.values import frame_bytes, plain
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,8 @@ class Bookkeeping:
     journal: Table
     marks: Table
     rollups: dict[str, Table]
+    stage: Table | None
+    """The rollups' staged chunks (`stage_table`); None when the label has no rollup."""
 
     @classmethod
     def ensure(cls, engine: Engine, source: Table, work: ChunkWork) -> Bookkeeping:
@@ -76,11 +87,12 @@ class Bookkeeping:
         rollups = {
             sink.name: rollup_table(metadata, work.label, sink, types) for sink in work.rollups
         }
+        stage = stage_table(metadata) if rollups else None
         metadata.create_all(engine, checkfirst=True)
         with engine.begin() as connection:
             for table in rollups.values():
                 add_missing_columns(connection, table)
-        return cls(journal, marks, rollups)
+        return cls(journal, marks, rollups, stage)
 
 
 def keys_after(columns: list[Column[Any]], after: Key) -> ColumnElement[bool]:
@@ -303,8 +315,23 @@ def _delete_and_aggregate(chunk: _Chunk) -> int:
     aware = column_info(table, work.selection.clock_column).timezone_aware
     naive_zone = ZoneInfo("UTC") if aware else chunk.times.naive_zone
     for sink, cells in chunk_cells(frame, work, naive_zone):
-        chunk.connection.execute(insert(chunk.books.rollups[sink.name]), cells)
+        _stage(chunk, sink, cells)
     return len(gone)
+
+
+def _stage(chunk: _Chunk, sink: RollupSink, cells: pd.DataFrame) -> None:
+    """The chunk's cells of one rollup as one payload in the stage (a few rows, however
+    many cells); a payload Arrow cannot type (a dimension mixing text and numbers) is
+    written as one row per cell in the rollup's table instead."""
+    work = chunk.work
+    assert chunk.books.stage is not None, "a label with rollups has a stage"
+    try:
+        payload = frame_bytes(cells)
+    except (ValueError, TypeError):
+        chunk.connection.execute(insert(chunk.books.rollups[sink.name]), cell_records(cells))
+        return
+    rows = stage_rows(work.label, sink.name, work.run_id, work.chunk_no, payload)
+    chunk.connection.execute(insert(chunk.books.stage), rows)
 
 
 def _delete_returning(chunk: _Chunk, columns: list[Column[Any]]) -> list[tuple[Any, ...]]:
@@ -317,7 +344,7 @@ def _delete_returning(chunk: _Chunk, columns: list[Column[Any]]) -> list[tuple[A
     connection, table = chunk.connection, chunk.table
     if connection.dialect.delete_returning:
         statement = delete(table).where(chunk.rows).returning(*columns)
-        return [tuple(row) for row in connection.execute(statement)]
+        return [tuple(row) for row in connection.execute(statement).fetchall()]
     locked = select(*columns).where(chunk.rows).with_for_update(of=table)
     chosen = [tuple(row) for row in connection.execute(locked)]
     deleted = connection.execute(delete(table).where(chunk.rows)).rowcount

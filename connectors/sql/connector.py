@@ -57,9 +57,11 @@ from connectors.rollups import merge_cells
 from connectors.sql.bookkeeping import (
     JOURNAL,
     MARKS,
+    STAGE,
     add_missing_columns,
     compact_rollup,
     is_bookkeeping,
+    rollup_rows,
     rollup_table,
     rollup_table_name,
 )
@@ -298,8 +300,9 @@ class SQLConnector:
         table = self._table(rollup_table_name(label, rollup.name), None)
         if table is None:
             return []
+        stage = self._stage()
         with self._translated_errors(), self._engine.connect() as connection:
-            rows = [dict(row) for row in connection.execute(select(table)).mappings()]
+            rows = rollup_rows(connection, table, stage, label, rollup)
         return merge_cells(rows, rollup)
 
     def compact_rollup(
@@ -310,11 +313,21 @@ class SQLConnector:
             return 0
         types = {d: stored.c[f"dim_{d}"].type for d in rollup.dimensions}
         wanted = rollup_table(MetaData(), label, rollup, types)
+        stage = self._stage()
+        staged = None if stage is None else (stage, label)
         with self._translated_errors(), self._engine.begin() as connection:
             add_missing_columns(connection, wanted)
-            written = compact_rollup(connection, wanted, rollup, sealed, run_id)
+            written = compact_rollup(connection, wanted, rollup, sealed, run_id, staged)
         self._tables.pop((None, wanted.name), None)
         return written
+
+    def _stage(self) -> Table | None:
+        """The rollups' stage; looked up again next time while it does not exist (the
+        first chunk that aggregates creates it)."""
+        stage = self._table(STAGE, None)
+        if stage is None:
+            self._tables.pop((None, STAGE), None)
+        return stage
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[bool]:
