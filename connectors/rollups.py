@@ -57,9 +57,10 @@ def period_end(start: date, period: str) -> date:
     return following
 
 
-def rollup_columns(work: ChunkWork) -> list[str]:
-    """The columns a chunk's rollups read: the clock, their dimensions and measures."""
-    needed = {work.selection.clock_column}
+def rollup_columns(work: ChunkWork, *, clock: bool = True) -> list[str]:
+    """The columns a chunk's rollups read: the clock (unless the periods are read
+    instead), their dimensions and measures."""
+    needed = {work.selection.clock_column} if clock else set()
     for sink in work.rollups:
         needed.update(sink.dimensions, sink.sums, sink.distinct, sink.quantiles)
         if sink.subject is not None:
@@ -130,15 +131,20 @@ def cell_records(cells: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def chunk_cells(
-    frame: pd.DataFrame, work: ChunkWork, naive_zone: ZoneInfo
+    frame: pd.DataFrame,
+    work: ChunkWork,
+    naive_zone: ZoneInfo,
+    periods: Mapping[str, pd.Series] | None = None,
 ) -> list[tuple[RollupSink, pd.DataFrame]]:
     """Each rollup's cells of a chunk's rows (`partial_cells`), stamped with the run and
-    the chunk; naive clock values are wall time in ``naive_zone``."""
-    clock = frame[work.selection.clock_column]
-    periods: dict[str, pd.Series] = {}
+    the chunk. Each row's period start comes from ``periods`` (by period, as the store
+    computed it) or else from the clock, whose naive values are wall time in
+    ``naive_zone``."""
+    periods = dict(periods or {})
     out = []
     for sink in work.rollups:
         if sink.period not in periods:
+            clock = frame[work.selection.clock_column]
             periods[sink.period] = period_starts(
                 clock, sink.period, ZoneInfo(work.period_zone), naive_zone
             )

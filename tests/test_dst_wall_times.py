@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ import flows.nightly as nightly
 from anonymizers.generalize import truncate_date, truncate_datetime64
 from connectors.protocol import ChunkWork, ColumnInfo, ConnectorOptions, ExpirySelection, RollupSink
 from connectors.rollups import period_starts
+from connectors.sketches import PeopleKey
 from connectors.sql.connector import SQLConnector
 from connectors.times import TimeContext, wall_bound, wall_instant, wall_instants
 from flows import audit
@@ -309,10 +311,17 @@ def _stamps_table() -> sa.Table:
 
 
 def _store_agrees_with_pandas(
-    url: str, zone: str, period_zone: str, walls: list[datetime], cutoff: datetime
+    url: str,
+    zone: str,
+    period_zone: str,
+    walls: list[datetime],
+    cutoff: datetime,
+    people: bool = False,
 ) -> None:
     """The store counts as expired exactly the wall times the rule reads before the
-    cut-off, and a run of one-row chunks puts each in the bucket pandas does."""
+    cut-off, and a run of one-row chunks puts each in the bucket pandas does (with
+    ``people``, a rollup that counts people: its rows travel to pandas, and PostgreSQL
+    sends their period starts instead of their clocks)."""
     table = _stamps_table()
     engine = create_engine(url)
     with engine.begin() as connection:  # the last example's table and bookkeeping go
@@ -332,6 +341,8 @@ def _store_agrees_with_pandas(
         end = datetime(9000, 1, 1, tzinfo=UTC)
         everything = ExpirySelection("stamps", "at", end, primary_key=("id",))
         sink = RollupSink("daily", "day", (), min_cell_size=1)
+        if people:
+            sink = replace(sink, subject="id", people_key=PeopleKey.from_secret(b"dst test"))
         after = None
         for chunk_no in range(1, len(walls) + 2):
             work = ChunkWork(
@@ -377,14 +388,14 @@ def mariadb_dst_url(mariadb_server: Any) -> str:
 
 @pytest.mark.postgres
 @settings(max_examples=40, deadline=None)
-@given(case=walls_and_zones)
+@given(case=walls_and_zones, people=st.booleans())
 def test_postgres_buckets_in_the_database_as_pandas_does(
-    case: tuple[tuple[str, list[datetime], datetime], str], pg_dst_url: str
+    case: tuple[tuple[str, list[datetime], datetime], str], people: bool, pg_dst_url: str
 ) -> None:
     """PostgreSQL reads a repeated wall time as the rule does; a chunk with a skipped
     one is bucketed by pandas. One-row chunks take both paths."""
     (zone, walls, cutoff), period_zone = case
-    _store_agrees_with_pandas(pg_dst_url, zone, period_zone, walls, cutoff)
+    _store_agrees_with_pandas(pg_dst_url, zone, period_zone, walls, cutoff, people)
 
 
 @settings(max_examples=25, deadline=None)
@@ -413,10 +424,16 @@ _CASE_IDS = ["first-occurrence", "second-occurrence", "gap-end", "after-gap", "a
 
 @pytest.mark.postgres
 @pytest.mark.parametrize(("zone", "period_zone", "walls", "cutoff"), HOURS_CASES, ids=_CASE_IDS)
+@pytest.mark.parametrize("people", [False, True], ids=["counts", "people"])
 def test_postgres_agrees_on_the_repeated_and_skipped_hours(
-    zone: str, period_zone: str, walls: list[datetime], cutoff: datetime, pg_dst_url: str
+    zone: str,
+    period_zone: str,
+    walls: list[datetime],
+    cutoff: datetime,
+    people: bool,
+    pg_dst_url: str,
 ) -> None:
-    _store_agrees_with_pandas(pg_dst_url, zone, period_zone, walls, cutoff)
+    _store_agrees_with_pandas(pg_dst_url, zone, period_zone, walls, cutoff, people)
 
 
 @pytest.mark.parametrize(("zone", "period_zone", "walls", "cutoff"), HOURS_CASES, ids=_CASE_IDS)

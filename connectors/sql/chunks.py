@@ -49,6 +49,7 @@ from sqlalchemy.sql.visitors import replacement_traverse
 from connectors.protocol import (
     ChunkResult,
     ChunkWork,
+    ColumnInfo,
     ColumnRewrite,
     ExpirySelection,
     Key,
@@ -306,17 +307,38 @@ def _process(chunk: _Chunk) -> int:
 
 def _delete_and_aggregate(chunk: _Chunk) -> int:
     work, table = chunk.work, chunk.table
-    names = rollup_columns(work)
-    gone = _delete_returning(chunk, [table.c[c] for c in names])
+    info = column_info(table, work.selection.clock_column)
+    in_database = _periods_in_database(chunk, info)
+    names = rollup_columns(work, clock=not in_database)
+    columns: list[ColumnElement[Any]] = [table.c[c] for c in names]
+    periods: list[str] = sorted({sink.period for sink in work.rollups}) if in_database else []
+    naive_zone = None if info.timezone_aware else str(chunk.times.naive_zone)
+    clock = table.c[work.selection.clock_column]
+    columns += [_period_start(clock, p, work.period_zone, naive_zone) for p in periods]
+    gone = _delete_returning(chunk, columns)
     if not gone:
         return 0
-    frame = pd.DataFrame.from_records(gone, columns=names)
+    labels = [f"{_PERIOD}{p}" for p in periods]  # no column of the table: they are named
+    frame = pd.DataFrame.from_records(gone, columns=[*names, *labels])
+    starts = {p: frame.pop(label) for p, label in zip(periods, labels, strict=True)}
     # Naive values of an aware column (MySQL's TIMESTAMP) are UTC wall time.
-    aware = column_info(table, work.selection.clock_column).timezone_aware
-    naive_zone = ZoneInfo("UTC") if aware else chunk.times.naive_zone
-    for sink, cells in chunk_cells(frame, work, naive_zone):
+    zone = ZoneInfo("UTC") if info.timezone_aware else chunk.times.naive_zone
+    for sink, cells in chunk_cells(frame, work, zone, starts):
         _stage(chunk, sink, cells)
     return len(gone)
+
+
+#: Before a period's name: the frame column of the period starts the store computed.
+_PERIOD = "\x00period:"
+
+
+def _periods_in_database(chunk: _Chunk, info: ColumnInfo) -> bool:
+    """Whether the store computes each row's period starts (`_period_start`) instead of
+    sending its clock: a timestamp read as pandas reads it (PostgreSQL), and a
+    timestamp travels and converts several times slower than a date."""
+    if chunk.connection.dialect.name != "postgresql" or info.family != "datetime":
+        return False
+    return info.timezone_aware or not _skipped_wall_times(chunk)
 
 
 def _stage(chunk: _Chunk, sink: RollupSink, cells: pd.DataFrame) -> None:
@@ -334,7 +356,9 @@ def _stage(chunk: _Chunk, sink: RollupSink, cells: pd.DataFrame) -> None:
     chunk.connection.execute(insert(chunk.books.stage), rows)
 
 
-def _delete_returning(chunk: _Chunk, columns: list[Column[Any]]) -> list[tuple[Any, ...]]:
+def _delete_returning(
+    chunk: _Chunk, columns: Sequence[ColumnElement[Any]]
+) -> list[tuple[Any, ...]]:
     """Delete the chunk's rows, returning `columns` of each.
 
     ``DELETE ... RETURNING`` where the dialect has it (PostgreSQL, SQLite, MariaDB);
