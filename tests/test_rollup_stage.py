@@ -279,3 +279,22 @@ def test_a_chunk_that_cannot_stage_its_cells_deletes_nothing(
     first_chunk = sum(cell[0] for cell in _published(_open(url, tmp_path)).values())
     assert first_chunk > 0 and left == ROWS - first_chunk
     assert _count(url, STAGE) == 1
+
+
+@pytest.mark.parametrize("fold", [1, 2, 3])
+def test_staged_chunks_merged_a_few_at_a_time_publish_the_same_cells(
+    fold: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading or compacting merges the staged chunks every few chunks, so that memory
+    holds the cells, not every chunk's; people are still counted once per cell."""
+    monkeypatch.setattr(bookkeeping, "_FOLD_CHUNKS", fold)
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    rows = _clicks()
+    _store(url, rows)
+    connector = _open(url, tmp_path)
+    assert _aggregate(connector, limit=60) > 3 * fold
+    assert _published(connector) == _expected(rows)
+    connector.compact_rollup(LABEL, SINK, [], "run-1")
+    assert _count(url, STAGE) == 0
+    assert _published(connector) == _expected(rows)
+    connector.close()

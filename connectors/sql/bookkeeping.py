@@ -8,6 +8,7 @@ contribution to an aggregate commit together or not at all.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
@@ -49,6 +50,8 @@ STAGE = "tenure_stage"
 #: A staged payload is cut into parts of at most this many bytes: one statement stays
 #: far under MariaDB's default ``max_allowed_packet`` (16 MiB).
 _PART_BYTES = 1 << 20
+#: Staged chunks merged at a time when a rollup is read or compacted.
+_FOLD_CHUNKS = 16
 #: MySQL's and MariaDB's BLOB holds 64 KiB; LONGBLOB holds a part.
 _PAYLOAD = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
 _IDENTIFIER_LIMIT = 63  # PostgreSQL's; the tightest of the supported dialects
@@ -114,8 +117,9 @@ def stage_rows(
 def staged_frame(
     connection: Connection, stage: Table | None, label: str, sink: RollupSink
 ) -> pd.DataFrame:
-    """The cells every staged chunk of a rollup holds, one row per chunk and cell, as
-    `partial_cells` made them."""
+    """The cells the staged chunks of a rollup hold, as `partial_cells` made them. They
+    are read as they come and merged every `_FOLD_CHUNKS` chunks (one row per cell), so
+    memory is bounded by the number of cells, not by the number of chunks."""
     if stage is None:
         return pd.DataFrame()
     c = stage.c
@@ -123,14 +127,23 @@ def staged_frame(
         select(c.run_id, c.chunk_no, c.payload)
         .where(c.label == label, c.rollup == sink.name)
         .order_by(c.run_id, c.chunk_no, c.part)
+        .execution_options(stream_results=True, yield_per=8)
     )
-    payloads: dict[tuple[str, int], list[bytes]] = {}
-    for run, chunk, part in found:
-        payloads.setdefault((run, chunk), []).append(bytes(part))
-    if not payloads:
-        return pd.DataFrame()
-    frames = [bytes_frame(b"".join(parts)) for parts in payloads.values()]
-    return pd.concat(frames, ignore_index=True)
+    merged: list[pd.DataFrame] = []
+    waiting: list[pd.DataFrame] = []
+    for _, parts in itertools.groupby(found, key=lambda row: (row[0], row[1])):
+        waiting.append(bytes_frame(b"".join(bytes(row[2]) for row in parts)))
+        if len(waiting) == _FOLD_CHUNKS:
+            merged.append(_merged(waiting, sink))
+            waiting = []
+    if waiting:
+        merged.append(_merged(waiting, sink) if merged else pd.concat(waiting, ignore_index=True))
+    return pd.concat(merged, ignore_index=True) if merged else pd.DataFrame()
+
+
+def _merged(frames: list[pd.DataFrame], sink: RollupSink) -> pd.DataFrame:
+    """Rows of a rollup merged into one partial row per cell."""
+    return pd.DataFrame(compacted_rows(pd.concat(frames, ignore_index=True), sink, (), ""))
 
 
 def rollup_rows(

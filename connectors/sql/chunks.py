@@ -42,6 +42,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import cast as sa_cast
+from sqlalchemy.engine import CursorResult, Dialect
+from sqlalchemy.engine.cursor import CursorFetchStrategy
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import BinaryExpression, BindParameter
 from sqlalchemy.sql.visitors import replacement_traverse
@@ -368,13 +370,35 @@ def _delete_returning(
     connection, table = chunk.connection, chunk.table
     if connection.dialect.delete_returning:
         statement = delete(table).where(chunk.rows).returning(*columns)
-        return [tuple(row) for row in connection.execute(statement).fetchall()]
+        return _fetched(connection.execute(statement), columns, connection.dialect)
     locked = select(*columns).where(chunk.rows).with_for_update(of=table)
-    chosen = [tuple(row) for row in connection.execute(locked)]
+    chosen = _fetched(connection.execute(locked), columns, connection.dialect)
     deleted = connection.execute(delete(table).where(chunk.rows)).rowcount
     if deleted != len(chosen):  # the caller's transaction rolls back: nothing is lost
         raise RuntimeError(f"{len(chosen)} rows read for deletion but {deleted} deleted")
     return chosen
+
+
+def _fetched(
+    result: CursorResult[Any], columns: Sequence[ColumnElement[Any]], dialect: Dialect
+) -> list[tuple[Any, ...]]:
+    """Every row of ``result`` as a tuple. When no column's type changes what the driver
+    returns (no result processor: PostgreSQL's text, numbers, dates and timestamps) and
+    SQLAlchemy has not buffered the rows, they are the driver's own tuples: building a
+    ``Row`` for each of a million deleted rows costs more than their transfer."""
+    description = result.cursor.description if result.cursor is not None else None
+    unbuffered = type(result.cursor_strategy) is CursorFetchStrategy
+    if description is not None and unbuffered and len(description) == len(columns):
+        processors = [
+            column.type.dialect_impl(dialect).result_processor(dialect, described[1])
+            for column, described in zip(columns, description, strict=True)
+        ]
+        if not any(processors):
+            try:
+                return list(result.cursor.fetchall())
+            finally:
+                result.close()
+    return [tuple(row) for row in result.fetchall()]
 
 
 def _delete_and_aggregate_in_database(chunk: _Chunk) -> int:
