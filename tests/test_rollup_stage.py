@@ -42,6 +42,7 @@ from connectors.registry import open_connector
 from connectors.sketches import PeopleKey
 from connectors.sql import bookkeeping
 from connectors.sql.bookkeeping import STAGE, rollup_table_name
+from connectors.values import bytes_frame, frame_bytes
 
 LABEL = "clicks"
 KEY = PeopleKey.from_secret(b"a test key for the rollup stage")
@@ -298,3 +299,15 @@ def test_staged_chunks_merged_a_few_at_a_time_publish_the_same_cells(
     assert _count(url, STAGE) == 0
     assert _published(connector) == _expected(rows)
     connector.close()
+
+
+def test_a_payload_stored_as_parquet_is_read_back() -> None:
+    """Frames were stored as Parquet before they were Arrow IPC streams (a crashed
+    chunk's intent in a record store's bookkeeping may still hold one)."""
+    import io
+
+    frame = pd.DataFrame({"period_start": [START.date()], "n": [3], "hll": [b"\x01abc"]})
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    for payload in (buffer.getvalue(), frame_bytes(frame)):
+        assert bytes_frame(payload).equals(frame)

@@ -41,7 +41,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.types import NullType, TypeEngine
 
 from connectors.protocol import RollupSink
-from connectors.rollups import PEOPLE, SEALED, SUBJECTS, compacted_rows, period_date
+from connectors.rollups import PEOPLE, SEALED, SUBJECTS, compacted_rows, folded, period_date
 from connectors.values import bytes_frame
 
 JOURNAL = "tenure_journal"
@@ -142,8 +142,8 @@ def staged_frame(
 
 
 def _merged(frames: list[pd.DataFrame], sink: RollupSink) -> pd.DataFrame:
-    """Rows of a rollup merged into one partial row per cell."""
-    return pd.DataFrame(compacted_rows(pd.concat(frames, ignore_index=True), sink, (), ""))
+    """Staged cells merged into one partial row per cell."""
+    return folded(pd.concat(frames, ignore_index=True), sink)
 
 
 def rollup_rows(
