@@ -228,9 +228,10 @@ def compacted_rows(
     person can no longer be recognised across them."""
     merged = merged_frame(rows, sink)
     closing = {str(p) for p in sealed_periods}
+    names = cell_keys(sink)
     out = []
     for cell in merged.to_dict("records"):
-        keys = {k: cell[k] for k in cell_keys(sink)}
+        keys = {k: cell[k] for k in names}
         base = {**keys, "run_id": run_id, "chunk_no": 0}
         if str(period_date(cell["period_start"])) in closing:
             published = _published(cell, sink)

@@ -359,10 +359,25 @@ def _tau(x: Floats) -> Floats:
 
 def _distinct_pairs(codes: Codes, values: Hashes) -> tuple[Codes, Hashes]:
     """The distinct (code, hash) pairs, sorted by code, then hash."""
-    order = np.lexsort((values, codes))
+    order = _by_code_then_value(codes, values)
     codes, values = codes[order], values[order]
     first = _run_starts(codes, values)
     return codes[first], values[first]
+
+
+def _by_code_then_value(codes: Codes, values: Hashes) -> npt.NDArray[np.intp]:
+    """The order that sorts the pairs by code, then by value (ties in any order), as
+    ``np.lexsort((values, codes))`` but several times faster: values by numpy's vector
+    sort, then codes by stable radix passes over their 16-bit digits."""
+    order = np.argsort(values)
+    top = int(codes.max()) if codes.size else 0
+    shift = 0
+    while True:
+        digits = ((codes[order] >> shift) & 0xFFFF).astype(np.uint16)
+        order = order[np.argsort(digits, kind="stable")]
+        shift += 16
+        if top >> shift == 0:
+            return order
 
 
 def _run_starts(*keys: npt.NDArray[Any]) -> npt.NDArray[np.intp]:

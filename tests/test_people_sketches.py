@@ -366,3 +366,26 @@ def test_build_refuses_inconsistent_input(
 def test_union_needs_one_code_per_sketch() -> None:
     with pytest.raises(ValueError, match="one code per sketch"):
         union([SPARSE, SPARSE], np.zeros(1, np.int64), 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0, 1, 2, 65_535, 65_536, 70_000, 2**32 + 5, 2**40]),
+            st.integers(0, 2**64 - 1),
+        ),
+        max_size=60,
+    )
+)
+def test_pairs_sort_by_code_then_value_as_lexsort_does(pairs: list[tuple[int, int]]) -> None:
+    """The radix passes over the codes' 16-bit digits sort as ``np.lexsort`` would, for
+    codes of one, two or three digits."""
+    from connectors import sketches
+
+    codes = np.array([c for c, _ in pairs], dtype=np.int64)
+    values = np.array([v for _, v in pairs], dtype=np.uint64)
+    order = sketches._by_code_then_value(codes, values)
+    expected = np.lexsort((values, codes))
+    assert codes[order].tolist() == codes[expected].tolist()
+    assert values[order].tolist() == values[expected].tolist()
