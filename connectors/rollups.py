@@ -228,7 +228,7 @@ def compacted_rows(
     person can no longer be recognised across them."""
     merged = merged_frame(rows, sink)
     closing = {str(p) for p in sealed_periods}
-    names = cell_keys(sink)
+    names, sketched = cell_keys(sink), list(distinct_columns(sink))
     out = []
     for cell in merged.to_dict("records"):
         keys = {k: cell[k] for k in names}
@@ -261,7 +261,7 @@ def compacted_rows(
                         f"sum_{c}": None if cell["n_sealed"] else cell[f"sum_{c}"]
                         for c in sink.sums
                     },
-                    **{column: cell[column] for column in distinct_columns(sink)},
+                    **{column: cell[column] for column in sketched},
                     **{f"kll_{c}": cell[f"kll_{c}"] for c in sink.quantiles},
                 }
             )

@@ -71,21 +71,19 @@ def release_rollups(
     done = []
     for sink in sinks:
         previous = released_cells(state, dataset.name, sink.name)
-        # One row per cell before they are read (the run wrote one per chunk and cell);
-        # periods released before stay sealed (late rows join them). After the release is
-        # stored, its periods are sealed too: a crash in between leaves sketches that the
-        # next run seals here.
-        connector.compact_rollup(dataset.name, sink, sorted(previous), run_id)
         cells = withhold_small_cells(connector.rollup_cells(dataset.name, sink), sink)
         due, deferred = candidate_release(
             cells, previous, cutoff, sink.period, zone, sink.min_cell_size
         )
         measures, missing = rollup_risk({**previous, **due}, sink, dataset)
+        sealed = set(previous)
         if not missing and due:
             store_release(state, dataset.name, sink.name, run_id, due)
-            connector.compact_rollup(
-                dataset.name, sink, sorted(previous.keys() | due.keys()), run_id
-            )
+            sealed |= due.keys()
+        # One row per cell (this run's staged chunks folded in), every released period
+        # sealed (late rows join them). A crash between storing the release and this
+        # leaves sketches that the next run seals here.
+        connector.compact_rollup(dataset.name, sink, sorted(sealed), run_id)
         done.append(
             RollupRelease(
                 sink.name,
