@@ -92,8 +92,9 @@ def partial_cells(frame: pd.DataFrame, sink: RollupSink, periods: pd.Series) -> 
             raise ValueError(
                 f"rollup {sink.name!r} counts distinct values but no key was given to hash them"
             )
-        index = [key if isinstance(key, tuple) else (key,) for key in cells.index]
-        ids = sketches.cell_ids(index)
+        named = cells.index
+        levels = [named.get_level_values(i) for i in range(named.nlevels)]
+        ids = sketches.column_cell_ids(levels, len(cells))
         for column, source in counted.items():
             values = frame[source]
             present = values.notna().to_numpy()

@@ -49,6 +49,8 @@ DENSE = b"\x02"
 _SIPHASH_LABEL = b"tenure rollup people: siphash"
 _AES_LABEL = b"tenure rollup people: aes"
 _CELL_PERSON = b"tenure cell id"  # blake2b personalization, at most 16 bytes
+_CELL_SEED = np.uint64(0x7465_6E75_7265_6964)  # "tenureid"
+_GOLDEN = np.uint64(0x9E37_79B9_7F4A_7C15)
 _HASH_BYTES = 8
 _LOW_BITS = np.uint64((1 << Q) - 1)
 _ALPHA_INF = 1 / (2 * math.log(2))
@@ -130,21 +132,55 @@ def cell_ids(keys: Sequence[tuple[object, ...]]) -> npt.NDArray[np.uint64]:
     as its ISO date, a whole number as an integer whether int or float, other values as
     text; None, NaN and NaT alike as missing, which no text is.
     """
-    parts: dict[tuple[type, object], bytes] = {}  # a cell key's values repeat a lot
+    width = max(map(len, keys), default=0)
+    columns = [
+        pd.Series([key[i] if i < len(key) else None for key in keys], dtype=object)
+        for i in range(width)
+    ]
+    lengths = np.fromiter(map(len, keys), dtype=np.uint64, count=len(keys))
+    return column_cell_ids(columns, len(keys), lengths)
 
-    def part(value: object) -> bytes:
-        try:
-            return parts[type(value), value]
-        except KeyError:
-            found = parts[type(value), value] = _part(value)
-            return found
-        except TypeError:  # unhashable
-            return _part(value)
 
-    ids: npt.NDArray[np.uint64] = np.fromiter(
-        (_cell_id(b"".join(map(part, key))) for key in keys), dtype=np.uint64, count=len(keys)
-    )
-    return ids
+def column_cell_ids(
+    columns: Sequence[pd.Series | pd.Index],
+    cells: int,
+    lengths: npt.NDArray[np.uint64] | None = None,
+) -> npt.NDArray[np.uint64]:
+    """`cell_ids` of cell keys given as columns (one value per cell in each), all
+    ``len(columns)`` long unless ``lengths`` says otherwise. Each distinct value of a
+    column is hashed once (keyed BLAKE2b of its text); a cell's id mixes its values'
+    hashes in column order, then its length, with SplitMix64's bijective finalizer."""
+    ids = np.full(cells, _CELL_SEED, dtype=np.uint64)
+    for column in columns:
+        ids = _mix((ids + _GOLDEN) ^ _value_hashes(np.asarray(column, dtype=object)))
+    width = np.uint64(len(columns))
+    return _mix(ids ^ (np.full(cells, width, dtype=np.uint64) if lengths is None else lengths))
+
+
+def _value_hashes(values: npt.NDArray[np.object_]) -> npt.NDArray[np.uint64]:
+    """`_value_hash` of each value, computed once per distinct value. A column that
+    mixes kinds (``True`` and ``1`` are equal to Python, but not as text) is hashed
+    value by value."""
+    if pd.api.types.infer_dtype(values, skipna=True).startswith("mixed"):
+        return np.fromiter(map(_value_hash, values), dtype=np.uint64, count=len(values))
+    codes, uniques = pd.factorize(values)
+    hashed = np.fromiter(map(_value_hash, uniques), dtype=np.uint64, count=len(uniques))
+    found: npt.NDArray[np.uint64] = np.r_[hashed, _MISSING][codes]  # code -1: missing
+    return found
+
+
+def _value_hash(value: object) -> np.uint64:
+    digest = hashlib.blake2b(_part(value), digest_size=8, person=_CELL_PERSON).digest()
+    return np.uint64(int.from_bytes(digest, "little"))
+
+
+def _mix(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """SplitMix64's finalizer: a bijection of 64-bit words that spreads every bit."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
 
 
 def build(groups: Codes, hashes: Hashes, n_groups: int) -> list[bytes]:
@@ -404,12 +440,6 @@ def _first(mask: npt.NDArray[np.bool_]) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
-def _cell_id(parts: bytes) -> int:
-    """The id of a cell key from its values' `_part` end to end."""
-    digest = hashlib.blake2b(parts, digest_size=8, person=_CELL_PERSON).digest()
-    return int.from_bytes(digest, "little")
-
-
 def _part(value: object) -> bytes:
     """One value of a cell key: missing as b"\\0", else b"\\1", its UTF-8 length and text."""
     text = _text(plain(value))
@@ -439,3 +469,7 @@ def _text(value: Any) -> str | None:
         if value.is_integer() and abs(value) < 2**53:  # an integer column with nulls
             return str(int(value))
     return str(value)
+
+
+#: A missing value's hash (None, NaN, NaT).
+_MISSING = _value_hash(None)
