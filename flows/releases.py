@@ -71,19 +71,21 @@ def release_rollups(
     done = []
     for sink in sinks:
         previous = released_cells(state, dataset.name, sink.name)
+        # One row per cell before they are read (this run's staged chunks folded in, the
+        # one pass over them); periods released before stay sealed (late rows join them).
+        connector.compact_rollup(dataset.name, sink, sorted(previous), run_id)
         cells = withhold_small_cells(connector.rollup_cells(dataset.name, sink), sink)
         due, deferred = candidate_release(
             cells, previous, cutoff, sink.period, zone, sink.min_cell_size
         )
         measures, missing = rollup_risk({**previous, **due}, sink, dataset)
-        sealed = set(previous)
         if not missing and due:
             store_release(state, dataset.name, sink.name, run_id, due)
-            sealed |= due.keys()
-        # One row per cell (this run's staged chunks folded in), every released period
-        # sealed (late rows join them). A crash between storing the release and this
-        # leaves sketches that the next run seals here.
-        connector.compact_rollup(dataset.name, sink, sorted(sealed), run_id)
+            # The released periods sealed: a crash in between leaves sketches that the
+            # next run seals above.
+            connector.compact_rollup(
+                dataset.name, sink, sorted(previous.keys() | due.keys()), run_id
+            )
         done.append(
             RollupRelease(
                 sink.name,
