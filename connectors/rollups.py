@@ -166,7 +166,7 @@ def merge_cells(
     return sorted(cells, key=lambda c: (str(c.period_start), *map(str, c.dimensions.values())))
 
 
-def merged_frame(rows: pd.DataFrame, sink: RollupSink) -> pd.DataFrame:
+def merged_frame(rows: pd.DataFrame, sink: RollupSink, *, estimates: bool = True) -> pd.DataFrame:
     """One row per cell from its stored rows: partial rows (sketches, merged) and at most
     one sealed row (final figures, `compacted_rows`), kept apart in the result: ``n``
     and the sums over all; ``n_open`` and the merged sketches of the partial rows;
@@ -192,7 +192,8 @@ def merged_frame(rows: pd.DataFrame, sink: RollupSink) -> pd.DataFrame:
     open_rows = ~sealed
     for column in distinct_columns(sink):
         out[column] = sketches.union(list(rows[column][open_rows]), codes[open_rows], cells)
-        out[_ESTIMATE + column] = sketches.estimate(list(out[column]))
+        if estimates:  # what a cell publishes (not needed to merge chunks)
+            out[_ESTIMATE + column] = sketches.estimate(list(out[column]))
     for column in [PEOPLE, *(f"count_distinct_{c}" for c in sink.distinct)]:
         final = pd.to_numeric(rows[column], errors="coerce").where(sealed)
         out[column] = final.groupby(codes).max().reindex(range(cells)).to_numpy()
@@ -206,7 +207,7 @@ def merged_frame(rows: pd.DataFrame, sink: RollupSink) -> pd.DataFrame:
 def folded(rows: pd.DataFrame, sink: RollupSink) -> pd.DataFrame:
     """Partial rows (none sealed: a chunk's cells) merged into one partial row per cell,
     for all cells at once: counts and sums added, sketches united."""
-    merged = merged_frame(rows, sink)
+    merged = merged_frame(rows, sink, estimates=False)
     kept = [
         *cell_keys(sink),
         "n",
