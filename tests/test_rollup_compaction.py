@@ -13,22 +13,10 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.protocol import RollupSink
 from connectors.rollups import SEALED, compacted_rows, merge_cells, partial_cells
-from connectors.sketches import PeopleKey
+from tests.support.rollups import views_by_feature
 
-KEY = PeopleKey.from_secret(b"a test key for rollup compaction")
-SINK = RollupSink(
-    "views",
-    "month",
-    ("feature",),
-    sums=("ms",),
-    distinct=("visitor",),
-    quantiles=("ms",),
-    min_cell_size=2,
-    subject="visitor",
-    people_key=KEY,
-)
+SINK = views_by_feature(b"a test key for rollup compaction", min_cell_size=2)
 JANUARY, FEBRUARY = date(2024, 1, 1), date(2024, 2, 1)
 
 rows = st.lists(

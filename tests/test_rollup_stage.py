@@ -36,27 +36,15 @@ from connectors.protocol import (
     Connector,
     ConnectorOptions,
     ExpirySelection,
-    RollupSink,
 )
 from connectors.registry import open_connector
-from connectors.sketches import PeopleKey
 from connectors.sql import bookkeeping
 from connectors.sql.bookkeeping import STAGE, rollup_table_name
 from connectors.values import bytes_frame, frame_bytes
+from tests.support.rollups import views_by_feature
 
 LABEL = "clicks"
-KEY = PeopleKey.from_secret(b"a test key for the rollup stage")
-SINK = RollupSink(
-    "views",
-    "month",
-    ("feature",),
-    sums=("ms",),
-    distinct=("visitor",),
-    quantiles=("ms",),
-    min_cell_size=1,
-    subject="visitor",
-    people_key=KEY,
-)
+SINK = views_by_feature(b"a test key for the rollup stage", min_cell_size=1)
 START = datetime(2024, 1, 1, tzinfo=UTC)
 CUTOFF = datetime(2024, 4, 1, tzinfo=UTC)
 ROWS = 600
