@@ -439,9 +439,10 @@ class Connector(Protocol):
     def compact_rollup(
         self, label: str, rollup: RollupSink, sealed: Sequence[date], run_id: str
     ) -> int:
-        """In one transaction, merge the rollup's rows into one partial row per cell and
-        seal the cells of the ``sealed`` periods (released): their final figures stay,
-        their sketches are destroyed. The number of cells written."""
+        """In one transaction, merge the rollup's rows (with whatever the store staged
+        for it, chunk by chunk) into one partial row per cell and seal the cells of the
+        ``sealed`` periods (released): their final figures stay, their sketches are
+        destroyed. The number of cells written."""
         ...
 
     def exclusive(self, name: str) -> AbstractContextManager[bool]:

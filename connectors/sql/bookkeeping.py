@@ -192,7 +192,9 @@ def rollup_table_name(label: str, rollup: str) -> str:
 def rollup_table(
     metadata: MetaData, label: str, sink: RollupSink, dimension_types: dict[str, TypeEngine[object]]
 ) -> Table:
-    """One row per chunk and cell: partial counts and sums, and serialized sketches."""
+    """One row per cell (and per chunk and cell until compaction, for chunks written cell by
+    cell: record stores, and a dimension the stage cannot hold): partial counts and sums,
+    serialized sketches, and the final figures of a sealed cell."""
     columns: list[Column[Any]] = [
         Column("id", Integer, primary_key=True, autoincrement=True),
         Column("run_id", String(36), nullable=False),
