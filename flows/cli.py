@@ -624,8 +624,12 @@ def risk(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
     state: StateOption = None,
 ) -> None:
-    """Re-identification risk of every anonymized table and released aggregate: k, l,
-    unique share, surviving direct identifiers. Exit 1 when a requirement is missed."""
+    """Re-identification risk of every anonymized table and released aggregate, by the
+    three criteria (individualization: k, unique share, prosecutor risk; correlation:
+    journalist and marketer risk, population uniqueness; inference: l, t-closeness),
+    surviving direct identifiers, and the verdict (anonymized, de-identified,
+    pseudonymized, identifiable) with the criterion that failed. Exit 1 when a
+    requirement is missed."""
     from flows.reports.risk import risk_lines, risk_table
     from flows.reports.table import to_rich
 
