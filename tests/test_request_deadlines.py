@@ -1,0 +1,106 @@
+"""When a person's request is due: each law's rule, and the strictest of several."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from retention_rules.deadlines import (
+    RULES,
+    Jurisdiction,
+    RequestKind,
+    deadline,
+)
+from retention_rules.durations import Duration
+
+Q, P, G = Jurisdiction.QUEBEC, Jurisdiction.PIPEDA, Jurisdiction.GDPR
+
+
+def test_quebec_gives_30_calendar_days_and_no_extension() -> None:
+    found = deadline(RequestKind.ACCESS, date(2026, 1, 10), [Q])
+    assert found.due == date(2026, 2, 9)
+    assert found.extended_due is None and found.notice_due is None
+    assert found.governing == (RULES[Q],)
+    assert "s. 32" in RULES[Q].provision and "refusal" in RULES[Q].silence
+    assert "Commission d'accès à l'information" in RULES[Q].recourse
+
+
+def test_pipeda_allows_30_more_days_with_a_notice_within_the_first_30() -> None:
+    found = deadline(RequestKind.CORRECTION, date(2026, 1, 10), [P])
+    assert found.due == date(2026, 2, 9)
+    assert found.extended_due == date(2026, 3, 11)
+    assert found.notice_due == date(2026, 2, 9)
+
+
+def test_gdpr_counts_a_month_to_the_same_date_or_the_months_last_day() -> None:
+    found = deadline(RequestKind.ERASURE, date(2026, 1, 31), [G])
+    assert found.due == date(2026, 2, 28)  # no 31 February
+    assert found.extended_due == date(2026, 4, 30)  # three months from receipt
+    assert found.notice_due == date(2026, 2, 28)
+    leap = deadline(RequestKind.ERASURE, date(2028, 1, 31), [G])
+    assert leap.due == date(2028, 2, 29)
+
+
+def test_the_strictest_rule_governs_and_quebec_forbids_any_extension() -> None:
+    # 1 February 2026: a month ends on 1 March, 30 days on 3 March.
+    found = deadline(RequestKind.ACCESS, date(2026, 2, 1), [Q, P, G])
+    assert found.due == date(2026, 3, 1) and found.governing == (RULES[G],)
+    assert found.extended_due is None  # Quebec's law allows none
+    both = deadline(RequestKind.ACCESS, date(2026, 1, 31), [P, G])
+    assert both.due == date(2026, 2, 28)  # GDPR's month, before PIPEDA's 2 March
+    assert both.extended_due == date(2026, 4, 1)  # PIPEDA's 60 days, before 30 April
+    assert both.notice_due == date(2026, 2, 28)
+
+
+def test_rules_that_agree_on_the_day_all_govern() -> None:
+    found = deadline(RequestKind.ACCESS, date(2026, 3, 10), [Q, P])
+    assert found.governing == (RULES[Q], RULES[P])
+
+
+def test_a_complaint_is_due_by_the_policys_promise() -> None:
+    found = deadline(RequestKind.COMPLAINT, date(2026, 1, 10), [Q, G])
+    assert found.due == date(2026, 2, 9) and found.extended_due is None
+    assert found.governing[0].jurisdiction is None
+    shorter = deadline(
+        RequestKind.COMPLAINT, date(2026, 1, 10), [Q], complaint_period=Duration.parse("15 days")
+    )
+    assert shorter.due == date(2026, 1, 25)
+
+
+def test_a_request_falls_under_some_law() -> None:
+    with pytest.raises(ValueError, match="at least one jurisdiction"):
+        deadline(RequestKind.ACCESS, date(2026, 1, 10), [])
+
+
+@given(
+    received=st.dates(min_value=date(2000, 1, 1), max_value=date(2100, 12, 31)),
+    laws=st.sets(st.sampled_from(list(Jurisdiction)), min_size=1),
+    kind=st.sampled_from([k for k in RequestKind if k is not RequestKind.COMPLAINT]),
+)
+def test_the_due_date_is_never_later_than_any_applicable_rules(
+    received: date, laws: set[Jurisdiction], kind: RequestKind
+) -> None:
+    found = deadline(kind, received, laws)
+    dues = [RULES[law].due(received) for law in laws]
+    assert found.due == min(dues) and found.due > received
+    assert all(rule.due(received) == found.due for rule in found.governing)
+    assert (found.extended_due is None) == (Q in laws)
+    if found.extended_due is not None:
+        assert found.notice_due is not None
+        assert received < found.notice_due <= found.due < found.extended_due
+        for law in laws:
+            extended = RULES[law].extended_due(received)
+            assert extended is not None and found.extended_due <= extended
+    assert found.days_left(found.due) == 0
+    assert found.days_left(found.due + timedelta(days=1)) == -1
+
+
+def test_days_left_count_to_the_extended_date_once_extended() -> None:
+    found = deadline(RequestKind.ACCESS, date(2026, 1, 10), [P])
+    assert found.days_left(date(2026, 2, 1)) == 8
+    assert found.days_left(date(2026, 2, 1), extended=True) == 38
+    quebec = deadline(RequestKind.ACCESS, date(2026, 1, 10), [Q])
+    assert quebec.days_left(date(2026, 2, 1), extended=True) == 8  # no extension to take
