@@ -12,9 +12,14 @@ it has no such date (Regulation (EEC, Euratom) No 1182/71, art. 3). Tenure does 
 a due date that falls on a weekend or a holiday to the next working day, which some
 of these laws would allow: answering earlier is never late.
 
-A complaint is answered within the policy's own promise (30 days by default), which no
-statute sets; it cannot be extended without a notice giving reasons, as the policy
-promises.
+Each rule covers the requests its text speaks of: Quebec's s. 32 access and
+rectification (which includes having information deleted, s. 28, and portability,
+s. 27); PIPEDA's s. 8 access (portability read as access); GDPR's art. 12(3) the rights
+of arts. 15 to 22. A request no applicable rule covers (a correction under PIPEDA
+alone), and a complaint, is due by the policy's own promise (30 days by default). A
+withdrawal of consent takes effect when it is received (GDPR art. 7(3); PIPEDA
+principle 4.3.8; the policy's "Withdrawing your consent"): it is due that day, without
+extension.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ class DeadlineRule:
     """One law's rule on answering a request."""
 
     jurisdiction: Jurisdiction | None
-    """None: the policy's own promise (complaints)."""
+    """None: the policy's own promise (complaints, requests no law's rule covers)."""
     provision: str
     """Where the rule is written, as a privacy officer cites it."""
     period: Duration
@@ -63,18 +68,19 @@ class DeadlineRule:
     """What the law makes of no answer by the due date."""
     recourse: str
     """Where a person may turn after a refusal or no answer."""
+    kinds: frozenset[RequestKind] = frozenset()
+    """The requests the rule covers."""
 
     def due(self, received: date) -> date:
         return _after(received, self.period)
 
     def extended_due(self, received: date) -> date | None:
-        """The due date once extended: the period and the extension together, from
-        receipt (one month and two more from 31 January: 30 April)."""
+        """The due date once extended: the extension counted from the first due date,
+        the stricter of the two readings of "extended by two further months" (from
+        31 January: 28 February, then 28 April rather than 30 April)."""
         if self.extension is None:
             return None
-        whole = self.period.as_relativedelta() + self.extension.as_relativedelta()
-        moved: date = received + whole
-        return moved
+        return _after(self.due(received), self.extension)
 
     def notice_due(self, received: date) -> date | None:
         if self.notice_within is None:
@@ -83,8 +89,13 @@ class DeadlineRule:
 
 
 _DAYS_30 = Duration.parse("30 days")
+#: Access, portability, correction and erasure: the rights Quebec's s. 32 and the GDPR's
+#: art. 12(3) time.
+_RIGHTS = frozenset(
+    {RequestKind.ACCESS, RequestKind.PORTABILITY, RequestKind.CORRECTION, RequestKind.ERASURE}
+)
 
-#: The rules, by jurisdiction (the request kinds of `RequestKind` but complaints).
+#: The rules, by jurisdiction; each times the requests of its `kinds`.
 RULES: dict[Jurisdiction, DeadlineRule] = {
     Jurisdiction.QUEBEC: DeadlineRule(
         Jurisdiction.QUEBEC,
@@ -94,6 +105,7 @@ RULES: dict[Jurisdiction, DeadlineRule] = {
         notice_within=None,
         silence="deemed a refusal (s. 32)",
         recourse="Commission d'accès à l'information du Québec (s. 42)",
+        kinds=_RIGHTS,
     ),
     Jurisdiction.PIPEDA: DeadlineRule(
         Jurisdiction.PIPEDA,
@@ -103,6 +115,7 @@ RULES: dict[Jurisdiction, DeadlineRule] = {
         notice_within=_DAYS_30,
         silence="deemed a refusal (s. 8(5))",
         recourse="Office of the Privacy Commissioner of Canada (s. 11)",
+        kinds=frozenset({RequestKind.ACCESS, RequestKind.PORTABILITY}),
     ),
     Jurisdiction.GDPR: DeadlineRule(
         Jurisdiction.GDPR,
@@ -112,10 +125,12 @@ RULES: dict[Jurisdiction, DeadlineRule] = {
         notice_within=Duration.parse("1 month"),
         silence="a failure to act: the person may complain without waiting (art. 12(4))",
         recourse="a supervisory authority (art. 77) or a court (art. 79)",
+        kinds=_RIGHTS,
     ),
 }
 
-#: The policy's own promise for complaints, unless the policy says otherwise.
+#: The policy's own promise for complaints (and requests no law's rule covers), unless
+#: the policy says otherwise.
 COMPLAINT_PERIOD = _DAYS_30
 
 
@@ -151,21 +166,35 @@ def deadline(
 ) -> Deadline:
     """The deadline of a request received on ``received`` to which the laws of
     ``jurisdictions`` apply (at least one)."""
-    if kind is RequestKind.COMPLAINT:
-        promise = DeadlineRule(
+    laws = tuple(dict.fromkeys(jurisdictions))
+    if not laws:
+        raise ValueError("a request falls under at least one jurisdiction")
+    recourse = "; ".join(RULES[law].recourse for law in laws)
+    if kind is RequestKind.CONSENT_WITHDRAWAL:
+        at_once = DeadlineRule(
             None,
-            "the privacy policy's promise on complaints",
-            complaint_period,
+            "consent may be withdrawn at any time, with effect on receipt",
+            Duration(text="0 days"),
             extension=None,
             notice_within=None,
-            silence="a complaint left unanswered past the policy's promise",
-            recourse="Commission d'accès à l'information du Québec",
+            silence="processing on a consent already withdrawn",
+            recourse=recourse,
         )
-        applicable: tuple[DeadlineRule, ...] = (promise,)
+        applicable: tuple[DeadlineRule, ...] = (at_once,)
     else:
-        applicable = tuple(RULES[j] for j in dict.fromkeys(jurisdictions))
-    if not applicable:
-        raise ValueError("a request falls under at least one jurisdiction")
+        applicable = tuple(RULES[law] for law in laws if kind in RULES[law].kinds)
+    if not applicable:  # a complaint, or a request no applicable law's rule covers
+        applicable = (
+            DeadlineRule(
+                None,
+                "the privacy policy's promise",
+                complaint_period,
+                extension=None,
+                notice_within=None,
+                silence="a request left unanswered past the policy's promise",
+                recourse=recourse,
+            ),
+        )
     due = min(rule.due(received) for rule in applicable)
     governing = tuple(rule for rule in applicable if rule.due(received) == due)
     extensions = [rule.extended_due(received) for rule in applicable]

@@ -29,7 +29,7 @@ def test_quebec_gives_30_calendar_days_and_no_extension() -> None:
 
 
 def test_pipeda_allows_30_more_days_with_a_notice_within_the_first_30() -> None:
-    found = deadline(RequestKind.CORRECTION, date(2026, 1, 10), [P])
+    found = deadline(RequestKind.ACCESS, date(2026, 1, 10), [P])
     assert found.due == date(2026, 2, 9)
     assert found.extended_due == date(2026, 3, 11)
     assert found.notice_due == date(2026, 2, 9)
@@ -38,7 +38,8 @@ def test_pipeda_allows_30_more_days_with_a_notice_within_the_first_30() -> None:
 def test_gdpr_counts_a_month_to_the_same_date_or_the_months_last_day() -> None:
     found = deadline(RequestKind.ERASURE, date(2026, 1, 31), [G])
     assert found.due == date(2026, 2, 28)  # no 31 February
-    assert found.extended_due == date(2026, 4, 30)  # three months from receipt
+    # Two more months from the first due date: the stricter reading (not 30 April).
+    assert found.extended_due == date(2026, 4, 28)
     assert found.notice_due == date(2026, 2, 28)
     leap = deadline(RequestKind.ERASURE, date(2028, 1, 31), [G])
     assert leap.due == date(2028, 2, 29)
@@ -78,24 +79,50 @@ def test_a_request_falls_under_some_law() -> None:
 @given(
     received=st.dates(min_value=date(2000, 1, 1), max_value=date(2100, 12, 31)),
     laws=st.sets(st.sampled_from(list(Jurisdiction)), min_size=1),
-    kind=st.sampled_from([k for k in RequestKind if k is not RequestKind.COMPLAINT]),
+    kind=st.sampled_from([RequestKind.ACCESS, RequestKind.CORRECTION, RequestKind.ERASURE]),
 )
 def test_the_due_date_is_never_later_than_any_applicable_rules(
     received: date, laws: set[Jurisdiction], kind: RequestKind
 ) -> None:
     found = deadline(kind, received, laws)
-    dues = [RULES[law].due(received) for law in laws]
-    assert found.due == min(dues) and found.due > received
+    covering = [RULES[law] for law in laws if kind in RULES[law].kinds]
+    if covering:
+        assert found.due == min(rule.due(received) for rule in covering)
+        assert set(found.applicable) == set(covering)
+    else:  # PIPEDA alone times no correction or erasure: the policy's promise does
+        assert found.due == received + timedelta(days=30)
+        assert found.governing[0].jurisdiction is None
+    assert found.due > received
     assert all(rule.due(received) == found.due for rule in found.governing)
-    assert (found.extended_due is None) == (Q in laws)
+    extendable = bool(covering) and all(rule.extension is not None for rule in covering)
+    assert (found.extended_due is not None) == extendable
     if found.extended_due is not None:
         assert found.notice_due is not None
         assert received < found.notice_due <= found.due < found.extended_due
-        for law in laws:
-            extended = RULES[law].extended_due(received)
+        for rule in covering:
+            extended = rule.extended_due(received)
             assert extended is not None and found.extended_due <= extended
     assert found.days_left(found.due) == 0
     assert found.days_left(found.due + timedelta(days=1)) == -1
+
+
+def test_pipeda_times_access_only_and_the_policy_times_the_rest() -> None:
+    found = deadline(RequestKind.ERASURE, date(2026, 1, 10), [P])
+    assert found.due == date(2026, 2, 9) and found.extended_due is None
+    assert found.governing[0].jurisdiction is None
+    assert "Privacy Commissioner" in found.governing[0].recourse
+
+
+def test_a_withdrawal_of_consent_is_due_the_day_it_is_received() -> None:
+    found = deadline(RequestKind.CONSENT_WITHDRAWAL, date(2026, 1, 10), [Q, P, G])
+    assert found.due == date(2026, 1, 10) and found.extended_due is None
+    assert found.days_left(date(2026, 1, 11)) == -1
+
+
+def test_a_complaints_recourse_is_that_of_the_laws_that_apply() -> None:
+    gdpr_only = deadline(RequestKind.COMPLAINT, date(2026, 1, 10), [G])
+    assert "supervisory authority" in gdpr_only.governing[0].recourse
+    assert "Commission" not in gdpr_only.governing[0].recourse
 
 
 def test_days_left_count_to_the_extended_date_once_extended() -> None:

@@ -299,3 +299,40 @@ def test_a_payload_stored_as_parquet_is_read_back() -> None:
     frame.to_parquet(buffer, index=False)
     for payload in (buffer.getvalue(), frame_bytes(frame)):
         assert bytes_frame(payload).equals(frame)
+
+
+def test_an_untyped_dimension_keeps_its_values_across_stage_and_table(tmp_path: Path) -> None:
+    """A SQLite column without a type holds numbers as numbers: the rollup's column keeps
+    them so too, so that a cell compacted in one run and staged in the next is one cell
+    (a TEXT column would store 0 as '0', and 0 and '0' would be two cells)."""
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    rows = _clicks()
+    for i, row in enumerate(rows):
+        row["feature"] = i % 3
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                f"CREATE TABLE {LABEL} (id INTEGER PRIMARY KEY, occurred_at DATETIME NOT NULL,"
+                " feature, visitor VARCHAR(20) NOT NULL, ms INTEGER NOT NULL)"
+            )
+        )
+        later = [{**r, "occurred_at": datetime(2030, 1, 1, tzinfo=UTC)} for r in rows[150:]]
+        connection.execute(insert(_table(NullType())), rows[:150] + later)
+    connector = _open(url, tmp_path)
+    _aggregate(connector)
+    connector.compact_rollup(LABEL, SINK, [], "run-1")
+    table = _table(NullType())
+    with engine.begin() as connection:  # the rest expires now
+        for r in rows[150:]:
+            connection.execute(
+                update(table).where(table.c.id == r["id"]).values(occurred_at=r["occurred_at"])
+            )
+    engine.dispose()
+    _aggregate(connector, run_id="run-2")
+    assert _count(url, STAGE) > 0
+    cells = connector.rollup_cells(LABEL, SINK)
+    keys = [(c.period_start, c.dimensions["feature"]) for c in cells]
+    assert len(keys) == len(set(keys)) and {type(k[1]) for k in keys} == {int}
+    assert _published(connector) == _expected(rows)
+    connector.close()

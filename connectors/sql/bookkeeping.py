@@ -29,6 +29,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     delete,
     false,
     insert,
@@ -38,7 +39,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import mysql
-from sqlalchemy.types import NullType, TypeEngine
+from sqlalchemy.types import NullType, TypeEngine, UserDefinedType
 
 from connectors.protocol import RollupSink
 from connectors.rollups import PEOPLE, SEALED, SUBJECTS, compacted_rows, folded, period_date
@@ -115,11 +116,16 @@ def stage_rows(
 
 
 def staged_frame(
-    connection: Connection, stage: Table | None, label: str, sink: RollupSink
+    connection: Connection,
+    stage: Table | None,
+    label: str,
+    sink: RollupSink,
+    read: dict[str, int] | None = None,
 ) -> pd.DataFrame:
     """The cells the staged chunks of a rollup hold, as `partial_cells` made them. They
     are read as they come and merged every `_FOLD_CHUNKS` chunks (one row per cell), so
-    memory is bounded by the number of cells, not by the number of chunks."""
+    memory is bounded by the number of cells, not by the number of chunks. ``read``
+    receives the last chunk read of each run (a run numbers its chunks upwards)."""
     if stage is None:
         return pd.DataFrame()
     c = stage.c
@@ -131,8 +137,10 @@ def staged_frame(
     )
     merged: list[pd.DataFrame] = []
     waiting: list[pd.DataFrame] = []
-    for _, parts in itertools.groupby(found, key=lambda row: (row[0], row[1])):
+    for (run, chunk), parts in itertools.groupby(found, key=lambda row: (row[0], row[1])):
         waiting.append(bytes_frame(b"".join(bytes(row[2]) for row in parts)))
+        if read is not None:
+            read[run] = max(chunk, read.get(run, chunk))
         if len(waiting) == _FOLD_CHUNKS:
             merged.append(_merged(waiting, sink))
             waiting = []
@@ -220,10 +228,23 @@ def rollup_table(
     return Table(rollup_table_name(label, sink.name), metadata, *columns)
 
 
+class _Untyped(UserDefinedType[Any]):
+    """A column declared without a type: SQLite keeps each value as it was given (no
+    affinity), as in the source column, so a cell keyed by the number 1 stays 1."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return ""
+
+
 def _declared(kind: TypeEngine[Any]) -> TypeEngine[Any]:
-    """A dimension's type in the rollup table: its column's, or text for a column with
-    none (SQLite keeps any value in a column declared without a type)."""
-    return Text() if isinstance(kind, NullType) else kind
+    """A dimension's type in the rollup table: its column's; for a column reflected
+    without one, none in SQLite (each value kept as given, like the source's) and text
+    elsewhere."""
+    if isinstance(kind, NullType):
+        return Text().with_variant(_Untyped(), "sqlite")
+    return kind
 
 
 def add_missing_columns(connection: Connection, wanted: Table) -> None:
@@ -253,9 +274,10 @@ def compact_rollup(
     """In the caller's transaction: replace the rows of every period that has partial
     rows, in the table or among the ``(stage, label)``'s chunks of the rollup, by
     `compacted_rows` (one partial row per cell; one sealed row per cell of the
-    ``sealed`` periods, their sketches destroyed), and empty the rollup's stage. The
-    number of cells written."""
-    staged = pd.DataFrame() if stage is None else staged_frame(connection, *stage, sink)
+    ``sealed`` periods, their sketches destroyed), and delete the staged chunks it
+    read. The number of cells written."""
+    read: dict[str, int] = {}
+    staged = pd.DataFrame() if stage is None else staged_frame(connection, *stage, sink, read)
     is_open = or_(table.c[SEALED].is_(None), table.c[SEALED] == false())
     periods = set(connection.scalars(select(table.c.period_start).where(is_open).distinct()))
     if len(staged):
@@ -270,9 +292,10 @@ def compact_rollup(
     connection.execute(delete(table).where(chosen))
     if stage is not None:
         staging, label = stage
-        connection.execute(
-            delete(staging).where(staging.c.label == label, staging.c.rollup == sink.name)
-        )
+        mine = and_(staging.c.label == label, staging.c.rollup == sink.name)
+        for run, last in read.items():  # the chunks read, not one committed since
+            run_chunks = and_(staging.c.run_id == run, staging.c.chunk_no <= last)
+            connection.execute(delete(staging).where(mine, run_chunks))
     if written:
         connection.execute(insert(table), written)
     return len(written)
