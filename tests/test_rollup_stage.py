@@ -86,6 +86,21 @@ def _store(url: str, rows: list[dict[str, Any]]) -> None:
     engine.dispose()
 
 
+def _untyped_store(url: str, rows: list[dict[str, Any]]) -> None:
+    """The rows in a SQLite table whose ``feature`` column has no type: SQLite keeps each
+    value as given, text or number."""
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                f"CREATE TABLE {LABEL} (id INTEGER PRIMARY KEY, occurred_at DATETIME NOT NULL,"
+                " feature, visitor VARCHAR(20) NOT NULL, ms INTEGER NOT NULL)"
+            )
+        )
+        connection.execute(insert(_table(NullType())), rows)
+    engine.dispose()
+
+
 def _open(url: str, tmp_path: Path) -> Connector:
     return open_connector(
         "shop", url, ConnectorOptions(read_only=False, bookkeeping_dir=tmp_path / "books")
@@ -224,16 +239,7 @@ def test_a_dimension_mixing_text_and_numbers_is_written_cell_by_cell(tmp_path: P
     rows = _clicks()
     for i, row in enumerate(rows):
         row["feature"] = i % 3 if i % 2 else f"f{i % 3}"
-    engine = create_engine(url)
-    with engine.begin() as connection:
-        connection.execute(
-            text(
-                f"CREATE TABLE {LABEL} (id INTEGER PRIMARY KEY, occurred_at DATETIME NOT NULL,"
-                " feature, visitor VARCHAR(20) NOT NULL, ms INTEGER NOT NULL)"
-            )
-        )
-        connection.execute(insert(_table(NullType())), rows)
-    engine.dispose()
+    _untyped_store(url, rows)
     connector = _open(url, tmp_path)
     _aggregate(connector)
     assert _count(url, STAGE) == 0
@@ -309,16 +315,9 @@ def test_an_untyped_dimension_keeps_its_values_across_stage_and_table(tmp_path: 
     rows = _clicks()
     for i, row in enumerate(rows):
         row["feature"] = i % 3
+    later = [{**r, "occurred_at": datetime(2030, 1, 1, tzinfo=UTC)} for r in rows[150:]]
+    _untyped_store(url, rows[:150] + later)
     engine = create_engine(url)
-    with engine.begin() as connection:
-        connection.execute(
-            text(
-                f"CREATE TABLE {LABEL} (id INTEGER PRIMARY KEY, occurred_at DATETIME NOT NULL,"
-                " feature, visitor VARCHAR(20) NOT NULL, ms INTEGER NOT NULL)"
-            )
-        )
-        later = [{**r, "occurred_at": datetime(2030, 1, 1, tzinfo=UTC)} for r in rows[150:]]
-        connection.execute(insert(_table(NullType())), rows[:150] + later)
     connector = _open(url, tmp_path)
     _aggregate(connector)
     connector.compact_rollup(LABEL, SINK, [], "run-1")
