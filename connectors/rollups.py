@@ -172,6 +172,7 @@ def merged_frame(rows: pd.DataFrame, sink: RollupSink, *, estimates: bool = True
     and the sums over all; ``n_open`` and the merged sketches of the partial rows;
     ``n_sealed`` and the sealed figures."""
     rows = _with_storage_columns(rows, sink)
+    rows = _legacy_sealed(rows, sink)
     keys = cell_keys(sink)
     if rows.empty:
         return rows.assign(n_open=pd.Series(dtype="int64"), n_sealed=pd.Series(dtype="int64"))
@@ -311,6 +312,75 @@ def _with_storage_columns(rows: pd.DataFrame, sink: RollupSink) -> pd.DataFrame:
     if not missing:
         return rows
     return rows.assign(**{c: None for c in missing})
+
+
+#: DataSketches' HLL family id, and its preamble sizes (list, set and HLL modes).
+_DATASKETCHES_HLL, _HLL_PREAMBLES = 7, (2, 3, 10)
+#: The lg of the register count the rollups' DataSketches HLL sketches used.
+_LEGACY_LG_K = 12
+
+
+def _is_legacy(blob: object) -> bool:
+    """A DataSketches HLL sketch, as rollups stored distinct counts and people before
+    their sketches were keyed: its preamble size, serial version 1 and family 7. A
+    keyed sketch starts with 1 (sparse) or 2 (dense, and exactly 4,097 bytes long)."""
+    if not isinstance(blob, bytes | bytearray | memoryview) or len(blob) < 8:
+        return False
+    head = bytes(blob[:3])
+    legacy: bool = head[0] in _HLL_PREAMBLES and head[1:] == bytes([1, _DATASKETCHES_HLL])
+    return legacy and len(blob) != 1 + sketches.REGISTERS
+
+
+def _legacy_sealed(rows: pd.DataFrame, sink: RollupSink) -> pd.DataFrame:
+    """``rows`` with those written before sketches were keyed (DataSketches HLL of the
+    raw values, which anyone holding a list of identifiers could test) turned into one
+    sealed row per cell: people and distinct counts estimated by DataSketches' union of
+    them, medians from their KLL sketches, counts and sums added. Their sketches are
+    gone from the store at the next compaction. A person in both these rows and later
+    ones of the same cell is counted as for any sealed cell: the larger part, a lower
+    bound."""
+    counted = distinct_columns(sink)
+    if rows.empty or not counted:
+        return rows
+    sealed = rows[SEALED].fillna(False).astype(bool).to_numpy()
+    legacy = np.zeros(len(rows), dtype=bool)
+    for column in counted:
+        legacy |= np.fromiter(map(_is_legacy, rows[column]), dtype=bool, count=len(rows))
+    legacy &= ~sealed
+    if not legacy.any():
+        return rows
+    keys = cell_keys(sink)
+    out = []
+    for key, group in rows[legacy].groupby(keys, dropna=False, sort=False):
+        row: dict[str, Any] = dict(
+            zip(keys, key if isinstance(key, tuple) else (key,), strict=True)
+        )
+        row.update({"n": int(group["n"].sum()), SEALED: True})
+        for c in sink.sums:
+            row[f"sum_{c}"] = float(pd.to_numeric(group[f"sum_{c}"], errors="coerce").sum())
+        for column in counted:
+            union = ds.hll_union(_LEGACY_LG_K)
+            for blob in group[column]:
+                if _is_legacy(blob):
+                    union.update(ds.hll_sketch.deserialize(bytes(blob)))
+            estimate = round(union.get_result().get_estimate())
+            row[PEOPLE if column == SUBJECTS else f"count_distinct_{column[4:]}"] = estimate
+        for c in sink.quantiles:
+            merged = _merged_kll(
+                group[f"kll_{c}"],
+                np.zeros(len(group), dtype=np.int64),
+                np.ones(len(group), dtype=bool),
+                1,
+            )[0]
+            median = None
+            if merged is not None:
+                sketch = ds.kll_floats_sketch.deserialize(merged)
+                median = None if sketch.is_empty() else float(sketch.get_quantile(0.5))
+            row[f"median_{c}"] = median
+        out.append(row)
+    return _with_storage_columns(
+        pd.concat([rows[~legacy], pd.DataFrame(out)], ignore_index=True), sink
+    )
 
 
 def _merged_kll(
