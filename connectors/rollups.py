@@ -166,13 +166,16 @@ def merge_cells(
     return sorted(cells, key=lambda c: (str(c.period_start), *map(str, c.dimensions.values())))
 
 
-def merged_frame(rows: pd.DataFrame, sink: RollupSink, *, estimates: bool = True) -> pd.DataFrame:
+def merged_frame(
+    rows: pd.DataFrame, sink: RollupSink, *, estimates: bool = True, stored: bool = True
+) -> pd.DataFrame:
     """One row per cell from its stored rows: partial rows (sketches, merged) and at most
     one sealed row (final figures, `compacted_rows`), kept apart in the result: ``n``
     and the sums over all; ``n_open`` and the merged sketches of the partial rows;
     ``n_sealed`` and the sealed figures."""
     rows = _with_storage_columns(rows, sink)
-    rows = _legacy_sealed(rows, sink)
+    if stored:  # rows from a rollup table may be an earlier Tenure's; staged ones not
+        rows = _legacy_sealed(rows, sink)
     keys = cell_keys(sink)
     if rows.empty:
         return rows.assign(n_open=pd.Series(dtype="int64"), n_sealed=pd.Series(dtype="int64"))
@@ -206,9 +209,10 @@ def merged_frame(rows: pd.DataFrame, sink: RollupSink, *, estimates: bool = True
 
 
 def folded(rows: pd.DataFrame, sink: RollupSink) -> pd.DataFrame:
-    """Partial rows (none sealed: a chunk's cells) merged into one partial row per cell,
-    for all cells at once: counts and sums added, sketches united."""
-    merged = merged_frame(rows, sink, estimates=False)
+    """Staged partial rows (none sealed, all of this version: chunks' cells) merged into
+    one partial row per cell, for all cells at once: counts and sums added, sketches
+    united."""
+    merged = merged_frame(rows, sink, estimates=False, stored=False)
     kept = [
         *cell_keys(sink),
         "n",
