@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import datasketches as ds
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from connectors import sketches
@@ -185,7 +186,7 @@ def merged_frame(
     first = np.unique(codes, return_index=True)[1]
     out = rows.loc[first, keys].reset_index(drop=True)
     n = rows["n"].astype("int64").to_numpy()
-    sealed = rows[SEALED].fillna(False).astype(bool).to_numpy()
+    sealed = _sealed_flags(rows)
     cells = len(out)
     out["n"] = np.bincount(codes, weights=n, minlength=cells).astype("int64")
     out["n_sealed"] = np.bincount(codes[sealed], weights=n[sealed], minlength=cells).astype("int64")
@@ -309,6 +310,15 @@ def storage_columns(sink: RollupSink) -> list[str]:
     ]
 
 
+def _sealed_flags(rows: pd.DataFrame) -> npt.NDArray[np.bool_]:
+    """Which rows are sealed, however the store returned the flag (a boolean, 1 or 0 in
+    MySQL's TINYINT, NaN where staged rows lack it)."""
+    flags: npt.NDArray[np.bool_] = (
+        pd.to_numeric(rows[SEALED], errors="coerce").fillna(0) != 0
+    ).to_numpy(dtype=bool)
+    return flags
+
+
 def _with_storage_columns(rows: pd.DataFrame, sink: RollupSink) -> pd.DataFrame:
     """``rows`` with every column a rollup's rows may have (a table written before a
     column existed lacks it: None)."""
@@ -346,7 +356,7 @@ def _legacy_sealed(rows: pd.DataFrame, sink: RollupSink) -> pd.DataFrame:
     counted = distinct_columns(sink)
     if rows.empty or not counted:
         return rows
-    sealed = rows[SEALED].fillna(False).astype(bool).to_numpy()
+    sealed = _sealed_flags(rows)
     legacy = np.zeros(len(rows), dtype=bool)
     for column in counted:
         legacy |= np.fromiter(map(_is_legacy, rows[column]), dtype=bool, count=len(rows))
