@@ -134,7 +134,7 @@ def open_state(url: str) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     try:
-        metadata.create_all(engine, checkfirst=True)
+        _create_tables(engine)
         _check_layout(engine, mask_url(url))
     except SQLAlchemyError as exc:
         engine.dispose()
@@ -143,6 +143,26 @@ def open_state(url: str) -> Engine:
         engine.dispose()
         raise
     return engine
+
+
+#: How often the tables' creation is tried again when another process created one of
+#: them between the check and the CREATE (two runs starting on a new state database).
+_CREATE_ATTEMPTS = 5
+
+
+def _create_tables(engine: Engine) -> None:
+    """Create the missing tables. ``checkfirst`` looks, then creates: a process that
+    created a table in between makes this CREATE fail with "already exists", and the
+    next look finds the table."""
+    for attempt in range(_CREATE_ATTEMPTS):
+        try:
+            metadata.create_all(engine, checkfirst=True)
+            return
+        except SQLAlchemyError as exc:
+            text = str(getattr(exc, "orig", None) or exc).lower()
+            raced = "already exists" in text or "duplicate" in text
+            if not raced or attempt == _CREATE_ATTEMPTS - 1:
+                raise
 
 
 def unreachable(exc: SQLAlchemyError, url: str) -> StateError:
