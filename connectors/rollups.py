@@ -265,10 +265,7 @@ def compacted_rows(
                     **base,
                     "n": cell["n_open"],
                     SEALED: False,
-                    **{
-                        f"sum_{c}": None if cell["n_sealed"] else cell[f"sum_{c}"]
-                        for c in sink.sums
-                    },
+                    **{f"sum_{c}": _open_sum(cell, c) for c in sink.sums},
                     **{column: cell[column] for column in sketched},
                     **{f"kll_{c}": cell[f"kll_{c}"] for c in sink.quantiles},
                 }

@@ -26,6 +26,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
+    Select,
     String,
     Table,
     Text,
@@ -158,9 +159,14 @@ def rollup_rows(
     connection: Connection, table: Table, stage: Table | None, label: str, sink: RollupSink
 ) -> pd.DataFrame:
     """Every row of a rollup: its table's and its staged chunks' cells."""
-    found = connection.execute(select(table)).mappings()
-    stored = pd.DataFrame([dict(row) for row in found])
+    stored = _frame(connection, select(table))
     return _together(stored, staged_frame(connection, stage, label, sink))
+
+
+def _frame(connection: Connection, statement: Select[Any]) -> pd.DataFrame:
+    """A query's rows as a frame, one column per selected column."""
+    result = connection.execute(statement)
+    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
 
 
 def _together(stored: pd.DataFrame, staged: pd.DataFrame) -> pd.DataFrame:
@@ -285,8 +291,7 @@ def compact_rollup(
     if not periods:
         return 0
     chosen = table.c.period_start.in_(sorted(periods))
-    found = connection.execute(select(table).where(chosen)).mappings()
-    rows = _together(pd.DataFrame([dict(row) for row in found]), staged)
+    rows = _together(_frame(connection, select(table).where(chosen)), staged)
     written = compacted_rows(rows, sink, sealed, run_id)
     # The run holds the store's lock: these are the rows just read.
     connection.execute(delete(table).where(chosen))
