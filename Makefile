@@ -40,16 +40,26 @@ demo: $(VENV)/.installed
 	$(BIN)/tenure plan $(POLICY)
 	$(BIN)/tenure run $(POLICY)
 	$(BIN)/tenure risk $(POLICY)
+	@# One access request, as a privacy officer answers it: customer 17 (a party to the
+	@# shipped policy's legal hold) asks what is held on them.
+	@id=$$($(BIN)/tenure request open $(POLICY) --kind access --id customer_id=17 --lang en \
+	  | sed -n 's/^request \([0-9-]*\) opened.*/\1/p'); \
+	test -n "$$id" && \
+	$(BIN)/tenure request verify $(POLICY) $$id --method "demo: identity taken as checked" --by "make demo" && \
+	$(BIN)/tenure request fulfil $(POLICY) $$id --out tenure-demo/requests && \
+	$(BIN)/tenure request show $(POLICY) $$id
 
-## server-binaries: the tests start their own PostgreSQL, MariaDB and Dovecot (IMAP) servers
-## from Debian's packages, installed here when missing (services are never started by apt)
+## server-binaries: the tests start their own PostgreSQL, MariaDB and Dovecot (IMAP) servers,
+## and a headless Chromium to check the access package's page, from Debian's packages,
+## installed here when missing (services are never started by apt)
 server-binaries:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ -n "$$TENURE_PG_BINDIR" ] || missing="$$missing postgresql"; \
 	command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing="$$missing mariadb-server"; \
 	command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || missing="$$missing dovecot-imapd"; \
+	command -v chromium >/dev/null 2>&1 || command -v chromium-headless-shell >/dev/null 2>&1 || [ -n "$$TENURE_CHROMIUM" ] || missing="$$missing chromium"; \
 	if [ -z "$$missing" ]; then \
-	  echo "server binaries (PostgreSQL, MariaDB, Dovecot): found"; \
+	  echo "server binaries (PostgreSQL, MariaDB, Dovecot, Chromium): found"; \
 	else \
 	  echo "installing Debian packages:$$missing"; \
 	  guard=""; [ -e /usr/sbin/policy-rc.d ] || guard=yes; \

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
@@ -84,7 +84,7 @@ class ConformanceFixture:
 
 
 def suite_records() -> list[Record]:
-    """23 records over four months; 14 before ``CUTOFF``, 5 of them in group "held"."""
+    """23 records over four months; 12 before ``CUTOFF``, 4 of them in group "held"."""
     start = datetime(2024, 1, 3, 9, 30, tzinfo=UTC)
     return [
         Record(
@@ -99,6 +99,53 @@ def _expired(records: list[Record], *, held: bool | None = None) -> list[Record]
     if held is None:
         return chosen
     return [r for r in chosen if (r.group == "held") == held]
+
+
+#: One person's records, for the checks of `ExpirySelection.only`: the filters naming
+#: them (built from the store's fields) and which of the suite's records they are.
+Person = tuple[tuple[RowFilter, ...], Callable[[int, Record], bool]]
+
+
+def _text(i: int) -> str:
+    return suite_records()[i].text
+
+
+def people(store: ConformanceFixture) -> dict[str, Person]:
+    """Ways of naming one person's records: one value (``eq``), a list (``in``), two
+    filters ORed (the person named by two fields), and a conjunction of two conditions."""
+    chosen = (1, 4, 20)
+    return {
+        "eq": (
+            (RowFilter("person", (Condition(store.group, "eq", "north"),)),),
+            lambda i, r: r.group == "north",
+        ),
+        "in": (
+            (RowFilter("person", (Condition(store.text, "in", tuple(map(_text, chosen))),)),),
+            lambda i, r: i in chosen,
+        ),
+        "two filters": (
+            (
+                RowFilter("by group", (Condition(store.group, "eq", "south"),)),
+                RowFilter("by text", (Condition(store.text, "eq", _text(3)),)),
+            ),
+            lambda i, r: r.group == "south" or i == 3,
+        ),
+        "conjunction": (
+            (
+                RowFilter(
+                    "person",
+                    (
+                        Condition(store.group, "eq", "held"),
+                        Condition(store.text, "in", (_text(2), _text(5), _text(6))),
+                    ),
+                ),
+            ),
+            lambda i, r: i in (2, 5),
+        ),
+    }
+
+
+PERSON_KINDS = ("eq", "in", "two filters", "conjunction")
 
 
 Check = TypeVar("Check", bound=Callable[..., None])
@@ -195,6 +242,30 @@ class ConnectorConformance:
             primary_key=store.key,
             skip_marked=self.LABEL if mark else None,
         )
+
+    def person(
+        self,
+        connector: Connector,
+        store: ConformanceFixture,
+        kind: str,
+        *,
+        every_row: bool = False,
+        hold: bool = True,
+        mark: bool = False,
+    ) -> tuple[ExpirySelection, list[Record]]:
+        """A selection of one person's records (`people`), held by group "held" unless
+        ``hold`` is False, and the suite's records that are that person's. Skips on a
+        connector that does not declare ``selects_subjects``: ``open_connector`` refuses
+        such selections for it."""
+        if getattr(connector, "selects_subjects", False) is not True:
+            pytest.skip(
+                f"{type(connector).__name__} does not declare selects_subjects = True "
+                "(ExpirySelection.only and every_row): open_connector refuses such selections"
+            )
+        filters, member = people(store)[kind]
+        base = self.selection(store, hold=hold, mark=mark)
+        selection = replace(base, only=filters, every_row=every_row, keep_referenced=True)
+        return selection, [r for i, r in enumerate(suite_records()) if member(i, r)]
 
     def run(
         self,
@@ -358,6 +429,108 @@ class ConnectorConformance:
         # Compacting (one row per cell) changes nothing the rollup publishes.
         connector.compact_rollup(self.LABEL, sink, [], "run-1")
         assert connector.rollup_cells(self.LABEL, sink) == cells
+
+    # one person's records (ExpirySelection.only, every_row)
+
+    @pytest.mark.parametrize("kind", PERSON_KINDS)
+    def test_only_counts_and_reads_one_persons_records(
+        self, connector: Connector, store: ConformanceFixture, kind: str
+    ) -> None:
+        """Only the person's records are counted (in ``total`` too) and read; the
+        clock and the hold judge them as they judge every record."""
+        selection, mine = self.person(connector, store, kind)
+        counts = connector.count_expiry(selection)
+        assert (counts.total, counts.expired, counts.held) == (
+            len(mine),
+            len(_expired(mine, held=False)),
+            len(_expired(mine, held=True)),
+        )
+        assert counts.held_by == {"hold": counts.held} and counts.skipped == {}
+        got = [row[0] for chunk in connector.read_rows(selection, [store.text], 2) for row in chunk]
+        assert sorted(got) == sorted(r.text for r in _expired(mine, held=False))
+
+    @pytest.mark.parametrize("kind", PERSON_KINDS)
+    def test_every_row_takes_all_of_a_persons_records_whatever_their_clock(
+        self, connector: Connector, store: ConformanceFixture, kind: str
+    ) -> None:
+        """With ``every_row`` the clock is not read: a cut-off no record passes, or a
+        clock field that holds no timestamp at all, still takes every record of the
+        person but those a hold keeps; none is unreadable."""
+        selection, mine = self.person(connector, store, kind, every_row=True)
+        unread = replace(
+            selection, clock_column=store.text, cutoff=datetime(1900, 1, 1, tzinfo=UTC)
+        )
+        for judged in (selection, unread):
+            counts = connector.count_expiry(judged)
+            held = [r for r in mine if r.group == "held"]
+            assert (counts.total, counts.expired, counts.held) == (
+                len(mine),
+                len(mine) - len(held),
+                len(held),
+            )
+            assert (counts.unreadable, counts.no_event) == (0, 0)
+            got = [
+                row[0] for chunk in connector.read_rows(judged, [store.text], 3) for row in chunk
+            ]
+            assert sorted(got) == sorted(r.text for r in mine if r not in held)
+
+    @pytest.mark.parametrize("kind", ["eq", "two filters"])
+    def test_deletes_one_persons_records_and_no_one_elses(
+        self, connector: Connector, store: ConformanceFixture, kind: str
+    ) -> None:
+        records = suite_records()
+        selection, mine = self.person(connector, store, kind, every_row=True)
+        rows, chunks = self.run(connector, selection, "delete", limit=2)
+        gone = [r for r in mine if r.group != "held"]  # the held ones stay
+        assert rows == len(gone) and chunks >= 2
+        assert sorted(self.texts(connector, store)) == sorted(
+            r.text for r in records if r not in gone
+        )
+        assert sum(e.rows for e in connector.journal("run-1")) == len(gone)
+        assert self.run(connector, selection, "delete", run_id="run-2") == (0, 0)
+        counts = connector.count_expiry(selection)
+        assert (counts.total, counts.expired) == (len(mine) - len(gone), 0)
+
+    @pytest.mark.parametrize("every_row", [False, True])
+    def test_anonymizes_one_persons_records_once(
+        self, connector: Connector, store: ConformanceFixture, every_row: bool
+    ) -> None:
+        records = suite_records()
+        rewrite = ColumnRewrite(
+            store.text, transform=lambda s: s.map(lambda v: f"redacted {len(v)}")
+        )
+        selection, mine = self.person(connector, store, "in", every_row=every_row, mark=True)
+        selection = replace(selection, keep_referenced=False)
+        rows, _ = self.run(connector, selection, "anonymize", rewrites=(rewrite,))
+        changed = [r for r in (mine if every_row else _expired(mine)) if r.group != "held"]
+        assert rows == len(changed) > 0
+        expected = sorted(f"redacted {len(r.text)}" if r in changed else r.text for r in records)
+        assert sorted(self.texts(connector, store)) == expected
+        again = self.run(connector, selection, "anonymize", run_id="run-2", rewrites=(rewrite,))
+        assert again == (0, 0)
+        assert connector.count_expiry(selection).expired == 0  # marked: done
+
+    def test_aggregates_then_deletes_one_persons_records(
+        self, connector: Connector, store: ConformanceFixture
+    ) -> None:
+        records = suite_records()
+        selection, mine = self.person(connector, store, "two filters", every_row=True)
+        selection = replace(selection, exclusions=())
+        sink = RollupSink("by_group", "month", (store.group,), min_cell_size=1)
+        rows, _ = self.run(connector, selection, "aggregate_then_delete", rollups=(sink,))
+        assert rows == len(mine)
+        assert sorted(self.texts(connector, store)) == sorted(
+            r.text for r in records if r not in mine
+        )
+        cells = connector.rollup_cells(self.LABEL, sink)
+        counted = {
+            (c.period_start.isoformat()[:7], c.dimensions[store.group]): c.count for c in cells
+        }
+        expected: dict[tuple[str, str], int] = {}
+        for r in mine:
+            cell = (r.clock.strftime("%Y-%m"), r.group)
+            expected[cell] = expected.get(cell, 0) + 1
+        assert counted == expected
 
     # crashes
 

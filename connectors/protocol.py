@@ -61,6 +61,10 @@ class TableInfo:
     foreign_keys: tuple[ForeignKeyInfo, ...] = ()
     unique_keys: tuple[tuple[str, ...], ...] = ()
     """Other column sets no two rows share (unique constraints and unique indexes)."""
+    indexes: tuple[tuple[str, ...], ...] | None = None
+    """The leading plain columns of each index the store keeps on the table (its primary
+    and unique keys' included), in index order; None when the store keeps no indexes a
+    lookup could use (files, mailboxes)."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,11 @@ class ExpirySelection:
 
     `cutoff` is timezone-aware. Naive timestamp columns are compared in the store's
     configured zone; date columns against the cut-off's own calendar date.
+
+    With `only` and `every_row`, the selection is one person's rows, all of them due
+    now (an erasure): every connector judges both wherever it judges a selection
+    (counting, reading, each chunk). A connector that cannot must refuse such a
+    selection with a `StoreError` rather than act on every row (`selects_subjects`).
     """
 
     table: str
@@ -178,6 +187,20 @@ class ExpirySelection:
     ``timestamp``, a timestamp in the store's canonical form (on SQLite, whose columns
     hold anything, ISO text as SQLAlchemy writes it); ``epoch_seconds``, integer seconds
     since 1970-01-01 UTC. Any other value is *unreadable*: never expired, counted."""
+    only: tuple[RowFilter, ...] = ()
+    """Only the rows one of these filters matches are in the selection: one person's rows
+    (each filter usually one condition, ``column in (values...)``, possibly ``through``
+    references to a parent row that holds it). The other rows are outside the selection and
+    counted nowhere, not even in ``total``. (): every row."""
+    every_row: bool = False
+    """The clock is not read: every row (of ``only``) counts as expired now, as a person's
+    erasure asks; none is unreadable or without event, and ``cutoff`` is not used."""
+
+    @property
+    def picks_rows(self) -> bool:
+        """Whether the selection names its rows (`only`) or ignores the clock
+        (`every_row`): what a connector that does not implement them must refuse."""
+        return bool(self.only) or self.every_row
 
     def as_the_store_is(self) -> ExpirySelection:
         """The selection without foreseen removals (`removed_first`,
@@ -230,6 +253,9 @@ class ColumnRewrite:
     column: str
     sql: Callable[[ColumnElement[Any], str], ColumnElement[Any] | None] | None = None
     transform: Callable[[Any], Any] | None = None
+    fills_nulls: bool = False
+    """The new value is written into NULL cells too: a value set (a correction, the date
+    of a withdrawal), not a value transformed."""
 
 
 @dataclass(frozen=True)
@@ -358,7 +384,12 @@ class ConnectorOptions:
 
 @runtime_checkable
 class Connector(Protocol):
-    """What the planner and flows may ask of a store."""
+    """What the planner and flows may ask of a store.
+
+    A connector that implements `ExpirySelection.only` and `every_row` (one person's
+    rows) says so with a class attribute ``selects_subjects = True``; for one that does
+    not, ``open_connector`` refuses such selections (`StoreError`) before they reach it.
+    """
 
     name: str
 

@@ -141,7 +141,8 @@ def chunk_cells(
     """Each rollup's cells of a chunk's rows (`partial_cells`), stamped with the run and
     the chunk. Each row's period start comes from ``periods`` (by period, as the store
     computed it) or else from the clock, whose naive values are wall time in
-    ``naive_zone``."""
+    ``naive_zone``. A row without a clock value (NULL: a selection of `every_row` takes
+    it) has no period and goes in no cell; the store reads an unreadable one as NULL."""
     periods = dict(periods or {})
     out = []
     for sink in work.rollups:
@@ -150,7 +151,9 @@ def chunk_cells(
             periods[sink.period] = period_starts(
                 clock, sink.period, ZoneInfo(work.period_zone), naive_zone
             )
-        cells = partial_cells(frame, sink, periods[sink.period])
+        starts = periods[sink.period]
+        placed = starts.notna().to_numpy(dtype=bool)
+        cells = partial_cells(frame[placed], sink, starts[placed])
         cells["run_id"], cells["chunk_no"] = work.run_id, work.chunk_no
         out.append((sink, cells))
     return out

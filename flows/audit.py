@@ -10,6 +10,10 @@ key nobody can rewrite an entry and recompute the chain, as they could with a pl
 every finished run of the ledger has its entries, every chunk the ledger or a store's
 journal says was committed is covered by an entry of its run and dataset with the same
 row total, and no store journal names a run that neither the log nor the ledger knows.
+The register of requests from people is a witness too: each of a request's events has
+its entry (request id, event, its number, dates, counts: never an identifier or a value)
+and each entry its event, unless the register's own retention deleted the request (itself
+audited), and a request's status and due dates are those of its latest entry.
 What the chain alone cannot prove (the newest entries removed with every witness) is
 caught by copying the head hash to an external record.
 """
@@ -25,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Connection, Engine, func, insert, inspect, select
 
 from anonymizers.secrets import (
     DEFAULT_KEY_ID,
@@ -37,7 +41,7 @@ from anonymizers.secrets import (
 from connectors.errors import StoreError
 from connectors.protocol import Connector
 from flows.state.ledger import Ledger, holder_gone
-from flows.state.tables import audit, chunks, locks, runs
+from flows.state.tables import audit, chunks, locks, request_events, requests, runs
 
 GENESIS = "0" * 64
 KEY_ID_VARIABLE = "TENURE_AUDIT_KEY_ID"
@@ -49,6 +53,14 @@ ACTION_COUNTERS = {
 }
 #: Each entry of a run says how many entries the run wrote, so removing some is seen.
 RUN_ENTRIES = "run_entries"
+#: The fields of an entry recording an event of a person's request (flows.rights.register):
+#: the request, the event, its number among the request's events (its row in
+#: ``tenure_request_events``); ``deleted`` records the request's whole record deleted by
+#: the register's own retention.
+REQUEST_ID = "request_id"
+REQUEST_EVENT = "request_event"
+EVENT_SEQ = "event_seq"
+REQUEST_DELETED = "deleted"
 
 
 @dataclass(frozen=True)
@@ -98,28 +110,34 @@ def append(engine: Engine, entries: Sequence[Mapping[str, Any]], key: AuditKey) 
     """Append entries in one transaction, continuing the chain; the new head, the hash
     to record outside the state database (see ``verify``'s ``head``)."""
     with engine.begin() as connection:
-        last = connection.execute(
-            select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
-        ).first()
-        seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
-        for entry in entries:
-            text = canonical(entry)
-            now = datetime.now(UTC).replace(microsecond=0)
-            seq += 1
-            digest = entry_hash(
-                key.secret, seq=seq, recorded_at=now, entry=text, prev_hash=prev, key_id=key.key_id
+        return append_on(connection, entries, key)
+
+
+def append_on(connection: Connection, entries: Sequence[Mapping[str, Any]], key: AuditKey) -> str:
+    """``append`` inside a transaction the caller holds, so that the change the entries
+    record and the entries commit together (a request's event and its entry)."""
+    last = connection.execute(
+        select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
+    ).first()
+    seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
+    for entry in entries:
+        text = canonical(entry)
+        now = datetime.now(UTC).replace(microsecond=0)
+        seq += 1
+        digest = entry_hash(
+            key.secret, seq=seq, recorded_at=now, entry=text, prev_hash=prev, key_id=key.key_id
+        )
+        connection.execute(
+            insert(audit).values(
+                seq=seq,
+                recorded_at=now,
+                entry=text,
+                prev_hash=prev,
+                hash=digest,
+                key_id=key.key_id,
             )
-            connection.execute(
-                insert(audit).values(
-                    seq=seq,
-                    recorded_at=now,
-                    entry=text,
-                    prev_hash=prev,
-                    hash=digest,
-                    key_id=key.key_id,
-                )
-            )
-            prev = digest
+        )
+        prev = digest
     return str(prev)
 
 
@@ -152,13 +170,23 @@ class Verification:
 @dataclass
 class _Log:
     """What the log says: rows per run and dataset, entries per run, and how many each
-    run's entries say there are."""
+    run's entries say there are; the events of each request of a person, and the
+    requests whose records the register's own retention deleted."""
 
     totals: dict[tuple[str, str], int] = field(default_factory=dict)
     entries: dict[str, int] = field(default_factory=dict)
     declared: dict[str, int] = field(default_factory=dict)
+    requests: dict[str, dict[int, Mapping[str, Any]]] = field(default_factory=dict)
+    deleted_requests: set[str] = field(default_factory=set)
 
     def add(self, entry: Mapping[str, Any]) -> None:
+        request_id, event = entry.get(REQUEST_ID), entry.get(REQUEST_EVENT)
+        if isinstance(request_id, str) and isinstance(event, str):
+            if event == REQUEST_DELETED:
+                self.deleted_requests.add(request_id)
+            elif isinstance(entry.get(EVENT_SEQ), int):
+                self.requests.setdefault(request_id, {})[entry[EVENT_SEQ]] = entry
+            return
         run_id = entry.get("run_id")
         if not isinstance(run_id, str):
             return
@@ -236,6 +264,7 @@ def verify(
     unaudited: list[str] = []
     busy = _runs_in_progress(engine)
     problems += _against_ledger(engine, log, busy, checked, unaudited)
+    problems += _against_requests(engine, log, checked)
     unchecked: list[str] = []
     known = Ledger(engine).known_runs()
     interrupted = _interrupted_runs(engine, busy) - log.entries.keys()
@@ -366,6 +395,61 @@ def _against_ledger(
         if run_id not in {r.run_id for r in finished}:
             problems.append(f"ledger: chunks of run {run_id}, which has no audit entry")
     checked.append(f"ledger: {len(finished)} runs, {chunk_count} chunks")
+    return problems
+
+
+def _against_requests(engine: Engine, log: _Log, checked: list[str]) -> list[str]:
+    """Every event of the register of requests has its entry, and every entry its event
+    (but for requests whose record the register's retention deleted, itself audited); a
+    request's status and due dates are those its latest entry recorded."""
+    if not inspect(engine).has_table(request_events.name):
+        return []  # a state database made before requests were registered
+    with engine.connect() as connection:
+        events = connection.execute(
+            select(request_events.c.request_id, request_events.c.seq, request_events.c.event)
+        ).all()
+        rows = connection.execute(
+            select(
+                requests.c.request_id, requests.c.status, requests.c.due, requests.c.extended_due
+            )
+        ).all()
+    problems: list[str] = []
+    where = "register of requests"
+    held = {(e.request_id, e.seq): e.event for e in events}
+    for (request_id, seq), event in sorted(held.items()):
+        logged = log.requests.get(request_id, {}).get(seq)
+        if logged is None or logged.get(REQUEST_EVENT) != event:
+            problems.append(
+                f"{where}: request {request_id}, event {seq} ({event}) has no audit entry "
+                "(written outside Tenure, or its entry removed)"
+            )
+    for request_id, logged_events in sorted(log.requests.items()):
+        if request_id in log.deleted_requests:
+            continue
+        for seq, entry in sorted(logged_events.items()):
+            if (request_id, seq) not in held:
+                problems.append(
+                    f"{where}: request {request_id}, event {seq} ({entry.get(REQUEST_EVENT)}) "
+                    "is in the audit log but not in the register (removed)"
+                )
+    for row in rows:
+        entries_of = log.requests.get(row.request_id)
+        if not entries_of:
+            continue  # its events are reported above
+        last = entries_of[max(entries_of)]
+        recorded = (last.get("status"), last.get("due"), last.get("extended_due"))
+        held_now = (
+            row.status,
+            row.due.isoformat(),
+            None if row.extended_due is None else row.extended_due.isoformat(),
+        )
+        if recorded != held_now:
+            problems.append(
+                f"{where}: request {row.request_id} says status {row.status}, due {held_now[1]}"
+                f"{'' if held_now[2] is None else f' (extended to {held_now[2]})'}; its latest "
+                f"audit entry says {recorded[0]}, due {recorded[1]} (edited outside Tenure)"
+            )
+    checked.append(f"{where}: {len(rows)} requests, {len(events)} events")
     return problems
 
 

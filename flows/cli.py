@@ -26,15 +26,23 @@ from connectors.protocol import Connector
 from flows.preflight import preflight
 from flows.reports.plan import plan_json, render_plan
 from flows.reports.summaries import demo_lines, validated_line, verify_lines
+from flows.rights.cli import request_app, requests_command
 from flows.state.location import STATE_VARIABLE, StateLocation, state_location
 from flows.state.tables import StateError
 from flows.stores import opened_stores, working_directory_warnings
 from retention_rules.clock import PolicyClock
-from retention_rules.issues import LocatedIssue, PolicyError
+from retention_rules.issues import LocatedIssue, PolicyError, PolicyIssue
 from retention_rules.loader import LoadedPolicy, load_policy, salvage_policy
-from retention_rules.planner import evaluate, plan_rules, table_references
+from retention_rules.model import Policy
+from retention_rules.planner import bound_tables, evaluate, plan_rules, table_references
 from retention_rules.references import event_clock_warnings, reference_warnings
-from retention_rules.schema_check import cascade_warnings, check_live_schema
+from retention_rules.schema_check import (
+    cascade_warnings,
+    check_live_schema,
+    subject_problems,
+    subject_warnings,
+)
+from retention_rules.subjects import unreached
 
 EXIT_FAILED = 1
 EXIT_INVALID = 2
@@ -52,6 +60,8 @@ audit_app = typer.Typer(help="The audit log of what was destroyed, and when.", n
 app.add_typer(audit_app, name="audit")
 register_app = typer.Typer(help="The anonymization register.", no_args_is_help=True)
 app.add_typer(register_app, name="register")
+app.add_typer(request_app, name="request")
+app.command("requests")(requests_command)
 
 stdout = Console()
 if not stdout.is_terminal:  # logs and pipes are not width-limited; keep tables on one line
@@ -114,13 +124,18 @@ def _reported() -> Iterator[None]:
 
 @contextmanager
 def _checked_stores(
-    loaded: LoadedPolicy, location: StateLocation | None = None
+    loaded: LoadedPolicy,
+    location: StateLocation | None = None,
+    also: Callable[[Policy, Mapping[str, Connector]], list[PolicyIssue]] | None = None,
 ) -> Iterator[Mapping[str, Connector]]:
     """The policy's stores, open and checked against its schema: each store is connected
     and reflected once, for the check and whatever the command does next. With the
-    state database's ``location``, the real run's preflight too (``flows.preflight``)."""
+    state database's ``location``, the real run's preflight too (``flows.preflight``);
+    with ``also``, its problems in the same report."""
     with opened_stores(loaded.policy) as (connectors, issues):
         issues += check_live_schema(loaded.policy, connectors)
+        if also is not None:
+            issues += also(loaded.policy, connectors)
         if location is not None:
             issues += preflight(loaded, connectors, location, issues)
         if issues:
@@ -196,13 +211,24 @@ def validate(
             + reference_warnings(loaded.policy)
             + working_directory_warnings(loaded.policy)
         )
+        if offline:  # the stores' foreign keys may reach what the file does not
+            warnings += unreached(loaded.policy, keys_read=False)
         for warning in loaded.locate(warnings):
             stderr.print(f"warning: {warning}", markup=False)
         if location is not None:
-            with _checked_stores(loaded, location) as connectors:
-                # Warnings do not fail validation (see `cascade_warnings`).
-                for warning in loaded.locate(cascade_warnings(loaded.policy, connectors)):
+            with _checked_stores(loaded, location, also=subject_problems) as connectors:
+                # Warnings do not fail validation (see `cascade_warnings`, `subject_warnings`).
+                found = cascade_warnings(loaded.policy, connectors)
+                found += subject_warnings(loaded.policy, connectors)
+                for warning in loaded.locate(found):
                     stderr.print(f"warning: {warning}", markup=False)
+        if loaded.policy.subjects is None:
+            stderr.print(
+                f"note: {policy}: no subjects: section: requests from people (access, "
+                "correction, erasure, withdrawal) cannot be answered until it says which "
+                "identifiers name a person and where each dataset holds them",
+                markup=False,
+            )
         stdout.print(validated_line(policy, loaded.policy, offline), markup=False)
         if location is not None:
             _print_state(location)
@@ -427,8 +453,10 @@ def scan(
     if suggest:
         from anonymizers.detection.entities import DIRECT_IDENTIFIERS
 
+        with _reported(), opened_stores(loaded.policy) as (connectors, _):
+            tables = bound_tables(loaded.policy, connectors)  # their foreign keys
         stub = suggest_bindings(
-            loaded.policy, coverage.gaps, inventory.primary_keys, DIRECT_IDENTIFIERS
+            loaded.policy, coverage.gaps, inventory.primary_keys, DIRECT_IDENTIFIERS, tables
         )
         sys.stdout.write(stub)
     if check and not coverage.passed:
@@ -668,7 +696,7 @@ def demo_build(
 
     from connectors.urls import mask_url
     from flows.demo.files_and_mail import build_demo_files, check_demo_files_free
-    from flows.demo.generate import DemoSpec, DemoStoreExists, build_demo_store
+    from flows.demo.generate import DemoSpec, DemoStoreExists, build_demo_store, planted_people
 
     if url is None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -686,7 +714,10 @@ def demo_build(
         raise typer.Exit(EXIT_INVALID) from None
     finally:
         engine.dispose()
-    for line in demo_lines(mask_url(engine.url), counts, path.parent, files):
+    for line in [
+        *demo_lines(mask_url(engine.url), counts, path.parent, files),
+        *planted_people(spec).lines(),
+    ]:
         stdout.print(line, markup=False)
 
 

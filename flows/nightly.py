@@ -106,12 +106,23 @@ def show_progress(progress: Progress | None) -> None:
 
 
 def serve(policy_path: str, cron: str, timezone: str, name: str = DEPLOYMENT_NAME) -> None:
-    """Serve the flow as a deployment with a cron schedule; at most one run at a time."""
-    nightly_retention.serve(
+    """Serve the nightly flow as a deployment with a cron schedule, and the `subject-request`
+    flow beside it (triggered through the API); at most one run of each at a time."""
+    from prefect import serve as serve_all
+    from prefect.deployments.runner import RunnerDeployment
+
+    from flows.rights.flow import DEPLOYMENT_NAME as REQUESTS
+    from flows.rights.flow import subject_request
+
+    nightly = nightly_retention.to_deployment(
         name=name,
         schedules=[Cron(cron, timezone=timezone)],
         parameters={"policy_path": policy_path},
-        global_limit=1,
-        pause_on_shutdown=False,
-        print_starting_message=True,
+        concurrency_limit=1,
     )
+    # Requests are triggered through the API with a request id, never on a schedule.
+    requests = subject_request.to_deployment(
+        name=REQUESTS, parameters={"policy_path": policy_path}, concurrency_limit=1
+    )
+    assert isinstance(nightly, RunnerDeployment) and isinstance(requests, RunnerDeployment)
+    serve_all(nightly, requests, pause_on_shutdown=False, print_starting_message=True)

@@ -12,13 +12,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
-from functools import cache
-from importlib.resources import files
 from typing import Any
 
-from jsonschema import Draft202012Validator, FormatChecker
 from sqlalchemy import Engine, func, insert, select
 
+from flows.json_schemas import first_error
 from flows.state.tables import register
 
 
@@ -26,20 +24,12 @@ class RegisterError(ValueError):
     """An entry does not match the register's schema (a bug: nothing was written)."""
 
 
-@cache
-def _validator() -> Draft202012Validator:
-    """The schema shipped with the package, read and compiled once per process."""
-    text = (files("flows") / "schemas" / "register.schema.json").read_text(encoding="utf-8")
-    return Draft202012Validator(json.loads(text), format_checker=FormatChecker())
-
-
 def check(entry: Mapping[str, Any]) -> None:
     """Raise ``RegisterError`` naming the first place where ``entry`` breaks the schema."""
-    errors = sorted(_validator().iter_errors(entry), key=lambda e: list(e.path))
-    error = errors[0] if errors else None
+    error = first_error("register.schema.json", entry)
     if error is not None:
-        where = "/".join(str(part) for part in error.absolute_path) or "(entry)"
-        raise RegisterError(f"register entry invalid at {where}: {error.message}")
+        where, message = error
+        raise RegisterError(f"register entry invalid at {where or '(entry)'}: {message}")
 
 
 def append(state: Engine, entry: Mapping[str, Any]) -> None:

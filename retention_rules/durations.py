@@ -24,6 +24,13 @@ _UNITS = {
     "week": "weeks", "weeks": "weeks", "w": "weeks", "semaine": "weeks", "semaines": "weeks",
     "day": "days", "days": "days", "d": "days", "jour": "days", "jours": "days",
 }  # fmt: skip
+#: Each unit's words, singular and plural, for `Duration.spoken`.
+_WORDS = {
+    "en": {"years": ("year", "years"), "months": ("month", "months"),
+           "weeks": ("week", "weeks"), "days": ("day", "days")},
+    "fr": {"years": ("an", "ans"), "months": ("mois", "mois"),
+           "weeks": ("semaine", "semaines"), "days": ("jour", "jours")},
+}  # fmt: skip
 _PHRASE_PART = re.compile(r"(\d+)\s*([a-zA-Zéû]+)")
 _ISO = re.compile(
     r"P(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
@@ -79,6 +86,17 @@ class Duration:
 
     def __str__(self) -> str:
         return self.text or _canonical(self)
+
+    def spoken(self, language: str) -> str:
+        """The duration in words of ``language`` (``fr`` or ``en``): "6 years", "6 ans"."""
+        words = _WORDS["fr" if language == "fr" else "en"]
+        parts = [
+            f"{n} {words[unit][0] if n == 1 else words[unit][1]}"
+            for unit, n in (("years", self.years), ("months", self.months),
+                            ("weeks", self.weeks), ("days", self.days))
+            if n
+        ]  # fmt: skip
+        return " ".join(parts) or f"0 {words['days'][1]}"
 
     @classmethod
     def __get_pydantic_core_schema__(

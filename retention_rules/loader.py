@@ -23,7 +23,17 @@ from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from retention_rules.issues import Loc, LocatedIssue, PolicyError, PolicyIssue, format_loc
-from retention_rules.model import Category, Dataset, Exemption, Hold, Policy, Purpose, Store
+from retention_rules.model import (
+    Category,
+    Dataset,
+    Exemption,
+    Hold,
+    Policy,
+    Purpose,
+    RequestSettings,
+    Store,
+    Subjects,
+)
 from retention_rules.references import PolicyParts, check_references
 
 
@@ -154,6 +164,8 @@ def _salvage(document: Mapping[str, Any], context: dict[str, Any]) -> PolicyPart
         datasets=keep(Dataset, listed("datasets")),
         holds=keep(Hold, listed("holds")),
         exemptions=keep(Exemption, dict(enumerate(_exempt_list(mapping("scan"))))),
+        subjects=keep(Subjects, {0: document["subjects"]} if "subjects" in document else {}).get(0),
+        requests=keep(RequestSettings, {0: mapping("requests")}).get(0),
     )
 
 

@@ -32,6 +32,7 @@ from anonymizers.registry import OPERATORS
 from anonymizers.risk_criteria import DEFAULT_THRESHOLDS, FLOORS, LOWER_BOUNDED, METRICS
 from connectors.protocol import COMPARISONS, ClockFormat, ConditionOp, Period
 from connectors.urls import mask_url
+from retention_rules.deadlines import COMPLAINT_PERIOD, Jurisdiction
 from retention_rules.durations import Duration, PositiveDuration
 from retention_rules.interpolation import interpolate_url
 
@@ -76,6 +77,13 @@ class Category(_Strict):
         description=(
             "What the PII scan may find in a column of this category. 'any' for free text. "
             "Unset: nothing for identifier none, not checked otherwise."
+        ),
+    )
+    provided: bool = Field(
+        default=False,
+        description=(
+            "The person provided it (a name, an address, a message they wrote): a "
+            "portability request covers it. Derived data (usage statistics) is not provided"
         ),
     )
 
@@ -605,6 +613,49 @@ class RegisterSettings(_Strict):
     )
 
 
+class SubjectIdentifier(_Strict):
+    """A kind of value that names a person (a customer number, an e-mail address, a
+    website cookie), with the category of the columns that hold it."""
+
+    category: CategoryName
+    description: str = ""
+
+
+class Subjects(_Strict):
+    """Who a person is across stores: the identifiers that name a person, and where
+    each dataset holds them. A dataset with no ``found_in`` entry is reached through a
+    foreign key (the store's, or the policy's ``references:``) to one that has one."""
+
+    person: Name
+    """The identifier that tells people apart (customer_id): a request whose identifiers
+    lead to two values of it is refused, never merged."""
+    identifiers: dict[Name, SubjectIdentifier] = Field(min_length=1)
+    found_in: dict[Name, dict[Identifier, Name]] = Field(default_factory=dict)
+    """Per dataset name: its columns that name the person, and which identifier each holds
+    ({id: customer_id, email: email} for customers; {correspondent: email} for a mailbox;
+    {customer_id: customer_id, visitor_id: visitor_id} for web_clicks). A row holding two
+    identifiers links them: it says they name the same person."""
+
+
+def _default_jurisdictions() -> list[Jurisdiction]:
+    return [Jurisdiction.QUEBEC, Jurisdiction.PIPEDA]
+
+
+class RequestSettings(_Strict):
+    """How requests from people (access, correction, erasure, withdrawal, complaints)
+    are answered: the laws whose deadlines apply (the strictest governs), the policy's
+    own promise for complaints, and the register's purpose and language."""
+
+    jurisdictions: list[Jurisdiction] = Field(default_factory=_default_jurisdictions, min_length=1)
+    complaint_period: PositiveDuration = COMPLAINT_PERIOD
+    purpose: Name | None = Field(
+        default=None, description="The purpose the register's own records are kept for"
+    )
+    language: Literal["fr", "en"] = Field(
+        default="fr", description="Default language of letters and access packages"
+    )
+
+
 class Policy(_Strict):
     """A whole retention policy file."""
 
@@ -621,6 +672,8 @@ class Policy(_Strict):
     anonymization_register: RegisterSettings = Field(
         default_factory=RegisterSettings, alias="register"
     )
+    subjects: Subjects | None = None
+    requests: RequestSettings = Field(default_factory=RequestSettings)
     state: str | None = Field(default=None, repr=False, exclude=True)
     """The state database (ledger, lock, audit log, scan cache, register): a SQLAlchemy
     URL (``${VAR}`` as in store URLs; it may hold a password, so it is kept out of reprs

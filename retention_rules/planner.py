@@ -21,6 +21,7 @@ from connectors.protocol import (
     ForeignKeyInfo,
     RollupSink,
     RowFilter,
+    TableInfo,
 )
 from connectors.sql.references import with_declared
 from retention_rules.clock import PolicyClock
@@ -392,7 +393,14 @@ def table_references(
     """For each bound table, its rows' references: the foreign keys its store declares
     (reflected; stores not in `connectors` have none) and those the policy declares
     (`declared_references`), one input for ordering, cycles, kept parents and holds."""
-    reflected: dict[TableKey, tuple[ForeignKeyInfo, ...]] = {}
+    return references_of(policy, bound_tables(policy, connectors))
+
+
+def bound_tables(policy: Policy, connectors: Mapping[str, Connector]) -> dict[str, TableInfo]:
+    """Each binding's table as its store describes it, by dataset name (a connector keeps
+    what it reflected once); bindings whose store is not in ``connectors`` or fails, or
+    whose table is missing, are left out (the binding's own check reports them)."""
+    tables: dict[str, TableInfo] = {}
     for dataset in policy.datasets:
         connector = connectors.get(dataset.store)
         if connector is None:
@@ -400,7 +408,20 @@ def table_references(
         try:
             info = connector.table_info(dataset.table, dataset.db_schema)
         except StoreError:
-            continue  # the binding's own check reports it
+            continue
+        if info is not None:
+            tables[dataset.name] = info
+    return tables
+
+
+def references_of(
+    policy: Policy, tables: Mapping[str, TableInfo] | None = None
+) -> dict[TableKey, tuple[ForeignKeyInfo, ...]]:
+    """`table_references` from tables already described (``tables``: dataset name -> its
+    table; None: the policy's own references alone)."""
+    reflected: dict[TableKey, tuple[ForeignKeyInfo, ...]] = {}
+    for dataset in policy.datasets:
+        info = (tables or {}).get(dataset.name)
         if info is not None:
             reflected[table_key(dataset)] = info.foreign_keys
     declared = [(table, key) for table, keys in declared_references(policy).items() for key in keys]

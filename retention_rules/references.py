@@ -22,7 +22,9 @@ from retention_rules.model import (
     Hold,
     Policy,
     Purpose,
+    RequestSettings,
     RiskSettings,
+    Subjects,
 )
 from retention_rules.planner import declared_references, table_key
 
@@ -41,6 +43,8 @@ class PolicyParts:
     datasets: dict[int, Dataset] = field(default_factory=dict)
     holds: dict[int, Hold] = field(default_factory=dict)
     exemptions: dict[int, Exemption] = field(default_factory=dict)
+    subjects: Subjects | None = None
+    requests: RequestSettings | None = None
 
     @classmethod
     def of(cls, policy: Policy) -> PolicyParts:
@@ -56,6 +60,8 @@ class PolicyParts:
             datasets=dict(enumerate(policy.datasets)),
             holds=dict(enumerate(policy.holds)),
             exemptions=dict(enumerate(policy.scan.exempt)),
+            subjects=policy.subjects,
+            requests=policy.requests,
         )
 
 
@@ -66,6 +72,7 @@ def check_references(parts: PolicyParts) -> list[PolicyIssue]:
         *_duplicate_names("holds", parts.holds),
         *_hold_references(parts),
         *_exemption_references(parts),
+        *_subjects_references(parts),
     ]
 
 
@@ -378,6 +385,60 @@ def _exemption_references(parts: PolicyParts) -> Iterator[PolicyIssue]:
             yield PolicyIssue(
                 ("scan", "exempt", i, "store"), _unknown("store", exemption.store, known)
             )
+
+
+def _subjects_references(parts: PolicyParts) -> Iterator[PolicyIssue]:
+    """The ``subjects:`` section names declared identifiers, categories and datasets, and
+    a ``found_in`` column the policy categorizes holds its identifier's category (another
+    column is looked up in the live schema); ``requests.purpose`` is a declared purpose."""
+    requests = parts.requests
+    purposes = parts.declared.get("purposes", set())
+    if requests is not None and requests.purpose is not None and requests.purpose not in purposes:
+        yield PolicyIssue(("requests", "purpose"), _unknown("purpose", requests.purpose, purposes))
+    subjects = parts.subjects
+    if subjects is None:
+        return
+    identifiers = set(subjects.identifiers)
+    if subjects.person not in identifiers:
+        yield PolicyIssue(
+            ("subjects", "person"),
+            f"{subjects.person!r} is not one of the identifiers "
+            f"(declared: {', '.join(sorted(identifiers))})",
+        )
+    categories = parts.declared.get("categories", set())
+    for name, identifier in subjects.identifiers.items():
+        if identifier.category not in categories:
+            yield PolicyIssue(
+                ("subjects", "identifiers", name, "category"),
+                _unknown("category", identifier.category, categories),
+            )
+    known = parts.declared.get("datasets", set())
+    bound = {d.name: d for d in parts.datasets.values()}
+    for name, columns in subjects.found_in.items():
+        at = ("subjects", "found_in", name)
+        if name not in known:
+            yield PolicyIssue(at, _unknown("dataset", name, known))
+            continue
+        if not columns:
+            yield PolicyIssue(
+                at,
+                "names no column: give the columns that name the person ({column: "
+                "identifier}), or leave the dataset out to reach it through a foreign key",
+            )
+        dataset = bound.get(name)
+        for column, held in columns.items():
+            if held not in identifiers:
+                yield PolicyIssue((*at, column), _unknown("identifier", held, identifiers))
+                continue
+            wanted = subjects.identifiers[held].category
+            categorized = dataset.columns.get(column) if dataset is not None else None
+            if categorized and wanted not in categorized:
+                yield PolicyIssue(
+                    (*at, column),
+                    f"column {dataset.table if dataset else name}.{column} is "
+                    f"{', '.join(categorized)}; identifier {held} is {wanted}: name the "
+                    f"identifier it holds, or add {wanted} to its categories",
+                )
 
 
 class _Named(Protocol):

@@ -17,11 +17,13 @@ from connectors.times import TimeContext
 from retention_rules.issues import Loc, PolicyIssue
 from retention_rules.model import AggregateThenDeleteAction, AnonymizeAction, Dataset, Policy
 from retention_rules.planner import (
+    bound_tables,
     protecting_holds,
     reference_cycles,
     reference_parents,
     table_references,
 )
+from retention_rules.subjects import index_warnings, unreached
 
 _CLOCK_FAMILIES = ("datetime", "date")
 _NUMERIC_FAMILIES = ("integer", "numeric")
@@ -179,6 +181,40 @@ def _check_dataset(
     yield from _check_operators(dataset, at, table)
     yield from _check_measures(dataset, at, table)
     yield from _check_holds(policy, dataset, table)
+    yield from _check_found_in(policy, dataset, table)
+
+
+def _check_found_in(policy: Policy, dataset: Dataset, table: TableInfo) -> Iterator[PolicyIssue]:
+    """The columns ``subjects.found_in`` names in the binding's table exist (the file
+    check knows only those the binding categorizes or keys)."""
+    subjects = policy.subjects
+    for column in (subjects.found_in.get(dataset.name) or {}) if subjects else {}:
+        if column not in table.columns:
+            yield _missing(("subjects", "found_in", dataset.name, column), table, column)
+
+
+def subject_problems(policy: Policy, connectors: Mapping[str, Connector]) -> list[PolicyIssue]:
+    """The datasets no identifier of ``subjects:`` reaches, following the stores' foreign
+    keys too (`retention_rules.subjects.unreached`); a binding whose table could not be
+    read is left to the schema check's own problem."""
+    tables = bound_tables(policy, connectors)
+    names = {d.name for d in policy.datasets if d.name not in tables}
+    return [
+        issue
+        for issue in unreached(policy, tables)
+        if not (issue.loc[:1] == ("datasets",) and _named(policy, issue.loc) in names)
+    ]
+
+
+def subject_warnings(policy: Policy, connectors: Mapping[str, Connector]) -> list[PolicyIssue]:
+    """Each column a search for one person filters on that no index of its table
+    begins with, in stores that keep indexes (`retention_rules.subjects.index_warnings`)."""
+    return index_warnings(policy, bound_tables(policy, connectors))
+
+
+def _named(policy: Policy, loc: Loc) -> str:
+    index = loc[1]
+    return policy.datasets[index].name if isinstance(index, int) else ""
 
 
 def _check_holds(policy: Policy, dataset: Dataset, table: TableInfo) -> Iterator[PolicyIssue]:

@@ -4,6 +4,10 @@ The stub is YAML to review, not to paste blindly: the purpose, subject key, cloc
 retention of a new dataset are decisions the scan cannot make, so they are ``TODO``
 (which the policy loader rejects until they are filled in). Categories are picked from
 the policy where one declares the entity found; otherwise a new category is proposed.
+
+It also proposes where the identifiers of ``subjects:`` are found in each dataset that
+has no ``found_in`` entry: a column whose foreign key (or the policy's reference) leads
+to a column holding an identifier, and a column whose category is an identifier's.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
+from connectors.protocol import TableInfo
 from retention_rules.coverage import CoverageGap
 from retention_rules.model import Policy
+from retention_rules.planner import references_of, table_key
 
 TableKey = tuple[str, str | None, str]
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
@@ -23,8 +29,12 @@ def suggest_bindings(
     gaps: Iterable[CoverageGap],
     primary_keys: Mapping[TableKey, Sequence[str]],
     direct: Iterable[str],
+    tables: Mapping[str, TableInfo] | None = None,
 ) -> str:
-    """YAML binding the unbound columns of ``gaps``; contradictions are listed as comments."""
+    """YAML binding the unbound columns of ``gaps``; contradictions are listed as
+    comments. Then the ``subjects.found_in`` entries the datasets without one could have
+    (``tables``: dataset name -> its table as the store describes it, for its foreign
+    keys)."""
     direct_entities = frozenset(direct)
     unbound: dict[TableKey, list[CoverageGap]] = {}
     lines = ["# Proposed by `tenure scan --suggest`: review every TODO before use."]
@@ -50,7 +60,58 @@ def suggest_bindings(
     if stubs:
         lines.append("datasets:")
         lines.extend(stubs)
+    lines.extend(suggest_subjects(policy, tables))
     return "\n".join(lines) + "\n"
+
+
+def suggest_subjects(policy: Policy, tables: Mapping[str, TableInfo] | None = None) -> list[str]:
+    """``subjects.found_in`` entries for the datasets that have none: each column whose
+    foreign key (the store's, from ``tables``, or the policy's reference) leads to a
+    column that holds an identifier, and each column of an identifier's category; a
+    dataset with an entry was decided on and is left alone."""
+    subjects = policy.subjects
+    if subjects is None:
+        return [
+            "# No subjects: section: declare the identifiers that name a person, and "
+            "--suggest proposes where each dataset holds them."
+        ]
+    held = {
+        (*table_key(d), column): identifier
+        for d in policy.datasets
+        for column, identifier in (subjects.found_in.get(d.name) or {}).items()
+    }
+    by_category: dict[str, str] = {}
+    for name, declared in subjects.identifiers.items():
+        by_category.setdefault(declared.category, name)
+    keys = references_of(policy, tables)
+    entries: list[str] = []
+    for dataset in policy.datasets:
+        if subjects.found_in.get(dataset.name):
+            continue
+        store, schema, table = table_key(dataset)
+        found: dict[str, tuple[str, str]] = {}
+        for key in keys.get(table_key(dataset), ()):
+            if len(key.columns) != 1:
+                continue
+            identifier = held.get((store, schema, key.referred_table, key.referred_columns[0]))
+            if identifier is not None:
+                whose = "the policy's reference" if key.declared else "foreign key"
+                route = (
+                    f"{table}.{key.columns[0]} -> {key.referred_table}.{key.referred_columns[0]}"
+                )
+                found.setdefault(key.columns[0], (identifier, f"{whose} {route}"))
+        for column, categories in dataset.columns.items():
+            for category in categories:
+                if category in by_category and column not in found:
+                    found[column] = (by_category[category], f"{column} is {category}")
+        if found:
+            mapping = ", ".join(f"{_quoted(c)}: {i}" for c, (i, _) in found.items())
+            why = "; ".join(reason for _, reason in found.values())
+            entries.append(f"    {dataset.name}: {{{mapping}}}   # {why}")
+    if not entries:
+        return []
+    return ["# Where the person is found (review: a column may name someone else):",
+            "subjects:", "  found_in:", *entries]  # fmt: skip
 
 
 def _column_line(

@@ -37,6 +37,7 @@ BENCHMARKS: dict[str, tuple[set[str], bool]] = {
     "expire_partitions": ({"rm_s", "expire_s", "count_s", "both_s", "expire_ratio"}, False),
     "anonymize_vs_structured": ({"distinct_values", "structured", "text"}, False),
     "redact_maildir": ({"tenure", "baseline", "ratio", "recall"}, False),
+    "requests_vs_sql": ({"rows", "person", "access", "erasure", "ratios", "explain"}, True),
 }
 
 

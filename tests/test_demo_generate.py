@@ -21,6 +21,7 @@ from flows.demo.files_and_mail import DemoFilesExist, build_demo_files
 from flows.demo.generate import DemoSpec, DemoStoreExists, build_demo_store
 from flows.demo.schema import customers, login_events, metadata
 from tests.support.demo import instants, rows, table_contents
+from tests.support.planted import MARKETING_EMAIL
 
 AS_OF = datetime(2026, 11, 24, tzinfo=UTC)
 SMALL = DemoSpec(customers=60, as_of=AS_OF)
@@ -276,7 +277,8 @@ def test_files_and_mail_are_deterministic(demo_files_root: Path, tmp_path: Path)
     counts = build_demo_files(tmp_path, SMALL)
     assert file_contents(tmp_path / "mail") == file_contents(demo_files_root / "mail")
     assert file_contents(tmp_path / "weblogs") == file_contents(demo_files_root / "weblogs")
-    assert counts["inbox messages"] == 400 and counts["billing messages"] == 150
+    # the inbox also holds the planted marketing-only visitor's question
+    assert counts["inbox messages"] == 400 + 1 and counts["billing messages"] == 150
     assert counts["access_log days"] == 420
     lines = [len(p.read_text().splitlines()) for p in (tmp_path / "weblogs").rglob("part-0.jsonl")]
     assert len(lines) == 420 and sum(lines) == counts["access_log lines"]
@@ -284,8 +286,9 @@ def test_files_and_mail_are_deterministic(demo_files_root: Path, tmp_path: Path)
 
 
 def test_every_correspondent_is_a_demo_customer(store: Path, demo_files_root: Path) -> None:
-    emails = {str(e) for (e,) in rows(store, "SELECT email FROM customers")}
-    for folder, count, years in ((demo_files_root / "mail", 400, 4.5), (
+    """... but the planted marketing-only visitor, who writes once to support."""
+    emails = {str(e) for (e,) in rows(store, "SELECT email FROM customers")} | {MARKETING_EMAIL}
+    for folder, count, years in ((demo_files_root / "mail", 400 + 1, 4.5), (
         demo_files_root / "mail" / ".Billing", 150, 6.0,
     )):  # fmt: skip
         found = messages(folder)
@@ -302,7 +305,7 @@ def test_every_correspondent_is_a_demo_customer(store: Path, demo_files_root: Pa
             sent.append(moment)
         oldest = AS_OF - relativedelta(days=round(365.25 * years) + 1)
         assert oldest <= min(sent) and max(sent) <= AS_OF
-        cutoff = AS_OF - relativedelta(years=3 if count == 400 else 2)
+        cutoff = AS_OF - relativedelta(years=3 if count == 401 else 2)
         assert any(s < cutoff for s in sent) and any(s >= cutoff for s in sent)
     assert mailbox.Maildir(demo_files_root / "mail", create=False).list_folders() == ["Billing"]
     html = [m for _, m in messages(demo_files_root / "mail") if m.is_multipart()]

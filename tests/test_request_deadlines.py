@@ -131,3 +131,14 @@ def test_days_left_count_to_the_extended_date_once_extended() -> None:
     assert found.days_left(date(2026, 2, 1), extended=True) == 38
     quebec = deadline(RequestKind.ACCESS, date(2026, 1, 10), [Q])
     assert quebec.days_left(date(2026, 2, 1), extended=True) == 8  # no extension to take
+
+
+def test_a_request_received_on_a_weekend_or_holiday_counts_calendar_days() -> None:
+    # Christmas Day 2026 is a Friday, a statutory holiday in Quebec; 26 December a Saturday.
+    christmas = deadline(RequestKind.ACCESS, date(2026, 12, 25), [Q, P])
+    assert christmas.due == date(2027, 1, 24)  # a Sunday: not moved to the Monday
+    assert christmas.due.weekday() == 6
+    saturday = deadline(RequestKind.ERASURE, date(2026, 12, 26), [Q])
+    assert saturday.due == date(2027, 1, 25)
+    # Across a month end and a year end alike: 30 days from 2 December is 1 January.
+    assert deadline(RequestKind.ACCESS, date(2026, 12, 2), [Q]).due == date(2027, 1, 1)

@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date
@@ -52,6 +52,7 @@ from connectors.protocol import (
 from connectors.records.bookkeeping import Intent, RecordBookkeeping, key_text
 from connectors.records.predicates import (
     EventKeys,
+    clock_judgement,
     clock_mask,
     event_keys,
     event_masks,
@@ -79,6 +80,8 @@ SAMPLE_READ_LIMIT = 200_000
 DUPLICATE_KEY = "duplicate key"
 #: How many times a chunk's units are judged again before the binding gives up on them.
 REJUDGE_ATTEMPTS = 3
+#: Where a frame's records are in a selection (its ``only`` filters).
+Keep = Callable[[pd.DataFrame], np.ndarray]
 
 
 class RecordConnector:
@@ -90,6 +93,10 @@ class RecordConnector:
     folder a run starts from: in its own folder (``HasHome``), or else in a per-machine
     folder named by a digest of its password-free URL (``store_home``).
     """
+
+    selects_subjects = True
+    """It judges `ExpirySelection.only` and `every_row` in every pass (`_judged`), so any
+    ``RecordStore`` implements them without a line of its own."""
 
     def __init__(self, store: RecordStore, options: ConnectorOptions = ConnectorOptions()) -> None:
         self.store = store
@@ -197,7 +204,8 @@ class RecordConnector:
             held += int((due & protected).sum())
             for row_filter, mask in zip(selection.exclusions, holds, strict=True):
                 held_by[row_filter.name] += int((due & mask).sum())
-        self._partition_rows[selection.table] = sizes
+        if not selection.only:  # one person's records are not a partition's size
+            self._partition_rows[selection.table] = sizes
         return ExpiryCounts(
             total,
             expired,
@@ -351,7 +359,8 @@ class RecordConnector:
         """Each frame of the collection (of some units only, when given) with where it
         is expired, where each exclusion holds it, where its clock cannot be read, and
         where it has no event to count from (`event_masks`). Records sharing a key are
-        left out (``_scan``)."""
+        left out (``_scan``), and so are those outside the selection's ``only`` filters;
+        with ``every_row`` every record is due and its clock is not read."""
         if selection.keep_referenced and selection.declared_references:
             child, key = selection.declared_references[0]
             raise StoreError(
@@ -363,10 +372,14 @@ class RecordConnector:
             )
         collection = self._require(selection.table)
         fields = collection.fields
-        needed = set(columns) | {c for f in selection.exclusions for c in _read_by(f)}
+        filters = (*selection.exclusions, *selection.only)
+        needed = set(columns) | {c for f in filters for c in _read_by(f)}
         referred = self._held_parents(selection.exclusions)
+        keep = self._only(selection, fields)
         events: EventKeys | None = None
-        if selection.event is not None:
+        if selection.every_row:
+            pass  # the clock is not read
+        elif selection.event is not None:
             event = selection.event
             needed.add(event.local_key)
             if event.fallback is not None:
@@ -382,8 +395,11 @@ class RecordConnector:
         if collection.version_field is not None:
             needed.add(collection.version_field)  # the pass applies positions to it only
         wanted = sorted(needed - set(collection.key))
-        for frame in self._scan(collection, wanted, units):
-            if events is not None:
+        for frame in self._scan(collection, wanted, units, keep):
+            if selection.every_row:
+                due = np.ones(len(frame), dtype=bool)
+                unread = missing = np.zeros(len(frame), dtype=bool)
+            elif events is not None:
                 due, unread, missing = event_masks(frame, selection, fields, self._times, events)
             else:
                 info = fields[selection.clock_column]
@@ -412,6 +428,21 @@ class RecordConnector:
             for i, f in enumerate(filters)
         ]
 
+    def _only(self, selection: ExpirySelection, fields: Mapping[str, ColumnInfo]) -> Keep | None:
+        """Where a frame's records are in the selection (one of its ``only`` filters
+        matches them, through references as holds are: `_held`); None: every record."""
+        if not selection.only:
+            return None
+        referred = self._held_parents(selection.only)
+
+        def keep(frame: pd.DataFrame) -> np.ndarray:
+            matched: np.ndarray = np.logical_or.reduce(
+                self._held(frame, selection.only, fields, referred)
+            )
+            return matched
+
+        return keep
+
     def _held_parents(self, filters: tuple[RowFilter, ...]) -> dict[int, set[Key]]:
         """For each filter through references (by position): the values of the first
         reference's referred columns in the records the rest of it holds (the held
@@ -432,12 +463,18 @@ class RecordConnector:
         return found
 
     def _scan(
-        self, collection: Collection, wanted: list[str], units: Sequence[Key] | None
+        self,
+        collection: Collection,
+        wanted: list[str],
+        units: Sequence[Key] | None,
+        keep: Keep | None = None,
     ) -> Iterator[pd.DataFrame]:
         """The store's frames without the records whose key another record shares: the
         store cannot tell them apart, so none of them is judged, changed or marked; they
         are counted under ``duplicate key`` (``_skipped``). Frames come in key order, so
-        a run of equal keys is held back until the next frame shows where it ends."""
+        a run of equal keys is held back until the next frame shows where it ends. With
+        ``keep`` (a selection's ``only``), only the records it keeps are yielded or
+        counted: a key is still refused when a record outside shares it."""
         name = collection.name
         if units is None:
             self._refused[name] = {}
@@ -458,14 +495,19 @@ class RecordConnector:
             last = (keys == keys.iloc[-1]).all(axis=1).to_numpy(dtype=bool)
             pending, frame = frame[last], frame[~last]
             repeated = frame[key].duplicated(keep=False).to_numpy(dtype=bool)
-            if repeated.any():
-                refused[DUPLICATE_KEY] = refused.get(DUPLICATE_KEY, 0) + int(repeated.sum())
-                frame = frame[~repeated]
+            inside = np.ones(len(frame), dtype=bool) if keep is None else keep(frame)
+            if (repeated & inside).any():
+                counted = int((repeated & inside).sum())
+                refused[DUPLICATE_KEY] = refused.get(DUPLICATE_KEY, 0) + counted
+            frame = frame[~repeated & inside]
             if len(frame):
                 yield frame.reset_index(drop=True)
-        if pending is not None and len(pending) > 1:
-            refused[DUPLICATE_KEY] = refused.get(DUPLICATE_KEY, 0) + len(pending)
-        elif pending is not None and len(pending):
+        if pending is None or not len(pending):
+            return
+        inside = np.ones(len(pending), dtype=bool) if keep is None else keep(pending)
+        if len(pending) > 1:
+            refused[DUPLICATE_KEY] = refused.get(DUPLICATE_KEY, 0) + int(inside.sum())
+        elif inside.all():
             yield pending.reset_index(drop=True)
 
     def _skipped(self, table: str) -> dict[str, int]:
@@ -567,10 +609,11 @@ class RecordConnector:
 
     def _droppable(self, work: ChunkWork, collection: Collection) -> bool:
         """A delete whose clock is a partition field, with nothing that could hold or
-        skip single records: whole partitions go."""
+        skip single records: whole partitions go (never for one person's records)."""
         selection = work.selection
         return (
             work.action == "delete"
+            and not selection.only
             and self.capabilities.partitions
             and selection.clock_column in collection.partition_fields
             and selection.event is None
@@ -591,7 +634,11 @@ class RecordConnector:
         clocks = pd.DataFrame(
             {selection.clock_column: [p.values.get(selection.clock_column) for p in partitions]}
         )
-        due = clock_mask(clocks, selection, info, self._times)  # once for all partitions
+        due = (  # once for all partitions
+            np.ones(len(clocks), dtype=bool)
+            if selection.every_row
+            else clock_mask(clocks, selection, info, self._times)
+        )
         chosen: list[Partition] = []
         rows = 0
         for partition, expired in zip(partitions, due, strict=True):
@@ -679,6 +726,12 @@ class RecordConnector:
     def _rollup_cells(
         self, books: RecordBookkeeping, work: ChunkWork, collection: Collection, rows: pd.DataFrame
     ) -> list[tuple[Any, list[dict[str, Any]]]]:
+        selection = work.selection
+        if selection.every_row:  # a clock that is no timestamp places its record nowhere
+            clock = selection.clock_column
+            info = collection.fields[clock]
+            readable, _ = clock_judgement(rows[clock], info, selection, self._times)
+            rows = rows.assign(**{clock: rows[clock].where(readable)})
         return [
             (books.rollup(work.label, sink, collection.fields), cell_records(cells))
             for sink, cells in chunk_cells(rows, work, self._times.naive_zone)

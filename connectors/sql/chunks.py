@@ -66,6 +66,7 @@ from connectors.sql.bookkeeping import (
     stage_rows,
     stage_table,
 )
+from connectors.sql.clocks import readable
 from connectors.sql.expressions import column_info
 from connectors.sql.functions import order_correlation
 from connectors.sql.sampling import estimate_rows
@@ -202,8 +203,12 @@ def slice_column(connection: Connection, table: Table, work: ChunkWork) -> str |
     """The column a slice walk follows: the single integer primary key, or the clock
     (a timestamp column of the table itself) where the store says the clock follows the
     rows' physical order more closely (`order_correlation`); None: neither can be sliced,
-    so the walk goes page by page in key order."""
+    so the walk goes page by page in key order. One person's rows (`only`) are few and
+    scattered over the whole range: they go page by page, each page found through the
+    filter (an index on the person's key) rather than by slices of the table."""
     selection = work.selection
+    if selection.only:
+        return None
     key = selection.primary_key[0] if len(selection.primary_key) == 1 else None
     candidates = []
     if key is not None and isinstance(table.c[key].type, Integer):
@@ -312,7 +317,7 @@ def _delete_and_aggregate(chunk: _Chunk) -> int:
     info = column_info(table, work.selection.clock_column)
     in_database = _periods_in_database(chunk, info)
     names = rollup_columns(work, clock=not in_database)
-    columns: list[ColumnElement[Any]] = [table.c[c] for c in names]
+    columns: list[ColumnElement[Any]] = [_read_for_rollups(table, c, work, info) for c in names]
     periods: list[str] = sorted({sink.period for sink in work.rollups}) if in_database else []
     naive_zone = None if info.timezone_aware else str(chunk.times.naive_zone)
     clock = table.c[work.selection.clock_column]
@@ -328,6 +333,19 @@ def _delete_and_aggregate(chunk: _Chunk) -> int:
     for sink, cells in chunk_cells(frame, work, zone, starts):
         _stage(chunk, sink, cells)
     return len(gone)
+
+
+def _read_for_rollups(
+    table: Table, name: str, work: ChunkWork, info: ColumnInfo
+) -> ColumnElement[Any]:
+    """A column the rollups read. The clock of a selection of `every_row` may hold a
+    value that is no timestamp (SQLite): read as NULL, it places its row in no period
+    (`chunk_cells`) instead of failing the chunk."""
+    column = table.c[name]
+    if not work.selection.every_row or name != work.selection.clock_column:
+        return column
+    test = readable(column, info.family, work.selection.clock_format)
+    return case((test, column), else_=null()).label(name)
 
 
 #: Before a period's name: the frame column of the period starts the store computed.
@@ -414,14 +432,18 @@ def _delete_and_aggregate_in_database(chunk: _Chunk) -> int:
     for i, sink in enumerate(work.rollups):
         period = _period_start(gone.c[clock_name], sink.period, work.period_zone, naive_zone)
         dimensions = [gone.c[d] for d in sink.dimensions]
-        summary = select(
-            literal(work.run_id),
-            literal(work.chunk_no),
-            period,
-            *dimensions,
-            func.count(),
-            *(func.sum(gone.c[c]) for c in sink.sums),
-        ).group_by(period, *dimensions)
+        summary = (
+            select(
+                literal(work.run_id),
+                literal(work.chunk_no),
+                period,
+                *dimensions,
+                func.count(),
+                *(func.sum(gone.c[c]) for c in sink.sums),
+            )
+            .where(gone.c[clock_name].is_not(None))  # no period (`every_row`): no cell
+            .group_by(period, *dimensions)
+        )
         names = ["run_id", "chunk_no", "period_start"]
         names += [f"dim_{d}" for d in sink.dimensions] + ["n"]
         names += [f"sum_{c}" for c in sink.sums]
@@ -466,7 +488,9 @@ def _split_rewrites(
     for rewrite in rewrites:
         column = table.c[rewrite.column]
         expression = None if rewrite.sql is None else rewrite.sql(column, dialect)
-        if expression is not None:  # a null stays null, as in the pandas path
+        if expression is not None and rewrite.fills_nulls:
+            in_database[rewrite.column] = expression
+        elif expression is not None:  # a null stays null, as in the pandas path
             in_database[rewrite.column] = case((column.is_(None), null()), else_=expression)
         elif rewrite.transform is not None:
             in_pandas.append(rewrite)

@@ -14,6 +14,7 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import (
+    Column,
     ColumnElement,
     Index,
     MetaData,
@@ -72,6 +73,7 @@ from connectors.sql.expressions import (
     clock_no_event,
     clock_unreadable,
     column_info,
+    in_selection,
     matches,
     matches_any,
     utc_sessions,
@@ -103,6 +105,9 @@ class SQLConnector:
     With ``options.read_only`` (the default) a SQLite file is opened in read-only mode,
     so that asking about a store never creates or changes it.
     """
+
+    selects_subjects = True
+    """It judges `ExpirySelection.only` and `every_row` in every statement."""
 
     def __init__(self, name: str, url: str, options: ConnectorOptions = ConnectorOptions()) -> None:
         # ``options.bookkeeping_dir`` is for stores without SQL: a database keeps its own
@@ -151,6 +156,7 @@ class SQLConnector:
                     or (isinstance(unique, Index) and unique.unique)
                 )
             ),
+            indexes=_indexes(reflected),
         )
 
     def table_names(self, schema: str | None = None) -> list[str]:
@@ -180,9 +186,7 @@ class SQLConnector:
         def count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
             return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
-        event_table = (
-            self._require(selection.event.table, selection.schema) if selection.event else None
-        )
+        event_table = self._event_table(selection)
         gone = self._events_gone(selection)
         unreadable = clock_unreadable(table, selection, self._times, event_table, gone)
         no_event = clock_no_event(table, selection, self._times, event_table, gone)
@@ -200,6 +204,8 @@ class SQLConnector:
             ),
             *(count_if(and_(referred, expired)) for _, _, referred in references),
         ).select_from(table)
+        if selection.only:  # the other rows are counted nowhere, not even in the total
+            statement = statement.where(self._in_selection(table, selection))
         with self._translated_errors(), self._engine.connect() as connection:
             row = connection.execute(statement).one()
         total, due, held_count, unreadable_count, no_event_count, *per_filter = (
@@ -358,11 +364,11 @@ class SQLConnector:
     def _expired_and_held(
         self, table: Table, selection: ExpirySelection, outer: frozenset[str] = frozenset()
     ) -> tuple[ColumnElement[bool], ColumnElement[bool], list[Reference]]:
-        event_table = (
-            self._require(selection.event.table, selection.schema) if selection.event else None
-        )
+        event_table = self._event_table(selection)
         gone = self._events_gone(selection, outer)
         expired = clock_expired(table, selection, self._times, event_table, gone)
+        if selection.only:  # first: the test an index on the person's key answers
+            expired = and_(self._in_selection(table, selection), expired)
         if selection.skip_marked is not None:
             marks = self._table(MARKS, None)
             if marks is not None:
@@ -372,6 +378,16 @@ class SQLConnector:
         if references:
             held = or_(held, *(referred for _, _, referred in references))
         return expired, held, references
+
+    def _event_table(self, selection: ExpirySelection) -> Table | None:
+        """The event clock's table, when the clock is read (not with ``every_row``)."""
+        if selection.event is None or selection.every_row:
+            return None
+        return self._require(selection.event.table, selection.schema)
+
+    def _in_selection(self, table: Table, selection: ExpirySelection) -> ColumnElement[bool]:
+        """The rows of the selection's ``only`` filters (`in_selection`)."""
+        return in_selection(table, selection, self._times, self._in(selection))
 
     def _actionable(
         self, table: Table, selection: ExpirySelection, outer: frozenset[str] = frozenset()
@@ -432,7 +448,7 @@ class SQLConnector:
                 (
                     reference_name(child_name, key),
                     reference_reason(child_name, key),
-                    still_referred(table, child, key, judged),
+                    still_referred(table, child, key, judged, few=bool(selection.only)),
                 )
             )
         # Other schemas' rows never leave with this run: they keep what they refer to.
@@ -445,7 +461,7 @@ class SQLConnector:
                 (
                     reference_name(qualified, key),
                     reference_reason(qualified, key),
-                    still_referred(table, child, key, None),
+                    still_referred(table, child, key, None, few=bool(selection.only)),
                 )
             )
         return found
@@ -525,3 +541,23 @@ class SQLConnector:
         if self._url.get_backend_name() == "sqlite" and "unable to open" in text:
             text += f" (does {self._url.database} exist?)"
         return text
+
+
+def _indexes(reflected: Table) -> tuple[tuple[str, ...], ...]:
+    """The leading plain columns of each index of the table: its primary key's, its
+    unique constraints' and its indexes' (an index on an expression, ``lower(email)``,
+    counts up to its first expression)."""
+    found: list[tuple[str, ...]] = [tuple(c.name for c in reflected.primary_key.columns)]
+    found += [
+        tuple(c.name for c in unique.columns)
+        for unique in reflected.constraints
+        if isinstance(unique, UniqueConstraint)
+    ]
+    for index in reflected.indexes:
+        leading: list[str] = []
+        for expression in index.expressions:
+            if not isinstance(expression, Column):
+                break
+            leading.append(expression.name)
+        found.append(tuple(leading))
+    return tuple(dict.fromkeys(columns for columns in found if columns))

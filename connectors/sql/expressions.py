@@ -92,6 +92,20 @@ def matches(
     return and_(*(c.is_not(None) for c in referring), target.in_(keys))
 
 
+def in_selection(
+    table: Table,
+    selection: ExpirySelection,
+    times: TimeContext,
+    tables: Callable[[str], Table] | None = None,
+) -> ColumnElement[bool]:
+    """Whether the row is one the selection is about: one of its `only` filters matches
+    it (bound parameters; a list of values is one expanding ``IN``), or, without them,
+    every row."""
+    if not selection.only:
+        return true()
+    return matches_any(table, selection.only, times, tables)
+
+
 #: "The run deletes this event row before the record's turn" (counting ahead).
 Gone = Callable[[Table], ColumnElement[bool]]
 
@@ -107,7 +121,9 @@ def clock_expired(
     a clock that has not started (NULL) or cannot be read (`connectors.sql.clocks`),
     including any one of several matching events. A row with no event row at all counts
     from the event clock's ``fallback`` column, if it has one. Event rows ``gone``
-    selects are not counted (`_events`)."""
+    selects are not counted (`_events`). With ``every_row``, every row, unread."""
+    if selection.every_row:
+        return true()
     if selection.event is None or event_table is None:
         return _own_clock_expired(table, selection, times)
     event = selection.event
@@ -142,7 +158,9 @@ def clock_unreadable(
 ) -> ColumnElement[bool]:
     """True when the row's clock (or one of its events', or its fallback column when it
     has no event) holds a value that is not a timestamp in the selection's form: such a
-    row is never expired, and is counted."""
+    row is never expired, and is counted. With ``every_row`` the clock is not read."""
+    if selection.every_row:
+        return false()
     if selection.event is None or event_table is None:
         return _own_clock_unreadable(table, selection, times)
     aliased, linked = _events(table, selection, event_table, gone)
@@ -173,8 +191,9 @@ def clock_no_event(
 ) -> ColumnElement[bool]:
     """True for a row of an event clock that no event row matches, and that has no
     value in the clock's fallback column to count from instead: it never expires. (An
-    event row whose column is NULL is an event that has not happened yet, not this.)"""
-    if selection.event is None or event_table is None:
+    event row whose column is NULL is an event that has not happened yet, not this.)
+    With ``every_row`` the clock is not read."""
+    if selection.every_row or selection.event is None or event_table is None:
         return false()
     _, linked = _events(table, selection, event_table, gone)
     no_event = not_(exists().where(linked))

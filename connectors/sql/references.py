@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     and_,
     column,
+    exists,
     func,
     not_,
     select,
@@ -183,6 +184,8 @@ def still_referred(
     child: Table,
     key: ForeignKeyInfo,
     departs: Callable[[Table], ColumnElement[bool]] | None,
+    *,
+    few: bool = False,
 ) -> ColumnElement[bool]:
     """True for a ``parent`` row some ``child`` row refers to by ``key``, leaving out the
     child rows ``departs`` selects (those a run deletes first). A NULL in a referring
@@ -190,12 +193,18 @@ def still_referred(
 
     The referring keys are one uncorrelated subquery (``key IN (SELECT ...)``), which the
     database computes once and hashes, rather than a search of the child table for each
-    parent row: foreign-key columns often have no index."""
+    parent row: foreign-key columns often have no index. For ``few`` parent rows (one
+    person's), the child table is searched for each (``EXISTS``), so that an index on
+    the referring columns is used instead of reading the whole child table."""
     referrer: FromClause = child if departs is not None else child.alias()
     referring = [referrer.c[c] for c in key.columns]
+    referred = [parent.c[r] for r in key.referred_columns]
+    if few:
+        link = [c == r for c, r in zip(referring, referred, strict=True)]
+        leaving = [] if departs is None else [not_(departs(child))]
+        return exists().where(*link, *leaving).correlate(parent)
     rows = select(*referring).where(*(c.is_not(None) for c in referring))
     if departs is not None:
         rows = rows.where(not_(departs(child)))
-    referred = [parent.c[r] for r in key.referred_columns]
     target = referred[0] if len(referred) == 1 else tuple_(*referred)
     return and_(*(c.is_not(None) for c in referred), target.in_(rows.correlate(None)))

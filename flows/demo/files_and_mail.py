@@ -3,9 +3,10 @@
 ``make demo`` shows retention across three kinds of store in one nightly run. These two sit
 beside the SQLite CRM store (``tenure-demo/mail/`` and ``tenure-demo/weblogs/``) and are
 drawn from the same customers and 360 Agency staff, so every message's correspondent is a
-demo customer's address and many log lines carry a cookie the click stream knows. As in
-``generate``, the same ``DemoSpec`` always writes the same bytes, dated back from
-``as_of``, so a run can be checked against a build message for message.
+demo customer's address (but for the planted marketing-only visitor's, ``planted``) and
+many log lines carry a cookie the click stream knows. As in ``generate``, the same
+``DemoSpec`` always writes the same bytes, dated back from ``as_of``, so a run can be
+checked against a build message for message.
 """
 
 from __future__ import annotations
@@ -23,20 +24,32 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.utils import format_datetime, getaddresses
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from flows.demo.generate import (
+    ClosedAccount,
     DemoSpec,
     DemoStoreExists,
     _click_rows,  # the demo package's own generator: log cookies match the click stream
     _user_agent,
     _World,
+    closed_account_customer,
     mail_values,
 )
 from flows.demo.people import Agent, Customer, Even, instant, ip_address, years_before
+from flows.demo.planted import (
+    CLOSED_PAGES,
+    CLOSED_QUESTION_AFTER,
+    CLOSED_VISITS,
+    MARKETING_BODY,
+    MARKETING_PAGES,
+    MARKETING_SUBJECT,
+    MARKETING_VISITOR,
+    visit_moments,
+)
 from flows.demo.vocabulary import (
     AGENCY,
     CAMPAIGNS,
@@ -206,12 +219,13 @@ def build_demo_files(root: Path, spec: DemoSpec, *, replace: bool = False) -> di
     if not replace:
         check_demo_files_free(root)
     world = _World.create(spec)
+    closed = closed_account_customer(world)
     root.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
     for name, write in ((MAIL, _write_mail), (WEBLOGS, _write_weblogs)):
         building = root / f".{name}.building"
         shutil.rmtree(building, ignore_errors=True)  # left by a build that failed
-        counts.update(write(building, world))
+        counts.update(write(building, world, closed))
         shutil.rmtree(root / name, ignore_errors=True)
         building.rename(root / name)
     if replace:
@@ -222,11 +236,12 @@ def build_demo_files(root: Path, spec: DemoSpec, *, replace: bool = False) -> di
 # --------------------------------------------------------------------------- e-mail
 
 
-def _write_mail(path: Path, world: _World) -> dict[str, int]:
+def _write_mail(path: Path, world: _World, closed: ClosedAccount | None) -> dict[str, int]:
     inbox = mailbox.Maildir(path, create=True)
     billing = inbox.add_folder(BILLING_FOLDER)
-    inbox_mail = list(_inbox_mail(world))
+    inbox_mail = [*_inbox_mail(world), *_planted_inbox(world)]
     billing_mail = list(_billing_mail(world))
+    billing_mail += _planted_billing(world, closed, [*inbox_mail, *billing_mail])
     _deliver(path, inbox_mail, world.as_of)
     _deliver(path / f".{BILLING_FOLDER}", billing_mail, world.as_of)
     inbox.close()
@@ -400,34 +415,113 @@ def _billing_mail(world: _World) -> Iterator[_Mail]:
         values = _invoice_values(rng, p, sent)
         kind = BILLING_KINDS.pick(rng)
         if kind == "question":
-            line = rng.choice(phrases.question_lines).format_map(values)
-            subject = rng.choice(phrases.question_subjects)
-            body = phrases.question.format_map({**values, "line": line})
-            sender, to = _person(p), [BILLING[p.lang]]
-            cc = [_colleague(p)] if rng.random() < 0.2 else []
-            zone, from_customer = ZoneInfo(PROVINCES[p.province].time_zone), True
-        else:
-            subject, template = {
-                "notice": (phrases.notice_subject, phrases.notice),
-                "receipt": (phrases.receipt_subject, phrases.receipt),
-                "reminder": (phrases.reminder_subject, phrases.reminder),
-            }[kind]
-            body = template.format_map(values)
-            sender, to, cc = BILLING[p.lang], [_person(p)], []
-            zone, from_customer = AGENCY_ZONE, False
+            yield _Mail(sent, _billing_question(rng, p, sent, values))
+            continue
+        subject, template = {
+            "notice": (phrases.notice_subject, phrases.notice),
+            "receipt": (phrases.receipt_subject, phrases.receipt),
+            "reminder": (phrases.reminder_subject, phrases.reminder),
+        }[kind]
         message = _compose(
             rng,
             sent=sent,
-            zone=zone,
-            sender=sender,
-            to=to,
-            cc=cc,
+            zone=AGENCY_ZONE,
+            sender=BILLING[p.lang],
+            to=[_person(p)],
+            cc=[],
             subject=subject.format_map(values),
-            body=body,
-            from_staff=not from_customer,
-            with_html=rng.random() < (0.2 if from_customer else 0.8),
+            body=template.format_map(values),
+            from_staff=True,
+            with_html=rng.random() < 0.8,
         )
         yield _Mail(sent, message)
+
+
+def _billing_question(
+    rng: random.Random, p: Customer, sent: datetime, values: dict[str, str]
+) -> EmailMessage:
+    """A customer's question to accounts receivable about a bill, in their language."""
+    phrases = BILLING_PHRASES[p.lang]
+    line = rng.choice(phrases.question_lines).format_map(values)
+    subject = rng.choice(phrases.question_subjects)
+    cc = [_colleague(p)] if rng.random() < 0.2 else []
+    return _compose(
+        rng,
+        sent=sent,
+        zone=ZoneInfo(PROVINCES[p.province].time_zone),
+        sender=_person(p),
+        to=[BILLING[p.lang]],
+        cc=cc,
+        subject=subject.format_map(values),
+        body=phrases.question.format_map({**values, "line": line}),
+        from_staff=False,
+        with_html=rng.random() < 0.2,
+    )
+
+
+# --------------------------------------------------------------------------- planted people
+
+
+def _planted_inbox(world: _World) -> list[_Mail]:
+    """The marketing-only visitor's question to support about the newsletter."""
+    visitor = MARKETING_VISITOR
+    (sent,) = visit_moments(world.as_of, visitor.wrote_on, 1)
+    user, _, domain = visitor.email.partition("@")
+    message = _compose(
+        world.rng("planted:mail_inbox"),
+        sent=sent,
+        zone=AGENCY_ZONE,  # she lives in Quebec
+        sender=Address(visitor.name, user, domain),
+        to=[SUPPORT],
+        cc=[],
+        subject=MARKETING_SUBJECT,
+        body=MARKETING_BODY.format(email=visitor.email, name=visitor.name),
+        from_staff=False,
+        with_html=False,
+    )
+    return [_Mail(sent, message)]
+
+
+def _planted_billing(
+    world: _World, closed: ClosedAccount | None, mails: Sequence[_Mail]
+) -> list[_Mail]:
+    """Person (a)'s question about their last invoice, when no other message names them."""
+    if closed is None or any(_names(mail.message, closed.person.email) for mail in mails):
+        return []
+    rng, p = world.rng("planted:mail_billing"), closed.person
+    assert p.closed is not None
+    sent = p.closed + CLOSED_QUESTION_AFTER
+    return [_Mail(sent, _billing_question(rng, p, sent, _invoice_values(rng, p, sent)))]
+
+
+def _names(message: EmailMessage, address: str) -> bool:
+    """Whether ``address`` is in the message's From, To or Cc."""
+    headers = [str(v) for name in ("From", "To", "Cc") for v in message.get_all(name, [])]
+    return any(found.lower() == address.lower() for _, found in getaddresses(headers))
+
+
+def _planted_log_lines(
+    world: _World, closed: ClosedAccount | None
+) -> dict[date, list[dict[str, Any]]]:
+    """The planted people's visits in the web log, by day: the marketing-only visitor's,
+    and person (a)'s after closing their account (their old cookie, their usual device)."""
+    rng = world.rng("planted:access_log")
+    v = MARKETING_VISITOR
+    lines: dict[date, list[dict[str, Any]]] = {}
+    visits = [(v.visitor_id, v.ip, v.lang, (v.browser, v.system), v.visits, MARKETING_PAGES)]
+    if closed is not None:
+        p = closed.person
+        visits.append((closed.cookie, p.ips[0], p.lang, p.devices[0], CLOSED_VISITS, CLOSED_PAGES))
+    for cookie, ip, lang, (browser, system), days, pages in visits:
+        for before in days:
+            moments = visit_moments(world.as_of, before, len(pages))
+            agent = _user_agent(browser, system, world.version(browser, moments[0]))
+            visitor = _Visitor(cookie, ip, agent, lang)
+            for moment, (path, _) in zip(moments, pages, strict=True):
+                size = int(rng.lognormvariate(9.8, 0.5))
+                record = _line(moment, visitor, "GET", f"/{lang}/{path}", 200, size)
+                lines.setdefault(moment.date(), []).append(record)
+    return lines
 
 
 # --------------------------------------------------------------------------- web logs
@@ -441,19 +535,23 @@ class _Visitor:
     lang: str
 
 
-def _write_weblogs(path: Path, world: _World) -> dict[str, int]:
+def _write_weblogs(path: Path, world: _World, closed: ClosedAccount | None) -> dict[str, int]:
     """One ``date=YYYY-MM-DD/part-0.jsonl`` per UTC day, the last ``LOG_DAYS`` before
-    ``as_of`` (its own day up to ``as_of`` when that is not midnight)."""
+    ``as_of`` (its own day up to ``as_of`` when that is not midnight); the planted
+    people's visits are lines added to their days, in time order."""
     rng = world.rng("access_log")
     last = (world.as_of - timedelta(microseconds=1)).date()
     days = [last - timedelta(days=k) for k in range(LOG_DAYS - 1, -1, -1)]
     first = datetime.combine(days[0], time(), world.as_of.tzinfo)
     known = _click_visitors(world, first)
+    planted = _planted_log_lines(world, closed)
     lines = 0
     for day in days:
         folder = path / ACCESS_LOG / f"date={day.isoformat()}"
         folder.mkdir(parents=True)
         records = _day_records(rng, world, day, known)
+        if day in planted:
+            records = sorted([*records, *planted[day]], key=lambda record: str(record["ts"]))
         with (folder / "part-0.jsonl").open("w", encoding="utf-8", newline="\n") as out:
             for record in records:
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")

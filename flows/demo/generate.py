@@ -4,17 +4,24 @@ Tenure's examples, benchmarks and tests need a store whose rows straddle every r
 cut-off of the shipped policy (10 days to 7 years), in English and French, with personal
 information buried in free text the way real support notes and e-mails carry it. The same
 ``DemoSpec`` always yields the same rows, so runs can be compared byte for byte.
+
+Three people are planted for individual-rights requests (``flows.demo.planted``): a
+customer chosen for a long-closed account with invoices still under the tax minimum
+(``closed_account_customer``), the two parties of the shipped policy's legal hold, who
+get rows in every table, and a marketing-only visitor whose clicks and consent carry no
+customer id.
 """
 
 from __future__ import annotations
 
 import random
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from itertools import islice
+from itertools import chain, islice
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,6 +38,17 @@ from flows.demo.people import (
     later,
     seeded_faker,
     years_before,
+)
+from flows.demo.planted import (
+    CLOSED_FOR_YEARS,
+    CLOSED_MARGIN,
+    DISPUTE_HOLD,
+    DISPUTE_PARTIES,
+    MARKETING_PAGES,
+    MARKETING_SOURCE,
+    MARKETING_VISITOR,
+    TAX_YEARS,
+    visit_moments,
 )
 from flows.demo.schema import (
     accounts,
@@ -70,7 +88,15 @@ from flows.demo.vocabulary import (
     YEARS,
 )
 
-__all__ = ["DemoSpec", "DemoStoreExists", "build_demo_store"]
+__all__ = [
+    "ClosedAccount",
+    "DemoSpec",
+    "DemoStoreExists",
+    "Planted",
+    "build_demo_store",
+    "closed_account_customer",
+    "planted_people",
+]
 
 _Row = dict[str, Any]
 
@@ -136,10 +162,12 @@ class _World:
         return self.rng(table), Even(self.rng(f"{table}:when"))
 
     def count(self, rng: random.Random, person: Customer, mean: float) -> int:
-        """About ``mean`` per customer overall; long-lived customers get proportionally more."""
+        """About ``mean`` per customer overall; long-lived customers get proportionally more.
+        A party to the dispute gets at least one (the same draws either way)."""
         expected = mean * _window(person) / self.mean_window * rng.uniform(0.5, 1.5)
         whole = int(expected)
-        return whole + (rng.random() < expected - whole)
+        drawn = whole + (rng.random() < expected - whole)
+        return max(drawn, 1) if person.id in DISPUTE_PARTIES else drawn
 
     def soon_after(self, rng: random.Random, moment: datetime, seconds: int) -> datetime:
         """A few seconds to minutes later, yet never past ``as_of``."""
@@ -220,11 +248,15 @@ def _invoice_rows(world: _World) -> Iterator[_Row]:
 def _payment_rows(world: _World, invoice_rows: Iterable[_Row]) -> Iterator[_Row]:
     rng = world.rng("payments")
     by_id = {p.id: p for p in world.people}
+    unpaid = set(DISPUTE_PARTIES)  # their first invoice due is paid: the hold covers payments
     for invoice in invoice_rows:
         terms = timedelta(days=3 if rng.random() < 0.7 else 45)  # most cards are auto-charged
         paid = later(rng, invoice["issued_at"], terms, world.as_of)
-        if paid is None or rng.random() >= 0.9:
+        if paid is None and invoice["customer_id"] in unpaid:
+            paid = world.as_of  # a party's first invoice falls due after as_of: paid then
+        if paid is None or (rng.random() >= 0.9 and invoice["customer_id"] not in unpaid):
             continue
+        unpaid.discard(invoice["customer_id"])
         p = by_id[invoice["customer_id"]]
         holder = rng.choice((p.name, p.name.upper(), f"{p.colleague_first} {p.colleague_last}"))
         yield {
@@ -491,6 +523,127 @@ def _privacy_rows(world: _World) -> Iterator[_Row]:
         }
 
 
+# --------------------------------------------------------------------------- planted people
+
+
+def _planted_clicks(world: _World) -> Iterator[_Row]:
+    """The marketing-only visitor's clicks: her cookie, no customer id."""
+    rng, visitor = world.rng("planted:web_clicks"), MARKETING_VISITOR
+    for days in visitor.visits:
+        moments = visit_moments(world.as_of, days, len(MARKETING_PAGES))
+        referrer = "https://www.google.com/"
+        for moment, (path, feature) in zip(moments, MARKETING_PAGES, strict=True):
+            url = f"https://{AGENCY}/{visitor.lang}/{path}"
+            yield {
+                "visitor_id": visitor.visitor_id,
+                "customer_id": None,
+                "occurred_at": moment,
+                "url": url,
+                "referrer": referrer,
+                "feature": feature,
+                "country": "CA",
+                "ip_address": visitor.ip,
+                "response_ms": int(rng.lognormvariate(5.2, 0.7)) + 20,
+            }
+            referrer = url
+
+
+def _planted_consents(world: _World) -> Iterator[_Row]:
+    """The marketing-only visitor's consent, given on a visit and not withdrawn."""
+    visitor = MARKETING_VISITOR
+    subscribed = visit_moments(world.as_of, visitor.subscribed_on, len(MARKETING_PAGES))[-1]
+    yield {
+        "customer_id": None,
+        "channel": "email",
+        "address": visitor.email,
+        "source": MARKETING_SOURCE,
+        "consented_at": subscribed + timedelta(seconds=30),
+        "withdrawn_at": None,
+    }
+
+
+@dataclass(frozen=True)
+class ClosedAccount:
+    """Planted person (a), and the cookie of their last click: their browser keeps it."""
+
+    person: Customer
+    cookie: str
+
+
+def closed_account_customer(world: _World) -> ClosedAccount | None:
+    """Planted person (a): the lowest customer id whose account closed more than two years
+    before ``as_of`` with an invoice issued less than six years before (each a month clear
+    of its cut-off), a login, a support ticket, a click and an e-mail in the CRM, an
+    address no other customer has, and no part in the dispute. None if nobody fits."""
+    closed_before = years_before(world.as_of, CLOSED_FOR_YEARS) - CLOSED_MARGIN
+    issued_after = years_before(world.as_of, TAX_YEARS) + CLOSED_MARGIN
+    addresses = Counter(p.email.lower() for p in world.people)
+    candidates = {
+        p.id: p
+        for p in world.people
+        if p.closed is not None
+        and p.closed < closed_before
+        and p.id not in DISPUTE_PARTIES
+        and addresses[p.email.lower()] == 1
+    }
+    if not candidates:
+        return None
+    active = {r["customer_id"] for r in _invoice_rows(world) if r["issued_at"] > issued_after}
+    for rows in (_login_rows(world), _ticket_rows(world), _email_rows(world)):
+        active &= {r["customer_id"] for r in rows}
+    last_click: dict[int, tuple[datetime, str]] = {}
+    for click in _click_rows(world):
+        ident = click["customer_id"]
+        if ident in candidates and click["occurred_at"] >= last_click.get(ident, (_NEVER,))[0]:
+            last_click[ident] = (click["occurred_at"], click["visitor_id"])
+    fits = sorted(set(candidates) & active & set(last_click))
+    return ClosedAccount(candidates[fits[0]], last_click[fits[0]][1]) if fits else None
+
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Planted:
+    """Who a demo plants: person (a) if a customer fits, the dispute's parties it has,
+    and the marketing-only visitor (always)."""
+
+    closed: ClosedAccount | None
+    parties: tuple[int, ...]
+    customers: int
+
+    def lines(self) -> list[str]:
+        """One line each, for ``tenure demo build`` to say whom to try requests on."""
+        if self.closed is None or self.closed.person.closed is None:
+            first = f"none of the {self.customers} customers fits; build more customers"
+        else:
+            closed = self.closed.person.closed.date().isoformat()
+            first = (
+                f"customer {self.closed.person.id} "
+                f"(account closed {closed}, cookie {self.closed.cookie})"
+            )
+        parties = [str(p) for p in self.parties]
+        held = (
+            f"customers {' and '.join(parties)}" if len(parties) > 1
+            else f"customer {parties[0]}" if parties
+            else f"none of the {self.customers} customers is a party"
+        )  # fmt: skip
+        visitor = MARKETING_VISITOR
+        return [
+            f"planted, closed account with invoices under the tax minimum: {first}",
+            f"planted, under legal hold {DISPUTE_HOLD}: {held}",
+            f"planted, marketing only (no customer row): {visitor.email}, "
+            f"cookie {visitor.visitor_id}",
+        ]
+
+
+def planted_people(spec: DemoSpec) -> Planted:
+    """Who the demo built from ``spec`` plants."""
+    world = _World.create(spec)
+    parties = tuple(p.id for p in world.people if p.id in DISPUTE_PARTIES)
+    return Planted(closed_account_customer(world), parties, len(world.people))
+
+
 def _numbered(rows: Iterable[_Row]) -> Iterator[_Row]:
     """Give rows ids 1, 2, ... in order: deterministic, and known before insertion."""
     for ident, row in enumerate(rows, start=1):
@@ -508,10 +661,10 @@ def _table_rows(world: _World) -> list[tuple[sa.Table, Iterable[_Row]]]:
         (payments, _numbered(_payment_rows(world, invoice_rows))),
         (login_events, _numbered(_login_rows(world))),
         (usage_events, _numbered(_usage_rows(world))),
-        (web_clicks, _numbered(_click_rows(world))),
+        (web_clicks, _numbered(chain(_click_rows(world), _planted_clicks(world)))),
         (support_tickets, _numbered(_ticket_rows(world))),
         (email_messages, _numbered(_email_rows(world))),
-        (marketing_consents, _numbered(_consent_rows(world))),
+        (marketing_consents, _numbered(chain(_consent_rows(world), _planted_consents(world)))),
         (privacy_requests, _numbered(_privacy_rows(world))),
     ]
 

@@ -1,5 +1,6 @@
 """The state database's tables (runs, chunks, the stores a run may write, locks, the audit
-log, releases, the register, the scan cache), opening it and checking its layout.
+log, releases, the register, the scan cache, the requests of people and their events),
+opening it and checking its layout.
 
 SQLite beside the demo store by default, any SQLAlchemy URL in production.
 """
@@ -12,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     Column,
+    Date,
     DateTime,
     Engine,
     Integer,
@@ -111,6 +113,52 @@ scan_cache = Table(
     Column("scanned_at", DateTime(timezone=True), nullable=False),
     Column("findings", Text, nullable=False),
     PrimaryKeyConstraint("store_url", "db_schema", "table_name"),
+)
+
+
+requests = Table(
+    "tenure_requests",  # one row per request of a person (flows.rights.register)
+    metadata,
+    Column("request_id", String(16), primary_key=True),
+    Column("policy", String(63), nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("received", Date, nullable=False),
+    Column("jurisdictions", Text, nullable=False),
+    Column("language", String(8), nullable=False),
+    Column("identifiers", Text),  # JSON; NULL once purged
+    Column("details", Text),  # JSON; NULL once purged
+    Column("verified_at", DateTime(timezone=True)),
+    Column("verified_method", Text),
+    Column("verified_by", Text),
+    Column("status", String(16), nullable=False),
+    Column("due", Date, nullable=False),
+    Column("extended_due", Date),
+    Column("decision", Text),
+    Column("reasons", Text),
+    Column("provision", Text),
+    Column("recourse", Text),
+    Column("package_sha256", String(64)),
+    Column("package_path", Text),  # NULL once purged (the file is deleted)
+    Column("counts", Text),  # JSON
+    Column("failed_stores", Text),  # JSON
+    Column("closed_at", DateTime(timezone=True)),
+    Column("purged_at", DateTime(timezone=True)),
+)
+request_events = Table(
+    "tenure_request_events",  # what happened to a request: never identifiers or values
+    metadata,
+    Column("request_id", String(16), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("event", String(24), nullable=False),
+    Column("detail", Text, nullable=False),  # JSON
+    PrimaryKeyConstraint("request_id", "seq"),
+)
+request_numbers = Table(
+    "tenure_request_numbers",  # the last request number of each year: never given twice
+    metadata,
+    Column("year", Integer, primary_key=True, autoincrement=False),
+    Column("last", Integer, nullable=False),
 )
 
 

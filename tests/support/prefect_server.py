@@ -201,17 +201,19 @@ def running_server(home: Path) -> Iterator[Server]:
 
 
 def run_to_the_end(
-    api: httpx.Client, deployment_id: str, watched: list[Process], timeout: float = RUN_TIMEOUT
+    api: httpx.Client,
+    deployment_id: str,
+    watched: list[Process],
+    timeout: float = RUN_TIMEOUT,
+    parameters: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Create a run of the deployment through the API, as its schedule would (at the demo's
-    instant), and wait for its final state."""
+    instant, with ``parameters`` besides), and wait for its final state."""
+    given = {"now": DEMO_AS_OF.isoformat(), **(parameters or {})}
     created = wait_for(
         "a flow run of the deployment",
         lambda: answer(
-            api.post(
-                f"/deployments/{deployment_id}/create_flow_run",
-                json={"parameters": {"now": DEMO_AS_OF.isoformat()}},
-            )
+            api.post(f"/deployments/{deployment_id}/create_flow_run", json={"parameters": given})
         ),
         timeout,
         watched,
