@@ -163,6 +163,19 @@ def test_access_lists_every_record_the_oracle_finds_with_the_plans_dates(demo: D
                     assert counts.expired + counts.held == selected, (dataset.name, record, moment)
                 checked += 1
     assert checked >= 5
+    # Other people inside the person's records (a colleague in Cc, a name in a note) are
+    # not given away: no other customer's address appears anywhere in the package.
+    engine = create_engine(demo.stores.crm_url)
+    with engine.connect() as c:
+        others = {
+            str(e).lower()
+            for (e,) in c.execute(
+                text("SELECT email FROM customers WHERE id != :i"), {"i": customer}
+            )
+        }
+    engine.dispose()
+    written = json.dumps(package).lower()
+    assert not {e for e in others if e in written}
     shown = demo.invoke(
         "request", "show", str(SHIPPED_POLICY), request_id, "--json", "--state", demo.state
     )
@@ -332,3 +345,21 @@ def test_a_correction_of_a_category_they_have_no_record_in_is_refused(demo: Demo
     done = demo.fulfil(request_id)
     assert done.exit_code == 2, done.output
     assert "no record of this person holds identity.birth_date" in done.output
+
+
+def test_portability_gives_only_what_the_person_provided(demo: Demo) -> None:
+    request_id = demo.request(
+        "portability", f"email={MARKETING_EMAIL}", f"visitor_id={MARKETING_VISITOR_ID}"
+    )
+    done = demo.fulfil(request_id)
+    assert done.exit_code == 0, done.output
+    package = _package(json.loads(done.stdout))
+    loaded = load_policy(SHIPPED_POLICY, demo.environ).policy
+    for section in package["datasets"]:
+        dataset = loaded.dataset(section["dataset"])
+        for record in section["records"]:
+            for column in record["values"]:
+                categories = dataset.columns[column]
+                assert all(loaded.categories[c].provided for c in categories), (column, categories)
+    # Her click stream is derived data: not portable; her consent's address is hers.
+    assert "web_clicks" not in {s["dataset"] for s in package["datasets"] if s["records"]}

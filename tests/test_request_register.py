@@ -470,3 +470,18 @@ def test_the_register_on_a_postgresql_state_database(pg_url: str, policy: Policy
         assert "register of requests: 1 requests, 4 events" in result.checked
     finally:
         state.dispose()
+
+
+def test_instants_given_in_the_policys_zone_are_kept_as_the_same_instants(
+    engine: Engine, policy: Policy
+) -> None:
+    """The CLI passes "now" in the policy's zone; SQLite keeps no offset, so a wall time
+    stored as given read back five hours off (opened 23:49, begun 04:49 the same night)."""
+    from zoneinfo import ZoneInfo
+
+    evening = datetime(2026, 12, 4, 23, 30, tzinfo=ZoneInfo("America/Montreal"))
+    found = _open(engine, policy, now=evening)
+    checked = register.verify(engine, found.request_id, "photo ID", "J. Tremblay", evening)
+    assert checked.verified_at == evening
+    (opened, verified) = register.events(engine, found.request_id)
+    assert opened.at == evening and verified.at == evening

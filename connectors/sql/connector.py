@@ -119,6 +119,10 @@ class SQLConnector:
         utc_sessions(self._engine)
         enforce_foreign_keys(self._engine)
         self._tables: dict[tuple[str | None, str], Table | None] = {}
+        # One MetaData for the store's own tables: a table reflected as the one a foreign
+        # key refers to is not reflected again (customers, which every table refers to,
+        # was read eleven times for the demo).
+        self._metadata = MetaData()
         self._foreign_keys: dict[str | None, dict[str, tuple[ForeignKeyInfo, ...]]] = {}
         self._foreign_children: dict[str | None, list[tuple[str, str, ForeignKeyInfo]]] = {}
         self._books: dict[tuple[str, str], Bookkeeping] = {}
@@ -199,7 +203,18 @@ class SQLConnector:
             count_if(unreadable),
             count_if(no_event),
             *(
-                count_if(and_(matches(table, f, self._times, self._in(selection)), expired))
+                count_if(
+                    and_(
+                        matches(
+                            table,
+                            f,
+                            self._times,
+                            self._in(selection),
+                            correlated=bool(selection.only),
+                        ),
+                        expired,
+                    )
+                )
                 for f in selection.exclusions
             ),
             *(count_if(and_(referred, expired)) for _, _, referred in references),
@@ -373,7 +388,13 @@ class SQLConnector:
             marks = self._table(MARKS, None)
             if marks is not None:
                 expired = and_(expired, not_marked(table, selection, marks))
-        held = matches_any(table, selection.exclusions, self._times, self._in(selection))
+        held = matches_any(
+            table,
+            selection.exclusions,
+            self._times,
+            self._in(selection),
+            correlated=bool(selection.only),  # one person's rows: find each one's parent
+        )
         references = self._references(table, selection, outer)
         if references:
             held = or_(held, *(referred for _, _, referred in references))
@@ -514,8 +535,10 @@ class SQLConnector:
         key = (schema, table)
         if key not in self._tables:
             try:
+                # Tenure's bookkeeping tables are read afresh when they change.
+                metadata = MetaData() if is_bookkeeping(table) else self._metadata
                 self._tables[key] = Table(
-                    table, MetaData(), schema=schema, autoload_with=self._engine
+                    table, metadata, schema=schema, autoload_with=self._engine
                 )
             except NoSuchTableError:
                 self._tables[key] = None

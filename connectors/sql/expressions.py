@@ -65,10 +65,12 @@ def matches_any(
     filters: tuple[RowFilter, ...],
     times: TimeContext,
     tables: Callable[[str], Table] | None = None,
+    *,
+    correlated: bool = False,
 ) -> ColumnElement[bool]:
     if not filters:
         return false()
-    return or_(*(matches(table, f, times, tables) for f in filters))
+    return or_(*(matches(table, f, times, tables, correlated=correlated) for f in filters))
 
 
 def matches(
@@ -76,16 +78,28 @@ def matches(
     row_filter: RowFilter,
     times: TimeContext,
     tables: Callable[[str], Table] | None = None,
+    *,
+    correlated: bool = False,
 ) -> ColumnElement[bool]:
     """The filter's conditions on the row, or, for a filter ``through`` references, on
     the row they lead to (``tables`` names the referred tables): the referring keys are
-    one uncorrelated subquery per step, like ``still_referred``'s."""
+    one uncorrelated subquery per step, like ``still_referred``'s, read once for a whole
+    table; or, ``correlated``, an ``EXISTS`` per row that finds its parent by its key
+    (for a few rows, such as one person's: the uncorrelated list would read every row
+    the conditions hold for, through an index or not)."""
     if not row_filter.through:
         return and_(true(), *(condition(table, c, times) for c in row_filter.conditions))
     assert tables is not None, "a filter through references needs its tables"
     key, rest = row_filter.through[0], row_filter.through[1:]
     parent = tables(key.referred_table)  # its own scope: the subquery is uncorrelated
-    held = matches(parent, replace(row_filter, through=rest), times, tables)
+    deeper = replace(row_filter, through=rest)
+    held = matches(parent, deeper, times, tables, correlated=correlated)
+    if correlated and parent is not table:
+        pairs = [
+            parent.c[referred] == table.c[referring]
+            for referring, referred in zip(key.columns, key.referred_columns, strict=True)
+        ]
+        return exists().where(*pairs, held)
     referring = [table.c[c] for c in key.columns]
     target = referring[0] if len(referring) == 1 else tuple_(*referring)
     keys = select(*(parent.c[c] for c in key.referred_columns)).where(held).correlate(None)

@@ -101,7 +101,7 @@ def collect(
         try:
             rows, keys = _records(connector, dataset, info, selection)
             events = _events(connector, dataset, rows)
-            held = _held(connector, by_name.get(dataset.name), selection, info)
+            held = _held(connector, by_name.get(dataset.name), selection, keys)
         except StoreError as exc:
             collected.append(Collected(_section(policy, dataset, [], exc.reason, language), []))
             continue
@@ -168,20 +168,24 @@ def _events(
 
 
 def _held(
-    connector: Connector, plan: RulePlan | None, selection: ExpirySelection, info: TableInfo
+    connector: Connector,
+    plan: RulePlan | None,
+    selection: ExpirySelection,
+    keys: list[tuple[Any, ...]],
 ) -> dict[tuple[Any, ...], str]:
-    """The records an active legal hold keeps, and the hold's reason."""
-    if plan is None or not plan.selection.exclusions:
+    """The records (of ``keys``, the person's) an active legal hold keeps, and why: per
+    hold, the person's rows it leaves free are read, the others are its."""
+    if plan is None or not plan.selection.exclusions or not keys:
         return {}
-    key = list(selection.primary_key)
-    everyone = {
-        tuple(r) for chunk in connector.read_rows(selection, key, LOOKUP_CHUNK) for r in chunk
-    }
+    columns = list(selection.primary_key)
+    everyone = set(keys)
     reasons = plan.hold_reasons
     held: dict[tuple[Any, ...], str] = {}
     for row_filter in plan.selection.exclusions:
         free = replace(selection, exclusions=(row_filter,))
-        left = {tuple(r) for chunk in connector.read_rows(free, key, LOOKUP_CHUNK) for r in chunk}
+        left = {
+            tuple(r) for chunk in connector.read_rows(free, columns, LOOKUP_CHUNK) for r in chunk
+        }
         for kept in everyone - left:
             reason = reasons.get(row_filter.name, row_filter.name)
             held[kept] = f"{held[kept]}; {reason}" if kept in held else reason

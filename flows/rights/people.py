@@ -189,12 +189,18 @@ def resolve(
     through: dict[str, list[str]] = {}
     person = subjects.person
     changed = True
+    asked: dict[str, dict[str, frozenset[str]]] = {}  # what each dataset was read for
     while changed:
         changed = False
         for dataset in policy.datasets:
             columns = [c for c in found.columns.get(dataset.name, ()) if not c.through]
             if len({c.identifier for c in columns}) < 2 or dataset.name in found.failed:
                 continue
+            wanted = {c.identifier: frozenset(values.get(c.identifier, ())) for c in columns}
+            place = repr((dataset.store, dataset.db_schema, dataset.table, columns))
+            if asked.get(place) == wanted:
+                continue  # nothing new to look it up by since it (its table) was read
+            asked[place] = wanted
             current = Person({k: frozenset(v) for k, v in values.items()})
             selection = person_selection(dataset, found, current, datetime.now(UTC))
             if selection is None:

@@ -718,6 +718,7 @@ def _change(
 ) -> None:
     """Write ``values`` to the request's row and record ``event``, in the caller's
     transaction."""
+    values = {k: _utc(v) if isinstance(v, datetime) else v for k, v in values.items()}
     if values:
         connection.execute(
             update(requests).where(requests.c.request_id == found.request_id).values(**values)
@@ -734,6 +735,7 @@ def _record(
     key: Any,
 ) -> None:
     """Append ``event`` to the request's events and its entry to the audit log."""
+    now = _utc(now)
     seq = connection.execute(
         select(func.coalesce(func.max(request_events.c.seq), 0)).where(
             request_events.c.request_id == request_id
@@ -811,3 +813,11 @@ def _aware(moment: Any) -> Any:
 
 def _day(moment: datetime | None) -> str:
     return "?" if moment is None else moment.date().isoformat()
+
+
+def _utc(moment: datetime) -> datetime:
+    """An instant as UTC, as the state database keeps them (SQLite keeps no offset: a
+    wall time of the policy's zone would read back as UTC, hours off)."""
+    if moment.tzinfo is None:
+        raise ValueError("an instant of the register needs its time zone")
+    return moment.astimezone(UTC)
