@@ -71,8 +71,8 @@ def open_connector(
     connector = factory(name, url, options)
     if getattr(connector, "selects_subjects", False) is True:
         return connector
-    if not isinstance(connector, Connector):  # not ours to judge
-        return connector
+    # Whatever else it lacks: one that cannot tell one person's rows from everyone's
+    # must never be handed such a selection.
     return RefusesSubjectSelections(connector)
 
 
@@ -102,7 +102,10 @@ class RefusesSubjectSelections:
 
     @property
     def display_url(self) -> str:
-        return self.connector.display_url
+        """The connector's own, or its store's name for one that has none (never a URL
+        that could hold a password)."""
+        shown = getattr(self.connector, "display_url", None)
+        return shown if isinstance(shown, str) else self.name
 
     @property
     def capabilities(self) -> Capabilities:

@@ -529,8 +529,13 @@ def test_a_column_that_finds_a_person_without_an_index_is_warned_of(
 
 
 def test_the_shipped_policy_reaches_all_fifteen_datasets(
-    demo_sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    demo_sqlite_url: str,
+    demo_files: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """On the demo's three stores (the mail and log stores the fixture's copies: a fresh
+    clone has no tenure-demo/ folder for their default URLs)."""
     loaded = load_policy(SHIPPED_POLICY)
     policy = loaded.policy
     assert policy.subjects is not None and len(policy.datasets) == 15

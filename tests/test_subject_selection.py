@@ -42,6 +42,7 @@ from connectors.protocol import (
     Connector,
     ConnectorOptions,
     EventClock,
+    ExpiryCounts,
     ExpirySelection,
     ForeignKeyInfo,
     RollupSink,
@@ -516,3 +517,44 @@ def test_postgresql_reads_one_persons_rows_through_indexes(pg_url: str) -> None:
         assert connection.scalar(select(text("count(*)")).select_from(text("orders"))) == 300000 - 3
     shop.close()
     engine.dispose()
+
+
+class PartialConnector:
+    """A plug-in short of some protocol member (written before `compact_rollup`): not a
+    `Connector` to ``isinstance``, yet it counts and deletes rows."""
+
+    def __init__(self, inner: Connector) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def count_expiry(self, selection: ExpirySelection) -> ExpiryCounts:
+        return self.inner.count_expiry(selection)
+
+
+def partial_connector(name: str, url: str, options: ConnectorOptions) -> PartialConnector:
+    return PartialConnector(old_connector(name, url, options))
+
+
+def test_a_plug_in_short_of_the_protocol_is_refused_one_persons_rows_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It used to be handed back unwrapped, "not ours to judge": an erasure for one
+    person would then have counted (and acted on) every row."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "events.jsonl").write_text(
+        '{"id": "e1", "at": "2020-01-01T00:00:00+00:00", "who": "p1"}\n'
+    )
+    install_distribution(
+        tmp_path / "site", "partlog", "tests.test_subject_selection:partial_connector"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    connector = open_connector(
+        "log", f"partlog:///{logs}", ConnectorOptions(read_only=False, bookkeeping_dir=tmp_path)
+    )
+    one = ExpirySelection(
+        "events", "at", CUTOFF, primary_key=("id",), every_row=True,
+        only=(RowFilter("person", (Condition("who", "eq", "p2"),)),),
+    )  # fmt: skip
+    with pytest.raises(StoreError, match="does not select one person's records"):
+        connector.count_expiry(one)

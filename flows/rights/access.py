@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,6 +28,7 @@ from connectors.protocol import (
 from connectors.times import parse_instant
 from flows.rights.package import DatasetSection, RecordEntry
 from flows.rights.people import LOOKUP_CHUNK, Person, Reach, person_selection
+from retention_rules.clock import PolicyClock
 from retention_rules.durations import Duration
 from retention_rules.model import (
     Dataset,
@@ -85,7 +86,7 @@ def collect(
     store that cannot be read gives a section saying so; the others are still read."""
     zone = ZoneInfo(policy.timezone)
     by_name = {plan.dataset.name: plan for plan in plans}
-    own = _own_values(person)
+    read: list[tuple[Dataset, list[dict[str, Any]], list[tuple[Any, ...]], Any, Any]] = []
     collected = []
     for dataset in policy.datasets:
         if dataset.name in found.failed:
@@ -105,8 +106,11 @@ def collect(
         except StoreError as exc:
             collected.append(Collected(_section(policy, dataset, [], exc.reason, language), []))
             continue
-        if not rows:
-            continue
+        if rows:
+            read.append((dataset, rows, keys, events, held))
+    own = _own_values(policy, person, found, read)
+    for dataset, rows, keys, events, held in read:
+        info = found.tables[dataset.name]
         texts = _free_text_columns(policy, dataset)
         rows = _without_others(policy, dataset, rows, own, texts)
         entries = []
@@ -242,7 +246,10 @@ def _after(
     naive: ZoneInfo,
     form: str,
 ) -> date | None:
-    """The day ``value + retention`` falls on, in the policy's zone."""
+    """The first day by whose end the nightly run's cut-off (`PolicyClock.cutoff`: now
+    minus the retention, in the policy's zone) has passed the clock ``value``: found by
+    asking the cut-off itself around ``value + retention``, so that month ends (a month
+    after 31 January) and leap days fall as the run will judge them."""
     moment: date | datetime
     try:
         if form == "epoch_seconds":
@@ -256,11 +263,26 @@ def _after(
     step = retention.as_relativedelta()
     if isinstance(moment, datetime):
         aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=naive)
-        wall = aware.astimezone(zone).replace(tzinfo=None)
-        ends: date = (wall + step).date()
-        return ends
-    day: date = moment + step + timedelta(days=1)
-    return day
+        guess = (aware.astimezone(zone).replace(tzinfo=None) + step).date()
+
+        def past(cutoff: datetime) -> bool:
+            return aware < cutoff
+    else:
+        day_clock = moment
+        guess = day_clock + step
+
+        def past(cutoff: datetime) -> bool:  # a date is compared with the cut-off's date
+            return day_clock < cutoff.astimezone(zone).date()
+
+    for shift in range(-3, 5):
+        day = guess + timedelta(days=shift)
+        end = PolicyClock.at(zone.key, datetime.combine(day, time(23, 59, 59)))
+        try:
+            if past(end.cutoff(retention)):
+                return day
+        except (OverflowError, ValueError):
+            return None
+    return None
 
 
 def _section(
@@ -321,8 +343,29 @@ def _free_text_columns(policy: Policy, dataset: Dataset) -> list[str]:
     ]
 
 
-def _own_values(person: Person) -> set[str]:
-    return {value for values in person.identifiers.values() for value in values}
+def _own_values(
+    policy: Policy,
+    person: Person,
+    found: Reach,
+    read: Sequence[tuple[Dataset, list[dict[str, Any]], Any, Any, Any]],
+) -> set[str]:
+    """What is the person's own to see inside free text: their identifiers, and the
+    names their own record holds (the dataset whose key is the person's: customers)."""
+    values = {value for values in person.identifiers.values() for value in values}
+    subjects = policy.subjects
+    for dataset, rows, _keys, _events, _held in read:
+        names = found.columns.get(dataset.name, ())
+        own_record = subjects is not None and any(
+            c.identifier == subjects.person and [c.column] == dataset.primary_key and not c.through
+            for c in names
+        )
+        if not own_record:
+            continue
+        for column, cats in dataset.columns.items():
+            entities = [policy.categories[c].entities for c in cats]
+            if any(isinstance(e, list) and "PERSON" in e for e in entities):
+                values |= {str(row[column]) for row in rows if row.get(column)}
+    return values
 
 
 def _without_others(
@@ -362,17 +405,20 @@ def _redact_others(rows: list[dict[str, Any]], columns: list[str], own: set[str]
     after (they are theirs to see)."""
     from anonymizers.text_redaction import redact_texts
 
+    # Each value set aside whole (not inside a longer word or address), as a mark of
+    # private-use characters only: no digit or letter a later value could match.
+    kept = [v for v in own if len(v) >= 3 and not v.isdigit()]  # not a customer number "3"
     marks = {
-        value: f"\ue000{i}\ue001"
-        for i, value in enumerate(sorted(own, key=len, reverse=True))
-        if value
+        value: f"\ue000{chr(0xE100 + i)}\ue001"
+        for i, value in enumerate(sorted(kept, key=len, reverse=True))
     }
     places = [(row, c) for row in rows for c in columns if isinstance(row.get(c), str)]
     texts = []
     for row, column in places:
         text = row[column]
         for value, mark in marks.items():
-            text = re.sub(re.escape(value), mark, text, flags=re.IGNORECASE)
+            whole = rf"(?<![\w@.+-]){re.escape(value)}(?![\w@-])"
+            text = re.sub(whole, mark, text, flags=re.IGNORECASE)
         texts.append(text)
     redacted = redact_texts(texts)
     for (row, column), text in zip(places, redacted, strict=True):

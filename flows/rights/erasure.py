@@ -245,34 +245,41 @@ def _write_values(
     label: str,
     *,
     extra: tuple[Condition, ...] = (),
-) -> int:
+) -> DatasetOutcome:
     """Write ``values`` (column -> value) into every row of the person in ``dataset``,
-    chunk by chunk, journaled under ``label``; rows the binding already anonymized are
-    left alone (a correction must not give a pseudonymized row its identity back)."""
+    chunk by chunk, journaled under ``label`` (its outcome goes to the run's audit
+    entries). Rows a legal hold covers are left as they are (counted as held), and so
+    are rows the binding already anonymized: a correction must not give a pseudonymized
+    row its identity back."""
+    plan = next(p for p in context.plans if p.dataset.name == dataset.name)
+    outcome = DatasetOutcome.for_plan(plan)
+    outcome.dataset, outcome.action = label, "anonymize"
     filters = person_filters(dataset, found, person, extra=extra)
     if not filters:
-        return 0
-    plan = next(p for p in context.plans if p.dataset.name == dataset.name)
+        return outcome
     selection = replace(
         plan.selection.as_the_store_is(),
         only=filters,
         every_row=True,
-        exclusions=(),
         keep_referenced=False,
         skip_marked=dataset.name if isinstance(dataset.action, AnonymizeAction) else None,
     )
-    rewrites = tuple(_set_to(column, value) for column, value in values.items())
     connector: Connector = context.connectors[dataset.store]
+    counts = connector.count_expiry(selection)
+    outcome.expired, outcome.held, outcome.held_by = counts.expired, counts.held, counts.held_by
+    if context.options.dry_run or not counts.expired:
+        return outcome
+    rewrites = tuple(_set_to(column, value) for column, value in values.items())
     ledger = Ledger(context.state) if context.state is not None else None
     done = [e for e in connector.journal(context.run_id) if e.label == label]
-    chunk_no = max((e.chunk_no for e in done), default=0)
-    rows = sum(e.rows for e in done)
+    outcome.chunks = max((e.chunk_no for e in done), default=0)
+    outcome.processed = sum(e.rows for e in done)
     after = None
     while True:
         work = ChunkWork(
             run_id=context.run_id,
             label=label,
-            chunk_no=chunk_no + 1,
+            chunk_no=outcome.chunks + 1,
             selection=selection,
             after=after,
             limit=context.options.chunk_size,
@@ -282,11 +289,12 @@ def _write_values(
         )
         result = connector.execute_chunk(work)
         if result.last is None:
-            return rows
-        chunk_no, rows, after = work.chunk_no, rows + result.rows, result.last
+            return outcome
+        outcome.chunks, outcome.processed = work.chunk_no, outcome.processed + result.rows
+        after = result.last
         if ledger is not None:
             ledger.record_chunk(
-                ChunkRecord(context.run_id, label, chunk_no, "anonymize", result.rows)
+                ChunkRecord(context.run_id, label, work.chunk_no, "anonymize", result.rows)
             )
 
 
@@ -329,31 +337,43 @@ def withdraw(
         if on_resolved is not None:
             on_resolved(person)
         changed: dict[str, int] = {}
+        failed: dict[str, str] = {}
+        writes: list[DatasetOutcome] = []
         written: set[tuple[str, str | None, str, str]] = set()
-        for dataset in policy.datasets:
+        due = [d for d in policy.datasets if d.purpose in purposes and d.clock.event_table is None]
+        for dataset in due:  # checked before anything is written
+            person_filters(
+                dataset, found, person, extra=(Condition(dataset.clock.column, "is_null"),)
+            )
+        for dataset in due:
             clock = dataset.clock
-            if dataset.purpose not in purposes or clock.event_table is not None:
-                continue
             place = (dataset.store, dataset.db_schema, dataset.table, clock.column)
-            if place in written:
+            if place in written or dataset.name in found.failed:
+                if dataset.name in found.failed:
+                    failed[dataset.name] = found.failed[dataset.name]
                 continue
             written.add(place)
-            rows = _write_values(
-                context,
-                dataset,
-                found,
-                person,
-                {clock.column: context.clock.now},
-                _label(dataset, "withdrawn"),
-                extra=(Condition(clock.column, "is_null"),),
-            )
-            if rows:
-                changed[f"{dataset.name}.{clock.column}"] = rows
+            try:
+                outcome = _write_values(
+                    context,
+                    dataset,
+                    found,
+                    person,
+                    {clock.column: context.clock.now},
+                    _label(dataset, "withdrawn", context.run_id),
+                    extra=(Condition(clock.column, "is_null"),),
+                )
+            except StoreError as exc:
+                failed[dataset.name] = first_line(exc)
+                continue
+            writes.append(outcome)
+            if outcome.processed:
+                changed[f"{dataset.name}.{clock.column}"] = outcome.processed
         plans = person_plans(context, person, found, purposes=purposes, whatever_the_law=True)
         context.plans = plans
         outcomes = [process_dataset(context, plan) for plan in plans]
-        report = finish(context, outcomes)
-        run = PersonRun(report, person, changed)
+        report = finish(context, writes + outcomes)
+        run = PersonRun(report, person, changed, failed=failed)
         for outcome in outcomes:
             if outcome.error:
                 run.failed[outcome.dataset] = outcome.error
@@ -372,12 +392,22 @@ def correct(
     value: str,
     options: RunOptions,
     *,
+    column: str | None = None,
     environ: Mapping[str, str] | None = None,
     on_resolved: Resolved | None = None,
 ) -> PersonRun:
-    """Write the corrected ``value`` into every column of ``category`` in every record of
-    the person (one transaction per chunk of each dataset; the old value is neither read
-    out nor logged). Raises `RequestRefused` when no record of theirs holds the category."""
+    """Write the corrected ``value`` into the person's records holding ``category``, one
+    transaction per chunk of each dataset; the old value is neither read out nor logged.
+
+    Only what is the person's own is rewritten: in a column holding an identifier's
+    category (an e-mail address), only the values that are the person's (a staff
+    member's address in the same message row stays); a category spread over several
+    columns of one dataset (first and last name) only in the ``column`` named
+    (``dataset.column``), else left and said. Records kept for a legal obligation (an
+    invoice's billing name) record what was true then and are not rewritten, nor are
+    rows under a legal hold; nor stores without transactions (an archive of mail or
+    logs records what was sent). Raises `RequestRefused` when nothing of theirs holds
+    the category."""
     with run_context(path, replace(options, coverage_gate=False), environ) as context:
         policy = context.policy
         if category not in policy.categories:
@@ -385,44 +415,88 @@ def correct(
         person, found = resolve(policy, context.connectors, identifiers)
         if on_resolved is not None:
             on_resolved(person)
+        subjects = policy.subjects
+        own = {
+            name
+            for name, spec in (subjects.identifiers.items() if subjects is not None else ())
+            if spec.category == category
+        }
+        theirs = tuple(sorted({v for name in own for v in person.values(name)}))
         changed: dict[str, int] = {}
         failed: dict[str, str] = {}
-        skipped: set[str] = set()
+        skipped: list[str] = []
+        kept: dict[str, dict[str, int]] = {}
+        outcomes: list[DatasetOutcome] = []
         holding = [d for d in policy.datasets if any(category in c for c in d.columns.values())]
         for dataset in holding:
+            columns = [c for c, cats in dataset.columns.items() if cats == [category]]
+            if column is not None:
+                columns = [c for c in columns if column in (c, f"{dataset.name}.{c}")]
+            why = _not_corrected(context, dataset, columns, own, column)
+            if why is not None:
+                named = columns or [c for c, cats in dataset.columns.items() if category in cats]
+                skipped.extend(f"{dataset.name}.{c}: {why}" for c in named)
+                continue
             if dataset.name in found.failed:
                 failed[dataset.name] = found.failed[dataset.name]
                 continue
-            # A column holding several categories (an address that is an e-mail address
-            # or a phone number) cannot be told apart row by row here: left, and said.
-            mixed = [c for c, cats in dataset.columns.items() if category in cats and len(cats) > 1]
-            skipped.update(f"{dataset.name}.{c}" for c in mixed)
-            columns = {
-                c: value
-                for c, cats in dataset.columns.items()
-                if category in cats and len(cats) == 1
-            }
-            if not columns:
-                continue
-            try:
-                rows = _write_values(
-                    context, dataset, found, person, columns, _label(dataset, "corrected")
-                )
-            except StoreError as exc:
-                failed[dataset.name] = first_line(exc)
-                continue
-            if rows:
-                changed[dataset.name] = rows
+            for number, name in enumerate(columns, 1):
+                extra = (Condition(name, "in", theirs),) if own else ()
+                if own and not theirs:
+                    continue
+                try:
+                    outcome = _write_values(
+                        context,
+                        dataset,
+                        found,
+                        person,
+                        {name: value},
+                        _label(dataset, f"corrected{number}", context.run_id),
+                        extra=extra,
+                    )
+                except StoreError as exc:
+                    failed[dataset.name] = first_line(exc)
+                    continue
+                outcomes.append(outcome)
+                done = outcome.expired if options.dry_run else outcome.processed
+                if done:
+                    changed[f"{dataset.name}.{name}"] = done
+                if outcome.held:
+                    kept.setdefault(dataset.name, {})["held: not corrected"] = outcome.held
         if not changed and not failed:
             where = ", ".join(d.name for d in holding) or "no dataset binds it"
             raise RequestRefused(
-                f"no record of this person holds {category} ({where}): nothing to correct"
+                f"no record of this person that may be corrected holds {category} ({where})"
+                + (f"; left: {'; '.join(skipped)}" if skipped else "")
             )
-        report = finish(context, [])
-        return PersonRun(report, person, changed, failed=failed, skipped=sorted(skipped))
+        report = finish(context, outcomes)
+        return PersonRun(report, person, changed, kept, failed, skipped)
 
 
-def _label(dataset: Dataset, what: str) -> str:
+def _not_corrected(
+    context: RunContext,
+    dataset: Dataset,
+    columns: list[str],
+    own: set[str],
+    named: str | None,
+) -> str | None:
+    """Why a dataset's columns of the category are not rewritten, or None."""
+    policy = context.policy
+    if not columns:
+        return "holds it with other categories (e.g. an e-mail address or a phone number)"
+    if legal_minimum(policy, dataset) is not None:
+        return "kept for a legal obligation: records what was true then"
+    connector = context.connectors.get(dataset.store)
+    if connector is None or not connector.capabilities.transactions:
+        return "an archive (mail, logs): records what was sent or seen"
+    if len(columns) > 1 and not own and named is None:
+        return "several columns hold it: name one with --detail column=dataset.column"
+    return None
+
+
+def _label(dataset: Dataset, what: str, run_id: str) -> str:
     """The journal label of a request's writes to a dataset: never the dataset's own
-    (its marks mean "anonymized by the binding")."""
-    return f"{dataset.name[: 62 - len(what)]}~{what}"
+    (its marks mean "anonymized by the binding"), and the run's own (a row corrected
+    twice is marked once under each)."""
+    tail = f"~{what}-{run_id[:8]}"
+    return f"{dataset.name[: 63 - len(tail)]}{tail}"

@@ -66,20 +66,24 @@ def fulfil(
         given = request.identifiers
         if given is None:
             raise RequestRefused(f"request {request_id}: its identifiers were purged")
-        if not options.dry_run:
-            request = register.begin(state, request_id, now=clock.now)
-        elif request.verified_at is None:
-            raise RequestRefused(f"request {request_id} is not verified: nothing is done")
+        if request.verified_at is None:
+            raise RequestRefused(
+                f"request {request_id} is not verified: record the identity check first "
+                f"(tenure request verify POLICY {request_id} --method ... --by ...)"
+            )
         identifiers = {k: list(v) for k, v in given.items()}
         details = request.details or {}
+        # Before the request is begun and a run started: two people behind the
+        # identifiers, or nobody, leave nothing to undo and the request as it was.
+        check_person(policy, identifiers)
+        if not options.dry_run:
+            request = register.begin(state, request_id, now=clock.now)
 
         def keep(person: Person) -> None:
             if not options.dry_run:
                 register.record_identifiers(state, request_id, person.identifiers, clock.now)
 
         kind = RequestKind(request.kind)
-        if kind not in (RequestKind.ACCESS, RequestKind.PORTABILITY):
-            check_person(policy, identifiers)  # before a run starts: nothing to undo
         if kind in (RequestKind.ACCESS, RequestKind.PORTABILITY):
             done = _access(loaded.path, policy, request, identifiers, clock, out, environ)
         elif kind is RequestKind.ERASURE:
@@ -104,6 +108,7 @@ def fulfil(
                 str(category),
                 str(value),
                 options,
+                column=details.get("column"),
                 environ=environ,
                 on_resolved=keep,
             )
@@ -121,7 +126,7 @@ def fulfil(
             failed_stores=stores,
             package_sha256=done.package.sha256 if done.package else None,
             package_path=done.package.path if done.package else None,
-            now=datetime.now(UTC),
+            now=clock.now if options.now is not None else datetime.now(UTC),
         )
         return done
     finally:
@@ -184,7 +189,10 @@ def _access(
     if target.suffix != ".zip":
         target = target / f"tenure-{request.request_id}-{package.kind}.zip"
     target.parent.mkdir(parents=True, exist_ok=True)
-    written = write_package(package, target)
+    try:
+        written = write_package(package, target)
+    except OSError as exc:
+        raise RequestRefused(f"--out: cannot write {target}: {exc.strerror}") from None
     failed = {s.section.dataset: s.section.failed for s in sections if s.section.failed}
     return Fulfilment(
         request,

@@ -223,13 +223,12 @@ def resolve(
                             through.setdefault(column.identifier, []).append(dataset.name)
                             changed = True
             people = {v.lower() for v in values.get(person, set())}
-            if len(people) > 1:
-                shown = ", ".join(sorted(people)[:5])
+            if len(people) > 1:  # named by counts: another person's number is theirs
                 via = ", ".join(sorted(set(through.get(person, [dataset.name]))))
                 raise RequestRefused(
                     f"the identifiers given lead to {len(people)} different people "
-                    f"({person} {shown}, linked through {via}); Tenure never merges people: "
-                    "open one request per person"
+                    f"({len(people)} values of {person}, linked through {via}); Tenure never "
+                    "merges people: open one request per person"
                 )
     return Person({k: frozenset(v) for k, v in values.items()}, through), found
 
@@ -275,5 +274,7 @@ def check_person(policy: Policy, given: Mapping[str, Iterable[str]]) -> None:
     with opened_stores(policy, read_only=True) as (connectors, _issues):
         person, found = resolve(policy, connectors, given)
         if not rows_of(policy, connectors, person, found) and not found.failed:
-            shown = ", ".join(f"{k}={'/'.join(sorted(v))}" for k, v in sorted(given.items()))
-            raise RequestRefused(f"no record of anyone with {shown} in any bound store")
+            shown = ", ".join(sorted(given))  # the names, never the values
+            raise RequestRefused(
+                f"no record of anyone with the identifiers given ({shown}) in any bound store"
+            )

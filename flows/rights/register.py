@@ -63,6 +63,9 @@ DETAILS: dict[RequestKind, tuple[str, ...]] = {
     RequestKind.CONSENT_WITHDRAWAL: ("purpose",),
     RequestKind.COMPLAINT: ("subject",),
 }
+#: The details a kind may also take: a correction's one column (``dataset.column``),
+#: where its category is spread over several (first and last name).
+OPTIONAL_DETAILS: dict[RequestKind, tuple[str, ...]] = {RequestKind.CORRECTION: ("column",)}
 #: How many times a new request number is tried when another process took it first.
 _NUMBER_ATTEMPTS = 5
 
@@ -588,9 +591,10 @@ def _details(policy: Policy, kind: RequestKind, given: Mapping[str, str]) -> dic
     """The details ``kind`` needs (``DETAILS``), checked against the policy."""
     wanted = DETAILS.get(kind, ())
     details = {k.strip(): str(v).strip() for k, v in given.items()}
-    extra = sorted(set(details) - set(wanted))
+    extra = sorted(set(details) - set(wanted) - set(OPTIONAL_DETAILS.get(kind, ())))
     if extra:
-        takes = f"takes only {', '.join(wanted)}" if wanted else "takes none"
+        allowed = (*wanted, *OPTIONAL_DETAILS.get(kind, ()))
+        takes = f"takes only {', '.join(allowed)}" if allowed else "takes none"
         raise RequestError(f"--detail: {', '.join(extra)}: a {kind.value} request {takes}")
     missing = [k for k in wanted if not details.get(k)]
     if missing:

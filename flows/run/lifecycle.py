@@ -343,6 +343,7 @@ def finish(context: RunContext, outcomes: list[DatasetOutcome]) -> RunReport:
         entries.insert(0, gate_entry(report, report.gate))
     assert context.audit_key is not None, "a real run has its audit key"
     report.audit_head = audit.append(context.state, audit.run_entries(entries), context.audit_key)
+    bound = {d.name for d in context.policy.datasets}
     records = [
         binding_record(
             context.policy,
@@ -354,7 +355,9 @@ def finish(context: RunContext, outcomes: list[DatasetOutcome]) -> RunReport:
             risk=o.risk,
         )
         for o in outcomes
-        if o.risk is not None or (o.processed and o.action != "delete")
+        # A request's own writes (a correction, a withdrawal's date: labels that are no
+        # binding's) are audited above; the register lists what bindings anonymized.
+        if (o.risk is not None or (o.processed and o.action != "delete")) and o.dataset in bound
     ]
     append_register(context.state, context.policy, run_fields(report), records)
     status = "blocked" if report.blocked else "failed" if report.failed else "succeeded"

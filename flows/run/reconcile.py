@@ -183,11 +183,7 @@ def count_committed(context: RunContext, outcomes: list[DatasetOutcome]) -> None
     chunks (its outcome rebuilt from the error alone) is audited and registered for them."""
     assert context.state is not None, "a real run has a state database"
     ledger = Ledger(context.state)
-    ran = {
-        context.policy.dataset(o.dataset).store
-        for o in outcomes
-        if (o.chunks or o.error) and o.dataset not in context.failures
-    }
+    ran = {o.store for o in outcomes if (o.chunks or o.error) and o.dataset not in context.failures}
     for name in sorted(ran & context.connectors.keys()):
         # A store that cannot be read now, or a state database that refuses the write,
         # leaves the ledger with what the run recorded; the outcomes already count every
