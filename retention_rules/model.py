@@ -86,6 +86,14 @@ class Category(_Strict):
             "portability request covers it. Derived data (usage statistics) is not provided"
         ),
     )
+    disclose: bool = Field(
+        default=True,
+        description=(
+            "Shown to the person in an access package. False for what handing out would "
+            "endanger them or others (a password hash can be cracked offline): left out, "
+            "and the package names the columns left out and why"
+        ),
+    )
 
     def admits(self, entity: str) -> bool:
         """Whether a scan finding ``entity`` in a column of this category is expected."""

@@ -174,6 +174,11 @@ def test_access_lists_every_record_the_oracle_finds_with_the_plans_dates(demo: D
     engine.dispose()
     written = json.dumps(package).lower()
     assert not {e for e in others if e in written}
+    # A password hash is never handed out, and the package says it left it out.
+    (accounts,) = [s for s in package["datasets"] if s["dataset"] == "accounts"]
+    assert accounts["undisclosed_columns"] == ["password_hash"]
+    assert all("password_hash" not in r["values"] for r in accounts["records"])
+    assert "$2b$" not in written and "pbkdf2" not in written
     shown = demo.invoke(
         "request", "show", str(SHIPPED_POLICY), request_id, "--json", "--state", demo.state
     )

@@ -311,6 +311,11 @@ def _section(
         },
         records=records,
         failed=failed,
+        undisclosed=tuple(
+            c
+            for c, cats in dataset.columns.items()
+            if not all(policy.categories[cat].disclose for cat in cats)
+        ),
     )
 
 
@@ -325,9 +330,15 @@ def _event(dataset: Dataset) -> str:
 def _shown(
     policy: Policy, dataset: Dataset, row: Mapping[str, Any], portability: bool
 ) -> dict[str, Any]:
-    """The record's values; for portability only what the person provided."""
+    """The record's values, without those the policy never discloses; for portability
+    only what the person provided."""
+    hidden = {
+        column
+        for column, cats in dataset.columns.items()
+        if not all(policy.categories[c].disclose for c in cats)
+    }
     if not portability:
-        return dict(row)
+        return {column: value for column, value in row.items() if column not in hidden}
     return {
         column: row[column]
         for column, cats in dataset.columns.items()

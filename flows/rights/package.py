@@ -103,6 +103,9 @@ class DatasetSection:
     """Column to whether the person provided it (portability keeps only those)."""
     records: list[RecordEntry]
     failed: str | None = None
+    undisclosed: tuple[str, ...] = ()
+    """Columns left out for everyone (the policy's ``disclose: false``: a password hash):
+    named in the package, never shown."""
     """Why the store could not be read (the package says so)."""
 
 
@@ -238,7 +241,7 @@ def _parts(package: AccessPackage) -> tuple[list[_Part], list[DatasetSection]]:
     parts: list[_Part] = []
     left_out: list[DatasetSection] = []
     for section in package.sections:
-        every = _columns(section)
+        every = [c for c in _columns(section) if c not in section.undisclosed]
         if package.kind == "access":
             parts.append(_Part(section, every, []))
             continue
@@ -289,6 +292,7 @@ def document(package: AccessPackage) -> dict[str, Any]:
                 "provided": dict(part.section.provided),
                 "columns": part.columns,
                 "withheld_columns": part.withheld,
+                "undisclosed_columns": list(part.section.undisclosed),
                 "csv": f"{part.section.dataset}.csv",
                 "failed": part.section.failed,
                 "record_count": len(part.section.records),
@@ -389,6 +393,8 @@ LABELS: dict[Language, dict[str, str]] = {
         "ce dossier, et la demande reste ouverte pour elle. Motif : {reason}",
         "no_records": "Aucun enregistrement vous concernant.",
         "withheld": "Non inclus, car vous ne les avez pas fournis ({n}) : {columns}.",
+        "undisclosed": "Non montrés, car les remettre affaiblirait la sécurité du compte "
+        "({n}) : {columns}.",
         "not_included": "Ensembles non inclus dans la copie portable",
         "not_included_note": "Ces ensembles ne contiennent que des données dérivées, aucun "
         "renseignement que vous avez fourni.",
@@ -449,6 +455,8 @@ LABELS: dict[Language, dict[str, str]] = {
         "and the request stays open for it. Reason: {reason}",
         "no_records": "No record about you.",
         "withheld": "Not included, as you did not provide them ({n}): {columns}.",
+        "undisclosed": "Not shown, as handing them out would weaken the account's security "
+        "({n}): {columns}.",
         "not_included": "Datasets not in the portable copy",
         "not_included_note": "These datasets hold only derived data, nothing you provided.",
         "not_included_records": "{n} record(s) not included",
@@ -565,6 +573,11 @@ def _page_section(part: _Part, language: Language) -> dict[str, Any]:
             n=len(part.withheld), columns=", ".join(part.withheld)
         )
         if part.withheld
+        else None,
+        "undisclosed": labels["undisclosed"].format(
+            n=len(section.undisclosed), columns=", ".join(section.undisclosed)
+        )
+        if section.undisclosed
         else None,
         "count": total,
         "records": [
