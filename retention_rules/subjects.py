@@ -59,9 +59,32 @@ def subject_columns(
             found[dataset.name] = tuple(SubjectColumn(c, i) for c, i in own.items())
             continue
         reached = _nearest(table_key(dataset), direct, links)
-        if reached:
+        if reached and len({column.through for column in reached}) == 1:
             found[dataset.name] = reached
     return found
+
+
+def _several_paths(policy: Policy, tables: Mapping[str, TableInfo] | None) -> dict[str, list[str]]:
+    """The datasets the fewest keys reach people by more than one path (a table with
+    two keys to customers, ``referrer_id`` and ``referred_id``): ORing them would take
+    the other person's rows too, so they are left unreached; by name, the paths."""
+    subjects = policy.subjects
+    if subjects is None:
+        return {}
+    direct: dict[TableKey, tuple[SubjectColumn, ...]] = {}
+    for dataset in policy.datasets:
+        entry = subjects.found_in.get(dataset.name) or {}
+        key = table_key(dataset)
+        direct[key] = (*direct.get(key, ()), *(SubjectColumn(c, i) for c, i in entry.items()))
+    links = references_of(policy, tables)
+    several: dict[str, list[str]] = {}
+    for dataset in policy.datasets:
+        if subjects.found_in.get(dataset.name):
+            continue
+        paths = {c.through for c in _nearest(table_key(dataset), direct, links)}
+        if len(paths) > 1:
+            several[dataset.name] = sorted(",".join(k.columns[0] for k in path) for path in paths)
+    return several
 
 
 def _nearest(
@@ -111,10 +134,15 @@ def unreached(
         else "through subjects.found_in or the policy's references (the store's foreign "
         "keys are not read with --offline)"
     )
+    several = _several_paths(policy, tables)
     return [
         PolicyIssue(
             ("datasets", i, "name"),
-            f"no identifier in subjects: reaches dataset {dataset.name}"
+            f"dataset {dataset.name} reaches people through several keys "
+            f"({', '.join(several[dataset.name])}): whose rows are whose is ambiguous; name "
+            "the column in subjects.found_in"
+            if dataset.name in several
+            else f"no identifier in subjects: reaches dataset {dataset.name}"
             + (f"; {advice}" if keys_read else f" {advice}"),
         )
         for i, dataset in enumerate(policy.datasets)

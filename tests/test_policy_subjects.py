@@ -617,3 +617,22 @@ def test_scan_suggest_prints_the_proposals(tmp_path: Path, shop: str) -> None:
     assert result.exit_code == 0, result.output
     assert "    orders: {customer_id: customer_id}   # foreign key" in result.stdout
     assert "    visits: {visitor_id: visitor_id}" in result.stdout
+
+
+def test_a_table_with_two_keys_to_people_is_ambiguous_not_both(tmp_path: Path) -> None:
+    """An order with a buyer and a gift recipient, both customers: ORing the two keys
+    would erase the recipient's rows with the buyer's, so the dataset is reported, at
+    its line, until subjects.found_in names the column."""
+    gift = ForeignKeyInfo(("gift_for_id",), "customers", ("id",))
+    tables = dict(SHOP_TABLES)
+    tables["orders"] = _info("orders", TO_CUSTOMERS, gift, columns=("customer_id", "gift_for_id"))
+    path = _write(tmp_path, POLICY)
+    loaded = load_policy(path)
+    found = subject_columns(loaded.policy, tables)
+    assert "orders" not in found
+    issues = [str(i) for i in loaded.locate(unreached(loaded.policy, tables))]
+    assert any(
+        "dataset orders reaches people through several keys (customer_id, gift_for_id)" in i
+        and "subjects.found_in" in i
+        for i in issues
+    ), issues
