@@ -117,7 +117,9 @@ def erase(
 ) -> PersonRun:
     """Run the person's bindings (all, or those of ``purposes``) now, and search for
     them again afterwards. Raises `RequestRefused` for a person who cannot be told apart."""
-    with run_context(path, replace(options, coverage_gate=False), environ) as context:
+    with run_context(
+        path, replace(options, coverage_gate=False, table_wide=False), environ
+    ) as context:
         person, found = resolve(context.policy, context.connectors, identifiers)
         if on_resolved is not None:
             on_resolved(person)
@@ -322,7 +324,9 @@ def withdraw(
     """Record the withdrawal (now, in the clock column of each of the purposes'
     bindings whose clock is the person's own and not yet set), then run the purposes'
     bindings for the person at once, whatever their clocks say."""
-    with run_context(path, replace(options, coverage_gate=False), environ) as context:
+    with run_context(
+        path, replace(options, coverage_gate=False, table_wide=False), environ
+    ) as context:
         policy = context.policy
         unknown = sorted(purposes - set(policy.purposes))
         if unknown:
@@ -408,7 +412,9 @@ def correct(
     rows under a legal hold; nor stores without transactions (an archive of mail or
     logs records what was sent). Raises `RequestRefused` when nothing of theirs holds
     the category."""
-    with run_context(path, replace(options, coverage_gate=False), environ) as context:
+    with run_context(
+        path, replace(options, coverage_gate=False, table_wide=False), environ
+    ) as context:
         policy = context.policy
         if category not in policy.categories:
             raise RequestRefused(f"unknown category {category!r}")

@@ -43,6 +43,10 @@ class RunOptions:
     coverage_gate: bool = True
     """Scan the stores and check the policy covers every personal column before any
     destructive step (``flows.gate``)."""
+    table_wide: bool = True
+    """After its chunks, each binding does the work that concerns its whole table: the
+    re-identification risk of an anonymized table, the release of a rollup's closed
+    periods. A person's request (a handful of rows) leaves it to the nightly run."""
 
 
 class Progress(Protocol):
