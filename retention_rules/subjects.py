@@ -45,12 +45,7 @@ def subject_columns(
     subjects = policy.subjects
     if subjects is None:
         return {}
-    direct: dict[TableKey, tuple[SubjectColumn, ...]] = {}
-    for dataset in policy.datasets:
-        entry = subjects.found_in.get(dataset.name) or {}
-        columns = tuple(SubjectColumn(c, i) for c, i in entry.items())
-        key = table_key(dataset)
-        direct[key] = tuple(dict.fromkeys((*direct.get(key, ()), *columns)))
+    direct = _direct(policy)
     links = references_of(policy, tables)
     found: dict[str, tuple[SubjectColumn, ...]] = {}
     for dataset in policy.datasets:
@@ -59,32 +54,92 @@ def subject_columns(
             found[dataset.name] = tuple(SubjectColumn(c, i) for c, i in own.items())
             continue
         reached = _nearest(table_key(dataset), direct, links)
-        if reached and len({column.through for column in reached}) == 1:
+        if reached and not _ambiguous_keys(table_key(dataset), direct, links):
             found[dataset.name] = reached
     return found
 
 
+def _direct(policy: Policy) -> dict[TableKey, tuple[SubjectColumn, ...]]:
+    """By table, the columns its bindings' ``found_in`` entries name (every binding of
+    a table shares them)."""
+    subjects = policy.subjects
+    direct: dict[TableKey, tuple[SubjectColumn, ...]] = {}
+    for dataset in policy.datasets:
+        entry = (subjects.found_in.get(dataset.name) if subjects is not None else None) or {}
+        columns = tuple(SubjectColumn(c, i) for c, i in entry.items())
+        key = table_key(dataset)
+        direct[key] = tuple(dict.fromkeys((*direct.get(key, ()), *columns)))
+    return direct
+
+
 def _several_paths(policy: Policy, tables: Mapping[str, TableInfo] | None) -> dict[str, list[str]]:
-    """The datasets the fewest keys reach people by more than one path (a table with
-    two keys to customers, ``referrer_id`` and ``referred_id``): ORing them would take
-    the other person's rows too, so they are left unreached; by name, the paths."""
+    """The datasets the fewest keys reach one table of people by more than one path (a
+    table with two keys to customers, ``referrer_id`` and ``referred_id``): ORing them
+    would take the other person's rows too, so they are left unreached; by name, the
+    paths."""
     subjects = policy.subjects
     if subjects is None:
         return {}
-    direct: dict[TableKey, tuple[SubjectColumn, ...]] = {}
-    for dataset in policy.datasets:
-        entry = subjects.found_in.get(dataset.name) or {}
-        key = table_key(dataset)
-        direct[key] = (*direct.get(key, ()), *(SubjectColumn(c, i) for c, i in entry.items()))
+    direct = _direct(policy)
     links = references_of(policy, tables)
     several: dict[str, list[str]] = {}
     for dataset in policy.datasets:
         if subjects.found_in.get(dataset.name):
             continue
-        paths = {c.through for c in _nearest(table_key(dataset), direct, links)}
-        if len(paths) > 1:
-            several[dataset.name] = sorted(",".join(k.columns[0] for k in path) for path in paths)
+        keys = _ambiguous_keys(table_key(dataset), direct, links)
+        if keys:
+            several[dataset.name] = [",".join(key.columns) for key in keys]
     return several
+
+
+def _ambiguous_keys(
+    start: TableKey,
+    direct: Mapping[TableKey, tuple[SubjectColumn, ...]],
+    references: Mapping[TableKey, tuple[ForeignKeyInfo, ...]],
+) -> list[ForeignKeyInfo]:
+    """The table's own keys that lead, by the fewest keys, to a table of people another
+    of its keys also leads to as directly (an order's buyer and gift recipient, both
+    customers); [] when each table of people is reached through one key of its own (a
+    key to customers and one to visitors name the same person's row)."""
+    if direct.get(start):
+        return []
+    reach: list[tuple[ForeignKeyInfo, int, frozenset[str]]] = []
+    for key in references.get(start, ()):
+        parent = (start[0], start[1], key.referred_table)
+        found = _people_tables(parent, direct, references, start)
+        if found is not None:
+            reach.append((key, *found))
+    if not reach:
+        return []
+    fewest = min(distance for _, distance, _ in reach)
+    nearest = [(key, tables) for key, distance, tables in reach if distance == fewest]
+    return sorted(
+        (key for key, tables in nearest if any(tables & other for k, other in nearest if k != key)),
+        key=lambda key: key.columns,
+    )
+
+
+def _people_tables(
+    node: TableKey,
+    direct: Mapping[TableKey, tuple[SubjectColumn, ...]],
+    references: Mapping[TableKey, tuple[ForeignKeyInfo, ...]],
+    start: TableKey,
+) -> tuple[int, frozenset[str]] | None:
+    """How many keys from ``node`` to the nearest tables holding identifiers, and which
+    (breadth first, not back through ``start``); None when none is reached."""
+    level, frontier, seen = 0, {node}, {node, start}
+    while frontier:
+        holding = frozenset(table[2] for table in frontier if direct.get(table))
+        if holding:
+            return level, holding
+        nxt = {
+            (table[0], table[1], key.referred_table)
+            for table in frontier
+            for key in references.get(table, ())
+        } - seen
+        seen |= nxt
+        frontier, level = nxt, level + 1
+    return None
 
 
 def _nearest(
