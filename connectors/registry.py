@@ -73,7 +73,7 @@ def open_connector(
         return connector
     # Whatever else it lacks: one that cannot tell one person's rows from everyone's
     # must never be handed such a selection.
-    return RefusesSubjectSelections(connector)
+    return RefusesSubjectSelections(connector, name)
 
 
 class RefusesSubjectSelections:
@@ -82,9 +82,9 @@ class RefusesSubjectSelections:
     except a selection of one person's rows, refused with a `StoreError` before the
     connector could take it for a selection of every row."""
 
-    def __init__(self, connector: Connector) -> None:
+    def __init__(self, connector: Connector, name: str | None = None) -> None:
         self.connector = connector
-        self.name = connector.name
+        self.name = str(getattr(connector, "name", name))
 
     def __getattr__(self, attribute: str) -> Any:
         """What the connector offers beyond the protocol (``bookkeeping_path``)."""

@@ -283,8 +283,12 @@ def test_a_factory_receives_the_name_the_url_and_one_frozen_options_object(
         local_timezone="Europe/Paris",
         bookkeeping_dir=tmp_path,
     )
-    assert open_connector("probe", "probe:///x", options) == ("probe", "probe:///x", options)
-    assert open_connector("probe", "probe:///x")[2] == ConnectorOptions()
+    # The probe declares no `selects_subjects`: it comes back wrapped (refusing one
+    # person's rows), and what its factory received is inside.
+    opened = open_connector("probe", "probe:///x", options)
+    assert opened.connector == ("probe", "probe:///x", options)  # type: ignore[attr-defined]
+    default = open_connector("probe", "probe:///x")
+    assert default.connector[2] == ConnectorOptions()  # type: ignore[attr-defined]
     assert ConnectorOptions().read_only  # by default nothing may change
     with pytest.raises(dataclasses.FrozenInstanceError):
         options.read_only = True  # type: ignore[misc]
