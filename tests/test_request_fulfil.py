@@ -198,6 +198,10 @@ def test_erasure_keeps_only_what_a_stated_reason_keeps(demo: Demo) -> None:
     dry = demo.fulfil(request_id, "--dry-run")
     assert dry.exit_code == 0, dry.output
     assert _left(demo, person) == before  # a dry run changes nothing
+    foreseen = json.loads(dry.stdout)["remaining"]
+    said = {why for reasons in foreseen.values() for why in reasons}
+    assert "to be erased by the real run" in said
+    assert not any(why.startswith("not erased") for why in said), foreseen
     done = demo.fulfil(request_id)
     assert done.exit_code == 0, done.output
     out = json.loads(done.stdout)

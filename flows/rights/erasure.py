@@ -185,9 +185,12 @@ def remaining(
         reasons = {why: n for why, n in found.items() if n}
         for why in list(reasons):
             if why == NOT_ERASED:
-                reasons[f"not erased: {failed.get(dataset.name, 'left by the run')}"] = reasons.pop(
-                    why
+                said = (
+                    "to be erased by the real run"
+                    if context.options.dry_run
+                    else f"not erased: {failed.get(dataset.name, 'left by the run')}"
                 )
+                reasons[said] = reasons.pop(why)
         if reasons:
             left[dataset.name] = reasons
     for name, why in failed.items():
