@@ -15,6 +15,7 @@ import ast
 import importlib
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,28 @@ def test_benchmark_smoke(name: str, tmp_path: Path, capsys: pytest.CaptureFixtur
     machine = document["machine"]
     assert machine["cpus"] >= 1 and machine["peak_rss_mb"] > 0
     assert "pandas" in machine["packages"]
+    if name in CHECKS:
+        CHECKS[name](printed, document)
+
+
+def _requests_vs_sql(printed: str, document: dict[str, Any]) -> None:
+    """Both comparisons are printed with their goal, the missing index shows its Seq Scan
+    and `tenure validate`'s warning, and with the demo's indexes no bound table is read
+    whole (the script exits non-zero otherwise)."""
+    for label in ("read path, CRM, without redaction", "whole fulfil, CRM", "erase, CRM"):
+        row = rf"\| {re.escape(label)} \| [\d.]+ \| \d+% \| [\d.]+x \| ≤ 2x"
+        assert re.search(row, printed), (label, printed[-3000:])
+    assert "without ix_web_clicks_visitor_id" in printed
+    assert re.search(r"read whole: web_clicks, by SELECT", printed)
+    assert "no index of web_clicks begins with visitor_id" in printed
+    assert "EXPLAIN check passed" in printed
+    figures = document["figures"]
+    assert figures["read_whole"]["with the demo's indexes"] == []
+    assert set(figures["ratios"]) == {"access", "erasure"}
+
+
+#: What a script's smoke run must also show, beyond the figures every script writes.
+CHECKS = {"requests_vs_sql": _requests_vs_sql}
 
 
 def test_runs_median_spread_and_ratio() -> None:

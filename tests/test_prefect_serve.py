@@ -5,14 +5,19 @@ and its parameters, and a run of it that applies the policy.
 
 from __future__ import annotations
 
+import json
+import re
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from flows.cli import app
 from tests.support.paths import REPO, SHIPPED_POLICY
 from tests.support.prefect_server import (
     PREFECT,
@@ -99,7 +104,12 @@ def test_a_run_of_the_served_deployment_runs_the_policy(
 ) -> None:
     """Issue 13, 1: the nightly deployment's runs failed before doing anything
     (``Nightly_RetentionModel is not fully defined``). A run is triggered through the
-    API as the schedule would, `tenure serve` executes it, and the stores show it."""
+    API as the schedule would, `tenure serve` executes it, and the stores show it.
+
+    Issue 16: the `subject-request` deployment served beside it is triggered through the
+    API with a verified request's id alone, as a privacy tool or a web form would; the
+    register and the package show it ran. (Its runs once failed: the package named
+    ``flows.requests`` shadowed the ``requests`` library on the runner's path.)"""
     from tests.support.demo import build_demo
 
     api_url, env, processes = prefect_server
@@ -113,6 +123,8 @@ def test_a_run_of_the_served_deployment_runs_the_policy(
         "TENURE_STATE_URL": state,
         **RUN_KEYS,
     }
+    request_id = _verified_access_request(env)
+    out = tmp_path / "packages"
     processes.append(_serve(env, tmp_path, "nightly"))
     with httpx.Client(base_url=api_url, timeout=10) as api:
         served = wait_for(
@@ -122,7 +134,43 @@ def test_a_run_of_the_served_deployment_runs_the_policy(
             processes,
         )
         final = run_to_the_end(api, served["id"], processes)
+        requests = find_deployment(api, "subject-request", "requests")
+        assert requests is not None and requests["schedules"] == []  # triggered, never timed
+        answered = run_to_the_end(
+            api,
+            requests["id"],
+            processes,
+            parameters={"request_id": request_id, "out_dir": str(out)},
+        )
     logs = "\n".join(p.output() for p in processes[1:])
     assert final["type"] == "COMPLETED", f"{final}\n{logs}"
-
     assert_policy_applied(SHIPPED_POLICY, {**demo_files, "TENURE_CRM_URL": crm}, state)
+
+    assert answered["type"] == "COMPLETED", f"{answered}\n{logs}"
+    shown = CliRunner().invoke(
+        app, ["request", "show", str(SHIPPED_POLICY), request_id, "--json"], env=env
+    )
+    register = json.loads(shown.stdout)
+    assert register["status"] == "fulfilled" and register["package_sha256"]
+    (package,) = out.glob("*.zip")
+    with zipfile.ZipFile(package) as bundle:
+        content = json.loads(bundle.read("package.json"))
+    assert {s["dataset"] for s in content["datasets"]} >= {"customers", "invoices"}
+
+
+def _verified_access_request(env: dict[str, str]) -> str:
+    """Customer 17's access request, opened and verified in the register."""
+    runner, policy = CliRunner(), str(SHIPPED_POLICY)
+    opened = runner.invoke(
+        app, ["request", "open", policy, "--kind", "access", "--id", "customer_id=17"], env=env
+    )
+    assert opened.exit_code == 0, opened.output
+    found = re.search(r"request (\d{4}-\d{4}) opened", opened.output)
+    assert found, opened.output
+    verified = runner.invoke(
+        app,
+        ["request", "verify", policy, found.group(1), "--method", "signed form", "--by", "officer"],
+        env=env,
+    )
+    assert verified.exit_code == 0, verified.output
+    return found.group(1)

@@ -1,5 +1,6 @@
-"""Kill `tenure request fulfil` (an erasure) with SIGKILL at random points, fulfil the
-request again, and compare the three stores with those an uninterrupted erasure leaves."""
+"""Kill `tenure request fulfil` (an erasure) with SIGKILL at random points, again and
+again, fulfil the request to the end, and compare the three stores with those an
+uninterrupted erasure leaves."""
 
 from __future__ import annotations
 
@@ -140,28 +141,29 @@ def test_a_killed_erasure_resumes_and_ends_as_an_uninterrupted_one(
     expected = _snapshot(clean)
     total = _chunks(clean / "state.sqlite")
     assert total > 3 * KILL_POINTS, f"{total} chunks: too few points to die at"
-    # Random points, and the moment before the last chunk commits in the ledger.
-    points = sorted({*random.Random(16).sample(range(1, total - 1), KILL_POINTS - 1), total - 1})
+    # One store killed again and again: at random points of the ledger's chunk count
+    # (each resumed run goes on from what the last one committed), then fulfilled to
+    # the end. Crashes that pile up are the harder case, and one copy of the demo and one
+    # process per kill keep the test short.
+    points = sorted(random.Random(16).sample(range(1, total - 1), KILL_POINTS))
+    root = tmp_path / "killed"
+    shutil.copytree(pristine, root)
+    request_id = _opened(root, customer)
     killed = 0
     for point in points:
-        root = tmp_path / f"killed-{point}"
-        shutil.copytree(pristine, root)
-        request_id = _opened(root, customer)
         killed += _killed_after(root, request_id, point)
-        again = _cli(root, *_fulfil_args(root, request_id))
-        assert again.exit_code == 0, (point, again.output)
-        found = _snapshot(root)
+    again = _cli(root, *_fulfil_args(root, request_id))
+    assert again.exit_code == 0, (points, again.output)
+    found = _snapshot(root)
+    differ = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
+    if differ == ["files"]:
         differ = sorted(
-            k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k)
+            k
+            for k in expected["files"].keys() | found["files"].keys()
+            if expected["files"].get(k) != found["files"].get(k)
         )
-        if differ == ["files"]:
-            differ = sorted(
-                k
-                for k in expected["files"].keys() | found["files"].keys()
-                if expected["files"].get(k) != found["files"].get(k)
-            )
-        assert not differ, f"stores differ after a kill at chunk {point}: {differ}"
-        engine = open_state(f"sqlite:///{root / 'state.sqlite'}")
-        assert audit.verify(engine).ok
-        engine.dispose()
-    assert killed == KILL_POINTS, "every run must really be killed mid-way"
+    assert not differ, f"stores differ after kills at chunks {points}: {differ}"
+    engine = open_state(f"sqlite:///{root / 'state.sqlite'}")
+    assert audit.verify(engine).ok
+    engine.dispose()
+    assert killed == KILL_POINTS, f"every run must really be killed mid-way: {killed} of {points}"
