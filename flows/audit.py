@@ -176,7 +176,7 @@ class _Log:
     totals: dict[tuple[str, str], int] = field(default_factory=dict)
     entries: dict[str, int] = field(default_factory=dict)
     declared: dict[str, int] = field(default_factory=dict)
-    requests: dict[str, dict[int, Mapping[str, Any]]] = field(default_factory=dict)
+    by_request: dict[str, dict[int, Mapping[str, Any]]] = field(default_factory=dict)
     deleted_requests: set[str] = field(default_factory=set)
 
     def add(self, entry: Mapping[str, Any]) -> None:
@@ -185,7 +185,7 @@ class _Log:
             if event == REQUEST_DELETED:
                 self.deleted_requests.add(request_id)
             elif isinstance(entry.get(EVENT_SEQ), int):
-                self.requests.setdefault(request_id, {})[entry[EVENT_SEQ]] = entry
+                self.by_request.setdefault(request_id, {})[entry[EVENT_SEQ]] = entry
             return
         run_id = entry.get("run_id")
         if not isinstance(run_id, str):
@@ -417,13 +417,13 @@ def _against_requests(engine: Engine, log: _Log, checked: list[str]) -> list[str
     where = "register of requests"
     held = {(e.request_id, e.seq): e.event for e in events}
     for (request_id, seq), event in sorted(held.items()):
-        logged = log.requests.get(request_id, {}).get(seq)
+        logged = log.by_request.get(request_id, {}).get(seq)
         if logged is None or logged.get(REQUEST_EVENT) != event:
             problems.append(
                 f"{where}: request {request_id}, event {seq} ({event}) has no audit entry "
                 "(written outside Tenure, or its entry removed)"
             )
-    for request_id, logged_events in sorted(log.requests.items()):
+    for request_id, logged_events in sorted(log.by_request.items()):
         if request_id in log.deleted_requests:
             continue
         for seq, entry in sorted(logged_events.items()):
@@ -433,7 +433,7 @@ def _against_requests(engine: Engine, log: _Log, checked: list[str]) -> list[str
                     "is in the audit log but not in the register (removed)"
                 )
     for row in rows:
-        entries_of = log.requests.get(row.request_id)
+        entries_of = log.by_request.get(row.request_id)
         if not entries_of:
             continue  # its events are reported above
         last = entries_of[max(entries_of)]

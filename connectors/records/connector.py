@@ -495,11 +495,12 @@ class RecordConnector:
             last = (keys == keys.iloc[-1]).all(axis=1).to_numpy(dtype=bool)
             pending, frame = frame[last], frame[~last]
             repeated = frame[key].duplicated(keep=False).to_numpy(dtype=bool)
-            inside = np.ones(len(frame), dtype=bool) if keep is None else keep(frame)
-            if (repeated & inside).any():
-                counted = int((repeated & inside).sum())
-                refused[DUPLICATE_KEY] = refused.get(DUPLICATE_KEY, 0) + counted
-            frame = frame[~repeated & inside]
+            if keep is not None:  # one person's records: the others are not counted
+                inside = keep(frame)
+                frame, repeated = frame[inside], repeated[inside]
+            if repeated.any():  # a nightly scan copies a frame only when keys repeat
+                refused[DUPLICATE_KEY] = refused.get(DUPLICATE_KEY, 0) + int(repeated.sum())
+                frame = frame[~repeated]
             if len(frame):
                 yield frame.reset_index(drop=True)
         if pending is None or not len(pending):

@@ -163,7 +163,6 @@ def resolve(
     policy: Policy,
     connectors: Mapping[str, Connector],
     given: Mapping[str, Iterable[str]],
-    found: Reach | None = None,
 ) -> tuple[Person, Reach]:
     """Follow the links between identifiers from those ``given`` until nothing new is
     found. Raises `RequestRefused` when the policy cannot tell who people are, an
@@ -177,7 +176,7 @@ def resolve(
     if unknown:
         known = ", ".join(sorted(subjects.identifiers))
         raise RequestRefused(f"unknown identifier {unknown[0]!r} (the policy's: {known})")
-    found = found or reach(policy, connectors)
+    found = reach(policy, connectors)
     caseless = {
         name
         for name, spec in subjects.identifiers.items()
