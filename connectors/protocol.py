@@ -330,6 +330,9 @@ class PublishedCell:
     """How many people the cell counts (None: the rollup does not track them)."""
     withheld: bool = False
     """Suppressed: never shown; its counts are kept only to compare with a later release."""
+    margin: int | None = None
+    """Released under differential privacy: ``count`` is the cell's people with noise,
+    which stays within this bound with 95% probability."""
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,15 @@ from anonymizers.secrets import (
 from connectors.errors import StoreError
 from connectors.protocol import Connector
 from flows.state.ledger import Ledger, holder_gone
-from flows.state.tables import audit, chunks, locks, request_events, requests, runs
+from flows.state.tables import (
+    audit,
+    chunks,
+    locks,
+    privacy_loss,
+    request_events,
+    requests,
+    runs,
+)
 
 GENESIS = "0" * 64
 KEY_ID_VARIABLE = "TENURE_AUDIT_KEY_ID"
@@ -61,6 +69,10 @@ REQUEST_ID = "request_id"
 REQUEST_EVENT = "request_event"
 EVENT_SEQ = "event_seq"
 REQUEST_DELETED = "deleted"
+#: The event of an entry recording the privacy loss one release of a period spent
+#: (flows.releases), checked against ``tenure_privacy_loss``: a row removed there would
+#: give the budget back.
+PRIVACY_LOSS = "privacy_loss"
 
 
 @dataclass(frozen=True)
@@ -178,8 +190,15 @@ class _Log:
     declared: dict[str, int] = field(default_factory=dict)
     by_request: dict[str, dict[int, Mapping[str, Any]]] = field(default_factory=dict)
     deleted_requests: set[str] = field(default_factory=set)
+    privacy: dict[tuple[str, str, str, int], Mapping[str, Any]] = field(default_factory=dict)
 
     def add(self, entry: Mapping[str, Any]) -> None:
+        if entry.get("event") == PRIVACY_LOSS:
+            binding, rollup, start = (
+                str(entry.get(f)) for f in ("binding", "rollup", "period_start")
+            )
+            self.privacy[(binding, rollup, start, int(entry.get("release_no") or 0))] = entry
+            return
         request_id, event = entry.get(REQUEST_ID), entry.get(REQUEST_EVENT)
         if isinstance(request_id, str) and isinstance(event, str):
             if event == REQUEST_DELETED:
@@ -265,6 +284,7 @@ def verify(
     busy = _runs_in_progress(engine)
     problems += _against_ledger(engine, log, busy, checked, unaudited)
     problems += _against_requests(engine, log, checked)
+    problems += _against_privacy_loss(engine, log, checked)
     unchecked: list[str] = []
     known = Ledger(engine).known_runs()
     interrupted = _interrupted_runs(engine, busy) - log.entries.keys()
@@ -450,6 +470,44 @@ def _against_requests(engine: Engine, log: _Log, checked: list[str]) -> list[str
                 f"audit entry says {recorded[0]}, due {recorded[1]} (edited outside Tenure)"
             )
     checked.append(f"{where}: {len(rows)} requests, {len(events)} events")
+    return problems
+
+
+def _against_privacy_loss(engine: Engine, log: _Log, checked: list[str]) -> list[str]:
+    """Every release under differential privacy recorded in the state database has its
+    entry with the same loss, and every entry its row: a row removed would give back the
+    budget it spent, a row edited would misstate it."""
+    if not inspect(engine).has_table(privacy_loss.name):
+        return []  # a state database made before releases spent privacy loss
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(
+                privacy_loss.c.dataset,
+                privacy_loss.c.rollup,
+                privacy_loss.c.period_start,
+                privacy_loss.c.release_no,
+                privacy_loss.c.epsilon,
+            )
+        ).all()
+    problems: list[str] = []
+    where = "privacy loss"
+    held = {(r.dataset, r.rollup, r.period_start, r.release_no): r.epsilon for r in rows}
+    for (dataset, rollup, start, number), epsilon in sorted(held.items()):
+        logged = log.privacy.get((dataset, rollup, start, number))
+        if logged is None or logged.get("epsilon") != epsilon:
+            problems.append(
+                f"{where}: {dataset}.{rollup} period {start} release {number} (epsilon "
+                f"{epsilon:g}) has no audit entry with that loss (written or edited outside "
+                "Tenure)"
+            )
+    for (dataset, rollup, start, number), entry in sorted(log.privacy.items()):
+        if (dataset, rollup, start, number) not in held:
+            problems.append(
+                f"{where}: {dataset}.{rollup} period {start} release {number} (epsilon "
+                f"{entry.get('epsilon')}) is in the audit log but not in the state database "
+                "(removed: its budget would be spent again)"
+            )
+    checked.append(f"{where}: {len(rows)} releases")
     return problems
 
 

@@ -8,6 +8,15 @@ all or at least ``min_cell_size`` new people (late rows, e.g. from a lifted lega
 otherwise the earlier release stands and the period is reported as *deferred* until
 enough late rows have gathered. Releases are kept in the state database, with their
 history; analysts read the newest release of each period.
+
+A rollup may instead be released under differential privacy (``disclosure: {method:
+differential_privacy}``): every cell of its declared domain is released, its count of
+people with noise (`anonymizers.differential_privacy`), and each release of a period
+spends its epsilon from the budget of the period's calendar year. The loss spent is kept
+in the state database (`tenure_privacy_loss`) and in the audit log, in the transaction
+that records the release; a release the budget cannot pay for is refused whole. A
+period whose rows changed after its release (late rows) is released again, with fresh
+noise and a fresh epsilon: subtracting two noisy releases reveals only noise.
 """
 
 from __future__ import annotations
@@ -16,20 +25,31 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, time
+from itertools import product
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Connection, Engine, func, insert, select
 
+from anonymizers.differential_privacy import noisy_counts
+from anonymizers.risk_criteria import CRITERIA
 from anonymizers.risk_measures import COUNT, RiskMeasures, measure
 from anonymizers.suppression import suppressed_cells
 from connectors.protocol import Connector, PublishedCell, RollupSink
 from connectors.rollups import period_end
 from connectors.times import wall_instant
-from flows.state.tables import releases
+from flows.audit import PRIVACY_LOSS, append_on, current_key
+from flows.state.tables import privacy_loss, releases
 from flows.table_risk import judged, unmet
-from retention_rules.model import Dataset
+from retention_rules.model import (
+    AggregateThenDeleteAction,
+    Dataset,
+    DifferentialPrivacy,
+    Policy,
+    Rollup,
+    Suppression,
+)
 
 PERIOD = "_period"
 
@@ -38,23 +58,32 @@ PERIOD = "_period"
 class RollupRelease:
     """One rollup's release in one run: periods released now, periods held back, and the
     risk of everything released so far (the new release included), with the binding's
-    requirements it misses (then nothing new was released)."""
+    requirements it misses (then nothing new was released). Under differential privacy,
+    ``privacy`` says what was spent instead of ``measures``, and ``refused`` why nothing
+    was released (a budget spent, a value outside the domain)."""
 
     rollup: str
-    measures: RiskMeasures
+    measures: RiskMeasures | None
     """With their assessment (``rollup_risk``): each criterion and the verdict."""
     released: list[date] = field(default_factory=list)
     deferred: list[date] = field(default_factory=list)
     unmet: tuple[str, ...] = ()
+    privacy: dict[str, Any] | None = None
+    refused: str | None = None
 
     def summary(self) -> dict[str, Any]:
-        return {
+        shown = {
             "rollup": self.rollup,
             "released_periods": [d.isoformat() for d in self.released],
             "deferred_periods": [d.isoformat() for d in self.deferred],
-            **self.measures.as_dict(),
+            **(self.measures.as_dict() if self.measures is not None else {}),
             "unmet": list(self.unmet),
         }
+        if self.privacy is not None:
+            shown["differential_privacy"] = self.privacy
+        if self.refused is not None:
+            shown["refused"] = self.refused
+        return shown
 
 
 def release_rollups(
@@ -69,7 +98,15 @@ def release_rollups(
     """Release what is due of each rollup of ``dataset``, unless the release would miss
     the binding's risk requirements (then the previous release stands)."""
     done = []
+    action = dataset.action
+    assert isinstance(action, AggregateThenDeleteAction), "only aggregates are released"
     for sink in sinks:
+        rollup = action.rollup(sink.name)
+        method = action.disclosure(rollup)
+        if isinstance(method, DifferentialPrivacy):
+            release = PrivateRelease(state, dataset.name, rollup, method, zone)
+            done.append(release.run(connector, sink, cutoff, run_id))
+            continue
         previous = released_cells(state, dataset.name, sink.name)
         # One row per cell before they are read (this run's staged chunks folded in, the
         # one pass over them); periods released before stay sealed (late rows join them).
@@ -125,9 +162,10 @@ def candidate_release(
     closed_before: datetime,
     period: str,
     zone: ZoneInfo,
-    k: int,
+    k: int | None,
 ) -> tuple[dict[date, list[PublishedCell]], list[date]]:
-    """The periods to release now (with their cells) and the periods deferred."""
+    """The periods to release now (with their cells) and the periods deferred (a change
+    of fewer than ``k`` people; with ``k`` None every change is released)."""
     by_period: dict[date, list[PublishedCell]] = {}
     for cell in cells:
         by_period.setdefault(cell.period_start, []).append(cell)
@@ -144,7 +182,7 @@ def candidate_release(
         old, new = _counts(before), _counts(current)
         if old == new:
             continue
-        if _safe_change(old, new, k):
+        if k is None or _safe_change(old, new, k):
             due[start] = current
         else:
             deferred.append(start)
@@ -194,11 +232,9 @@ def released_cells(state: Engine, dataset: str, rollup: str) -> dict[date, list[
     )
     with state.connect() as connection:
         rows = connection.execute(statement).all()
-    periods: dict[date, list[PublishedCell]] = {}
-    for text_start, text in rows:
-        start = date.fromisoformat(text_start)
-        periods[start] = [PublishedCell(period_start=start, **item) for item in json.loads(text)]
-    return periods
+    return {
+        date.fromisoformat(start): _cells(date.fromisoformat(start), text) for start, text in rows
+    }
 
 
 def published_release(state: Engine, dataset: str, rollup: str) -> list[PublishedCell]:
@@ -215,19 +251,12 @@ def store_release(
         return
     with state.begin() as connection:
         for start, cells in due.items():
-            number = connection.execute(
-                select(func.coalesce(func.max(releases.c.release_no), 0)).where(
-                    releases.c.dataset == dataset,
-                    releases.c.rollup == rollup,
-                    releases.c.period_start == start.isoformat(),
-                )
-            ).scalar_one()
             connection.execute(
                 insert(releases).values(
                     dataset=dataset,
                     rollup=rollup,
                     period_start=start.isoformat(),
-                    release_no=int(number) + 1,
+                    release_no=_next_release(connection, dataset, rollup, start),
                     run_id=run_id,
                     released_at=datetime.now(UTC),
                     cells=json.dumps([_stored(cell) for cell in cells], default=str),
@@ -276,3 +305,399 @@ def _stored(cell: PublishedCell) -> dict[str, Any]:
     data = asdict(cell)
     data.pop("period_start")
     return data
+
+
+@dataclass(frozen=True)
+class PrivateRelease:
+    """The release of one rollup under differential privacy (see the module)."""
+
+    state: Engine
+    dataset: str
+    rollup: Rollup
+    method: DifferentialPrivacy
+    zone: ZoneInfo
+
+    def run(
+        self, connector: Connector, sink: RollupSink, cutoff: datetime, run_id: str
+    ) -> RollupRelease:
+        previous = exact_released(self.state, self.dataset, self.rollup.name)
+        connector.compact_rollup(self.dataset, sink, sorted(previous), run_id)
+        cells = connector.rollup_cells(self.dataset, sink)
+        stray = outside_domain(cells, self.rollup)
+        if stray:
+            return self._outcome(refused=stray)
+        due, _ = candidate_release(cells, previous, cutoff, sink.period, self.zone, None)
+        if not due:
+            return self._outcome()
+        spent = budget_spent(self.state, self.dataset, self.rollup.name)
+        over = self._over_budget(due, spent)
+        if over:
+            return self._outcome(refused=over)
+        self._store(due, spent, run_id)
+        connector.compact_rollup(self.dataset, sink, sorted(previous.keys() | due.keys()), run_id)
+        return self._outcome(released=sorted(due))
+
+    def _over_budget(self, due: Mapping[date, object], spent: Mapping[int, float]) -> str | None:
+        budget, epsilon = self.method.budget.epsilon, self.method.epsilon
+        need: dict[int, float] = {}
+        for start in due:
+            need[start.year] = need.get(start.year, 0.0) + epsilon
+        for year, more in sorted(need.items()):
+            used = spent.get(year, 0.0)
+            if used + more > budget * (1 + 1e-9):
+                periods = round(more / epsilon)
+                return (
+                    f"rollup {self.rollup.name}: the privacy budget of {year} would be "
+                    f"exceeded ({used:g} of epsilon {budget:g} spent; {periods} period(s) "
+                    f"at {epsilon:g} need {more:g} more): nothing released"
+                )
+        return None
+
+    def _store(
+        self, due: Mapping[date, list[PublishedCell]], spent: Mapping[int, float], run_id: str
+    ) -> None:
+        """Each due period's noisy cells, its privacy loss and its audit entry, in one
+        transaction of the state database."""
+        key = current_key()
+        sensitivity = self.rollup.cells_per_period
+        used = dict(spent)
+        with self.state.begin() as connection:
+            entries = []
+            for start, cells in sorted(due.items()):
+                noisy = self._noisy(start, cells, sensitivity)
+                number = _next_release(connection, self.dataset, self.rollup.name, start)
+                now = datetime.now(UTC)
+                used[start.year] = used.get(start.year, 0.0) + noisy.epsilon
+                connection.execute(
+                    insert(releases).values(
+                        dataset=self.dataset,
+                        rollup=self.rollup.name,
+                        period_start=start.isoformat(),
+                        release_no=number,
+                        run_id=run_id,
+                        released_at=now,
+                        cells=json.dumps([_stored(c) for c in noisy.cells], default=str),
+                    )
+                )
+                connection.execute(
+                    insert(privacy_loss).values(
+                        dataset=self.dataset,
+                        rollup=self.rollup.name,
+                        period_start=start.isoformat(),
+                        release_no=number,
+                        year=start.year,
+                        epsilon=noisy.epsilon,
+                        sensitivity=sensitivity,
+                        scale=noisy.scale,
+                        run_id=run_id,
+                        released_at=now,
+                        exact=json.dumps([_stored(c) for c in cells], default=str),
+                    )
+                )
+                entries.append(
+                    {
+                        "event": PRIVACY_LOSS,
+                        "binding": self.dataset,
+                        "rollup": self.rollup.name,
+                        "period_start": start.isoformat(),
+                        "release_no": number,
+                        "epsilon": noisy.epsilon,
+                        "year": start.year,
+                        "year_spent": round(used[start.year], 9),
+                        "budget": self.method.budget.epsilon,
+                        "released_by": run_id,
+                    }
+                )
+            append_on(connection, entries, key)
+
+    def _noisy(self, start: date, cells: list[PublishedCell], sensitivity: int) -> _NoisyPeriod:
+        """Every cell of the domain for the period ``start``, its people with noise."""
+        people = {_domain_key(cell.dimensions, self.rollup): _people(cell) for cell in cells}
+        domain = domain_cells(self.rollup)
+        true = [people.get(_domain_key(dims, self.rollup), 0) for dims in domain]
+        drawn = noisy_counts(true, sensitivity=sensitivity, epsilon=self.method.epsilon)
+        released = [
+            PublishedCell(
+                period_start=start,
+                dimensions=dims,
+                count=int(count),
+                measures={},
+                margin=drawn.margin,
+            )
+            for dims, count in zip(domain, drawn.counts, strict=True)
+        ]
+        return _NoisyPeriod(released, drawn.epsilon, drawn.scale)
+
+    def _outcome(
+        self, released: list[date] | None = None, refused: str | None = None
+    ) -> RollupRelease:
+        spent = budget_spent(self.state, self.dataset, self.rollup.name)
+        budget = self.method.budget.epsilon
+        privacy = {
+            "epsilon": self.method.epsilon,
+            "sensitivity": self.rollup.cells_per_period,
+            "budget": budget,
+            "spent": {str(year): round(value, 9) for year, value in sorted(spent.items())},
+        }
+        return RollupRelease(
+            self.rollup.name,
+            None,
+            released=released or [],
+            unmet=(refused,) if refused else (),
+            privacy=privacy,
+            refused=refused,
+        )
+
+
+@dataclass(frozen=True)
+class _NoisyPeriod:
+    cells: list[PublishedCell]
+    epsilon: float
+    scale: float
+
+
+def domain_cells(rollup: Rollup) -> list[dict[str, Any]]:
+    """Every cell of the rollup's declared domain, as dimensions, in declared order."""
+    values = [rollup.domain[d] for d in rollup.dimensions]
+    return [dict(zip(rollup.dimensions, combo, strict=True)) for combo in product(*values)]
+
+
+def _domain_key(dimensions: Mapping[str, Any], rollup: Rollup) -> tuple[str | None, ...]:
+    return tuple(
+        None if dimensions.get(d) is None else str(dimensions[d]) for d in rollup.dimensions
+    )
+
+
+def outside_domain(cells: Iterable[PublishedCell], rollup: Rollup) -> str | None:
+    """Why the cells cannot be released under the declared domain: the first dimension
+    holding a value the domain does not list, with how many cells do (None: all fit)."""
+    for dimension in rollup.dimensions:
+        allowed = {str(v) for v in rollup.domain[dimension]}
+        stray = [
+            cell.dimensions.get(dimension)
+            for cell in cells
+            if cell.dimensions.get(dimension) is None
+            or str(cell.dimensions[dimension]) not in allowed
+        ]
+        if stray:
+            shown = sorted({"NULL" if v is None else repr(str(v)) for v in stray})
+            return (
+                f"rollup {rollup.name}: column {dimension} holds values outside its declared "
+                f"domain ({', '.join(shown[:3])}{', ...' if len(shown) > 3 else ''}; "
+                f"{len(stray)} cell(s)): add them to domain.{dimension}; nothing released"
+            )
+    return None
+
+
+def budget_spent(state: Engine, dataset: str, rollup: str) -> dict[int, float]:
+    """The privacy loss spent by the releases of a rollup, per calendar year of their
+    periods."""
+    statement = (
+        select(privacy_loss.c.year, func.sum(privacy_loss.c.epsilon))
+        .where(privacy_loss.c.dataset == dataset, privacy_loss.c.rollup == rollup)
+        .group_by(privacy_loss.c.year)
+    )
+    with state.connect() as connection:
+        return {int(year): float(total) for year, total in connection.execute(statement)}
+
+
+def exact_released(state: Engine, dataset: str, rollup: str) -> dict[date, list[PublishedCell]]:
+    """The true cells behind the newest private release of each period (to tell whether
+    a period changed since): never shown."""
+    newest = (
+        select(privacy_loss.c.period_start, func.max(privacy_loss.c.release_no).label("no"))
+        .where(privacy_loss.c.dataset == dataset, privacy_loss.c.rollup == rollup)
+        .group_by(privacy_loss.c.period_start)
+        .subquery()
+    )
+    statement = select(privacy_loss.c.period_start, privacy_loss.c.exact).join(
+        newest,
+        (privacy_loss.c.period_start == newest.c.period_start)
+        & (privacy_loss.c.release_no == newest.c.no)
+        & (privacy_loss.c.dataset == dataset)
+        & (privacy_loss.c.rollup == rollup),
+    )
+    with state.connect() as connection:
+        rows = connection.execute(statement).all()
+    return {
+        date.fromisoformat(start): _cells(date.fromisoformat(start), text) for start, text in rows
+    }
+
+
+def _cells(start: date, text: str) -> list[PublishedCell]:
+    return [PublishedCell(period_start=start, **item) for item in json.loads(text)]
+
+
+def _next_release(connection: Connection, dataset: str, rollup: str, start: date) -> int:
+    number = connection.execute(
+        select(func.coalesce(func.max(releases.c.release_no), 0)).where(
+            releases.c.dataset == dataset,
+            releases.c.rollup == rollup,
+            releases.c.period_start == start.isoformat(),
+        )
+    ).scalar_one()
+    return int(number) + 1
+
+
+def private_risk(
+    state: Engine,
+    dataset: str,
+    rollup: str,
+    method: DifferentialPrivacy,
+    periods: Mapping[date, list[PublishedCell]],
+) -> dict[str, Any]:
+    """What `tenure risk` says of a rollup released under differential privacy: the
+    guarantee stands in for k, uniqueness and linkage (every cell of the domain is
+    released with noise, whatever the data), so each criterion is met by it, and the
+    loss spent per year is shown against the budget."""
+    spent = budget_spent(state, dataset, rollup)
+    years = ", ".join(f"{year}: {value:g}" for year, value in sorted(spent.items())) or "none"
+    note = (
+        f"differential privacy: epsilon {method.epsilon:g} per period, budget "
+        f"{method.budget.epsilon:g} per year; spent {years}"
+    )
+    criterion = {"status": "met", "measures": {}, "thresholds": [], "failed": [], "note": note}
+    cells = sum(len(cells) for cells in periods.values())
+    return {
+        "records": cells,
+        "classes": cells,
+        "k": None,
+        "l": None,
+        "unique_share": 0.0,
+        "criteria": {name: dict(criterion) for name in CRITERIA},
+        "verdict": "anonymized",
+        "differential_privacy": {
+            "epsilon": method.epsilon,
+            "budget": method.budget.epsilon,
+            "spent": {str(year): value for year, value in sorted(spent.items())},
+        },
+    }
+
+
+#: The published columns of a rollup under differential privacy.
+PEOPLE_COLUMN, MARGIN_COLUMN = "people", "people_margin95"
+_MEASURE_WORDS = {
+    "count": "rows (events) in the cell",
+    "count_distinct": "distinct values of {column} in the cell",
+    "sum": "sum of {column} over the cell's rows",
+    "mean": "mean of {column} over the cell's rows",
+    "median": "median of {column} over the cell's rows",
+}
+
+
+@dataclass(frozen=True)
+class ReleasedTable:
+    """A rollup as analysts read it: one row per published cell, typed columns (counts
+    as integers), the columns' descriptions and how the cells are protected."""
+
+    dataset: str
+    rollup: str
+    period: str
+    frame: pd.DataFrame
+    description: str
+    columns: dict[str, str]
+    disclosure: dict[str, Any]
+    released_at: datetime | None
+
+
+def release_tables(state: Engine, policy: Policy) -> list[ReleasedTable]:
+    """Every rollup of every aggregating binding, as released so far (an empty frame,
+    with its columns, when nothing is)."""
+    return [
+        released_table(state, policy, dataset, rollup)
+        for dataset in policy.datasets
+        if isinstance(dataset.action, AggregateThenDeleteAction)
+        for rollup in dataset.action.rollups
+    ]
+
+
+def released_table(
+    state: Engine, policy: Policy, dataset: Dataset, rollup: Rollup
+) -> ReleasedTable:
+    action = dataset.action
+    assert isinstance(action, AggregateThenDeleteAction)
+    method = action.disclosure(rollup)
+    periods = released_cells(state, dataset.name, rollup.name)
+    columns = {
+        "period": f"first day of the {rollup.period}, in the policy's time zone ({policy.timezone})"
+    }
+    for dimension in rollup.dimensions:
+        categories = dataset.columns.get(dimension, [])
+        described = "; ".join(
+            policy.categories[c].description for c in categories if c in policy.categories
+        )
+        columns[dimension] = described or dimension
+    rows = [
+        {"period": start, **cell.dimensions, **_values(cell, rollup, method)}
+        for start in sorted(periods)
+        for cell in shown(periods[start])
+    ]
+    if isinstance(method, DifferentialPrivacy):
+        people = action.people or dataset.subject_key
+        columns[PEOPLE_COLUMN] = (
+            f"people (distinct {people}) in the cell, with differential privacy noise; "
+            "never below zero"
+        )
+        columns[MARGIN_COLUMN] = f"the noise in {PEOPLE_COLUMN} is within ± this, 95% of the time"
+        spent = budget_spent(state, dataset.name, rollup.name)
+        disclosure: dict[str, Any] = {
+            "method": method.method,
+            "epsilon": method.epsilon,
+            "per": rollup.period,
+            "budget": {"epsilon": method.budget.epsilon, "per": method.budget.per},
+            "sensitivity": rollup.cells_per_period,
+            "spent": {str(y): v for y, v in sorted(spent.items())},
+            "left": {str(y): max(method.budget.epsilon - v, 0.0) for y, v in sorted(spent.items())},
+        }
+        dtypes = {PEOPLE_COLUMN: "Int64", MARGIN_COLUMN: "Int64"}
+    else:
+        for stat in rollup.measures:
+            columns[stat.label] = _MEASURE_WORDS[stat.function].format(column=stat.column)
+        withheld = sum(cell.withheld for cells in periods.values() for cell in cells)
+        disclosure = {
+            "method": method.method,
+            "min_cell_size": method.min_cell_size,
+            "withheld_cells": withheld,
+        }
+        dtypes = {
+            m.label: "Int64" if m.function in ("count", "count_distinct") else "float64"
+            for m in rollup.measures
+        }
+    frame = pd.DataFrame(rows, columns=list(columns))
+    frame = frame.astype({name: kind for name, kind in dtypes.items()})
+    return ReleasedTable(
+        dataset=dataset.name,
+        rollup=rollup.name,
+        period=rollup.period,
+        frame=frame,
+        description=rollup.description or dataset.description,
+        columns=columns,
+        disclosure=disclosure,
+        released_at=_released_at(state, dataset.name, rollup.name),
+    )
+
+
+def _values(
+    cell: PublishedCell, rollup: Rollup, method: Suppression | DifferentialPrivacy
+) -> dict[str, Any]:
+    """A published cell's measures, by the column names of its table."""
+    if isinstance(method, DifferentialPrivacy):
+        return {PEOPLE_COLUMN: cell.count, MARGIN_COLUMN: cell.margin}
+    values: dict[str, Any] = {}
+    for stat in rollup.measures:
+        value = cell.count if stat.function == "count" else cell.measures.get(stat.label)
+        if stat.function == "count_distinct" and value is not None:
+            value = round(value)
+        values[stat.label] = value
+    return values
+
+
+def _released_at(state: Engine, dataset: str, rollup: str) -> datetime | None:
+    statement = select(func.max(releases.c.released_at)).where(
+        releases.c.dataset == dataset, releases.c.rollup == rollup
+    )
+    with state.connect() as connection:
+        moment = connection.execute(statement).scalar()
+    if not isinstance(moment, datetime):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -309,13 +309,95 @@ class Measure(_Strict):
         return self.function if self.column is None else f"{self.function}_{self.column}"
 
 
+class Suppression(_Strict):
+    """Small-cell suppression: a cell counting fewer than ``min_cell_size`` people is
+    withheld, and so are the cells its count could be recovered from (totals)."""
+
+    method: Literal["suppression"]
+    min_cell_size: int | None = Field(
+        default=None,
+        ge=2,
+        description="The fewest people a shown cell counts (default: the action's)",
+    )
+
+
+class PrivacyBudget(_Strict):
+    """The privacy loss all releases of a rollup's periods of one calendar year may spend."""
+
+    epsilon: float = Field(gt=0, allow_inf_nan=False)
+    per: Literal["year"] = "year"
+
+
+class DifferentialPrivacy(_Strict):
+    """Differential privacy: every cell of the declared domain is released, its count of
+    people with noise (OpenDP's discrete Laplace) calibrated to ``epsilon`` for one
+    period's release, a person being the unit of privacy."""
+
+    method: Literal["differential_privacy"]
+    epsilon: float = Field(
+        gt=0, allow_inf_nan=False, description="Privacy loss of one period's release"
+    )
+    per: Period | None = Field(
+        default=None, description="The period one epsilon pays for: the rollup's own period"
+    )
+    budget: PrivacyBudget
+
+
+Disclosure = Annotated[Suppression | DifferentialPrivacy, Field(discriminator="method")]
+
+
 class Rollup(_Strict):
     """A statistic kept after the rows are gone: measures by dimensions per period."""
 
     name: Name
+    description: str = Field(default="", description="What the statistic is, for its readers")
     period: Period
     dimensions: list[Identifier] = Field(default_factory=list)
     measures: list[Measure] = Field(min_length=1)
+    disclosure: Disclosure | None = Field(
+        default=None, description="How cells are protected (default: suppression)"
+    )
+    domain: dict[Identifier, list[ScalarValue]] = Field(
+        default_factory=dict,
+        description="Each dimension's possible values: with differential privacy, every "
+        "cell of the domain is released, and a value outside it refuses the release",
+    )
+
+    @model_validator(mode="after")
+    def _disclosure_fits(self) -> Rollup:
+        stray = [d for d in self.domain if d not in self.dimensions]
+        if stray:
+            raise ValueError(f"domain: {', '.join(stray)} is not a dimension of the rollup")
+        for dimension, values in self.domain.items():
+            if not values:
+                raise ValueError(f"domain: {dimension} lists no value")
+            if len(set(map(str, values))) != len(values):
+                raise ValueError(f"domain: {dimension} lists a value twice")
+        dp = self.disclosure
+        if not isinstance(dp, DifferentialPrivacy):
+            return self
+        undeclared = [d for d in self.dimensions if d not in self.domain]
+        if undeclared:
+            raise ValueError(
+                "differential privacy releases every cell of the domain: declare "
+                f"domain: {{{undeclared[0]}: [...]}} for {', '.join(undeclared)}"
+            )
+        if dp.per is not None and dp.per != self.period:
+            raise ValueError(
+                f"disclosure.per is {dp.per} but the rollup's period is {self.period}: "
+                "epsilon is spent on each period's release"
+            )
+        if dp.budget.epsilon < dp.epsilon:
+            raise ValueError(
+                f"disclosure.budget.epsilon {dp.budget.epsilon:g} is less than one "
+                f"release's epsilon {dp.epsilon:g}: nothing could ever be released"
+            )
+        return self
+
+    @property
+    def cells_per_period(self) -> int:
+        """How many cells one period's release has under a declared domain."""
+        return math.prod(len(self.domain[d]) for d in self.dimensions)
 
 
 class DeleteAction(_Strict):
@@ -351,6 +433,18 @@ class AggregateThenDeleteAction(_Strict):
         min_length=1,
         description="Why the statistics are kept (the anonymization register says it)",
     )
+
+    def disclosure(self, rollup: Rollup) -> Suppression | DifferentialPrivacy:
+        """How ``rollup``'s cells are protected: its own ``disclosure``, else suppression
+        at the action's ``min_cell_size``."""
+        chosen = rollup.disclosure
+        if isinstance(chosen, DifferentialPrivacy):
+            return chosen
+        size = self.min_cell_size if chosen is None else chosen.min_cell_size
+        return Suppression(method="suppression", min_cell_size=size or self.min_cell_size)
+
+    def rollup(self, name: str) -> Rollup:
+        return next(r for r in self.rollups if r.name == name)
 
 
 _NUMBER = r"[0-9]*\.?[0-9]+"
@@ -530,6 +624,31 @@ class Dataset(_Strict):
     def _action_shorthand(cls, value: Any) -> Any:
         return {"type": value} if isinstance(value, str) else value
 
+    @model_validator(mode="after")
+    def _private_rollups_count_people(self) -> Dataset:
+        """A rollup under differential privacy releases the number of people per cell
+        (a person adds one to a cell at most): any other measure would need bounds on
+        each person's rows that the sketches cannot enforce."""
+        action = self.action
+        if not isinstance(action, AggregateThenDeleteAction):
+            return self
+        people = action.people or self.subject_key
+        for rollup in action.rollups:
+            if not isinstance(rollup.disclosure, DifferentialPrivacy):
+                continue
+            other = [
+                m.label
+                for m in rollup.measures
+                if m != Measure(function="count_distinct", column=people)
+            ]
+            if other:
+                raise ValueError(
+                    f"rollup {rollup.name}: differential privacy releases only the number of "
+                    f"people per cell ({{count_distinct: {people}}}); {', '.join(other)} "
+                    "cannot be bounded per person: remove it or use suppression"
+                )
+        return self
+
 
 class Condition(_Strict):
     """A column test in a hold predicate; values are bound parameters, never SQL text."""
@@ -664,6 +783,37 @@ class RequestSettings(_Strict):
     )
 
 
+class Publish(_Strict):
+    """Where the released rollups are written after each run: a SQL store (``sql:`` a
+    SQLAlchemy URL, ``${VAR}`` as in store URLs, with an optional ``schema`` and table
+    ``prefix``) or a folder of Parquet files (``parquet:`` a path relative to the policy
+    file, or any fsspec URL)."""
+
+    sql: str | None = Field(default=None, repr=False, exclude=True)
+    parquet: str | None = None
+    db_schema: Identifier | None = Field(default=None, alias="schema")
+    prefix: Annotated[str, Field(pattern=r"^[a-z0-9_]*$", max_length=30)] = ""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    @field_validator("sql", mode="before")
+    @classmethod
+    def _interpolate(cls, value: Any, info: ValidationInfo) -> Any:
+        return Store._interpolate(value, info)
+
+    @model_validator(mode="after")
+    def _one_destination(self) -> Publish:
+        if (self.sql is None) == (self.parquet is None):
+            raise ValueError("give one destination: sql: URL or parquet: folder")
+        if self.parquet is not None and (self.db_schema or self.prefix):
+            raise ValueError("schema and prefix are for a sql: destination")
+        return self
+
+    @property
+    def display(self) -> str:
+        return mask_url(self.sql) if self.sql is not None else str(self.parquet)
+
+
 class Policy(_Strict):
     """A whole retention policy file."""
 
@@ -682,6 +832,10 @@ class Policy(_Strict):
     )
     subjects: Subjects | None = None
     requests: RequestSettings = Field(default_factory=RequestSettings)
+    publish: Publish | None = None
+    language: Literal["fr", "en"] | None = Field(
+        default=None, description="Language of the report (default: that of requests)"
+    )
     state: str | None = Field(default=None, repr=False, exclude=True)
     """The state database (ledger, lock, audit log, scan cache, register): a SQLAlchemy
     URL (``${VAR}`` as in store URLs; it may hold a password, so it is kept out of reprs

@@ -29,9 +29,11 @@ from retention_rules.model import (
     AggregateThenDeleteAction,
     AnonymizeAction,
     Dataset,
+    DifferentialPrivacy,
     Hold,
     Policy,
     Rollup,
+    Suppression,
 )
 
 
@@ -258,11 +260,19 @@ def rollup_sinks(dataset: Dataset) -> tuple[RollupSink, ...]:
             sums=_measure_columns(rollup, "sum", "mean"),
             distinct=_measure_columns(rollup, "count_distinct"),
             quantiles=_measure_columns(rollup, "median"),
-            min_cell_size=action.min_cell_size,
+            min_cell_size=_min_cell_size(action.disclosure(rollup)),
             subject=action.people or dataset.subject_key,
         )
         for rollup in action.rollups
     )
+
+
+def _min_cell_size(disclosure: Suppression | DifferentialPrivacy) -> int:
+    """The fewest people a shown cell counts; under differential privacy every cell is
+    shown (with noise), so nothing is withheld for its size."""
+    if isinstance(disclosure, Suppression) and disclosure.min_cell_size is not None:
+        return disclosure.min_cell_size
+    return 1
 
 
 def _measure_columns(rollup: Rollup, *functions: str) -> tuple[str, ...]:

@@ -273,15 +273,27 @@ def test_every_run_adds_a_register_entry_and_risk_reports_k_of_the_aggregates(
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     aggregates = [line for line in lines if line["output"] != "table"]
+    private = "monthly_active_customers_by_feature"  # under differential privacy
     assert {line["output"] for line in aggregates} == {
-        "monthly_active_customers_by_feature", "page_views_by_feature", "response_time_by_feature",
+        private, "feature_usage_time", "page_views_by_feature", "response_time_by_feature",
     }  # fmt: skip
-    assert all(line["records"] > 0 and line["k"] >= 10 for line in aggregates)
+    suppressed = [line for line in aggregates if line["output"] != private]
+    assert all(line["records"] > 0 and line["k"] >= 10 for line in suppressed)
+    (noisy,) = [line for line in aggregates if line["output"] == private]
+    assert noisy["records"] > 0 and noisy["k"] is None and noisy["verdict"] == "anonymized"
+    assert 0 < sum(noisy["differential_privacy"]["spent"].values())
+    assert all(v <= 12 for v in noisy["differential_privacy"]["spent"].values())
     shown_cells = runner.invoke(
         app, ["aggregates", str(SHIPPED_POLICY), "--json", "--state", state]
     )
     cells = [json.loads(line) for line in shown_cells.stdout.splitlines()]
-    assert cells and all(c["subjects"] >= 10 and not c["withheld"] for c in cells)
+    assert cells and not any(c["withheld"] for c in cells)
+    assert all(c["subjects"] >= 10 for c in cells if c["rollup"] != private)
+    assert all(
+        c["count"] >= 0 and c["margin"] > 0 and c["subjects"] is None
+        for c in cells
+        if c["rollup"] == private
+    )
 
 
 def test_a_register_entry_missing_a_field_is_refused_with_its_place() -> None:

@@ -18,10 +18,15 @@ from sqlalchemy import Engine
 
 from anonymizers.risk_criteria import CRITERIA
 from connectors.protocol import Connector
-from flows.releases import released_cells, rollup_risk
+from flows.releases import private_risk, released_cells, rollup_risk
 from flows.reports.table import ReportTable
 from flows.table_risk import table_risk
-from retention_rules.model import AggregateThenDeleteAction, AnonymizeAction, Policy
+from retention_rules.model import (
+    AggregateThenDeleteAction,
+    AnonymizeAction,
+    DifferentialPrivacy,
+    Policy,
+)
 from retention_rules.planner import rollup_sinks
 
 
@@ -71,6 +76,11 @@ def risk_lines(
         elif isinstance(action, AggregateThenDeleteAction):
             for sink in rollup_sinks(dataset):
                 periods = released_cells(state, dataset.name, sink.name)
+                method = action.disclosure(action.rollup(sink.name))
+                if isinstance(method, DifferentialPrivacy):
+                    private = private_risk(state, dataset.name, sink.name, method, periods)
+                    lines.append(RiskLine(dataset.name, sink.name, private, (), {}))
+                    continue
                 measures, missing = rollup_risk(periods, sink, dataset)
                 lines.append(RiskLine(dataset.name, sink.name, measures.as_dict(), missing, {}))
     return lines

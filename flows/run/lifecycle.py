@@ -259,9 +259,12 @@ def _release(
         context.run_id,
     )
     outcome.risk = [release.summary() for release in released]
-    missing = [f"{r.rollup}: {u}" for r in released for u in r.unmet]
+    missing = [f"{r.rollup}: {u}" for r in released if r.refused is None for u in r.unmet]
+    problems = [r.refused for r in released if r.refused is not None]
     if missing:
-        outcome.error = "risk requirement not met, no new release: " + "; ".join(missing)
+        problems.insert(0, "risk requirement not met, no new release: " + "; ".join(missing))
+    if problems:
+        outcome.error = "; ".join(problems)
 
 
 def _work_through(

@@ -15,7 +15,15 @@ from flows.binding_operators import operator_params
 from flows.gate import GateVerdict
 from flows.run.types import DatasetOutcome, RunReport, first_line
 from flows.table_risk import table_risk
-from retention_rules.model import AggregateThenDeleteAction, AnonymizeAction, Dataset, Policy
+from retention_rules.model import (
+    AggregateThenDeleteAction,
+    AnonymizeAction,
+    Dataset,
+    DifferentialPrivacy,
+    Policy,
+    Rollup,
+    Suppression,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -132,19 +140,37 @@ def techniques(policy: Policy, dataset: Dataset) -> list[dict[str, Any]]:
             for column, spec in action.columns.items()
         ]
     if isinstance(action, AggregateThenDeleteAction):
-        suppression = (
-            f"cells of fewer than {action.min_cell_size} people withheld, with complementary "
-            "suppression along every line; closed periods only; a later release changes a "
-            f"cell only by 0 or at least {action.min_cell_size} people"
-        )
         return [
             {
                 "rollup": rollup.name,
                 "period": rollup.period,
                 "dimensions": list(rollup.dimensions),
                 "measures": [measure.label for measure in rollup.measures],
-                "suppression": suppression,
+                **_disclosure(action.disclosure(rollup), rollup),
             }
             for rollup in action.rollups
         ]
     return []
+
+
+def _disclosure(method: Suppression | DifferentialPrivacy, rollup: Rollup) -> dict[str, str]:
+    """How a rollup's cells are protected, in the register's words."""
+    if isinstance(method, DifferentialPrivacy):
+        return {
+            "differential_privacy": (
+                f"every cell of the declared domain released with its people counted with "
+                f"discrete Laplace noise (OpenDP), epsilon {method.epsilon:g} per "
+                f"{rollup.period}, a person counted at most once per cell and in at most "
+                f"{rollup.cells_per_period} cells of a period; budget epsilon "
+                f"{method.budget.epsilon:g} per year; counts clipped at zero; closed "
+                "periods only; a period whose rows change is released again and spends again"
+            )
+        }
+    size = method.min_cell_size
+    return {
+        "suppression": (
+            f"cells of fewer than {size} people withheld, with complementary "
+            "suppression along every line; closed periods only; a later release changes a "
+            f"cell only by 0 or at least {size} people"
+        )
+    }

@@ -1,6 +1,6 @@
 """The state database's tables (runs, chunks, the stores a run may write, locks, the audit
-log, releases, the register, the scan cache, the requests of people and their events),
-opening it and checking its layout.
+log, releases and the privacy loss they spent, the register, the scan cache, the requests
+of people and their events), opening it and checking its layout.
 
 SQLite beside the demo store by default, any SQLAlchemy URL in production.
 """
@@ -16,6 +16,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Engine,
+    Float,
     Integer,
     MetaData,
     PrimaryKeyConstraint,
@@ -91,6 +92,24 @@ releases = Table(
     Column("run_id", String(36), nullable=False),
     Column("released_at", DateTime(timezone=True), nullable=False),
     Column("cells", Text, nullable=False),
+    PrimaryKeyConstraint("dataset", "rollup", "period_start", "release_no"),
+)
+privacy_loss = Table(
+    "tenure_privacy_loss",  # each release of a period under differential privacy
+    metadata,
+    Column("dataset", String(63), nullable=False),
+    Column("rollup", String(63), nullable=False),
+    Column("period_start", String(10), nullable=False),
+    Column("release_no", Integer, nullable=False),
+    Column("year", Integer, nullable=False),  # the calendar year of the period: its budget
+    Column("epsilon", Float, nullable=False),
+    Column("sensitivity", Integer, nullable=False),
+    Column("scale", Float, nullable=False),
+    Column("run_id", String(36), nullable=False),
+    Column("released_at", DateTime(timezone=True), nullable=False),
+    # The cells' true counts, to tell whether late rows changed a period: as sensitive
+    # as the stores (never published, never printed).
+    Column("exact", Text, nullable=False),
     PrimaryKeyConstraint("dataset", "rollup", "period_start", "release_no"),
 )
 register = Table(

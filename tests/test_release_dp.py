@@ -1,0 +1,219 @@
+"""Rollups released under differential privacy: every cell of the domain with noise, the
+privacy loss recorded in the state database and the audit log, the yearly budget kept.
+
+Driven as a nightly run is: the run policy with its click rollup switched to
+differential privacy, on a demo store, and what the state database then holds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import date
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import create_engine, select, text
+
+from anonymizers.differential_privacy import laplace_scale, margin, noisy_counts
+from flows import audit
+from flows.demo.vocabulary import FEATURES
+from flows.releases import budget_spent, release_tables, released_cells
+from flows.run.lifecycle import run_policy
+from flows.run.types import RunOptions
+from flows.state.tables import audit as audit_table
+from flows.state.tables import open_state, privacy_loss
+from retention_rules.loader import load_policy
+from tests.support.demo import DEMO_AS_OF, build_demo
+from tests.support.paths import FIXTURES
+
+pytestmark = pytest.mark.usefixtures("pseudonym_keys")
+
+COUNTRIES = ["CA", "US", "FR"]
+CELLS = len(FEATURES) * len(COUNTRIES)
+ROLLUP = """        - name: views
+          period: year
+          dimensions: [country]
+          measures: [count, {count_distinct: visitor_id}, {sum: response_ms}]"""
+
+
+def _private_policy(tmp_path: Path, budget: float = 12, countries: list[str] = COUNTRIES) -> Path:
+    private = f"""        - name: views
+          period: month
+          dimensions: [feature, country]
+          measures: [{{count_distinct: customer_id}}]
+          disclosure:
+            method: differential_privacy
+            epsilon: 1.0
+            per: month
+            budget: {{epsilon: {budget:g}, per: year}}
+          domain:
+            feature: [{", ".join(FEATURES)}]
+            country: [{", ".join(countries)}]"""
+    source = (FIXTURES / "run_policy.yaml").read_text()
+    assert ROLLUP in source
+    path = tmp_path / "private.yaml"
+    path.write_text(source.replace(ROLLUP, private))
+    return path
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'crm.sqlite'}"
+    build_demo(url)
+    return url
+
+
+def _run(policy: Path, store: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    options = RunOptions(
+        now=DEMO_AS_OF, state_url=f"sqlite:///{tmp_path / 'state.sqlite'}", coverage_gate=False
+    )
+    return run_policy(policy, options, environ={"TENURE_CRM_URL": store})
+
+
+def _true_people(store: str) -> dict[tuple[str, str, str], int]:
+    """Distinct customers per month, feature and country among the store's clicks."""
+    engine = create_engine(store)
+    with engine.connect() as c:
+        rows = c.execute(
+            text(
+                "SELECT strftime('%Y-%m-01', occurred_at), feature, country, "
+                "COUNT(DISTINCT customer_id) FROM web_clicks GROUP BY 1, 2, 3"
+            )
+        ).all()
+    engine.dispose()
+    return {(m, f, c): n for m, f, c, n in rows}
+
+
+def test_every_cell_of_the_domain_is_released_with_noise_and_the_loss_is_audited(
+    store: str, tmp_path: Path
+) -> None:
+    truth = _true_people(store)
+    report = _run(_private_policy(tmp_path), store, tmp_path)
+    clicks = next(o for o in report.outcomes if o.dataset == "web_clicks")
+    assert clicks.error is None and clicks.processed > 0
+    state = open_state(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    periods = released_cells(state, "web_clicks", "views")
+    assert len(periods) >= 12
+    bound = margin(laplace_scale(CELLS, 1.0))
+    errors = []
+    for start, cells in periods.items():
+        # every cell of the domain, in the domain's order, whatever the data holds
+        assert [(c.dimensions["feature"], c.dimensions["country"]) for c in cells] == [
+            (f, c) for f in FEATURES for c in COUNTRIES
+        ]
+        for cell in cells:
+            assert isinstance(cell.count, int) and cell.count >= 0
+            assert cell.margin == bound and not cell.withheld and cell.measures == {}
+            true = truth.get((start.isoformat(), *cell.dimensions.values()), 0)
+            errors.append(abs(cell.count - true))
+    # the noise is there (not the true counts) and mostly within its 95% bound
+    assert any(errors)
+    assert sum(e <= bound for e in errors) / len(errors) >= 0.9
+    # the loss: one epsilon per period released, per calendar year of the periods
+    years = Counter(start.year for start in periods)
+    assert budget_spent(state, "web_clicks", "views") == {y: float(n) for y, n in years.items()}
+    with state.connect() as c:
+        logged = [json.loads(e) for e in c.scalars(select(audit_table.c.entry))]
+        exact = c.execute(select(privacy_loss.c.exact)).scalars().first()
+    private = [e for e in logged if e.get("event") == "privacy_loss"]
+    assert sorted(date.fromisoformat(e["period_start"]) for e in private) == sorted(periods)
+    assert {e["epsilon"] for e in private} == {1.0} and {e["budget"] for e in private} == {12.0}
+    assert exact is not None
+    assert audit.verify(state).ok
+    risk = next(r for r in clicks.risk if r["rollup"] == "views")  # type: ignore[union-attr]
+    assert risk["differential_privacy"]["spent"] == {str(y): float(n) for y, n in years.items()}
+    # as analysts read it: typed columns, integer counts, the bound beside each
+    policy = load_policy(tmp_path / "private.yaml", environ={"TENURE_CRM_URL": store}).policy
+    (table,) = [t for t in release_tables(state, policy) if t.rollup == "views"]
+    assert list(table.frame.columns) == [
+        "period",
+        "feature",
+        "country",
+        "people",
+        "people_margin95",
+    ]
+    assert str(table.frame["people"].dtype) == "Int64" and len(table.frame) == CELLS * len(periods)
+    assert (table.frame["people_margin95"] == bound).all()
+    assert table.disclosure["left"] == {str(y): 12.0 - n for y, n in years.items()}
+    assert set(table.columns) == set(table.frame.columns)
+    state.dispose()
+
+
+def test_a_second_run_with_no_new_closed_period_spends_nothing(store: str, tmp_path: Path) -> None:
+    policy = _private_policy(tmp_path)
+    _run(policy, store, tmp_path)
+    state = open_state(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    first = released_cells(state, "web_clicks", "views")
+    spent = budget_spent(state, "web_clicks", "views")
+    report = _run(policy, store, tmp_path)
+    assert not report.failed
+    assert released_cells(state, "web_clicks", "views") == first
+    assert budget_spent(state, "web_clicks", "views") == spent
+    state.dispose()
+
+
+def test_a_release_the_yearly_budget_cannot_pay_for_is_refused_whole(
+    store: str, tmp_path: Path
+) -> None:
+    report = _run(_private_policy(tmp_path, budget=3), store, tmp_path)
+    clicks = next(o for o in report.outcomes if o.dataset == "web_clicks")
+    assert clicks.error is not None
+    assert "privacy budget of" in clicks.error and "nothing released" in clicks.error
+    assert report.failed
+    state = open_state(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    assert released_cells(state, "web_clicks", "views") == {}
+    assert budget_spent(state, "web_clicks", "views") == {}
+    state.dispose()
+
+
+def test_a_value_outside_the_declared_domain_refuses_the_release(
+    store: str, tmp_path: Path
+) -> None:
+    report = _run(_private_policy(tmp_path, countries=["CA", "US"]), store, tmp_path)
+    clicks = next(o for o in report.outcomes if o.dataset == "web_clicks")
+    assert clicks.error is not None
+    assert "rollup views: column country holds values outside its declared domain" in (clicks.error)
+    assert "'FR'" in clicks.error
+    state = open_state(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    assert released_cells(state, "web_clicks", "views") == {}
+    state.dispose()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(0, 10_000), max_size=40),
+    st.integers(1, 200),
+    st.floats(0.05, 5.0),
+)
+def test_noisy_counts_are_non_negative_integers_within_the_loss_asked(
+    true: list[int], sensitivity: int, epsilon: float
+) -> None:
+    drawn = noisy_counts(true, sensitivity=sensitivity, epsilon=epsilon)
+    assert len(drawn.counts) == len(true)
+    assert all(int(c) == c and c >= 0 for c in drawn.counts)
+    assert drawn.epsilon <= epsilon * (1 + 1e-9)
+    assert drawn.margin >= drawn.scale  # the 95% bound of a discrete Laplace: about 3 scales
+
+
+def test_the_margin_holds_about_95_percent_of_the_noise() -> None:
+    true = [1_000] * 4_000  # far from zero: the clipping does not help
+    drawn = noisy_counts(true, sensitivity=30, epsilon=1.0)
+    within = sum(abs(int(c) - 1_000) <= drawn.margin for c in drawn.counts) / len(true)
+    assert 0.94 <= within <= 0.97
+
+
+def test_removing_a_release_s_privacy_loss_is_caught_by_the_audit_check(
+    store: str, tmp_path: Path
+) -> None:
+    _run(_private_policy(tmp_path), store, tmp_path)
+    state = open_state(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    assert audit.verify(state).ok
+    with state.begin() as c:  # someone gives the budget of one month back
+        first = c.execute(select(privacy_loss.c.period_start).limit(1)).scalar_one()
+        c.execute(privacy_loss.delete().where(privacy_loss.c.period_start == first))
+    problems = audit.verify(state).problems
+    assert any("privacy loss" in p and first in p and "removed" in p for p in problems), problems
+    state.dispose()
