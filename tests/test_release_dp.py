@@ -217,3 +217,38 @@ def test_removing_a_release_s_privacy_loss_is_caught_by_the_audit_check(
     problems = audit.verify(state).problems
     assert any("privacy loss" in p and first in p and "removed" in p for p in problems), problems
     state.dispose()
+
+
+def test_a_period_whose_rows_changed_is_released_again_and_spends_again(
+    store: str, tmp_path: Path
+) -> None:
+    policy = _private_policy(tmp_path)
+    _run(policy, store, tmp_path)
+    state = open_state(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    before = budget_spent(state, "web_clicks", "views")
+    first = released_cells(state, "web_clicks", "views")
+    late = max(first)  # as if late rows (a lifted hold) had joined its newest period:
+    with state.begin() as c:  # what the release knew of it differs from the rollup now
+        c.execute(
+            privacy_loss.update()
+            .where(privacy_loss.c.period_start == late.isoformat())
+            .values(exact="[]")
+        )
+    _run(policy, store, tmp_path)
+    after = budget_spent(state, "web_clicks", "views")
+    assert after[late.year] == before[late.year] + 1.0
+    assert {y: v for y, v in after.items() if y != late.year} == {
+        y: v for y, v in before.items() if y != late.year
+    }
+    with state.connect() as c:
+        numbers = (
+            c.execute(
+                select(privacy_loss.c.release_no).where(
+                    privacy_loss.c.period_start == late.isoformat()
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert sorted(numbers) == [1, 2]
+    state.dispose()
