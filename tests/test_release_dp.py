@@ -252,3 +252,22 @@ def test_a_period_whose_rows_changed_is_released_again_and_spends_again(
         )
     assert sorted(numbers) == [1, 2]
     state.dispose()
+
+
+def test_validate_warns_of_a_budget_that_cannot_pay_for_a_year(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    monkeypatch.setenv("TENURE_CRM_URL", "sqlite:///unused.sqlite")
+    result = CliRunner().invoke(
+        app, ["validate", "--offline", str(_private_policy(tmp_path, budget=6))]
+    )
+    assert result.exit_code == 0, result.output
+    (line,) = [w for w in result.stderr.splitlines() if "pays for" in w]
+    assert line.startswith(f"warning: {tmp_path / 'private.yaml'}:")
+    assert "disclosure.budget: epsilon 6 a year pays for 6 of the 12 months" in line
+    fine = CliRunner().invoke(app, ["validate", "--offline", str(_private_policy(tmp_path))])
+    assert "pays for" not in fine.stderr
