@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import numpy.typing as npt
@@ -43,9 +44,10 @@ def _mechanism(scale: float) -> dp.Measurement:
     return dp.m.make_laplace(*space, scale=scale)
 
 
+@cache
 def laplace_scale(sensitivity: int, epsilon: float) -> float:
     """The smallest discrete Laplace scale whose privacy loss at ``sensitivity`` is at
-    most ``epsilon``, as OpenDP's privacy map judges it."""
+    most ``epsilon``, as OpenDP's privacy map judges it (searched once per pair)."""
     if sensitivity < 1 or not epsilon > 0:
         raise ValueError("the sensitivity must be at least 1 and epsilon above 0")
     scale: float = dp.binary_search_param(_mechanism, d_in=sensitivity, d_out=epsilon, T=float)

@@ -39,6 +39,7 @@ BENCHMARKS: dict[str, tuple[set[str], bool]] = {
     "anonymize_vs_structured": ({"distinct_values", "structured", "text"}, False),
     "redact_maildir": ({"tenure", "baseline", "ratio", "recall"}, False),
     "requests_vs_sql": ({"rows", "person", "access", "erasure", "ratios", "explain"}, True),
+    "release_utility": ({"builds", "cells", "suppression", "differential_privacy", "goal"}, False),
 }
 
 
@@ -119,8 +120,47 @@ def _requests_vs_sql(printed: str, document: dict[str, Any]) -> None:
     assert set(figures["ratios"]) == {"access", "erasure"}
 
 
+def _release_utility(printed: str, document: dict[str, Any]) -> None:
+    """Every rollup is measured under both methods with figures that can be true:
+    suppression publishes exact cells, at most those with data, none under its size;
+    differential privacy publishes the whole domain, its errors stay within the 95%
+    margin about 95% of the time (more where zero clips the noise) and shrink as
+    epsilon grows; the goal at epsilon 1 is stated per rollup."""
+    assert "| Customers | Rollup | Method |" in printed
+    assert "Goal at ε = 1: every cell of the domain published" in printed
+    figures = document["figures"]
+    (build,) = figures["builds"]
+    rollups = {c["rollup"] for c in figures["cells"]}
+    assert {"monthly_active_customers_by_feature", "page_views_by_feature"} <= rollups
+    for cells in figures["cells"]:
+        assert cells["rows"] == build["rows"][cells["dataset"]]  # every row in one cell
+        assert 0 < cells["with_data"] <= cells["periods"] * cells["cells_per_period"]
+    for s in figures["suppression"]:
+        assert 0 < s["published"] <= s["cells_with_data"] <= s["cells_of_domain"]
+        assert s["published_of_domain"] <= s["published_of_data"] <= 1
+        assert s["large_published"] <= s["large_cells"]
+        assert s["median_relative_error"] == 0 and 0 <= s["people_withheld_share"] < 1
+    private = figures["differential_privacy"]
+    assert {(p["rollup"], p["epsilon"]) for p in private} == {
+        (r, e) for r in rollups for e in (0.5, 1.0, 2.0)
+    }
+    measured = 0
+    for rollup in rollups:
+        by_epsilon = {p["epsilon"]: p for p in private if p["rollup"] == rollup}
+        low, high = by_epsilon[0.5], by_epsilon[2.0]
+        assert low["margin95"] > by_epsilon[1.0]["margin95"] > high["margin95"] > 0
+        for p in by_epsilon.values():
+            assert p["published_of_domain"] == 1 and p["epsilon_spent"] <= p["epsilon"]
+            assert 0.93 <= p["within_margin"]["median"] <= 1, p
+        if low["median_relative_error"] is not None:
+            measured += 1
+            assert high["median_relative_error"]["median"] < low["median_relative_error"]["median"]
+    assert measured, "no rollup has a cell of 20 people at the smoke size"
+    assert {g["rollup"] for g in figures["goal"]} == rollups
+
+
 #: What a script's smoke run must also show, beyond the figures every script writes.
-CHECKS = {"requests_vs_sql": _requests_vs_sql}
+CHECKS = {"requests_vs_sql": _requests_vs_sql, "release_utility": _release_utility}
 
 
 def test_runs_median_spread_and_ratio() -> None:
