@@ -30,7 +30,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy import Connection, Engine, func, insert, inspect, select
 
 from anonymizers.differential_privacy import noisy_counts
 from anonymizers.risk_criteria import CRITERIA
@@ -491,7 +491,9 @@ def outside_domain(cells: Iterable[PublishedCell], rollup: Rollup) -> str | None
 
 def budget_spent(state: Engine, dataset: str, rollup: str) -> dict[int, float]:
     """The privacy loss spent by the releases of a rollup, per calendar year of their
-    periods."""
+    periods (none in a state database made before releases spent any, opened to read)."""
+    if not inspect(state).has_table(privacy_loss.name):
+        return {}
     statement = (
         select(privacy_loss.c.year, func.sum(privacy_loss.c.epsilon))
         .where(privacy_loss.c.dataset == dataset, privacy_loss.c.rollup == rollup)

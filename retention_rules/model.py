@@ -801,6 +801,17 @@ class Publish(_Strict):
     def _interpolate(cls, value: Any, info: ValidationInfo) -> Any:
         return Store._interpolate(value, info)
 
+    @field_validator("parquet", mode="before")
+    @classmethod
+    def _interpolate_folder(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        environ: Mapping[str, str] = (info.context or {}).get("environ", os.environ)
+        folder = interpolate_url(value, environ).strip()  # an fsspec URL may hold a secret
+        if not folder:
+            raise ValueError("empty: give a folder or an fsspec URL")
+        return folder
+
     @model_validator(mode="after")
     def _one_destination(self) -> Publish:
         if (self.sql is None) == (self.parquet is None):
@@ -811,7 +822,9 @@ class Publish(_Strict):
 
     @property
     def display(self) -> str:
-        return mask_url(self.sql) if self.sql is not None else str(self.parquet)
+        """The destination with any password masked."""
+        shown = self.sql if self.sql is not None else str(self.parquet)
+        return mask_url(shown) if "://" in shown else shown
 
 
 class Policy(_Strict):

@@ -22,6 +22,7 @@ from tests.support.keys import AUDIT_KEY, PSEUDONYM_KEYS
 from tests.support.mariadb_server import MariaDBServer, MariaDBUnavailable
 from tests.support.mariadb_server import find_binaries as find_mariadb_binaries
 from tests.support.network import loopback_only
+from tests.support.paths import REPO
 from tests.support.pg_server import PostgresServer, wait_until_ready
 
 # The keys, set here at import so that module fixtures and the subprocesses tests start
@@ -54,6 +55,21 @@ def _no_outbound_network() -> Iterator[None]:
     """Fail any test that opens a connection beyond this machine's loopback."""
     with loopback_only():
         yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _repository_demo_untouched() -> Iterator[None]:
+    """Fail the session if a test published into the repository's own demo folder (the
+    shipped policy's default destination): tests point ``TENURE_PUBLISH_URL`` at theirs
+    (``tests.support.demo.demo_files_environ``)."""
+    published = REPO / "tenure-demo" / "published"
+
+    def seen() -> dict[str, int]:
+        return {p.name: p.stat().st_mtime_ns for p in published.glob("*")}
+
+    before = seen()
+    yield
+    assert seen() == before, f"a test wrote into {published}: give it TENURE_PUBLISH_URL"
 
 
 @pytest.fixture(scope="session")

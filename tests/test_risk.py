@@ -281,7 +281,7 @@ def test_every_run_adds_a_register_entry_and_risk_reports_k_of_the_aggregates(
     assert all(line["records"] > 0 and line["k"] >= 10 for line in suppressed)
     (noisy,) = [line for line in aggregates if line["output"] == private]
     assert noisy["records"] > 0 and noisy["k"] is None and noisy["verdict"] == "anonymized"
-    assert 0 < sum(noisy["differential_privacy"]["spent"].values())
+    assert sum(noisy["differential_privacy"]["spent"].values()) > 0
     assert all(v <= 12 for v in noisy["differential_privacy"]["spent"].values())
     shown_cells = runner.invoke(
         app, ["aggregates", str(SHIPPED_POLICY), "--json", "--state", state]

@@ -7,11 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, func, select
 from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.state.ledger import Ledger
-from flows.state.tables import open_state
+from flows.state.tables import open_state, privacy_loss
 from tests.support.demo import DEMO_AS_OF, build_demo
 from tests.support.paths import SHIPPED_POLICY
 
@@ -62,7 +63,14 @@ def test_run_then_nothing_left_to_do(prefect_api: None, demo: tuple[str, str]) -
     assert plan.exit_code == 0, plan.stderr
     assert {d["expired"] for d in json.loads(plan.stdout)["datasets"]} == {0}
     verify = runner.invoke(app, ["audit", "verify", str(SHIPPED_POLICY), "--state", state])
-    assert verify.exit_code == 0 and "30 entries" in verify.stdout  # 15 bindings, twice
+    # 15 bindings, twice, and one entry per period released under differential privacy
+    # (by the first run: the second had nothing new to release)
+    engine = create_engine(state)
+    with engine.connect() as c:
+        private = c.scalar(select(func.count()).select_from(privacy_loss))
+    engine.dispose()
+    assert private and private > 12
+    assert verify.exit_code == 0 and f"{30 + private} entries" in verify.stdout
     assert _artifact_keys() >= {"retention-summary", "retention-report"}
 
 

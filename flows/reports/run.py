@@ -58,6 +58,7 @@ def report_markdown(report: RunReport) -> str:
     ]
     if report.audit_head is not None:
         lines.append(f"\n{audit_head_line(report.audit_head, '`')}")
+    lines += [f"\n{line}" for line in publish_lines(report)]
     lines += [f"\n{line}" for line in gate_lines(report)]
     lines += [f"\n- {line}" for line in unreadable_lines(report)]
     lines += [f"\n- {line}" for line in reconcile_lines(report)]
@@ -83,6 +84,8 @@ def report_json(report: RunReport) -> dict[str, Any]:
         "coverage_gate": None if report.gate is None else _gate_json(report.gate),
         "audit_head": report.audit_head,
         "state": report.state,
+        "published": report.publication,
+        "publish_error": report.publish_error,
         "datasets": [
             {**o.summary(), "expired": o.expired, "processed": o.processed} for o in report.outcomes
         ],
@@ -107,6 +110,23 @@ def render_run(console: Console, report: RunReport) -> None:
         console.print(line, markup=False, style="yellow")
     if report.audit_head is not None:
         console.print(audit_head_line(report.audit_head), markup=False, soft_wrap=True)
+    for line in publish_lines(report):
+        style = "red" if report.publish_error else None
+        console.print(line, markup=False, soft_wrap=True, style=style)
+
+
+def publish_lines(report: RunReport) -> list[str]:
+    """Where the released rollups were published after the run, or why they were not."""
+    if report.publish_error is not None:
+        return [f"Publishing FAILED ({report.publish_error}); the run's retention stands"]
+    done = report.publication
+    if done is None:
+        return []
+    tables = done["tables"]
+    what = f"{len(tables)} table(s), {sum(tables.values()):,} row(s)"
+    if not done["changed"]:
+        return [f"Published statistics: {done['destination']} unchanged ({what})"]
+    return [f"Published statistics: {what} to {done['destination']}"]
 
 
 def audit_head_line(head: str, quote: str = "") -> str:

@@ -24,6 +24,7 @@ from flows import audit
 from flows.binding_operators import binding_operators, keyed_rollup_sinks
 from flows.gate import coverage_gate
 from flows.preflight import preflight
+from flows.publish import publish_after_run
 from flows.releases import release_rollups
 from flows.run.reconcile import close_from_journals, count_committed, reconcile
 from flows.run.records import (
@@ -376,7 +377,10 @@ def run_policy(
     progress: Progress | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> RunReport:
-    """The whole nightly job without an orchestrator."""
+    """The whole nightly job without an orchestrator: the bindings, the releases, the
+    audit, then the publication of the released rollups (`flows.publish`)."""
     with run_context(path, options, environ) as context:
         outcomes = [process_dataset(context, plan, progress) for plan in context.plans]
-        return finish(context, outcomes)
+        report = finish(context, outcomes)
+        publish_after_run(context, report)
+        return report

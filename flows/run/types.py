@@ -165,6 +165,11 @@ class RunReport:
     audit_head: str | None = None
     """The audit log's head once a real run wrote its entries, to record outside the
     state database: ``tenure audit verify --head`` checks the log still holds it."""
+    publication: dict[str, Any] | None = None
+    """Where the released rollups were published after the run (``flows.publish``:
+    the destination masked, each table's rows, the content's SHA-256, changed or not)."""
+    publish_error: str | None = None
+    """Why they could not be published: the run counts as failed; retention stays done."""
 
     @property
     def blocked(self) -> bool:
@@ -173,7 +178,7 @@ class RunReport:
 
     @property
     def failed(self) -> bool:
-        return self.blocked or any(o.error for o in self.outcomes)
+        return self.blocked or any(o.error for o in self.outcomes) or self.publish_error is not None
 
 
 @dataclass

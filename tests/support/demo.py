@@ -30,10 +30,12 @@ def build_demo(url: str, customers: int = 60) -> dict[str, int]:
 
 def demo_files_environ(root: Path) -> dict[str, str]:
     """Point the shipped policy's ``mail`` and ``weblogs`` stores at demo files under
-    ``root`` (their defaults are relative to the working directory)."""
+    ``root`` (their defaults are relative to the working directory), and its published
+    statistics at ``root/published`` (by default beside the repository's demo)."""
     return {
         "TENURE_MAIL_URL": f"maildir:///{root / 'mail'}?internal_domains=360.agency",
         "TENURE_WEBLOGS_URL": f"files:///{root / 'weblogs'}",
+        "TENURE_PUBLISH_URL": str(root / "published"),
     }
 
 
