@@ -73,6 +73,9 @@ REQUEST_DELETED = "deleted"
 #: (flows.releases), checked against ``tenure_privacy_loss``: a row removed there would
 #: give the budget back.
 PRIVACY_LOSS = "privacy_loss"
+#: The event of an entry recording a release published to the policy's destination
+#: (flows.publish): where (masked), each table's rows and the content's SHA-256.
+PUBLISHED = "published"
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,7 @@ from sqlalchemy.schema import CreateSchema
 
 from connectors.files.atomic import fsync_dir
 from connectors.urls import hide_secrets, mask_url
+from flows import audit
 from flows.releases import ReleasedTable, release_tables
 from flows.run.types import first_line
 from flows.state.tables import StateError
@@ -268,18 +269,17 @@ def publish(
     """Publish the released rollups of ``policy`` (``release_tables``) to ``publish``'s
     destination; raise `PublishError` when it cannot be written (nothing is left half
     written)."""
+    key = None if dry_run else audit.current_key()  # before anything is written
     try:
         tables = release_tables(state, policy)
     except SQLAlchemyError as exc:  # a state database of an earlier layout, or gone
         reason = first_line(getattr(exc, "orig", None) or exc)
         raise StateError(f"cannot read the releases: {reason}") from None
-    return publish_tables(
-        tables,
-        publish,
-        policy.name,
-        policy_file.parent,
-        dry_run=dry_run,
-    )
+    done = publish_tables(tables, publish, policy.name, policy_file.parent, dry_run=dry_run)
+    if key is not None and done.changed:  # what analysts were given, and when, is audited
+        entry = {"event": audit.PUBLISHED, "policy": policy.name, **done.summary()}
+        audit.append(state, [entry], key)
+    return done
 
 
 def publish_tables(

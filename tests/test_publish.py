@@ -16,12 +16,14 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from flows import audit
 from flows.cli import app
 from flows.publish import STAGING_SUFFIX, PublishError, publish_tables, release_content
 from flows.releases import release_tables
@@ -96,6 +98,14 @@ def _is_count(column: str) -> bool:
     return column == "count" or column.startswith(("count_", "people"))
 
 
+def _published_entries(state: str) -> list[dict[str, Any]]:
+    engine = sa.create_engine(state)
+    try:
+        return [e for e in audit.entries(engine) if e.get("event") == audit.PUBLISHED]
+    finally:
+        engine.dispose()
+
+
 def _files(folder: Path) -> dict[str, tuple[int, bytes]]:
     return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(folder.iterdir())}
 
@@ -104,10 +114,15 @@ def test_publish_writes_each_rollup_as_a_typed_parquet_file_with_a_dictionary(
     released: Released, tmp_path: Path
 ) -> None:
     policy = _policy(tmp_path, "  parquet: out/published")
+    logged = len(_published_entries(released.state))
     code, out, err = _publish(policy, released.state)
     assert code == 0, err
     folder = tmp_path / "out" / "published"  # relative to the policy file
     assert f"to {folder}" in out
+    entries_now = _published_entries(released.state)  # the privacy officer's proof
+    assert len(entries_now) == logged + 1
+    assert entries_now[-1]["destination"] == str(folder) and entries_now[-1]["changed"]
+    assert entries_now[-1]["content_sha256"] in out
     expected = _expected(released, policy)
     assert {p.stem for p in folder.glob("*.parquet")} == set(expected)
     assert any(len(frame) for frame in expected.values()), "something was released"
@@ -140,6 +155,7 @@ def test_publish_writes_each_rollup_as_a_typed_parquet_file_with_a_dictionary(
     assert code == 0, err
     assert "unchanged" in out
     assert _files(folder) == before
+    assert len(_published_entries(released.state)) == logged + 1  # nothing new to audit
 
 
 def test_publish_to_sqlite_writes_one_transaction_of_typed_tables(
