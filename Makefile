@@ -29,7 +29,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 install: $(VENV)/.installed
 
 ## demo: install, build the embedded demo store, check the shipped policy, scan for personal
-## information (coverage gate), show the plan, run it
+## information (coverage gate), show the plan, run it (publishing the released rollups)
 demo: export TENURE_PSEUDONYM_KEY ?= demo-only-pseudonym-key-not-for-production
 demo: export TENURE_PSEUDONYM_KEY_ACCOUNTS ?= demo-only-accounts-key-not-for-production
 demo: export TENURE_AUDIT_KEY ?= demo-only-audit-key-not-for-production
@@ -39,7 +39,12 @@ demo: $(VENV)/.installed
 	$(BIN)/tenure scan $(POLICY) --check
 	$(BIN)/tenure plan $(POLICY)
 	$(BIN)/tenure run $(POLICY)
+	@# The run published the released rollups to tenure-demo/published (the policy's
+	@# publish:); this says where, and that the folder holds the current release.
+	$(BIN)/tenure publish $(POLICY)
 	$(BIN)/tenure risk $(POLICY)
+	@# The HTML report for the privacy officer and analysts (the run wrote it too): its path.
+	$(BIN)/tenure report $(POLICY)
 	@# One access request, as a privacy officer answers it: customer 17 (a party to the
 	@# shipped policy's legal hold) asks what is held on them.
 	@id=$$($(BIN)/tenure request open $(POLICY) --kind access --id customer_id=17 --lang en \
@@ -80,7 +85,7 @@ lint: $(VENV)/.installed-test
 ## test: install test dependencies, make sure PostgreSQL, MariaDB and Dovecot can start, lint,
 ## run the suite
 test: $(VENV)/.installed-test server-binaries lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=25
 
 clean:
 	rm -rf $(VENV) tenure-demo .pytest_cache .mypy_cache .ruff_cache .hypothesis

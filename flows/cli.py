@@ -31,6 +31,7 @@ from flows.state.location import STATE_VARIABLE, StateLocation, state_location
 from flows.state.tables import StateError
 from flows.stores import opened_stores, working_directory_warnings
 from retention_rules.clock import PolicyClock
+from retention_rules.disclosure import budget_warnings
 from retention_rules.issues import LocatedIssue, PolicyError, PolicyIssue
 from retention_rules.loader import LoadedPolicy, load_policy, salvage_policy
 from retention_rules.model import Policy
@@ -210,6 +211,7 @@ def validate(
             event_clock_warnings(loaded.policy)
             + reference_warnings(loaded.policy)
             + working_directory_warnings(loaded.policy)
+            + budget_warnings(loaded.policy)
         )
         if offline:  # the stores' foreign keys may reach what the file does not
             warnings += unreached(loaded.policy, keys_read=False)
@@ -500,6 +502,14 @@ def _state_of(loaded: LoadedPolicy, state: str | None) -> Engine:
     return engine
 
 
+def _existing_state_to_write(loaded: LoadedPolicy, state: str | None) -> Engine:
+    """The state database, for a command that writes it (its audit log) but must find
+    it there: a missing one is refused as `_state_of` does."""
+    _state_of(loaded, state).dispose()
+    with _reported():
+        return state_location(loaded, state).open(create=True)
+
+
 @contextmanager
 def _state_reference(state: str | None) -> Iterator[str]:
     """Hand a --state URL to the in-process flow by reference: the flow's parameter is
@@ -647,6 +657,52 @@ def aggregates(
 
 
 @app.command()
+def publish(
+    policy: PolicyArg,
+    state: StateOption = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            help="Check the destination can be written and say what would be; write nothing."
+        ),
+    ] = False,
+) -> None:
+    """Publish the released rollups to the policy's publish: destination (a SQL store
+    or a folder of Parquet files), one table per rollup and a data dictionary, replacing
+    the previous release whole; a release the destination already holds changes nothing.
+
+    Exit 2 when the policy has no publish: section or the destination cannot be written
+    (nothing is left half written)."""
+    from flows.publish import PublishError
+    from flows.publish import publish as publish_release
+
+    with _reported():
+        loaded = load_policy(policy)
+    target = loaded.policy.publish
+    if target is None:
+        stderr.print(
+            f"error: {policy}: no publish: section: say where the released rollups go "
+            "(publish: {sql: URL} or publish: {parquet: folder})",
+            markup=False,
+        )
+        raise typer.Exit(EXIT_INVALID)
+    # A real publish appends its audit entry; a dry run only reads.
+    engine = _state_of(loaded, state) if dry_run else _existing_state_to_write(loaded, state)
+    try:
+        with _reported():
+            done = publish_release(engine, loaded.path, target, loaded.policy, dry_run=dry_run)
+    except PublishError as exc:
+        where = ("publish",) if exc.field == "publish" else ("publish", exc.field)
+        for issue in loaded.locate([PolicyIssue(where, exc.message)]):
+            stderr.print(f"error: {issue}", markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    finally:
+        engine.dispose()
+    for line in done.lines():
+        stdout.print(line, markup=False, soft_wrap=True)
+
+
+@app.command()
 def risk(
     policy: PolicyArg,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
@@ -674,6 +730,52 @@ def risk(
         stdout.print(to_rich(risk_table(lines)))
     if any(line.unmet for line in lines):
         raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def report(
+    policy: PolicyArg,
+    state: StateOption = None,
+    lang: Annotated[
+        str | None,
+        typer.Option(
+            "--lang",
+            help="fr or en (default: the policy's language:, else that of its requests:).",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="The HTML file (default: tenure-report.html beside the state database)."),
+    ] = None,
+    now: NowOption = None,
+) -> None:
+    """Write one self-contained HTML report for the privacy officer and analysts: what
+    was deleted, anonymized, aggregated and held per purpose and month; what expires in
+    each of the next twelve months; coverage, re-identification risk and legal holds;
+    the released statistics; the audit chain's head and whether it verifies. Prints the
+    file's path. Reads the state database (never creates it) and counts in the stores
+    without changing them."""
+    from flows.reports.html import make_report, report_language
+
+    if lang not in (None, "fr", "en"):
+        stderr.print(f"error: --lang: expected fr or en, not {lang!r}", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    with _reported():
+        loaded = load_policy(policy)
+        _policy_clock(loaded, now)
+        location = state_location(loaded, state)
+        engine = location.open()
+        _print_state(location, stderr)
+        try:
+            path, made = make_report(
+                loaded, engine, location, language=report_language(loaded, lang), out=out, now=now
+            )
+        finally:
+            engine.dispose()
+    for line in made.stores_unread:
+        stderr.print(f"not read: {line}", markup=False)
+    stdout.print(str(path), markup=False, soft_wrap=True)
 
 
 @demo_app.command("build")

@@ -12,12 +12,14 @@ from datetime import datetime
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 from prefect.schedules import Cron
 
 from connectors.errors import StoreUnavailable
+from flows.publish import publish_after_run
+from flows.reports.html import report_after_run
 from flows.reports.run import report_markdown, run_table
 from flows.reports.table import to_records
 from flows.run.lifecycle import finish, process_dataset, run_context
@@ -79,10 +81,21 @@ def nightly_retention(
             state = retain_dataset(context, plan, return_state=True)
             outcomes.append(_outcome(state, plan))
         report = finish(context, outcomes)
+        # After the releases and the audit: a destination that cannot be written fails
+        # the run's outcome but undoes nothing (``flows.publish``).
+        publish_after_run(context, report)
+        page = report_after_run(context, report)  # the HTML report, beside the state database
     create_table_artifact(
         to_records(run_table(report)), key="retention-summary", description=report.policy
     )
     create_markdown_artifact(report_markdown(report), key="retention-report")
+    if page is not None:
+        create_link_artifact(
+            page.as_uri(),
+            link_text=page.name,
+            key="retention-html-report",
+            description=f"{report.policy}: what was done, what expires next, what was released",
+        )
     return report
 
 

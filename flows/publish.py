@@ -324,6 +324,8 @@ def publish_after_run(context: RunContext, report: RunReport) -> None:
     publish_section = context.policy.publish
     if context.options.dry_run or context.state is None or publish_section is None:
         return
+    if report.blocked:  # the coverage gate refused the run: it touches nothing at all
+        return
     try:
         done = publish(context.state, context.loaded.path, publish_section, context.policy)
     except PublishError as exc:

@@ -7,7 +7,9 @@ databases behind the same store name do not.
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, delete, insert, select
+from typing import Any
+
+from sqlalchemy import Engine, Row, delete, insert, select
 
 from flows.scan import CachedScan, TableScan
 from flows.state.tables import scan_cache
@@ -26,15 +28,15 @@ class StateScanCache:
         )
         with self.engine.connect() as connection:
             row = connection.execute(statement).first()
-        if row is None:
-            return None
-        return CachedScan(
-            schema_hash=row.schema_hash,
-            row_bucket=row.row_bucket,
-            sample_size=row.sample_size,
-            scanned_at=row.scanned_at,
-            columns=TableScan.columns_from_json(row.findings),
-        )
+        return None if row is None else _cached(row)
+
+    def tables(self, store_url: str) -> dict[tuple[str | None, str], CachedScan]:
+        """Every table of the store the cache holds, by schema (None: the default) and
+        name: what the last scan of each found."""
+        statement = select(scan_cache).where(scan_cache.c.store_url == store_url)
+        with self.engine.connect() as connection:
+            rows = connection.execute(statement).all()
+        return {(row.db_schema or None, row.table_name): _cached(row) for row in rows}
 
     def put(self, store_url: str, scan: TableScan) -> None:
         if self.read_only:
@@ -58,3 +60,13 @@ class StateScanCache:
                     findings=scan.findings_json(),
                 )
             )
+
+
+def _cached(row: Row[Any]) -> CachedScan:
+    return CachedScan(
+        schema_hash=row.schema_hash,
+        row_bucket=row.row_bucket,
+        sample_size=row.sample_size,
+        scanned_at=row.scanned_at,
+        columns=TableScan.columns_from_json(row.findings),
+    )

@@ -6,9 +6,6 @@ server-binaries` installs Debian's)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import zipfile
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -17,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from flows.rights.package import AccessPackage, DatasetSection, RecordEntry, write_package
+from tests.support.browser import dump_dom
 from tests.support.pages import Page, parse
 
 pytestmark = pytest.mark.servers  # starts a browser
@@ -26,59 +24,6 @@ INJECTED = (
     "<script>document.title='RAN';document.documentElement.setAttribute('data-ran','1')"
     "</script><img src=x onerror=\"document.documentElement.setAttribute('data-ran','1')\">"
 )
-
-
-def find_chromium() -> str:
-    for candidate in (
-        os.environ.get("TENURE_CHROMIUM"),
-        shutil.which("chromium"),
-        shutil.which("chromium-headless-shell"),
-        "/usr/lib/chromium/chromium",
-    ):
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    pytest.skip(
-        "Chromium not found: run `make server-binaries` (installs Debian's chromium) "
-        "or set TENURE_CHROMIUM"
-    )
-
-
-def _without_network() -> list[str]:
-    """A prefix running the browser in a network namespace of its own (nothing but a
-    loopback that is down) where the system allows it; the flags close the rest."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        return []
-    probe = subprocess.run([unshare, "--net", "true"], capture_output=True, check=False)
-    return [unshare, "--net"] if probe.returncode == 0 else []
-
-
-def dump_dom(page: Path, profile: Path) -> str:
-    """The page's DOM as Chromium has it once loaded (scripts, had any run, included)."""
-    command = [
-        *_without_network(),
-        find_chromium(),
-        "--headless",
-        "--disable-gpu",
-        "--no-first-run",
-        "--no-default-browser-check",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-extensions",
-        "--disable-default-apps",
-        "--proxy-server=http://127.0.0.1:9",  # the discard port: nothing gets out
-        "--host-resolver-rules=MAP * ~NOTFOUND",
-        f"--user-data-dir={profile}",
-        "--virtual-time-budget=2000",  # let timers and handlers run, had the page any
-        "--dump-dom",
-        page.as_uri(),
-    ]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        command.insert(command.index("--headless"), "--no-sandbox")  # root cannot sandbox
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
 
 
 def package(language: str) -> AccessPackage:

@@ -28,22 +28,18 @@ import hashlib
 import io
 import json
 import math
-import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
-from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
-
 from connectors.values import plain
 from flows.json_schemas import first_error
+from flows.pages import page_environment, write_whole
 
 Language = Literal["fr", "en"]
 Destruction = Literal["deleted", "anonymized", "aggregated then deleted"]
@@ -593,25 +589,13 @@ def _page_section(part: _Part, language: Language) -> dict[str, Any]:
     }
 
 
-@cache
-def _environment() -> Environment:
-    return Environment(
-        loader=PackageLoader("flows.rights", "templates"),
-        autoescape=True,
-        undefined=StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-
-
 def render_html(package: AccessPackage) -> str:
     """``index.html``: the package as a page in the person's language."""
     parts, left_out = _parts(package)
     language: Language = package.language
     labels = LABELS[language]
     return (
-        _environment()
+        page_environment("flows.rights")
         .get_template("index.html.j2")
         .render(
             language=language,
@@ -676,18 +660,7 @@ def write_package(package: AccessPackage, out: Path) -> PackageFile:
     """Write the package's zip to ``out`` (readable by its owner only, replaced whole or not
     at all) and return its hash and counts."""
     data = package_bytes(package)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o600)
-        os.replace(temporary, out)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_whole(data, out, 0o600)
     parts, _ = _parts(package)
     counts = {part.section.dataset: len(part.section.records) for part in parts}
     return PackageFile(path=out, sha256=hashlib.sha256(data).hexdigest(), counts=counts)

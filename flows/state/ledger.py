@@ -156,8 +156,7 @@ class Ledger:
         statement = select(runs.c.policy, runs.c.policy_sha256, runs.c.evaluated_at)
         with self.engine.connect() as connection:
             row = connection.execute(statement.where(runs.c.run_id == run_id)).one()
-        evaluated = row.evaluated_at  # a database without zones gives it back naive: UTC
-        evaluated = evaluated if evaluated.tzinfo else evaluated.replace(tzinfo=UTC)
+        evaluated = _utc(row.evaluated_at)
         return {
             "run_id": run_id,
             "policy": row.policy,
@@ -167,14 +166,35 @@ class Ledger:
 
     def committed(self, run_id: str) -> dict[tuple[str, str], tuple[int, int]]:
         """The run's recorded chunks by dataset and action: their rows and their number."""
-        statement = (
-            select(chunks.c.dataset, chunks.c.action, func.sum(chunks.c.rows), func.count())
-            .where(chunks.c.run_id == run_id)
-            .group_by(chunks.c.dataset, chunks.c.action)
-        )
+        return self.committed_runs(run_id).get(run_id, {})
+
+    def committed_runs(
+        self, run_id: str | None = None
+    ) -> dict[str, dict[tuple[str, str], tuple[int, int]]]:
+        """Every run's recorded chunks (or ``run_id``'s), by run, then by dataset and
+        action: their rows and their number, summed in the database."""
+        statement = select(
+            chunks.c.run_id,
+            chunks.c.dataset,
+            chunks.c.action,
+            func.sum(chunks.c.rows),
+            func.count(),
+        ).group_by(chunks.c.run_id, chunks.c.dataset, chunks.c.action)
+        if run_id is not None:
+            statement = statement.where(chunks.c.run_id == run_id)
         with self.engine.connect() as connection:
             found = connection.execute(statement).all()
-        return {(row[0], row[1]): (int(row[2]), int(row[3])) for row in found}
+        by_run: dict[str, dict[tuple[str, str], tuple[int, int]]] = {}
+        for run, dataset, action, rows, number in found:
+            by_run.setdefault(run, {})[(dataset, action)] = (int(rows), int(number))
+        return by_run
+
+    def real_runs(self) -> dict[str, datetime]:
+        """Every run that was not a dry run, by id: when it started (UTC)."""
+        statement = select(runs.c.run_id, runs.c.started_at).where(runs.c.dry_run.is_(False))
+        with self.engine.connect() as connection:
+            found = connection.execute(statement).all()
+        return {row.run_id: _utc(row.started_at) for row in found}
 
     def record_chunk(self, record: ChunkRecord, committed_at: datetime | None = None) -> bool:
         """Record a committed chunk once; False when it was already recorded."""
@@ -185,6 +205,12 @@ class Ledger:
         except IntegrityError:
             return False
         return True
+
+
+def _utc(moment: datetime) -> datetime:
+    """An instant read back from the state database: one without zones gives it back
+    naive, and it was written in UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def holder_gone(host: str, pid: int) -> bool:
