@@ -490,18 +490,28 @@ def _against_privacy_loss(engine: Engine, log: _Log, checked: list[str]) -> list
                 privacy_loss.c.period_start,
                 privacy_loss.c.release_no,
                 privacy_loss.c.epsilon,
+                privacy_loss.c.year,
+                privacy_loss.c.sensitivity,
             )
         ).all()
     problems: list[str] = []
     where = "privacy loss"
-    held = {(r.dataset, r.rollup, r.period_start, r.release_no): r.epsilon for r in rows}
-    for (dataset, rollup, start, number), epsilon in sorted(held.items()):
+    held = {
+        (r.dataset, r.rollup, r.period_start, r.release_no): (r.epsilon, r.year, r.sensitivity)
+        for r in rows
+    }
+    for (dataset, rollup, start, number), (epsilon, year, sensitivity) in sorted(held.items()):
         logged = log.privacy.get((dataset, rollup, start, number))
-        if logged is None or logged.get("epsilon") != epsilon:
+        recorded = (
+            None
+            if logged is None
+            else (logged.get("epsilon"), logged.get("year"), logged.get("sensitivity"))
+        )
+        if recorded != (epsilon, year, sensitivity):
             problems.append(
                 f"{where}: {dataset}.{rollup} period {start} release {number} (epsilon "
-                f"{epsilon:g}) has no audit entry with that loss (written or edited outside "
-                "Tenure)"
+                f"{epsilon:g}, budget year {year}) has no audit entry with that loss, year "
+                "and sensitivity (written or edited outside Tenure)"
             )
     for (dataset, rollup, start, number), entry in sorted(log.privacy.items()):
         if (dataset, rollup, start, number) not in held:

@@ -10,8 +10,9 @@ import json
 import os
 import re
 import sys
+import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -675,6 +676,7 @@ def publish(
     (nothing is left half written)."""
     from flows.publish import PublishError
     from flows.publish import publish as publish_release
+    from flows.state.ledger import Ledger, RunLocked
 
     with _reported():
         loaded = load_policy(policy)
@@ -686,11 +688,20 @@ def publish(
             markup=False,
         )
         raise typer.Exit(EXIT_INVALID)
-    # A real publish appends its audit entry; a dry run only reads.
+    # A real publish appends its audit entry, and holds the policy's run lock (a run
+    # publishes under it too); a dry run only reads.
     engine = _state_of(loaded, state) if dry_run else _existing_state_to_write(loaded, state)
+    held = (
+        nullcontext()
+        if dry_run
+        else Ledger(engine).locked(loaded.policy.name, f"publish-{uuid.uuid4().hex[:20]}")
+    )
     try:
-        with _reported():
+        with _reported(), held:
             done = publish_release(engine, loaded.path, target, loaded.policy, dry_run=dry_run)
+    except RunLocked as exc:
+        stderr.print(f"error: {exc}: publish once it is done", markup=False)
+        raise typer.Exit(EXIT_LOCKED) from None
     except PublishError as exc:
         where = ("publish",) if exc.field == "publish" else ("publish", exc.field)
         for issue in loaded.locate([PolicyIssue(where, exc.message)]):

@@ -682,11 +682,16 @@ class _ParquetFolder(_Destination):
                     else f"{private}/{name}"
                 )
                 staged.append((stage_file(staging, data), self._path(name)))
-            for staging, final in staged:  # the dictionary last
-                if private is None:
-                    os.replace(staging, final)  # atomic: a reader opens the old or the new
-                else:
-                    self.fs.put_file(staging, final)
+            for staging, final in staged[:-1]:
+                self._move(staging, final, private is None)
+            # Tables no rollup has now go before the dictionary that no longer lists them:
+            # a publish stopped in between is done again whole (the dictionary still
+            # names the previous release).
+            for name in removed:
+                path = self._path(f"{name}.parquet")
+                if self.fs.exists(path):
+                    self.fs.rm(path)
+            self._move(*staged[-1], private is None)  # the dictionary last
             if private is None:
                 fsync_dir(self.root)
         except OSError as exc:
@@ -697,15 +702,12 @@ class _ParquetFolder(_Destination):
             for staging, _ in staged:
                 with suppress(OSError):  # moved, or left to the next publish
                     os.unlink(staging)
-        for name in removed:
-            path = self._path(f"{name}.parquet")
-            try:
-                if self.fs.exists(path):
-                    self.fs.rm(path)
-            except OSError as exc:
-                raise self._error(
-                    exc, f"published, but cannot remove {name}.parquet from"
-                ) from None
+
+    def _move(self, staging: str, final: str, local: bool) -> None:
+        if local:
+            os.replace(staging, final)  # atomic: a reader opens the old or the new
+        else:
+            self.fs.put_file(staging, final)
 
     def tidy(self) -> None:
         """Staging files a killed publish left behind."""

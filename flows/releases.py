@@ -10,13 +10,14 @@ enough late rows have gathered. Releases are kept in the state database, with th
 history; analysts read the newest release of each period.
 
 A rollup may instead be released under differential privacy (``disclosure: {method:
-differential_privacy}``): every cell of its declared domain is released, its count of
-people with noise (`anonymizers.differential_privacy`), and each release of a period
-spends its epsilon from the budget of the period's calendar year. The loss spent is kept
-in the state database (`tenure_privacy_loss`) and in the audit log, in the transaction
-that records the release; a release the budget cannot pay for is refused whole. A
-period whose rows changed after its release (late rows) is released again, with fresh
-noise and a fresh epsilon: subtracting two noisy releases reveals only noise.
+differential_privacy}``): every closed period since the policy's ``since`` is released
+once, every cell of its declared domain with its count of people with noise
+(`anonymizers.differential_privacy`), as the calendar says and whatever the data holds;
+each release of a period spends its epsilon from the budget of the period's calendar
+year, and a period the budget cannot pay for is not released. The loss spent is kept in
+the state database (`tenure_privacy_loss`) and in the audit log, in the transaction that
+records the release. Rows that reach a released period later are not released (see
+`PrivateRelease.run`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from anonymizers.risk_criteria import CRITERIA
 from anonymizers.risk_measures import COUNT, RiskMeasures, measure
 from anonymizers.suppression import suppressed_cells
 from connectors.protocol import Connector, PublishedCell, RollupSink
-from connectors.rollups import period_end
+from connectors.rollups import period_end, period_starts
 from connectors.times import wall_instant
 from flows.audit import PRIVACY_LOSS, append_on, current_key
 from flows.state.tables import privacy_loss, releases
@@ -320,38 +321,66 @@ class PrivateRelease:
     def run(
         self, connector: Connector, sink: RollupSink, cutoff: datetime, run_id: str
     ) -> RollupRelease:
+        """Release each closed period since ``since`` that was never released, empty or
+        not, as far as each year's budget pays: which periods are released, and when,
+        depends on the calendar alone, never on the data. A released period is never
+        released again: rows that reach it later (a lifted hold) are counted in
+        ``late`` and left out, since a second release would tell that some arrived."""
         previous = exact_released(self.state, self.dataset, self.rollup.name)
         connector.compact_rollup(self.dataset, sink, sorted(previous), run_id)
         cells = connector.rollup_cells(self.dataset, sink)
         stray = outside_domain(cells, self.rollup)
         if stray:
             return self._outcome(refused=stray)
-        due, _ = candidate_release(cells, previous, cutoff, sink.period, self.zone, None)
-        if not due:
-            return self._outcome()
+        by_period: dict[date, list[PublishedCell]] = {}
+        for cell in cells:
+            by_period.setdefault(cell.period_start, []).append(cell)
+        closed = closed_periods(self.method.since, cutoff, self.rollup.period, self.zone)
+        late = [
+            start
+            for start in sorted(previous)
+            if self._people(by_period.get(start, [])) != self._people(previous[start])
+        ]
+        first = closed[0] if closed else None
+        early = sorted(p for p in by_period if first is None or p < first)
         spent = budget_spent(self.state, self.dataset, self.rollup.name)
-        over = self._over_budget(due, spent)
-        if over:
-            return self._outcome(refused=over)
-        self._store(due, spent, run_id)
-        connector.compact_rollup(self.dataset, sink, sorted(previous.keys() | due.keys()), run_id)
-        return self._outcome(released=sorted(due))
+        paid, unpaid = self._pay([p for p in closed if p not in previous], spent)
+        if paid:
+            self._store({p: by_period.get(p, []) for p in paid}, spent, run_id)
+            sealed = sorted(previous.keys() | set(paid))
+            connector.compact_rollup(self.dataset, sink, sealed, run_id)
+        return self._outcome(paid, self._unpaid(unpaid, spent), late, early)
 
-    def _over_budget(self, due: Mapping[date, object], spent: Mapping[int, float]) -> str | None:
+    def _people(self, cells: Iterable[PublishedCell]) -> dict[tuple[str | None, ...], int]:
+        """People per cell, the only figure a private release publishes."""
+        counted = {_domain_key(c.dimensions, self.rollup): _people(c) for c in cells}
+        return {key: people for key, people in counted.items() if people}
+
+    def _pay(
+        self, due: Sequence[date], spent: Mapping[int, float]
+    ) -> tuple[list[date], list[date]]:
+        """The due periods each year's budget pays for, oldest first, and the others."""
         budget, epsilon = self.method.budget.epsilon, self.method.epsilon
-        need: dict[int, float] = {}
-        for start in due:
-            need[start.year] = need.get(start.year, 0.0) + epsilon
-        for year, more in sorted(need.items()):
-            used = spent.get(year, 0.0)
-            if used + more > budget * (1 + 1e-9):
-                periods = round(more / epsilon)
-                return (
-                    f"rollup {self.rollup.name}: the privacy budget of {year} would be "
-                    f"exceeded ({used:g} of epsilon {budget:g} spent; {periods} period(s) "
-                    f"at {epsilon:g} need {more:g} more): nothing released"
-                )
-        return None
+        used, paid, unpaid = dict(spent), [], []
+        for start in sorted(due):
+            if used.get(start.year, 0.0) + epsilon <= budget * (1 + 1e-9):
+                used[start.year] = used.get(start.year, 0.0) + epsilon
+                paid.append(start)
+            else:
+                unpaid.append(start)
+        return paid, unpaid
+
+    def _unpaid(self, unpaid: Sequence[date], spent: Mapping[int, float]) -> str | None:
+        if not unpaid:
+            return None
+        years = sorted({p.year for p in unpaid})
+        budget = self.method.budget.epsilon
+        listed = ", ".join(p.isoformat() for p in unpaid[:3]) + (", ..." if len(unpaid) > 3 else "")
+        return (
+            f"rollup {self.rollup.name}: the privacy budget of {', '.join(map(str, years))} "
+            f"(epsilon {budget:g} a year, {self.method.epsilon:g} a {self.rollup.period}) is "
+            f"spent: {len(unpaid)} {self.rollup.period}(s) not released ({listed})"
+        )
 
     def _store(
         self, due: Mapping[date, list[PublishedCell]], spent: Mapping[int, float], run_id: str
@@ -403,6 +432,7 @@ class PrivateRelease:
                         "release_no": number,
                         "epsilon": noisy.epsilon,
                         "year": start.year,
+                        "sensitivity": sensitivity,
                         "year_spent": round(used[start.year], 9),
                         "budget": self.method.budget.epsilon,
                         "released_by": run_id,
@@ -429,8 +459,15 @@ class PrivateRelease:
         return _NoisyPeriod(released, drawn.epsilon, drawn.scale)
 
     def _outcome(
-        self, released: list[date] | None = None, refused: str | None = None
+        self,
+        released: Sequence[date] = (),
+        refused: str | None = None,
+        late: Sequence[date] = (),
+        early: Sequence[date] = (),
     ) -> RollupRelease:
+        """What was released, spent and refused; ``late``: released periods whose people
+        changed since (not released again); ``early``: periods before ``since`` holding
+        rows (never released)."""
         spent = budget_spent(self.state, self.dataset, self.rollup.name)
         budget = self.method.budget.epsilon
         privacy = {
@@ -438,11 +475,14 @@ class PrivateRelease:
             "sensitivity": self.rollup.cells_per_period,
             "budget": budget,
             "spent": {str(year): round(value, 9) for year, value in sorted(spent.items())},
+            "since": self.method.since.isoformat(),
+            "late_periods": [p.isoformat() for p in late],
+            "periods_before_since": [p.isoformat() for p in early],
         }
         return RollupRelease(
             self.rollup.name,
             None,
-            released=released or [],
+            released=list(released),
             unmet=(refused,) if refused else (),
             privacy=privacy,
             refused=refused,
@@ -463,30 +503,46 @@ def domain_cells(rollup: Rollup) -> list[dict[str, Any]]:
 
 
 def _domain_key(dimensions: Mapping[str, Any], rollup: Rollup) -> tuple[str | None, ...]:
-    return tuple(
-        None if dimensions.get(d) is None else str(dimensions[d]) for d in rollup.dimensions
-    )
+    return tuple(_domain_value(dimensions.get(d)) for d in rollup.dimensions)
 
 
 def outside_domain(cells: Iterable[PublishedCell], rollup: Rollup) -> str | None:
     """Why the cells cannot be released under the declared domain: the first dimension
-    holding a value the domain does not list, with how many cells do (None: all fit)."""
+    holding a value the domain does not list, with how many cells do (None: all fit).
+    The values are not shown: a rare one may be a person's, and this line reaches the
+    audit log and the register."""
     for dimension in rollup.dimensions:
-        allowed = {str(v) for v in rollup.domain[dimension]}
+        allowed = {_domain_value(v) for v in rollup.domain[dimension]}
         stray = [
-            cell.dimensions.get(dimension)
-            for cell in cells
-            if cell.dimensions.get(dimension) is None
-            or str(cell.dimensions[dimension]) not in allowed
+            cell for cell in cells if _domain_value(cell.dimensions.get(dimension)) not in allowed
         ]
         if stray:
-            shown = sorted({"NULL" if v is None else repr(str(v)) for v in stray})
             return (
                 f"rollup {rollup.name}: column {dimension} holds values outside its declared "
-                f"domain ({', '.join(shown[:3])}{', ...' if len(shown) > 3 else ''}; "
-                f"{len(stray)} cell(s)): add them to domain.{dimension}; nothing released"
+                f"domain in {len(stray)} cell(s): add them to domain.{dimension} (NULL as "
+                "null); nothing released"
             )
     return None
+
+
+def _domain_value(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def closed_periods(since: date, cutoff: datetime, period: str, zone: ZoneInfo) -> list[date]:
+    """The first day of every period from the one holding ``since`` whose every row is
+    past ``cutoff`` (it ends, in ``zone``, at or before it): the calendar's, not the
+    data's."""
+    utc = ZoneInfo("UTC")
+    start = period_starts(pd.Series([pd.Timestamp(since)]), period, utc, utc).iloc[0]
+    closed: list[date] = []
+    while True:
+        following = period_end(start, period)
+        end = wall_instant(datetime.combine(following, time()), zone)
+        if end.astimezone(UTC) > cutoff.astimezone(UTC):
+            return closed
+        closed.append(start)
+        start = following
 
 
 def budget_spent(state: Engine, dataset: str, rollup: str) -> dict[int, float]:
@@ -629,6 +685,8 @@ def released_table(
             policy.categories[c].description for c in categories if c in policy.categories
         )
         columns[dimension] = described or dimension
+    if isinstance(method, DifferentialPrivacy):  # not a period released before, otherwise
+        periods = {p: cells for p, cells in periods.items() if all(c.margin for c in cells)}
     rows = [
         {"period": start, **cell.dimensions, **_values(cell, rollup, method)}
         for start in sorted(periods)
@@ -648,8 +706,11 @@ def released_table(
             "per": rollup.period,
             "budget": {"epsilon": method.budget.epsilon, "per": method.budget.per},
             "sensitivity": rollup.cells_per_period,
-            "spent": {str(y): v for y, v in sorted(spent.items())},
-            "left": {str(y): max(method.budget.epsilon - v, 0.0) for y, v in sorted(spent.items())},
+            "spent": {str(y): round(v, 9) for y, v in sorted(spent.items())},
+            "left": {
+                str(y): round(max(method.budget.epsilon - v, 0.0), 9)
+                for y, v in sorted(spent.items())
+            },
         }
         dtypes = {PEOPLE_COLUMN: "Int64", MARGIN_COLUMN: "Int64"}
     else:

@@ -30,7 +30,7 @@ def budget_warnings(policy: Policy) -> list[PolicyIssue]:
                         ("datasets", i, "action", "rollups", j, "disclosure", "budget"),
                         f"epsilon {method.budget.epsilon:g} a year pays for {paid} of the "
                         f"{periods} {rollup.period}s a year at {method.epsilon:g} each: the "
-                        "later ones will be refused (late rows spend again, too)",
+                        "later ones of each year will not be released",
                     )
                 )
     return warnings

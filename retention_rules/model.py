@@ -341,6 +341,11 @@ class DifferentialPrivacy(_Strict):
         default=None, description="The period one epsilon pays for: the rollup's own period"
     )
     budget: PrivacyBudget
+    since: date = Field(
+        description="The first period released: every closed period from the one holding "
+        "this day on is released once, empty or not, so that which periods appear says "
+        "nothing about the data"
+    )
 
 
 Disclosure = Annotated[Suppression | DifferentialPrivacy, Field(discriminator="method")]
@@ -357,7 +362,7 @@ class Rollup(_Strict):
     disclosure: Disclosure | None = Field(
         default=None, description="How cells are protected (default: suppression)"
     )
-    domain: dict[Identifier, list[ScalarValue]] = Field(
+    domain: dict[Identifier, list[ScalarValue | None]] = Field(
         default_factory=dict,
         description="Each dimension's possible values: with differential privacy, every "
         "cell of the domain is released, and a value outside it refuses the release",
@@ -790,7 +795,7 @@ class Publish(_Strict):
     file, or any fsspec URL)."""
 
     sql: str | None = Field(default=None, repr=False, exclude=True)
-    parquet: str | None = None
+    parquet: str | None = Field(default=None, repr=False, exclude=True)
     db_schema: Identifier | None = Field(default=None, alias="schema")
     prefix: Annotated[str, Field(pattern=r"^[a-z0-9_]*$", max_length=30)] = ""
 
@@ -819,12 +824,6 @@ class Publish(_Strict):
         if self.parquet is not None and (self.db_schema or self.prefix):
             raise ValueError("schema and prefix are for a sql: destination")
         return self
-
-    @property
-    def display(self) -> str:
-        """The destination with any password masked."""
-        shown = self.sql if self.sql is not None else str(self.parquet)
-        return mask_url(shown) if "://" in shown else shown
 
 
 class Policy(_Strict):

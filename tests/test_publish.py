@@ -400,3 +400,22 @@ def test_the_nightly_run_publishes_and_a_failed_publish_undoes_nothing(
     text = runner.invoke(app, ["run", str(SHIPPED_POLICY), "--now", NOW, "--state", state])
     assert text.exit_code == 0, text.output
     assert f"Published statistics: {folder} unchanged" in text.stdout
+
+
+def test_publish_waits_for_a_run_holding_the_policy_s_lock(
+    released: Released, tmp_path: Path
+) -> None:
+    from flows.state.ledger import Ledger
+    from flows.state.tables import open_state
+
+    policy = _policy(tmp_path, "  parquet: out/locked")
+    engine = open_state(released.state)
+    try:
+        with Ledger(engine).locked("crm_pro", "a-nightly-run"):
+            code, _, err = _publish(policy, released.state)
+    finally:
+        engine.dispose()
+    assert code == 3 and "publish once it is done" in err, err
+    assert not (tmp_path / "out" / "locked").exists()
+    code, _, err = _publish(policy, released.state)  # the lock is released with the run
+    assert code == 0, err

@@ -162,8 +162,8 @@ def _disclosure(method: Suppression | DifferentialPrivacy, rollup: Rollup) -> di
                 f"discrete Laplace noise (OpenDP), epsilon {method.epsilon:g} per "
                 f"{rollup.period}, a person counted at most once per cell and in at most "
                 f"{rollup.cells_per_period} cells of a period; budget epsilon "
-                f"{method.budget.epsilon:g} per year; counts clipped at zero; closed "
-                "periods only; a period whose rows change is released again and spends again"
+                f"{method.budget.epsilon:g} per year; counts clipped at zero; every closed "
+                f"period since {method.since.isoformat()} released once, with rows or not"
             )
         }
     size = method.min_cell_size

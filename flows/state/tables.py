@@ -102,9 +102,9 @@ privacy_loss = Table(
     Column("period_start", String(10), nullable=False),
     Column("release_no", Integer, nullable=False),
     Column("year", Integer, nullable=False),  # the calendar year of the period: its budget
-    Column("epsilon", Float, nullable=False),
+    Column("epsilon", Float(precision=53), nullable=False),  # double, on MySQL too
     Column("sensitivity", Integer, nullable=False),
-    Column("scale", Float, nullable=False),
+    Column("scale", Float(precision=53), nullable=False),
     Column("run_id", String(36), nullable=False),
     Column("released_at", DateTime(timezone=True), nullable=False),
     # The cells' true counts, to tell whether late rows changed a period: as sensitive
