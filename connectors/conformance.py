@@ -17,10 +17,11 @@ A connector's test module writes one class::
             return make
 
 and pytest runs every ``test_*`` method below against it: discovery, sampling, chunked
-streaming, counting, delete and update by keys, aggregation, a crash between chunks
-and inside one, and bad input. The store holds the same few records for every
-connector; each record has a clock (an aware instant), a text and a group, which the
-fixture maps to fields of its own (a mailbox has no free choice of field names).
+streaming, counting, delete and update by keys, aggregation (a cell of 600 people
+counted exactly among them), a crash between chunks and inside one, and bad input. The
+store holds the same few records for every connector; each record has a clock (an aware
+instant), a text and a group, which the fixture maps to fields of its own (a mailbox has
+no free choice of field names).
 
 ``CAPABILITIES`` is what the connector reports as its ``capabilities``
 (``test_declares_its_capabilities`` holds the two equal). A check that needs a
@@ -54,6 +55,7 @@ from connectors.protocol import (
     RowFilter,
 )
 from connectors.records.connector import RecordConnector
+from connectors.sketches import PeopleKey
 
 #: Records before this instant are expired in every test.
 CUTOFF = datetime(2024, 3, 1, tzinfo=UTC)
@@ -429,6 +431,53 @@ class ConnectorConformance:
         # Compacting (one row per cell) changes nothing the rollup publishes.
         connector.compact_rollup(self.LABEL, sink, [], "run-1")
         assert connector.rollup_cells(self.LABEL, sink) == cells
+
+    def test_counts_many_people_exactly(
+        self, make_store: Callable[[list[Record]], ConformanceFixture]
+    ) -> None:
+        """A rollup whose people are kept exactly (``exact_people``, for differential
+        privacy) counts a cell of 600 people (some with two records) exactly, across
+        chunks, after compaction, and after one more person on another night: one more."""
+        crowd, start = 600, datetime(2024, 1, 2, tzinfo=UTC)
+        records = [
+            Record(start + timedelta(minutes=30 * i), f"person {i % crowd:03d}", "crowd")
+            for i in range(crowd + 40)
+        ]
+        records.append(Record(datetime(2024, 1, 25, tzinfo=UTC), "newcomer", "crowd"))
+        store = make_store(records)
+        sink = RollupSink(
+            "people",
+            "month",
+            (store.group,),
+            min_cell_size=1,
+            subject=store.text,
+            people_key=PeopleKey.from_secret(b"conformance: exact people"),
+            exact_people=True,
+        )
+        first_night = replace(self.selection(store), cutoff=datetime(2024, 1, 20, tzinfo=UTC))
+        connector = store.open(False)
+        try:
+            rows, _ = self.run(
+                connector, first_night, "aggregate_then_delete", limit=160, rollups=(sink,)
+            )
+            assert rows == crowd + 40
+            assert [c.subjects for c in connector.rollup_cells(self.LABEL, sink)] == [crowd]
+            connector.compact_rollup(self.LABEL, sink, [], "run-1")
+            assert [c.subjects for c in connector.rollup_cells(self.LABEL, sink)] == [crowd]
+            self.run(
+                connector,
+                self.selection(store),
+                "aggregate_then_delete",
+                run_id="run-2",
+                limit=160,
+                rollups=(sink,),
+            )
+            assert [c.subjects for c in connector.rollup_cells(self.LABEL, sink)] == [crowd + 1]
+            connector.compact_rollup(self.LABEL, sink, [start.date().replace(day=1)], "run-3")
+            (sealed,) = connector.rollup_cells(self.LABEL, sink)
+            assert (sealed.count, sealed.subjects) == (crowd + 41, crowd + 1)
+        finally:
+            connector.close()
 
     # one person's records (ExpirySelection.only, every_row)
 

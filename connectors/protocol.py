@@ -262,8 +262,9 @@ class ColumnRewrite:
 class RollupSink:
     """A statistic a chunk's rows are added to before they are deleted.
 
-    Counts and sums add up across chunks exactly; distinct counts (HyperLogLog) and
-    medians (KLL) are kept as mergeable sketches.
+    Counts and sums add up across chunks exactly; distinct counts (keyed sketches: exact
+    up to 512 values, HyperLogLog beyond, or exact at any size for the people of an
+    ``exact_people`` sink) and medians (KLL) are kept as mergeable sketches.
     """
 
     name: str
@@ -280,6 +281,11 @@ class RollupSink:
     """The key every value going into a distinct count (people included) is hashed with
     before it reaches a sketch (`connectors.sketches`): needed to add rows to the rollup,
     not to read it. Without it, a chunk that would build a sketch is refused."""
+    exact_people: bool = False
+    """The cell's people are kept as an exact set of keyed hashes at any size (a sparse
+    sketch, never HyperLogLog registers), for a release whose privacy guarantee needs a
+    person to change the count by exactly one (differential privacy). It costs 8 bytes
+    per person and cell until the cell is sealed."""
 
 
 @dataclass(frozen=True)

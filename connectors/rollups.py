@@ -2,7 +2,8 @@
 
 Counts and sums add up exactly across chunks and nights. A distinct count or a median
 does not, so those are kept as mergeable sketches: people and other distinct values as
-keyed sketches (`connectors.sketches`: exact up to 512 values, within about 2% above),
+keyed sketches (`connectors.sketches`: exact up to 512 values, within about 2% above;
+the people of an ``exact_people`` sink exact at any size, for differential privacy),
 medians as Apache DataSketches KLL. Once a period is released its cells are sealed
 (`compacted_rows`): the sketches give way to final figures. What is withheld from a
 release is decided by the release, not here (`flows.releases.withhold_small_cells`).
@@ -102,7 +103,9 @@ def partial_cells(frame: pd.DataFrame, sink: RollupSink, periods: pd.Series) -> 
             hashes = sketches.keyed_hashes(
                 canonical_text(values[present]), ids[codes[present]], sink.people_key
             )
-            cells[column] = sketches.build(codes[present], hashes, len(cells))
+            cells[column] = sketches.build(
+                codes[present], hashes, len(cells), sketch_limit(sink, column)
+            )
     if sink.quantiles:
         order = np.argsort(codes, kind="stable")
         bounds = np.searchsorted(codes[order], np.arange(1, len(cells)))
@@ -123,6 +126,13 @@ def distinct_columns(sink: RollupSink) -> dict[str, str]:
     if sink.subject is not None:
         found[SUBJECTS] = sink.subject
     return found
+
+
+def sketch_limit(sink: RollupSink, column: str) -> int | None:
+    """The most values a sketch column's sketch keeps exactly before it turns to
+    HyperLogLog registers: none for the people of an ``exact_people`` sink (exact at
+    any size), `sketches.SPARSE_LIMIT` otherwise."""
+    return None if column == SUBJECTS and sink.exact_people else sketches.SPARSE_LIMIT
 
 
 def cell_records(cells: pd.DataFrame) -> list[dict[str, Any]]:
@@ -199,7 +209,9 @@ def merged_frame(
         out[f"sum_{c}"] = np.bincount(codes, weights=values, minlength=cells)
     open_rows = ~sealed
     for column in distinct_columns(sink):
-        out[column] = sketches.union(list(rows[column][open_rows]), codes[open_rows], cells)
+        out[column] = sketches.union(
+            list(rows[column][open_rows]), codes[open_rows], cells, sketch_limit(sink, column)
+        )
         if estimates:  # what a cell publishes (not needed to merge chunks)
             out[_ESTIMATE + column] = sketches.estimate(list(out[column]))
     for column in [PEOPLE, *(f"count_distinct_{c}" for c in sink.distinct)]:

@@ -14,8 +14,14 @@ A sketch is bytes, for a binary column:
 - dense: ``b"\\x02"`` and 4096 HyperLogLog registers (P = 12), beyond that, estimated
   with Ertl's improved estimator (one standard error about 1.6 %).
 
+`build` and `union` take the limit (``limit=None``: never dense, an exact count at any
+size, 8 bytes a person: what a differentially private release needs, where one person
+must change a count by exactly one). A sparse sketch of any size is read and counted
+exactly; one over the limit a `union` is given becomes dense.
+
 `build` and `union` are deterministic: the union of the sketches of any split of the rows
-is byte for byte the sketch of all of them, so chunks and nights merge exactly.
+is byte for byte the sketch of all of them (under the same limit), so chunks and nights
+merge exactly.
 """
 
 from __future__ import annotations
@@ -183,8 +189,12 @@ def _mix(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
     return x ^ (x >> np.uint64(31))
 
 
-def build(groups: Codes, hashes: Hashes, n_groups: int) -> list[bytes]:
-    """One sketch per group code 0..n_groups-1 of the rows' hashes (empty when none)."""
+def build(
+    groups: Codes, hashes: Hashes, n_groups: int, limit: int | None = SPARSE_LIMIT
+) -> list[bytes]:
+    """One sketch per group code 0..n_groups-1 of the rows' hashes (empty when none):
+    sparse while it holds at most ``limit`` hashes (None: at any size), else dense."""
+    _check_limit(limit)
     codes = _codes(groups, n_groups, "groups")
     values = np.asarray(hashes)
     if values.dtype != np.uint64 or values.shape != codes.shape:
@@ -193,26 +203,32 @@ def build(groups: Codes, hashes: Hashes, n_groups: int) -> list[bytes]:
             f"got {values.dtype} of shape {values.shape})"
         )
     codes, values = _distinct_pairs(codes, values)
-    return _sketches(codes, values, n_groups, None, None)
+    return _sketches(codes, values, n_groups, None, None, limit)
 
 
-def union(sketches: Sequence[bytes | None], groups: Codes, n_groups: int) -> list[bytes]:
+def union(
+    sketches: Sequence[bytes | None],
+    groups: Codes,
+    n_groups: int,
+    limit: int | None = SPARSE_LIMIT,
+) -> list[bytes]:
     """The union of the sketches of each group code 0..n_groups-1; None is empty.
 
-    Sparse sketches stay sparse while their union holds at most `SPARSE_LIMIT` hashes;
-    a union with a dense part, or with more hashes, is dense.
+    Sparse sketches stay sparse while their union holds at most ``limit`` hashes (None:
+    at any size); a union with a dense part, or with more hashes, is dense.
     """
+    _check_limit(limit)
     codes = _codes(groups, n_groups, "groups")
     if codes.size != len(sketches):
         raise ValueError(f"groups must be one code per sketch ({len(sketches)} sketches)")
     parsed = _parse(sketches)
     sparse_codes, values = _distinct_pairs(codes[parsed.owners], parsed.hashes)
-    return _sketches(sparse_codes, values, n_groups, codes[parsed.dense], parsed.registers)
+    return _sketches(sparse_codes, values, n_groups, codes[parsed.dense], parsed.registers, limit)
 
 
 def estimate(sketches: Sequence[bytes | None]) -> Floats:
-    """How many distinct people each sketch holds: exact for a sparse sketch, Ertl's
-    improved HyperLogLog estimate for a dense one; None is empty."""
+    """How many distinct people each sketch holds: exact for a sparse sketch (of any
+    size), Ertl's improved HyperLogLog estimate for a dense one; None is empty."""
     parsed = _parse(sketches)
     counts: Floats = np.bincount(parsed.owners, minlength=len(sketches)).astype(np.float64)
     if parsed.dense.size:
@@ -245,12 +261,9 @@ def _parse(sketches: Sequence[bytes | None]) -> _Parsed:
             "(its first byte is neither 1, sparse, nor 2, dense)"
         )
     payload = lengths - 1
-    odd = sparse & ((payload % _HASH_BYTES != 0) | (payload > SPARSE_LIMIT * _HASH_BYTES))
+    odd = sparse & (payload % _HASH_BYTES != 0)
     if odd.any():
-        raise ValueError(
-            f"sketch {_first(odd)} is sparse but its length is not 1 + 8n "
-            f"with n at most {SPARSE_LIMIT}"
-        )
+        raise ValueError(f"sketch {_first(odd)} is sparse but its length is not 1 + 8n")
     if (dense & (payload != REGISTERS)).any():
         raise ValueError(
             f"sketch {_first(dense & (payload != REGISTERS))} is dense but does not hold "
@@ -290,11 +303,13 @@ def _sketches(
     n_groups: int,
     dense_codes: Codes | None,
     dense_registers: npt.NDArray[np.uint8] | None,
+    limit: int | None,
 ) -> list[bytes]:
     """The sketch of each group, from its distinct hashes (``codes`` and ``values``
-    sorted by code, then hash) and, for a union, registers of dense sketches."""
+    sorted by code, then hash) and, for a union, registers of dense sketches: dense
+    past ``limit`` hashes (None: never for that)."""
     counts = np.bincount(codes, minlength=n_groups)
-    is_dense = counts > SPARSE_LIMIT
+    is_dense = counts > (np.iinfo(np.int64).max if limit is None else limit)
     if dense_codes is not None:
         is_dense[dense_codes] = True
     dense_groups = np.flatnonzero(is_dense)
@@ -423,6 +438,13 @@ def _run_starts(*keys: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
     for key in keys:
         new[1:] |= key[1:] != key[:-1]
     return np.flatnonzero(new)
+
+
+def _check_limit(limit: int | None) -> None:
+    if limit is not None and (
+        isinstance(limit, bool) or not isinstance(limit, int | np.integer) or limit < 0
+    ):
+        raise ValueError("limit must be a count of hashes (an integer >= 0) or None")
 
 
 def _codes(groups: Codes, n_groups: int, name: str) -> Codes:

@@ -247,24 +247,31 @@ def describe_action(dataset: Dataset, rows: int) -> str:
 
 def rollup_sinks(dataset: Dataset) -> tuple[RollupSink, ...]:
     """The policy's rollups in the connector's vocabulary: which columns are summed,
-    counted distinct, or kept for a median."""
+    counted distinct, or kept for a median. A rollup released under differential
+    privacy counts its people exactly at any size (``exact_people``): its noise assumes
+    one person changes a cell's count by exactly one, which an estimate does not keep."""
     action = dataset.action
     if not isinstance(action, AggregateThenDeleteAction):
         return ()
 
-    return tuple(
-        RollupSink(
-            name=rollup.name,
-            period=rollup.period,
-            dimensions=tuple(rollup.dimensions),
-            sums=_measure_columns(rollup, "sum", "mean"),
-            distinct=_measure_columns(rollup, "count_distinct"),
-            quantiles=_measure_columns(rollup, "median"),
-            min_cell_size=_min_cell_size(action.disclosure(rollup)),
-            subject=action.people or dataset.subject_key,
+    sinks = []
+    for rollup in action.rollups:
+        private = isinstance(action.disclosure(rollup), DifferentialPrivacy)
+        sinks.append(
+            RollupSink(
+                name=rollup.name,
+                period=rollup.period,
+                dimensions=tuple(rollup.dimensions),
+                sums=_measure_columns(rollup, "sum", "mean"),
+                # a private rollup's one measure is its people, the exact set kept anyway
+                distinct=() if private else _measure_columns(rollup, "count_distinct"),
+                quantiles=_measure_columns(rollup, "median"),
+                min_cell_size=_min_cell_size(action.disclosure(rollup)),
+                subject=action.people or dataset.subject_key,
+                exact_people=private,
+            )
         )
-        for rollup in action.rollups
-    )
+    return tuple(sinks)
 
 
 def _min_cell_size(disclosure: Suppression | DifferentialPrivacy) -> int:

@@ -315,7 +315,9 @@ _PAYLOAD = bytes(range(40, 56))
         (b"", "empty bytes"),
         (b"\x03" + _PAYLOAD, "unknown format"),
         (SPARSE + _PAYLOAD[:7], "not 1 + 8n"),
-        (SPARSE + bytes(8 * (SPARSE_LIMIT + 1)), "not 1 + 8n"),
+        # Any number of hashes is a sparse sketch (an exact one, `limit=None`), but
+        # still strictly increasing ones.
+        (SPARSE + bytes(8 * (SPARSE_LIMIT + 1)), "not strictly increasing"),
         (SPARSE + _PAYLOAD[8:] + _PAYLOAD[:8], "not strictly increasing"),
         (SPARSE + _PAYLOAD[:8] * 2, "not strictly increasing"),
         (DENSE + _PAYLOAD, "4096 registers"),

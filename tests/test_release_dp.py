@@ -281,3 +281,26 @@ def test_validate_warns_of_a_budget_that_cannot_pay_for_a_year(
     assert "disclosure.budget: epsilon 6 a year pays for 6 of the 12 months" in line
     fine = CliRunner().invoke(app, ["validate", "--offline", str(_private_policy(tmp_path))])
     assert "pays for" not in fine.stderr
+
+
+def test_a_domain_may_hold_null_and_nothing_else_is_let_in() -> None:
+    from connectors.protocol import PublishedCell
+    from flows.releases import outside_domain
+    from retention_rules.model import Rollup
+
+    rollup = Rollup.model_validate(
+        {
+            "name": "views",
+            "period": "month",
+            "dimensions": ["country"],
+            "measures": [{"count_distinct": "customer_id"}],
+            "domain": {"country": ["CA", None]},
+        }
+    )
+
+    def cell(country: str | None) -> PublishedCell:
+        return PublishedCell(date(2024, 1, 1), {"country": country}, 3, {}, subjects=3)
+
+    assert outside_domain([cell("CA"), cell(None)], rollup) is None
+    refused = outside_domain([cell("CA"), cell("US")], rollup)
+    assert refused is not None and "1 cell(s)" in refused and "US" not in refused

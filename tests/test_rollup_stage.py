@@ -32,7 +32,6 @@ from sqlalchemy import (
 from sqlalchemy.types import NullType, TypeEngine
 
 from connectors.protocol import (
-    ChunkWork,
     Connector,
     ConnectorOptions,
     ExpirySelection,
@@ -41,7 +40,7 @@ from connectors.registry import open_connector
 from connectors.sql import bookkeeping
 from connectors.sql.bookkeeping import STAGE, rollup_table_name
 from connectors.values import bytes_frame, frame_bytes
-from tests.support.rollups import views_by_feature
+from tests.support.rollups import aggregate_chunks, views_by_feature
 
 LABEL = "clicks"
 SINK = views_by_feature(b"a test key for the rollup stage", min_cell_size=1)
@@ -110,24 +109,7 @@ def _open(url: str, tmp_path: Path) -> Connector:
 def _aggregate(connector: Connector, limit: int = 100, run_id: str = "run-1") -> int:
     """Chunks until nothing is expired: the number of chunks."""
     selection = ExpirySelection(LABEL, "occurred_at", CUTOFF, primary_key=("id",))
-    after, chunks = None, 0
-    while True:
-        work = ChunkWork(
-            run_id,
-            LABEL,
-            chunks + 1,
-            selection,
-            after,
-            limit,
-            "aggregate_then_delete",
-            "UTC",
-            (),
-            (SINK,),
-        )
-        result = connector.execute_chunk(work)
-        if result.last is None:
-            return chunks
-        chunks, after = chunks + 1, result.last
+    return aggregate_chunks(connector, LABEL, selection, (SINK,), limit, run_id)
 
 
 def _expected(rows: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[int, int, float]]:

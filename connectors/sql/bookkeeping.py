@@ -229,7 +229,9 @@ def rollup_table(
         *(Column(f"median_{c}", Double, nullable=True) for c in sink.quantiles),
     ]
     if sink.subject is not None:
-        columns.append(Column(SUBJECTS, LargeBinary, nullable=True))
+        # An exact sink's people sketch grows 8 bytes a person: past MySQL's BLOB.
+        people = _PAYLOAD if sink.exact_people else LargeBinary
+        columns.append(Column(SUBJECTS, people, nullable=True))
         columns.append(Column(PEOPLE, BigInteger, nullable=True))
     return Table(rollup_table_name(label, sink.name), metadata, *columns)
 
@@ -255,18 +257,34 @@ def _declared(kind: TypeEngine[Any]) -> TypeEngine[Any]:
 
 def add_missing_columns(connection: Connection, wanted: Table) -> None:
     """Add to the table in the store the nullable columns of ``wanted`` it lacks (a rollup
-    table written by an earlier version of Tenure)."""
-    present = {c["name"] for c in inspect(connection).get_columns(wanted.name, wanted.schema)}
+    table written by an earlier version of Tenure), and on MySQL and MariaDB widen to
+    LONGBLOB a BLOB column ``wanted`` declares LONGBLOB (a rollup whose people became
+    exact: its BLOB would refuse or cut a sketch past 64 KiB)."""
+    found = {c["name"]: c for c in inspect(connection).get_columns(wanted.name, wanted.schema)}
     preparer = connection.dialect.identifier_preparer
     for column in wanted.columns:
-        if column.name not in present:
-            kind = column.type.compile(dialect=connection.dialect)
-            connection.execute(
-                text(
-                    f"ALTER TABLE {preparer.format_table(wanted)} "
-                    f"ADD COLUMN {preparer.quote(column.name)} {kind}"
-                )
+        kind = column.type.compile(dialect=connection.dialect)
+        if column.name not in found:
+            verb = "ADD"
+        elif _needs_longblob(connection, column, found[column.name]["type"]):
+            verb, kind = "MODIFY", kind if column.nullable else f"{kind} NOT NULL"
+        else:
+            continue
+        connection.execute(
+            text(
+                f"ALTER TABLE {preparer.format_table(wanted)} "
+                f"{verb} COLUMN {preparer.quote(column.name)} {kind}"
             )
+        )
+
+
+def _needs_longblob(connection: Connection, column: Column[Any], present: Any) -> bool:
+    """Whether ``column`` is declared LONGBLOB on MySQL or MariaDB but the store's is
+    a smaller binary type."""
+    if connection.dialect.name not in ("mysql", "mariadb"):
+        return False
+    declared = column.type.dialect_impl(connection.dialect)
+    return isinstance(declared, mysql.LONGBLOB) and not isinstance(present, mysql.LONGBLOB)
 
 
 def compact_rollup(
