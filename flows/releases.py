@@ -31,7 +31,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, func, insert, inspect, select
+from sqlalchemy import Column, Connection, Engine, Table, func, insert, inspect, select
 
 from anonymizers.differential_privacy import noisy_counts
 from anonymizers.risk_criteria import CRITERIA
@@ -218,18 +218,26 @@ def _safe_change(
 
 def released_cells(state: Engine, dataset: str, rollup: str) -> dict[date, list[PublishedCell]]:
     """The newest release of every released period, withheld cells included."""
+    return _newest(state, releases, releases.c.cells, dataset, rollup)
+
+
+def _newest(
+    state: Engine, table: Table, cells: Column[str], dataset: str, rollup: str
+) -> dict[date, list[PublishedCell]]:
+    """The ``cells`` of the newest release of each period in ``table`` (releases, or the
+    privacy loss of private ones)."""
     newest = (
-        select(releases.c.period_start, func.max(releases.c.release_no).label("no"))
-        .where(releases.c.dataset == dataset, releases.c.rollup == rollup)
-        .group_by(releases.c.period_start)
+        select(table.c.period_start, func.max(table.c.release_no).label("no"))
+        .where(table.c.dataset == dataset, table.c.rollup == rollup)
+        .group_by(table.c.period_start)
         .subquery()
     )
-    statement = select(releases.c.period_start, releases.c.cells).join(
+    statement = select(table.c.period_start, cells).join(
         newest,
-        (releases.c.period_start == newest.c.period_start)
-        & (releases.c.release_no == newest.c.no)
-        & (releases.c.dataset == dataset)
-        & (releases.c.rollup == rollup),
+        (table.c.period_start == newest.c.period_start)
+        & (table.c.release_no == newest.c.no)
+        & (table.c.dataset == dataset)
+        & (table.c.rollup == rollup),
     )
     with state.connect() as connection:
         rows = connection.execute(statement).all()
@@ -562,24 +570,7 @@ def budget_spent(state: Engine, dataset: str, rollup: str) -> dict[int, float]:
 def exact_released(state: Engine, dataset: str, rollup: str) -> dict[date, list[PublishedCell]]:
     """The true cells behind the newest private release of each period (to tell whether
     a period changed since): never shown."""
-    newest = (
-        select(privacy_loss.c.period_start, func.max(privacy_loss.c.release_no).label("no"))
-        .where(privacy_loss.c.dataset == dataset, privacy_loss.c.rollup == rollup)
-        .group_by(privacy_loss.c.period_start)
-        .subquery()
-    )
-    statement = select(privacy_loss.c.period_start, privacy_loss.c.exact).join(
-        newest,
-        (privacy_loss.c.period_start == newest.c.period_start)
-        & (privacy_loss.c.release_no == newest.c.no)
-        & (privacy_loss.c.dataset == dataset)
-        & (privacy_loss.c.rollup == rollup),
-    )
-    with state.connect() as connection:
-        rows = connection.execute(statement).all()
-    return {
-        date.fromisoformat(start): _cells(date.fromisoformat(start), text) for start, text in rows
-    }
+    return _newest(state, privacy_loss, privacy_loss.c.exact, dataset, rollup)
 
 
 def _cells(start: date, text: str) -> list[PublishedCell]:
