@@ -73,6 +73,17 @@ def _repository_demo_untouched() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
+def prefect_api() -> Iterator[None]:
+    """Prefect's test harness: one API for every flow the tests run in this process,
+    started once (each start costs seconds). Tests that read what Prefect keeps
+    (artifacts, flow runs) find other tests' there too, and pick out their own."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
 def pseudonym_keys() -> Iterator[dict[str, str]]:
     """The pseudonym keys of the shipped and test policies, in the environment (whatever
     it held before) from the first test that asks until the session ends; returns them."""

@@ -53,10 +53,8 @@ def _artifacts() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def two_runs(
-    tmp_path_factory: pytest.TempPathFactory, pseudonym_keys: dict[str, str]
+    tmp_path_factory: pytest.TempPathFactory, pseudonym_keys: dict[str, str], prefect_api: None
 ) -> Iterator[TwoRuns]:
-    from prefect.testing.utilities import prefect_test_harness
-
     root = tmp_path_factory.mktemp("anchor")
     store = f"sqlite:///{root / 'crm.sqlite'}"
     build_demo(store, customers=120)
@@ -65,7 +63,7 @@ def two_runs(
         (FIXTURES / "run_policy.yaml").read_text() + "\nscan: {on_coverage_gap: warn}\n"
     )
     state = root / "state.sqlite"
-    with pytest.MonkeyPatch.context() as env, prefect_test_harness(server_startup_timeout=120):
+    with pytest.MonkeyPatch.context() as env:
         env.setenv("TENURE_CRM_URL", store)
         env.delenv("TENURE_STATE_URL", raising=False)
         command = ["run", str(policy), "--now", NOW, "--state", f"sqlite:///{state}"]

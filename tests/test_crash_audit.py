@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shutil
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -237,12 +237,6 @@ def test_a_binding_that_fails_after_committing_chunks_records_them_before_it_is_
     assert code == 0 and "audit log intact" in out, err
 
 
-@pytest.fixture(scope="module")
-def prefect_api() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 def _flow_run(policy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RunReport:

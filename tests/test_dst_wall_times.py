@@ -12,7 +12,6 @@ times that way, in pandas and in SQL alike.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -446,12 +445,6 @@ def test_mariadb_agrees_on_the_repeated_and_skipped_hours(
 # One binding's defect: it fails alone, through `tenure run` as scheduled.
 
 
-@pytest.fixture(scope="module")
-def prefect_api() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 _DEFECT = RuntimeError("bucketing broke\nat a second line quoting 2025-11-02 01:47:24")

@@ -329,7 +329,7 @@ def _child(destination: str, version: int, action: str, after: int) -> subproces
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("after", [1, 2, 3, 4])
+@pytest.mark.parametrize("after", [1, 4])  # the first staged, all but the dictionary
 def test_a_killed_parquet_publish_leaves_the_previous_release_intact(
     tmp_path: Path, after: int
 ) -> None:
@@ -350,15 +350,6 @@ def test_a_killed_parquet_publish_leaves_the_previous_release_intact(
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.endswith(STAGING_SUFFIX)]
     read = pd.read_parquet(tmp_path / "out" / "active_by_feature.parquet")
     pd.testing.assert_frame_equal(read, tables(2)[1].frame)
-
-
-@pytest.fixture(scope="module")
-def prefect_api() -> Iterator[None]:
-    """Prefect's test harness: one temporary API for the runs of this module."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 def _run(state: str) -> tuple[int, dict[str, object], str]:
@@ -391,15 +382,10 @@ def test_the_nightly_run_publishes_and_a_failed_publish_undoes_nothing(
 
     folder = Path(demo_files["TENURE_PUBLISH_URL"])
     monkeypatch.setenv("TENURE_PUBLISH_URL", str(folder))
-    code, report, err = _run(state)  # nothing left to expire: the releases are published
-    assert code == 0, err
-    published = report["published"]
-    assert isinstance(published, dict) and published["destination"] == str(folder)
-    assert published["changed"] is True
-    assert set(published["tables"]) == {p.stem for p in folder.glob("*.parquet")}
     text = runner.invoke(app, ["run", str(SHIPPED_POLICY), "--now", NOW, "--state", state])
-    assert text.exit_code == 0, text.output
-    assert f"Published statistics: {folder} unchanged" in text.stdout
+    assert text.exit_code == 0, text.output  # nothing left to expire: the releases go out
+    assert f"Published statistics: {len(list(folder.glob('*.parquet')))} table(s)" in text.stdout
+    assert f"to {folder}" in text.stdout
 
 
 def test_publish_waits_for_a_run_holding_the_policy_s_lock(

@@ -27,6 +27,7 @@ from flows.reports.html import number
 from flows.reports.overview import month_ends
 from retention_rules.clock import PolicyClock
 from retention_rules.loader import load_policy
+from tests.support.browser import find_chromium, open_page
 from tests.support.demo import DEMO_AS_OF
 from tests.support.report_demo import (
     KINDS,
@@ -77,15 +78,15 @@ def ran(
     demo_sqlite_url: str,
     demo_files_template: Path,
     pseudonym_keys: dict[str, str],
+    prefect_api: None,
 ) -> Iterator[Ran]:
     """The demo after one nightly run of the shipped policy (coverage gate, releases),
     the environment pointing the policy at it for the module's tests."""
     from prefect.client.orchestration import get_client
-    from prefect.testing.utilities import prefect_test_harness
 
     demo = demo_copy(tmp_path_factory.mktemp("report"), demo_sqlite_url, demo_files_template)
     planted = planted_values(demo.store_url)
-    with pointed_at(demo), prefect_test_harness(server_startup_timeout=120):
+    with pointed_at(demo):
         command = ["run", str(POLICY), "--now", NOW.isoformat(), "--state", demo.state_url]
         result = runner.invoke(app, command)
         assert result.exit_code == 0, result.output
@@ -107,23 +108,32 @@ def _report(ran: Ran, *options: str) -> tuple[Path, str]:
 
 
 @pytest.fixture(scope="module")
-def pages(ran: Ran, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    out = tmp_path_factory.mktemp("pages")
-    return {
-        language: _report(ran, "--lang", language, "--out", str(out / f"{language}.html"))[1]
-        for language in ("fr", "en")
-    }
-
-
-def test_the_nightly_run_writes_the_report_and_links_it_from_its_artifact(ran: Ran) -> None:
+def by_the_run(ran: Ran) -> str:
+    """The page the nightly run wrote beside the state database (the run's instant,
+    the policy's language), read before anything writes there again."""
     written = ran.demo.state.parent / "tenure-report.html"
     assert written.is_file(), "the run writes the report beside the state database"
-    assert ran.links == [f"[{written.name}]({written.as_uri()})"]  # Prefect's Markdown link
-    # `tenure report` without --out writes the same place and prints its path.
-    path, page = _report(ran)
-    assert path == written
+    return written.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def pages(ran: Ran, by_the_run: str) -> dict[str, str]:
+    """The page in each language: the run's (French, the policy's language), and
+    `tenure report --lang en` without --out (written to the same place)."""
+    path, english = _report(ran, "--lang", "en")
+    assert path == ran.demo.state.parent / "tenure-report.html", "printed where it wrote"
+    return {"fr": by_the_run, "en": english}
+
+
+def test_the_nightly_run_writes_the_report_and_links_it_from_its_artifact(
+    ran: Ran, by_the_run: str
+) -> None:
+    written = ran.demo.state.parent / "tenure-report.html"
+    # Prefect's Markdown link (the API is the tests' own: other runs' links are there too)
+    assert ran.links.count(f"[{written.name}]({written.as_uri()})") == 1
     loaded = load_policy(POLICY).policy
-    assert f'<html lang="{loaded.language or loaded.requests.language}">' in page
+    assert (loaded.language or loaded.requests.language) == "fr"
+    assert '<html lang="fr">' in by_the_run
 
 
 @pytest.mark.parametrize("language", ["fr", "en"])
@@ -254,3 +264,65 @@ def test_the_twelve_months_follow_each_other_from_the_current_one(moment: dateti
     for before, after in pairwise(ends):
         assert after == before + relativedelta(months=1)
         assert after.day == 1 and after.time() == time()
+
+
+#: Per chart (each ``figure svg``): its drawn size and how many of its marks (bars) have
+#: an area once laid out.
+CHARTS = """
+Array.from(document.querySelectorAll('figure svg')).map(svg => {
+  const box = svg.getBoundingClientRect();
+  const marks = Array.from(svg.querySelectorAll('.role-mark path, .role-mark rect'))
+    .filter(mark => { const b = mark.getBBox(); return b.width > 0 && b.height > 0; });
+  return {width: box.width, height: box.height, marks: marks.length};
+})
+"""
+#: The per-purpose table as the browser renders it: purpose, month, then each cell's
+#: kind and the text shown.
+ACTIVITY = """
+Array.from(document.querySelectorAll('#activity-table tbody tr')).map(tr => [
+  tr.cells[0].innerText, tr.cells[1].innerText,
+  Array.from(tr.querySelectorAll('td[data-kind]')).map(td => [td.dataset.kind, td.innerText])
+])
+"""
+
+
+@pytest.mark.servers  # starts a browser
+def test_the_report_renders_offline_with_its_charts_and_the_ledgers_numbers(
+    ran: Ran, pages: dict[str, str], tmp_path: Path
+) -> None:
+    """The page as the privacy officer's browser shows it, opened from disk in a real
+    headless Chromium with every network path closed, driven over the DevTools protocol
+    (``tests/support/browser.py``): no console error, no request but the page itself,
+    every chart drawn with marks, the per-purpose table as shown equal to the ledger
+    (hand-written SQL). A screenshot of the whole page is saved in ``tmp_path``."""
+    find_chromium()  # skips, saying why, when there is no browser
+    page = ran.demo.state.parent / "tenure-report.html"
+    assert page.read_text(encoding="utf-8") == pages["en"]
+    screenshot = tmp_path / "report-en.png"
+
+    visit = open_page(
+        page,
+        tmp_path / "profile",
+        evaluate={
+            "charts": CHARTS,
+            "activity": ACTIVITY,
+            "language": "document.documentElement.lang",
+        },
+        screenshot=screenshot,
+    )
+
+    assert visit.errors == []
+    assert visit.requests == [page.as_uri()], "the page asked for something beside itself"
+    assert visit.values["language"] == "en"
+    charts = visit.values["charts"]
+    assert len(charts) >= 2, charts  # what was done, what expires next (and the releases)
+    for chart in charts:
+        assert chart["width"] > 100 and chart["height"] > 100, chart
+        assert chart["marks"] > 0, chart
+    purposes = {d.name: d.purpose for d in load_policy(POLICY).policy.datasets}
+    shown = {
+        (purpose, month): {kind: int(re.sub(r"\D", "", text)) for kind, text in cells}
+        for purpose, month, cells in visit.values["activity"]
+    }
+    assert shown == ledger_months(ran.demo.state, purposes)
+    assert screenshot.stat().st_size > 10_000  # a page was drawn, not a blank

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,13 +19,6 @@ runner = CliRunner()
 NOW = DEMO_AS_OF.replace(tzinfo=None).isoformat()
 
 
-@pytest.fixture(scope="module")
-def prefect_api() -> Iterator[None]:
-    """Prefect's test harness: one temporary API for the flows of this module."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -192,12 +191,6 @@ def test_the_scan_cache_and_audit_of_a_reachable_store_hold_no_password(
 # --- the state URL reaches Prefect by reference -------------------------------------
 
 
-@pytest.fixture(scope="module")
-def prefect_api() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 def _flow_run_parameters() -> list[dict[str, object]]:
