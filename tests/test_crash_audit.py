@@ -237,8 +237,6 @@ def test_a_binding_that_fails_after_committing_chunks_records_them_before_it_is_
     assert code == 0 and "audit log intact" in out, err
 
 
-
-
 def _flow_run(policy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RunReport:
     """The Prefect flow as scheduled, its retries without their delay, no coverage gate
     (the policy is a part of the run tests' policy, the demo store has more)."""

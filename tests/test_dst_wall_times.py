@@ -445,8 +445,6 @@ def test_mariadb_agrees_on_the_repeated_and_skipped_hours(
 # One binding's defect: it fails alone, through `tenure run` as scheduled.
 
 
-
-
 _DEFECT = RuntimeError("bucketing broke\nat a second line quoting 2025-11-02 01:47:24")
 
 

@@ -19,8 +19,6 @@ runner = CliRunner()
 NOW = DEMO_AS_OF.replace(tzinfo=None).isoformat()
 
 
-
-
 @pytest.fixture
 def demo(
     pseudonym_keys: dict[str, str],

@@ -191,8 +191,6 @@ def test_the_scan_cache_and_audit_of_a_reachable_store_hold_no_password(
 # --- the state URL reaches Prefect by reference -------------------------------------
 
 
-
-
 def _flow_run_parameters() -> list[dict[str, object]]:
     from prefect.client.orchestration import get_client
 

@@ -49,8 +49,6 @@ datasets:
 """
 
 
-
-
 @pytest.fixture
 def policy(demo_files: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The policy in a folder of its own; the per-user state folder in the test's."""
