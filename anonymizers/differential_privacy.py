@@ -16,12 +16,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import opendp.prelude as dp
 
-dp.enable_features("contrib")
+if TYPE_CHECKING:
+    import opendp.prelude as dp
 
 #: The error bound each released cell carries: the noise stays within it with this
 #: probability (95%).
@@ -39,9 +41,21 @@ class NoisyCounts:
     margin: int
 
 
+@cache
+def _opendp() -> ModuleType:
+    """OpenDP, loaded (and its contributed mechanisms enabled) by the first private
+    release, not by every run that imports the releases."""
+    import opendp.prelude as prelude
+
+    prelude.enable_features("contrib")
+    return prelude
+
+
 def _mechanism(scale: float) -> dp.Measurement:
-    space = dp.vector_domain(dp.atom_domain(T=int)), dp.l1_distance(T=int)
-    return dp.m.make_laplace(*space, scale=scale)
+    dp_ = _opendp()
+    space = dp_.vector_domain(dp_.atom_domain(T=int)), dp_.l1_distance(T=int)
+    measurement: dp.Measurement = dp_.m.make_laplace(*space, scale=scale)
+    return measurement
 
 
 @cache
@@ -50,23 +64,41 @@ def laplace_scale(sensitivity: int, epsilon: float) -> float:
     most ``epsilon``, as OpenDP's privacy map judges it (searched once per pair)."""
     if sensitivity < 1 or not epsilon > 0:
         raise ValueError("the sensitivity must be at least 1 and epsilon above 0")
-    scale: float = dp.binary_search_param(_mechanism, d_in=sensitivity, d_out=epsilon, T=float)
+    scale: float = _opendp().binary_search_param(
+        _mechanism, d_in=sensitivity, d_out=epsilon, T=float
+    )
     return scale
 
 
 def margin(scale: float, confidence: float = CONFIDENCE) -> int:
     """The bound a count's noise stays within with probability ``confidence``."""
-    bound = dp.discrete_laplacian_scale_to_accuracy(scale, alpha=1 - confidence)
+    bound = _opendp().discrete_laplacian_scale_to_accuracy(scale, alpha=1 - confidence)
     return int(np.ceil(bound))
 
 
-def noisy_counts(true: Sequence[int], *, sensitivity: int, epsilon: float) -> NoisyCounts:
-    """``true`` released under ``epsilon``-differential privacy (see the module)."""
+@dataclass(frozen=True)
+class _Calibrated:
+    mechanism: Any
+    scale: float
+    spent: float
+    margin: int
+
+
+@cache
+def _calibrated(sensitivity: int, epsilon: float) -> _Calibrated:
+    """The mechanism for a pair, its scale, the loss OpenDP's map gives it and its 95%
+    bound: the same for every period of a rollup, worked out once."""
     scale = laplace_scale(sensitivity, epsilon)
     mechanism = _mechanism(scale)
     spent = float(mechanism.map(sensitivity))  # type: ignore[no-untyped-call]
     if spent > epsilon:
         raise AssertionError(f"OpenDP spends {spent} > {epsilon}")  # the search guarantees it
-    drawn = mechanism([int(value) for value in true]) if len(true) else []
+    return _Calibrated(mechanism, scale, spent, margin(scale))
+
+
+def noisy_counts(true: Sequence[int], *, sensitivity: int, epsilon: float) -> NoisyCounts:
+    """``true`` released under ``epsilon``-differential privacy (see the module)."""
+    calibrated = _calibrated(sensitivity, epsilon)
+    drawn = calibrated.mechanism([int(value) for value in true]) if len(true) else []
     counts = np.maximum(np.asarray(drawn, dtype=np.int64), 0)
-    return NoisyCounts(counts=counts, scale=scale, epsilon=spent, margin=margin(scale))
+    return NoisyCounts(counts, calibrated.scale, calibrated.spent, calibrated.margin)

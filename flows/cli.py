@@ -493,22 +493,24 @@ def _state_database(policy: Path, state: str | None) -> Engine:
 
 
 def _state_of(loaded: LoadedPolicy, state: str | None) -> Engine:
-    """The state database, for a command that only reads it (it is never created: a
-    missing one is one line, "no state database at …", and exit code 2); where it is
-    goes to stderr, so that stdout stays the command's output."""
+    """The state database, for a command that only reads it (`_opened_state`)."""
+    return _opened_state(loaded, state)[1]
+
+
+def _opened_state(
+    loaded: LoadedPolicy, state: str | None, *, write: bool = False
+) -> tuple[StateLocation, Engine]:
+    """Where the state database is, and the database: never created (a missing one is
+    one line, "no state database at …", and exit code 2), opened to write when
+    ``write``; where it is goes to stderr, so that stdout stays the command's output."""
     with _reported():
         location = state_location(loaded, state)
         engine = location.open()
+        if write:
+            engine.dispose()
+            engine = location.open(create=True)
     _print_state(location, stderr)
-    return engine
-
-
-def _existing_state_to_write(loaded: LoadedPolicy, state: str | None) -> Engine:
-    """The state database, for a command that writes it (its audit log) but must find
-    it there: a missing one is refused as `_state_of` does."""
-    _state_of(loaded, state).dispose()
-    with _reported():
-        return state_location(loaded, state).open(create=True)
+    return location, engine
 
 
 @contextmanager
@@ -690,7 +692,7 @@ def publish(
         raise typer.Exit(EXIT_INVALID)
     # A real publish appends its audit entry, and holds the policy's run lock (a run
     # publishes under it too); a dry run only reads.
-    engine = _state_of(loaded, state) if dry_run else _existing_state_to_write(loaded, state)
+    engine = _opened_state(loaded, state, write=not dry_run)[1]
     held = (
         nullcontext()
         if dry_run
@@ -698,13 +700,12 @@ def publish(
     )
     try:
         with _reported(), held:
-            done = publish_release(engine, loaded.path, target, loaded.policy, dry_run=dry_run)
+            done = publish_release(engine, loaded.path, loaded.policy, dry_run=dry_run)
     except RunLocked as exc:
         stderr.print(f"error: {exc}: publish once it is done", markup=False)
         raise typer.Exit(EXIT_LOCKED) from None
     except PublishError as exc:
-        where = ("publish",) if exc.field == "publish" else ("publish", exc.field)
-        for issue in loaded.locate([PolicyIssue(where, exc.message)]):
+        for issue in loaded.locate([PolicyIssue(exc.loc, exc.message)]):
             stderr.print(f"error: {issue}", markup=False)
         raise typer.Exit(EXIT_INVALID) from None
     finally:
@@ -775,9 +776,7 @@ def report(
     with _reported():
         loaded = load_policy(policy)
         _policy_clock(loaded, now)
-        location = state_location(loaded, state)
-        engine = location.open()
-        _print_state(location, stderr)
+        location, engine = _opened_state(loaded, state)
         try:
             path, made = make_report(
                 loaded, engine, location, language=report_language(loaded, lang), out=out, now=now

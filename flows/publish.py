@@ -83,6 +83,11 @@ class PublishError(Exception):
         self.message = message
         super().__init__(message)
 
+    @property
+    def loc(self) -> tuple[str, ...]:
+        """Where in the policy: ``publish`` or ``publish.<field>``."""
+        return ("publish",) if self.field == "publish" else ("publish", self.field)
+
 
 # ----------------------------------------------------------------------------- content
 
@@ -259,23 +264,20 @@ class Publication:
 
 
 def publish(
-    state: Engine,
-    policy_file: Path,
-    publish: Publish,
-    policy: Policy,
-    *,
-    dry_run: bool = False,
+    state: Engine, policy_file: Path, policy: Policy, *, dry_run: bool = False
 ) -> Publication:
-    """Publish the released rollups of ``policy`` (``release_tables``) to ``publish``'s
-    destination; raise `PublishError` when it cannot be written (nothing is left half
-    written)."""
+    """Publish the released rollups of ``policy`` (``release_tables``) to its
+    ``publish:`` destination; raise `PublishError` when it cannot be written (nothing is
+    left half written)."""
+    target = policy.publish
+    assert target is not None, "the callers say what a policy without publish: means"
     key = None if dry_run else audit.current_key()  # before anything is written
     try:
         tables = release_tables(state, policy)
     except SQLAlchemyError as exc:  # a state database of an earlier layout, or gone
         reason = first_line(getattr(exc, "orig", None) or exc)
         raise StateError(f"cannot read the releases: {reason}") from None
-    done = publish_tables(tables, publish, policy.name, policy_file.parent, dry_run=dry_run)
+    done = publish_tables(tables, target, policy.name, policy_file.parent, dry_run=dry_run)
     if key is not None and done.changed:  # what analysts were given, and when, is audited
         entry = {"event": audit.PUBLISHED, "policy": policy.name, **done.summary()}
         audit.append(state, [entry], key)
@@ -321,16 +323,14 @@ def publish_after_run(context: RunContext, report: RunReport) -> None:
     """After a real run, publish the policy's released rollups when it has ``publish:``;
     a failure is recorded on the report (the run then counts as failed), never raised:
     what the run deleted and released stays done."""
-    publish_section = context.policy.publish
-    if context.options.dry_run or context.state is None or publish_section is None:
+    if context.options.dry_run or context.state is None or context.policy.publish is None:
         return
     if report.blocked:  # the coverage gate refused the run: it touches nothing at all
         return
     try:
-        done = publish(context.state, context.loaded.path, publish_section, context.policy)
+        done = publish(context.state, context.loaded.path, context.policy)
     except PublishError as exc:
-        where = "publish" if exc.field == "publish" else f"publish.{exc.field}"
-        report.publish_error = f"{where}: {exc.message}"
+        report.publish_error = f"{'.'.join(exc.loc)}: {exc.message}"
     except Exception as exc:  # a defect: reported, retention stays done
         report.publish_error = f"publish: unexpected {type(exc).__name__}: {first_line(exc)}"
     else:
@@ -500,7 +500,7 @@ class _SqlDestination(_Destination):
         database = self.engine.url.database or ""
         if self.engine.dialect.name == "sqlite" and not Path(database).exists():
             folder = Path(database).parent
-            if not os.access(folder if folder.exists() else _existing(folder), os.W_OK | os.X_OK):
+            if not os.access(_existing(folder), os.W_OK | os.X_OK):
                 raise PublishError("sql", f"cannot create {self.shown}: folder not writable")
             return None
         try:

@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 from sqlalchemy import Column, Connection, Engine, Table, func, insert, inspect, select
 
-from anonymizers.differential_privacy import noisy_counts
+from anonymizers.differential_privacy import NoisyCounts, noisy_counts
 from anonymizers.risk_criteria import CRITERIA
 from anonymizers.risk_measures import COUNT, RiskMeasures, measure
 from anonymizers.suppression import suppressed_cells
@@ -41,7 +41,7 @@ from connectors.protocol import Connector, PublishedCell, RollupSink
 from connectors.rollups import period_end, period_starts
 from connectors.times import wall_instant
 from flows.audit import PRIVACY_LOSS, append_on, current_key
-from flows.state.tables import privacy_loss, releases
+from flows.state.tables import privacy_loss, releases, utc
 from flows.table_risk import judged, unmet
 from retention_rules.model import (
     AggregateThenDeleteAction,
@@ -70,7 +70,11 @@ class RollupRelease:
     deferred: list[date] = field(default_factory=list)
     unmet: tuple[str, ...] = ()
     privacy: dict[str, Any] | None = None
-    refused: str | None = None
+
+    @property
+    def refused(self) -> str | None:
+        """Why a private release released nothing it was due to (its one unmet line)."""
+        return self.unmet[0] if self.privacy is not None and self.unmet else None
 
     def summary(self) -> dict[str, Any]:
         shown = {
@@ -260,17 +264,32 @@ def store_release(
         return
     with state.begin() as connection:
         for start, cells in due.items():
-            connection.execute(
-                insert(releases).values(
-                    dataset=dataset,
-                    rollup=rollup,
-                    period_start=start.isoformat(),
-                    release_no=_next_release(connection, dataset, rollup, start),
-                    run_id=run_id,
-                    released_at=datetime.now(UTC),
-                    cells=json.dumps([_stored(cell) for cell in cells], default=str),
-                )
-            )
+            _insert_release(connection, dataset, rollup, run_id, start, cells, datetime.now(UTC))
+
+
+def _insert_release(
+    connection: Connection,
+    dataset: str,
+    rollup: str,
+    run_id: str,
+    start: date,
+    cells: Sequence[PublishedCell],
+    now: datetime,
+) -> int:
+    """Record ``cells`` as the next release of the period ``start``; its number."""
+    number = _next_release(connection, dataset, rollup, start)
+    connection.execute(
+        insert(releases).values(
+            dataset=dataset,
+            rollup=rollup,
+            period_start=start.isoformat(),
+            release_no=number,
+            run_id=run_id,
+            released_at=now,
+            cells=json.dumps([_stored(cell) for cell in cells], default=str),
+        )
+    )
+    return number
 
 
 def release_risk(
@@ -337,9 +356,10 @@ class PrivateRelease:
         previous = exact_released(self.state, self.dataset, self.rollup.name)
         connector.compact_rollup(self.dataset, sink, sorted(previous), run_id)
         cells = connector.rollup_cells(self.dataset, sink)
+        spent = budget_spent(self.state, self.dataset, self.rollup.name)
         stray = outside_domain(cells, self.rollup)
         if stray:
-            return self._outcome(refused=stray)
+            return self._outcome(spent, refused=stray)
         by_period: dict[date, list[PublishedCell]] = {}
         for cell in cells:
             by_period.setdefault(cell.period_start, []).append(cell)
@@ -351,13 +371,13 @@ class PrivateRelease:
         ]
         first = closed[0] if closed else None
         early = sorted(p for p in by_period if first is None or p < first)
-        spent = budget_spent(self.state, self.dataset, self.rollup.name)
         paid, unpaid = self._pay([p for p in closed if p not in previous], spent)
+        refused = self._unpaid(unpaid)
         if paid:
-            self._store({p: by_period.get(p, []) for p in paid}, spent, run_id)
+            spent = self._store({p: by_period.get(p, []) for p in paid}, spent, run_id)
             sealed = sorted(previous.keys() | set(paid))
             connector.compact_rollup(self.dataset, sink, sealed, run_id)
-        return self._outcome(paid, self._unpaid(unpaid, spent), late, early)
+        return self._outcome(spent, paid, refused, late, early)
 
     def _people(self, cells: Iterable[PublishedCell]) -> dict[tuple[str | None, ...], int]:
         """People per cell, the only figure a private release publishes."""
@@ -378,7 +398,7 @@ class PrivateRelease:
                 unpaid.append(start)
         return paid, unpaid
 
-    def _unpaid(self, unpaid: Sequence[date], spent: Mapping[int, float]) -> str | None:
+    def _unpaid(self, unpaid: Sequence[date]) -> str | None:
         if not unpaid:
             return None
         years = sorted({p.year for p in unpaid})
@@ -392,30 +412,21 @@ class PrivateRelease:
 
     def _store(
         self, due: Mapping[date, list[PublishedCell]], spent: Mapping[int, float], run_id: str
-    ) -> None:
+    ) -> dict[int, float]:
         """Each due period's noisy cells, its privacy loss and its audit entry, in one
-        transaction of the state database."""
+        transaction of the state database; the loss spent per year, these included."""
         key = current_key()
         sensitivity = self.rollup.cells_per_period
+        domain = domain_cells(self.rollup)
         used = dict(spent)
         with self.state.begin() as connection:
             entries = []
             for start, cells in sorted(due.items()):
-                noisy = self._noisy(start, cells, sensitivity)
-                number = _next_release(connection, self.dataset, self.rollup.name, start)
+                noisy, drawn = self._noisy(start, cells, domain)
                 now = datetime.now(UTC)
-                used[start.year] = used.get(start.year, 0.0) + noisy.epsilon
-                connection.execute(
-                    insert(releases).values(
-                        dataset=self.dataset,
-                        rollup=self.rollup.name,
-                        period_start=start.isoformat(),
-                        release_no=number,
-                        run_id=run_id,
-                        released_at=now,
-                        cells=json.dumps([_stored(c) for c in noisy.cells], default=str),
-                    )
-                )
+                name = self.rollup.name
+                number = _insert_release(connection, self.dataset, name, run_id, start, noisy, now)
+                used[start.year] = used.get(start.year, 0.0) + drawn.epsilon
                 connection.execute(
                     insert(privacy_loss).values(
                         dataset=self.dataset,
@@ -423,9 +434,9 @@ class PrivateRelease:
                         period_start=start.isoformat(),
                         release_no=number,
                         year=start.year,
-                        epsilon=noisy.epsilon,
+                        epsilon=drawn.epsilon,
                         sensitivity=sensitivity,
-                        scale=noisy.scale,
+                        scale=drawn.scale,
                         run_id=run_id,
                         released_at=now,
                         exact=json.dumps([_stored(c) for c in cells], default=str),
@@ -438,7 +449,7 @@ class PrivateRelease:
                         "rollup": self.rollup.name,
                         "period_start": start.isoformat(),
                         "release_no": number,
-                        "epsilon": noisy.epsilon,
+                        "epsilon": drawn.epsilon,
                         "year": start.year,
                         "sensitivity": sensitivity,
                         "year_spent": round(used[start.year], 9),
@@ -447,13 +458,18 @@ class PrivateRelease:
                     }
                 )
             append_on(connection, entries, key)
+        return used
 
-    def _noisy(self, start: date, cells: list[PublishedCell], sensitivity: int) -> _NoisyPeriod:
-        """Every cell of the domain for the period ``start``, its people with noise."""
-        people = {_domain_key(cell.dimensions, self.rollup): _people(cell) for cell in cells}
-        domain = domain_cells(self.rollup)
+    def _noisy(
+        self, start: date, cells: list[PublishedCell], domain: Sequence[dict[str, Any]]
+    ) -> tuple[list[PublishedCell], NoisyCounts]:
+        """Every cell of the ``domain`` for the period ``start``, its people with noise,
+        and the draw."""
+        people = self._people(cells)
         true = [people.get(_domain_key(dims, self.rollup), 0) for dims in domain]
-        drawn = noisy_counts(true, sensitivity=sensitivity, epsilon=self.method.epsilon)
+        drawn = noisy_counts(
+            true, sensitivity=self.rollup.cells_per_period, epsilon=self.method.epsilon
+        )
         released = [
             PublishedCell(
                 period_start=start,
@@ -464,19 +480,19 @@ class PrivateRelease:
             )
             for dims, count in zip(domain, drawn.counts, strict=True)
         ]
-        return _NoisyPeriod(released, drawn.epsilon, drawn.scale)
+        return released, drawn
 
     def _outcome(
         self,
+        spent: Mapping[int, float],
         released: Sequence[date] = (),
         refused: str | None = None,
         late: Sequence[date] = (),
         early: Sequence[date] = (),
     ) -> RollupRelease:
-        """What was released, spent and refused; ``late``: released periods whose people
-        changed since (not released again); ``early``: periods before ``since`` holding
-        rows (never released)."""
-        spent = budget_spent(self.state, self.dataset, self.rollup.name)
+        """What was released, spent (``spent``: per year, this release included) and
+        refused; ``late``: released periods whose people changed since (not released
+        again); ``early``: periods before ``since`` holding rows (never released)."""
         budget = self.method.budget.epsilon
         privacy = {
             "epsilon": self.method.epsilon,
@@ -493,15 +509,7 @@ class PrivateRelease:
             released=list(released),
             unmet=(refused,) if refused else (),
             privacy=privacy,
-            refused=refused,
         )
-
-
-@dataclass(frozen=True)
-class _NoisyPeriod:
-    cells: list[PublishedCell]
-    epsilon: float
-    scale: float
 
 
 def domain_cells(rollup: Rollup) -> list[dict[str, Any]]:
@@ -752,6 +760,4 @@ def _released_at(state: Engine, dataset: str, rollup: str) -> datetime | None:
     )
     with state.connect() as connection:
         moment = connection.execute(statement).scalar()
-    if not isinstance(moment, datetime):
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return utc(moment) if isinstance(moment, datetime) else None

@@ -128,6 +128,23 @@ class Purpose(_Strict):
         return value
 
 
+def _interpolated(value: str, info: ValidationInfo) -> str:
+    """``value`` with its ``${VAR}`` references read from the loader's environment (the
+    validation context's ``environ``, else the process's)."""
+    environ: Mapping[str, str] = (info.context or {}).get("environ", os.environ)
+    return interpolate_url(value, environ)
+
+
+def _sqlalchemy_url(url: str) -> str:
+    """``url``, refused unless SQLAlchemy can read it. SQLAlchemy's own message repeats
+    the URL, or a part of it (a port that is not a number), which may be a password."""
+    try:
+        make_url(url)
+    except (ArgumentError, ValueError):
+        raise ValueError("not a valid SQLAlchemy URL (expected dialect+driver://...)") from None
+    return url
+
+
 class Store(_Strict):
     """A data store reached by a SQLAlchemy URL; the URL may hold a password, so it is
     kept out of reprs and dumps and shown only through `display_url`."""
@@ -160,15 +177,7 @@ class Store(_Strict):
     def _interpolate(cls, value: Any, info: ValidationInfo) -> Any:
         if not isinstance(value, str):
             return value
-        environ: Mapping[str, str] = (info.context or {}).get("environ", os.environ)
-        url = interpolate_url(value, environ)
-        try:
-            make_url(url)
-        except (ArgumentError, ValueError):
-            # SQLAlchemy's message repeats the URL, or a part of it (a port that is not a
-            # number), which may be a password.
-            raise ValueError("not a valid SQLAlchemy URL (expected dialect+driver://...)") from None
-        return url
+        return _sqlalchemy_url(_interpolated(value, info))
 
     _check_tz = field_validator("naive_timezone")(_check_timezone)
 
@@ -811,8 +820,7 @@ class Publish(_Strict):
     def _interpolate_folder(cls, value: Any, info: ValidationInfo) -> Any:
         if not isinstance(value, str):
             return value
-        environ: Mapping[str, str] = (info.context or {}).get("environ", os.environ)
-        folder = interpolate_url(value, environ).strip()  # an fsspec URL may hold a secret
+        folder = _interpolated(value, info).strip()  # an fsspec URL may hold a secret
         if not folder:
             raise ValueError("empty: give a folder or an fsspec URL")
         return folder
@@ -863,18 +871,10 @@ class Policy(_Strict):
     def _interpolate_state(cls, value: Any, info: ValidationInfo) -> Any:
         if not isinstance(value, str):
             return value
-        environ: Mapping[str, str] = (info.context or {}).get("environ", os.environ)
-        state = interpolate_url(value, environ).strip()
+        state = _interpolated(value, info).strip()
         if not state:
             raise ValueError("empty: give a SQLAlchemy URL or a path")
-        if "://" in state:
-            try:
-                make_url(state)
-            except (ArgumentError, ValueError):
-                raise ValueError(
-                    "not a valid SQLAlchemy URL (expected dialect+driver://...)"
-                ) from None
-        return state
+        return _sqlalchemy_url(state) if "://" in state else state
 
     def dataset(self, name: str) -> Dataset:
         return next(d for d in self.datasets if d.name == name)

@@ -256,7 +256,8 @@ def rollup_sinks(dataset: Dataset) -> tuple[RollupSink, ...]:
 
     sinks = []
     for rollup in action.rollups:
-        private = isinstance(action.disclosure(rollup), DifferentialPrivacy)
+        disclosure = action.disclosure(rollup)
+        private = isinstance(disclosure, DifferentialPrivacy)
         sinks.append(
             RollupSink(
                 name=rollup.name,
@@ -266,7 +267,7 @@ def rollup_sinks(dataset: Dataset) -> tuple[RollupSink, ...]:
                 # a private rollup's one measure is its people, the exact set kept anyway
                 distinct=() if private else _measure_columns(rollup, "count_distinct"),
                 quantiles=_measure_columns(rollup, "median"),
-                min_cell_size=_min_cell_size(action.disclosure(rollup)),
+                min_cell_size=_min_cell_size(disclosure),
                 subject=action.people or dataset.subject_key,
                 exact_people=private,
             )
@@ -277,9 +278,7 @@ def rollup_sinks(dataset: Dataset) -> tuple[RollupSink, ...]:
 def _min_cell_size(disclosure: Suppression | DifferentialPrivacy) -> int:
     """The fewest people a shown cell counts; under differential privacy every cell is
     shown (with noise), so nothing is withheld for its size."""
-    if isinstance(disclosure, Suppression) and disclosure.min_cell_size is not None:
-        return disclosure.min_cell_size
-    return 1
+    return disclosure.min_cell_size or 1 if isinstance(disclosure, Suppression) else 1
 
 
 def _measure_columns(rollup: Rollup, *functions: str) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,6 +48,7 @@ from flows.reports.overview import (
 from flows.rights.package import format_date, format_moment
 from flows.run.types import RunContext, RunReport, first_line
 from flows.state.location import StateLocation
+from flows.state.tables import utc
 from flows.stores import opened_stores
 from retention_rules.clock import PolicyClock
 from retention_rules.loader import LoadedPolicy
@@ -618,13 +619,7 @@ def render(report: Report, language: Language) -> str:
             risk_rows=risk_rows(report.risk, language),
             kinds=KINDS,
             generated=format_moment(report.generated_at, language),
-            when=lambda moment: (
-                ""
-                if moment is None
-                else format_moment(
-                    moment if moment.tzinfo else moment.replace(tzinfo=UTC), language
-                )
-            ),
+            when=lambda moment: "" if moment is None else format_moment(utc(moment), language),
             day=lambda value: format_date(value, language),
             parameters=lambda values: ", ".join(
                 f"{key} {_parameter(value, language)}" for key, value in values.items()

@@ -33,7 +33,7 @@ from flows.audit import (
     append_on,
     current_key,
 )
-from flows.state.tables import request_events, request_numbers, requests
+from flows.state.tables import request_events, request_numbers, requests, utc
 from retention_rules.clock import PolicyClock
 from retention_rules.deadlines import (
     COMPLAINT_PERIOD,
@@ -810,9 +810,7 @@ def _has_register(engine: Engine) -> bool:
 
 def _aware(moment: Any) -> Any:
     """A timestamp read back from a database that drops the zone is UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
+    return None if moment is None else utc(moment)
 
 
 def _day(moment: datetime | None) -> str:

@@ -260,8 +260,8 @@ def _release(
         context.run_id,
     )
     outcome.risk = [release.summary() for release in released]
-    missing = [f"{r.rollup}: {u}" for r in released if r.refused is None for u in r.unmet]
-    problems = [r.refused for r in released if r.refused is not None]
+    missing = [f"{r.rollup}: {u}" for r in released if r.privacy is None for u in r.unmet]
+    problems = [u for r in released if r.privacy is not None for u in r.unmet]
     if missing:
         problems.insert(0, "risk requirement not met, no new release: " + "; ".join(missing))
     if problems:

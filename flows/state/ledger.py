@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from flows.state.tables import chunks, locks, run_stores, runs
+from flows.state.tables import chunks, locks, run_stores, runs, utc
 
 
 class RunLocked(RuntimeError):
@@ -156,7 +156,7 @@ class Ledger:
         statement = select(runs.c.policy, runs.c.policy_sha256, runs.c.evaluated_at)
         with self.engine.connect() as connection:
             row = connection.execute(statement.where(runs.c.run_id == run_id)).one()
-        evaluated = _utc(row.evaluated_at)
+        evaluated = utc(row.evaluated_at)
         return {
             "run_id": run_id,
             "policy": row.policy,
@@ -194,7 +194,7 @@ class Ledger:
         statement = select(runs.c.run_id, runs.c.started_at).where(runs.c.dry_run.is_(False))
         with self.engine.connect() as connection:
             found = connection.execute(statement).all()
-        return {row.run_id: _utc(row.started_at) for row in found}
+        return {row.run_id: utc(row.started_at) for row in found}
 
     def record_chunk(self, record: ChunkRecord, committed_at: datetime | None = None) -> bool:
         """Record a committed chunk once; False when it was already recorded."""
@@ -205,12 +205,6 @@ class Ledger:
         except IntegrityError:
             return False
         return True
-
-
-def _utc(moment: datetime) -> datetime:
-    """An instant read back from the state database: one without zones gives it back
-    naive, and it was written in UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def holder_gone(host: str, pid: int) -> bool:

@@ -7,6 +7,7 @@ SQLite beside the demo store by default, any SQLAlchemy URL in production.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +180,12 @@ request_numbers = Table(
     Column("year", Integer, primary_key=True, autoincrement=False),
     Column("last", Integer, nullable=False),
 )
+
+
+def utc(moment: datetime) -> datetime:
+    """An instant read back from the state database: one without zones (SQLite, MySQL)
+    gives it back naive, and it was written in UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class StateError(RuntimeError):
