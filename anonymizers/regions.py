@@ -188,6 +188,18 @@ def region_of_text(text: str) -> str | None:
     return _only(_union(m for m in mentions if m.kind is _Kind.PLACE))
 
 
+def names_places(text: str) -> bool:
+    """Whether ``text`` is nothing but known places: municipalities, provinces, states,
+    countries (``Montréal``, ``St-Jérôme, QC``, ``Colombie-Britannique``, ``France``), each
+    matched whole, in any case and with or without accents, as ``region_of_text`` reads
+    them. Ambiguous places count: ``London`` is a place wherever it lies."""
+    tokens = _tokens(_normalize(text))
+    if not tokens:
+        return False
+    mentions = list(_mentions(tokens, _lexicon()))
+    return sum(mention.end - mention.start for mention in mentions) == len(tokens)
+
+
 def _normalize(text: str) -> str:
     """Drop accents (NFKD, then no combining marks); case is kept for ``_Token.strict``."""
     decomposed = unicodedata.normalize("NFKD", text.translate(_LIGATURES))

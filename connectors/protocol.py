@@ -433,7 +433,10 @@ class Connector(Protocol):
         self, table: str, columns: Sequence[str], limit: int, schema: str | None = None
     ) -> dict[str, list[Any]]:
         """Up to ``limit`` non-null values of each column, drawn at random *inside* the
-        store, at a cost that does not grow with the table (where the store allows)."""
+        store, at a cost that does not grow with the table (where the store allows).
+
+        Fewer than ``limit`` values mean the column holds no more: the scan then reads
+        their shares as exact (a three-row table is all there is)."""
         ...
 
     def count_expiry(self, selection: ExpirySelection) -> ExpiryCounts:

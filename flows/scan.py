@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from anonymizers.detection import LABEL_THRESHOLD, VALUE_FAMILIES, classify_column
+from anonymizers.detection import LABEL_THRESHOLD, VALUE_FAMILIES, ColumnSample, classify_table
 from anonymizers.detection.entities import DIRECT_IDENTIFIERS, PERSONAL_ENTITIES
 from connectors.errors import StoreError, StoreUnavailable
 from connectors.protocol import Connector, TableInfo
@@ -140,20 +140,24 @@ def scan_table(
     started = time.perf_counter()
     sampled = [name for name, c in info.columns.items() if c.family in VALUE_FAMILIES]
     values = connector.sample_values(info.name, sampled, sample_size, info.schema)
-    columns = []
-    for name, column in info.columns.items():
-        finding = classify_column(name, column.family, values.get(name, []))
-        columns.append(
-            ColumnScan(
-                column=name,
-                type_name=column.type_name,
-                family=column.family,
-                entities=dict(finding.entities),
-                sample_size=finding.sample_size,
-                hits=dict(finding.hits),
-                free_text=finding.free_text,
-            )
+    # Fewer values than asked for: the sample is every value the column holds.
+    samples = [
+        ColumnSample(name, column.family, got, complete=len(got) < sample_size)
+        for name, column in info.columns.items()
+        for got in [values.get(name, [])]
+    ]
+    columns = [
+        ColumnScan(
+            column=sample.name,
+            type_name=info.columns[sample.name].type_name,
+            family=sample.family,
+            entities=dict(finding.entities),
+            sample_size=finding.sample_size,
+            hits=dict(finding.hits),
+            free_text=finding.free_text,
         )
+        for sample, finding in zip(samples, classify_table(samples), strict=True)
+    ]
     return TableScan(
         store=store,
         schema=info.schema,

@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -28,6 +28,7 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from anonymizers.detection.entities import SCANNED_ENTITIES
 from anonymizers.registry import OPERATORS
 from anonymizers.risk_criteria import DEFAULT_THRESHOLDS, FLOORS, LOWER_BOUNDED, METRICS
 from connectors.protocol import COMPARISONS, ClockFormat, ConditionOp, Period
@@ -42,11 +43,12 @@ Identifier = Annotated[str, Field(min_length=1, max_length=128)]
 LegalBasis = Literal["consent", "contract", "legal_obligation", "legitimate_interest"]
 MeasureFunction = Literal["count", "count_distinct", "sum", "mean", "median"]
 ScalarValue = str | int | float | bool | date
-#: The entity types the PII scan labels columns with (``anonymizers.detection.entities``).
-EntityName = Literal[
-    "EMAIL_ADDRESS", "PHONE_NUMBER", "PERSON", "LOCATION", "CA_POSTAL_CODE", "CA_SIN",
-    "CREDIT_CARD", "IP_ADDRESS", "DATE_OF_BIRTH", "CA_QC_HEALTH_NUMBER", "URL",
-]  # fmt: skip
+#: The entity types the PII scan labels columns with: the scan's catalogue
+#: (``anonymizers.detection.entities.CATALOGUE``), every entity its recognizers know.
+if TYPE_CHECKING:
+    EntityName = str
+else:
+    EntityName = Literal[SCANNED_ENTITIES]
 
 
 class _Strict(BaseModel):

@@ -32,13 +32,13 @@ from presidio_anonymizer.entities import OperatorConfig
 
 from anonymizers.detection import classify_column, recognizers
 from anonymizers.detection import text_engine as engine_module
-from anonymizers.detection.entities import TEXT_ENTITIES
+from anonymizers.detection.entities import NAME_ONLY_ENTITIES, SCANNED_ENTITIES
 from anonymizers.detection.text_engine import BATCH_SIZE, text_engine
 from anonymizers.detection.value_scan import analyse_texts, entities_hit
 from anonymizers.text_redaction import redact_once, redact_texts
 
 REPO = Path(__file__).resolve().parents[1]
-ENTITIES = list(TEXT_ENTITIES)
+ENTITIES = [e for e in SCANNED_ENTITIES if e not in NAME_ONLY_ENTITIES]
 TAG = re.compile(r"<([A-Z][A-Z_]*)>")
 
 # ---------------------------------------------------------------------------------------

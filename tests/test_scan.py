@@ -221,13 +221,13 @@ def _add_unbound_phones(store: Path) -> None:
 
 def _forbid_classifying(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     classified: list[str] = []
-    real = flows.scan.classify_column
+    real = flows.scan.classify_table
 
-    def spy(name: str, family: str, values: Any, **kw: Any) -> Any:
-        classified.append(name)
-        return real(name, family, values, **kw)
+    def spy(columns: Any, **kw: Any) -> Any:
+        classified.extend(column.name for column in columns)
+        return real(columns, **kw)
 
-    monkeypatch.setattr(flows.scan, "classify_column", spy)
+    monkeypatch.setattr(flows.scan, "classify_table", spy)
     return classified
 
 

@@ -7,7 +7,9 @@ from anonymizers.detection.classify import (
     LABEL_THRESHOLD,
     VALUE_FAMILIES,
     ColumnFinding,
+    ColumnSample,
     classify_column,
+    classify_table,
 )
 from anonymizers.detection.confidence import wilson_lower_bound
 from anonymizers.detection.name_rules import match_column_name
@@ -16,7 +18,9 @@ __all__ = [
     "LABEL_THRESHOLD",
     "VALUE_FAMILIES",
     "ColumnFinding",
+    "ColumnSample",
     "classify_column",
+    "classify_table",
     "match_column_name",
     "wilson_lower_bound",
 ]

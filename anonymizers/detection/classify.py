@@ -4,22 +4,51 @@ The type family decides first what is possible at all (``entities.ENTITIES_BY_FA
 a number is never a phone number *because* its digits look like one (order numbers,
 amounts and ids do), only because the column is named so, and the one value shape
 checked on numbers is a SIN's (nine digits passing Luhn). A date is a birth date when
-its name says so, else nothing. Text values go through Presidio.
+its name says so, else nothing. Text values are looked for every entity the recognizer
+registry knows (``text_engine.registry_entities``), see ``value_scan.detect``.
+
+**Columns are judged by people, not one entity at a time.** A value is *personal* when
+it holds any personal entity (``entities.PERSONAL_ENTITIES``); a column is personal when
+its personal values are a clear share of its distinct values, and it is then labelled
+with every personal entity that holds a meaningful part of them. A "preferred contact"
+column, half e-mail addresses and half phone numbers, is personal (nearly every value
+is) and labelled both, although neither kind alone is half of it.
 
 Confidences are on one scale, where ``LABEL_THRESHOLD`` (0.5) labels a column:
 
-* a value confidence is the Wilson lower bound of the share of *distinct* values holding
-  the entity (``confidence.wilson_lower_bound``), so that one stray e-mail address among
-  a thousand notes, or three e-mails in a three-row table, does not read as certainty,
-  and neither do a few repeated values: three browser versions that libphonenumber
-  reads as phone numbers, repeated over half the rows, are three values, not five
-  hundred (people's identifiers repeat little);
+* a share's confidence is the Wilson lower bound of the share of *distinct* values
+  (``confidence.wilson_lower_bound``), so that one stray e-mail address among a thousand
+  notes does not read as certainty, and neither do a few repeated values: three browser
+  versions that libphonenumber reads as phone numbers, repeated over half the rows, are
+  three values, not five hundred (people's identifiers repeat little). When the sample
+  is the whole column (``complete``: the store holds no more values than were read, a
+  three-row table), the share is exact and is its own confidence;
+* a personal entity holding at least ``PART_THRESHOLD`` of the values (by the same bound)
+  takes the column's personal confidence; a non-personal one (a URL, a UUID) its own;
 * a name confidence is the name rule's prior (``name_rules``); a weak rule (``nom``)
   stays below the threshold unless the values have the entity's shape (``shapes``),
   in which case it is the Wilson bound of that shape's share;
-* a column's confidence is the **maximum** of the two: either source alone may label
-  a column (a ``courriel`` column of unreadable values, an e-mail column named ``c1``),
-  and agreement adds nothing, since the two are not independent evidence.
+* an entity's confidence is the **maximum** of its name's and its values': either may
+  label a column (a ``courriel`` column of unreadable values, an e-mail column named
+  ``c1``), and agreement adds nothing, since the two are not independent evidence.
+
+**Reading stops when the decision cannot change** (``settle_early``): distinct values
+are read in rounds (``ROUNDS``: 40, then 100, 250, 500 in all, then the rest) and a column
+is settled once the 99 % Wilson interval of its personal share lies wholly on one side of
+``LABEL_THRESHOLD`` and that of every entity on one side of its threshold. A column of
+e-mail addresses is settled after 40 values (enough for a Wilson bound above
+``VALUES_OVERRULE_AT``), a column of product names too; a column
+whose share is near a threshold is read whole. A table's columns are read together, so
+that one spaCy batch serves all of a round's names, places and notes.
+
+How the thresholds were chosen: 0.5 is the labelling rule the scan has always had (more
+than half the distinct values, with 95 % confidence), now applied to personal values of
+any kind. ``PART_THRESHOLD`` (0.2) labels a kind that is at least a fifth of the values:
+a mixed column names its kinds, while the one value in twenty that NER misreads (a
+surname that is a town's name, a product read as a person) labels nothing. The false
+positives the scan avoids stay avoided: browser versions, order numbers, product names and
+user agents hold no personal entity in more than a few of their distinct values, so their
+personal share stays far below one half (``bench/scan_quality.py`` measures both sets).
 
 No value is ever copied into a finding, a message or an exception: reasons cite rule
 phrases, entity types and counts only.
@@ -29,21 +58,34 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Final, cast
 
-from anonymizers.detection.confidence import wilson_lower_bound
-from anonymizers.detection.entities import CA_SIN, ENTITIES_BY_FAMILY, FAMILIES, TEXT_ENTITIES
+from anonymizers.detection.confidence import wilson_interval, wilson_lower_bound
+from anonymizers.detection.entities import (
+    CA_SIN,
+    ENTITIES_BY_FAMILY,
+    FAMILIES,
+    NAME_ONLY_ENTITIES,
+    entry,
+)
 from anonymizers.detection.name_rules import NameMatch, match_column_name
 from anonymizers.detection.shapes import SHAPES
-from anonymizers.detection.text_engine import BATCH_SIZE
-from anonymizers.detection.value_scan import Hits, count_hits
+from anonymizers.detection.text_engine import BATCH_SIZE, registry_entities
+from anonymizers.detection.value_scan import Hits, Request, detect
 from connectors.protocol import TypeFamily
 
 LABEL_THRESHOLD: Final = 0.5
+#: A personal entity is named on a personal column when it holds this share of its values.
+PART_THRESHOLD: Final = 0.2
+#: The normal quantile of the 99 % interval that settles a column before it is read whole.
+SETTLE_Z: Final = 2.576
+#: How many distinct values have been read after each round; then all of them.
+ROUNDS: Final = (40, 100, 250, 500)
 #: Free text: long, varied values made of words, worth a (slower) NER pass for names and
 #: places. Words matter: user agents and URLs are long and varied too, and the small
 #: models find "places" in every ``(Macintosh; Intel Mac OS X)``.
@@ -73,8 +115,9 @@ Value = str | int | float | Decimal | date | datetime | None
 class ColumnFinding:
     """What a column holds: ``entities`` maps each candidate entity to a confidence.
 
-    ``hits`` counts, per entity, the sampled values that hold it; ``sample_size`` is the
-    number of non-empty values looked at; ``reasons`` explains each confidence.
+    ``hits`` counts, per entity, the sampled values read that hold it; ``sample_size`` is
+    the number of non-empty values read (fewer than sampled when the column settled
+    early); ``reasons`` explains each confidence.
     """
 
     entities: dict[str, float]
@@ -88,52 +131,232 @@ class ColumnFinding:
         return frozenset(e for e, confidence in self.entities.items() if confidence >= threshold)
 
 
-def classify_column(
-    name: str, family: str, values: Sequence[Value], *, batch_size: int = BATCH_SIZE
-) -> ColumnFinding:
-    """Classify one column from its ``name``, type ``family`` and sampled ``values``.
+@dataclass(frozen=True)
+class ColumnSample:
+    """One column to classify: its name, type family and sampled values. ``complete``:
+    the values are every value the column holds (the store had no more to give)."""
 
-    ``batch_size`` is the number of texts spaCy processes at once for free text.
+    name: str
+    family: str
+    values: Sequence[Value]
+    complete: bool = False
+
+
+def classify_column(
+    name: str,
+    family: str,
+    values: Sequence[Value],
+    *,
+    batch_size: int = BATCH_SIZE,
+    complete: bool = False,
+    settle_early: bool = True,
+) -> ColumnFinding:
+    """Classify one column from its ``name``, type ``family`` and sampled ``values``."""
+    sample = ColumnSample(name, family, values, complete)
+    return classify_table([sample], batch_size=batch_size, settle_early=settle_early)[0]
+
+
+def classify_table(
+    columns: Sequence[ColumnSample], *, batch_size: int = BATCH_SIZE, settle_early: bool = True
+) -> list[ColumnFinding]:
+    """Classify a table's columns together (see the module), in their order.
+
+    ``batch_size`` is the number of texts spaCy processes at once; ``settle_early=False``
+    reads every sampled value of every column.
     """
-    if family not in FAMILIES:
-        raise ValueError(f"unknown type family {family!r}; expected one of {sorted(FAMILIES)}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    possible = ENTITIES_BY_FAMILY[cast(TypeFamily, family)]
-    present = [value for value in values if not _missing(value)]
-    reasons: list[str] = []
-    names = _name_matches(name, family, possible, reasons)
-    hits = Hits()
-    free_text = False
-    texts: list[str] = []
-    if family in NUMBER_FAMILIES:
-        numbers = [
-            text
-            for text in map(_integral_text, present)
-            if text is not None and len(text) == SIN_DIGITS
-        ]
-        hits = count_hits(
-            numbers, NUMBER_SHAPES, free_text=False, batch_size=batch_size, whole_value=True
+    for column in columns:
+        if column.family not in FAMILIES:
+            raise ValueError(
+                f"unknown type family {column.family!r}; expected one of {sorted(FAMILIES)}"
+            )
+    states = [_Column.start(column) for column in columns]
+    for limit in (*ROUNDS, math.inf):
+        pending = [state for state in states if not state.done]
+        if not pending:
+            break
+        requests = [state.next_request(limit) for state in pending]
+        if any(request.texts for request in requests):  # else the engine need not load
+            for state, found in zip(pending, detect(requests, batch_size=batch_size), strict=True):
+                state.take(found)
+        for state in pending:
+            state.done = state.exhausted or (settle_early and state.settled())
+    return [state.finding() for state in states]
+
+
+@dataclass
+class _Column:
+    """A column being read: its distinct values in sample order, and what was found."""
+
+    sample: ColumnSample
+    names: list[NameMatch]
+    reasons: list[str]
+    texts: list[str]
+    occurrences: Counter[str]
+    distinct: list[str]
+    wanted: frozenset[str]
+    free_text: bool
+    numbers: bool
+    read: int = 0
+    asked: list[int] = field(default_factory=list)
+    hits: Hits = field(default_factory=Hits)
+    personal: int = 0
+    done: bool = False
+
+    @classmethod
+    def start(cls, sample: ColumnSample) -> _Column:
+        family = sample.family
+        possible = ENTITIES_BY_FAMILY[cast(TypeFamily, family)]
+        present = [value for value in sample.values if not _missing(value)]
+        reasons: list[str] = []
+        names = _name_matches(sample.name, family, possible, reasons)
+        texts: list[str] = []
+        wanted: frozenset[str] = frozenset()
+        free_text = numbers = False
+        if family in NUMBER_FAMILIES:
+            numbers = True
+            texts = [_integral_text(value) or str(value) for value in present]
+            wanted = frozenset(NUMBER_SHAPES)
+            reasons.append(f"{family} column: digit patterns ignored, SIN shape checked")
+        elif family in TEXT_FAMILIES:
+            texts = [str(value) for value in present]
+            free_text = _is_free_text(texts)
+            if free_text:
+                reasons.append("free text: NER for names, places and groups, batched")
+            # Every entity the registry knows, those outside the catalogue too (``entry``).
+            wanted = registry_entities() - NAME_ONLY_ENTITIES if texts else frozenset()
+        else:
+            reasons.append(f"{family} column: values not inspected, only a name can label it")
+        occurrences = Counter(texts)
+        return cls(
+            sample=sample,
+            names=names,
+            reasons=reasons,
+            texts=texts,
+            occurrences=occurrences,
+            distinct=list(occurrences),
+            wanted=wanted,
+            free_text=free_text,
+            numbers=numbers,
+            done=not occurrences or not wanted,
         )
-        reasons.append(f"{family} column: digit patterns ignored, SIN shape checked")
-    elif family in TEXT_FAMILIES:
-        texts = [str(value) for value in present]
-        free_text = _is_free_text(texts)
-        if free_text:
-            reasons.append("free text: NER for PERSON and LOCATION, batched")
-        wanted = [entity for entity in TEXT_ENTITIES if entity in possible]
-        hits = count_hits(texts, wanted, free_text=free_text, batch_size=batch_size)
-    else:
-        reasons.append(f"{family} column: values not inspected, only a name can label it")
-    distinct_values = len({str(value) for value in present})
-    entities = _combine(names, hits, texts, (len(present), distinct_values), reasons)
-    return ColumnFinding(
-        entities=entities,
-        sample_size=len(present),
-        hits=dict(sorted(hits.rows.items())),
-        free_text=free_text,
-        reasons=tuple(reasons),
-    )
+
+    @property
+    def exhausted(self) -> bool:
+        return self.read >= len(self.distinct)
+
+    def next_request(self, limit: float) -> Request:
+        """The next distinct values to look at, up to ``limit`` read in all."""
+        end = int(min(limit, len(self.distinct)))
+        chunk = range(self.read, end)
+        # Of numbers, only nine digits can be a SIN: the rest need no analyzer.
+        self.asked = [i for i in chunk if not self.numbers or _sin_digits(self.distinct[i])]
+        self.read = end
+        return Request(
+            [self.distinct[i] for i in self.asked],
+            self.wanted,
+            free_text=self.free_text,
+            whole_value=self.numbers,
+        )
+
+    def take(self, found: Sequence[frozenset[str]]) -> None:
+        for i, entities in zip(self.asked, found, strict=True):
+            for entity in entities:
+                self.hits.rows[entity] += self.occurrences[self.distinct[i]]
+                self.hits.distinct[entity] += 1
+            self.personal += any(entry(entity).personal for entity in entities)
+
+    @property
+    def exact(self) -> bool:
+        """Shares are exact: every value of the column has been read."""
+        return self.sample.complete and self.exhausted
+
+    def confidence(self, hits: int) -> float:
+        """The confidence a share of ``hits`` distinct values read gives (see module)."""
+        if self.exact:
+            return hits / self.read if self.read else 0.0
+        return wilson_lower_bound(hits, self.read)
+
+    def settled(self) -> bool:
+        """Whether reading more values could not change the labels (see module)."""
+
+        def undecided(hits: int, threshold: float) -> bool:
+            lower, upper = wilson_interval(hits, self.read, SETTLE_Z)
+            return lower < threshold <= upper
+
+        if undecided(self.personal, LABEL_THRESHOLD):
+            return False
+        personal = wilson_interval(self.personal, self.read, SETTLE_Z)[0] >= LABEL_THRESHOLD
+        for entity in self.wanted:
+            if entry(entity).personal:
+                if personal and undecided(self.hits.distinct[entity], PART_THRESHOLD):
+                    return False
+            elif undecided(self.hits.distinct[entity], LABEL_THRESHOLD):
+                return False
+        return True
+
+    def finding(self) -> ColumnFinding:
+        rows_read = sum(self.occurrences[text] for text in self.distinct[: self.read])
+        if self.read < len(self.distinct):
+            self.reasons.append(
+                f"settled after {self.read} of {len(self.distinct)} distinct values "
+                f"({rows_read} of {len(self.texts)} values)"
+            )
+        entities = self._combine(rows_read)
+        return ColumnFinding(
+            entities=entities,
+            sample_size=rows_read,
+            hits=dict(sorted(self.hits.rows.items())),
+            free_text=self.free_text,
+            reasons=tuple(self.reasons),
+        )
+
+    def _combine(self, rows_read: int) -> dict[str, float]:
+        """Each entity's confidence: the maximum of its name's and its values' (see module)."""
+        reasons = self.reasons
+        hits = self.hits
+        how = "exact share" if self.exact else "Wilson lower bound"
+        column = self.confidence(self.personal)
+        if self.personal:
+            reasons.append(
+                f"personal: {self.personal} of {self.read} distinct values hold personal "
+                f"information ({how} {column:.3f})"
+            )
+        confidences: dict[str, float] = {}
+        for entity, count in sorted(hits.distinct.items()):
+            own = self.confidence(count)
+            part = entry(entity).personal and own >= PART_THRESHOLD
+            confidences[entity] = column if part and column >= LABEL_THRESHOLD else own
+            reasons.append(
+                f"{entity}: {hits.rows[entity]} of {rows_read} values, {count} of {self.read} "
+                f"distinct ({how} {own:.3f}"
+                + (", a part of the personal values)" if confidences[entity] > own else ")")
+            )
+        texts = self.texts if not self.numbers else []
+        for match in self.names:
+            prior = match.prior
+            shape = SHAPES.get(match.entity)
+            if prior < LABEL_THRESHOLD and shape is not None and texts:
+                shaped = sum(map(shape, texts))
+                bound = wilson_lower_bound(shaped, len(texts))
+                confirmed = bound >= SHAPE_CONFIRMS_AT
+                reasons.append(
+                    f"{match.entity}: {shaped} of {len(texts)} values have its shape "
+                    f"(Wilson lower bound {bound:.3f}), "
+                    + ("confirming" if confirmed else "not confirming")
+                    + f" the weak name rule {match.rule!r}"
+                )
+                prior = bound if confirmed else prior
+            other = _surest_other(confidences, match.entity)
+            if texts and hits.rows[match.entity] == 0 and other is not None:
+                reasons.append(
+                    f"{match.entity}: name rule {match.rule!r} overruled, the values are "
+                    f"{other} ({how} {confidences[other]:.3f}) and none {match.entity}"
+                )
+                prior = min(prior, LABEL_THRESHOLD / 2)
+            confidences[match.entity] = max(confidences.get(match.entity, 0.0), prior)
+        return {e: confidences[e] for e in sorted(confidences) if confidences[e] > 0}
 
 
 def _missing(value: object) -> bool:
@@ -155,6 +378,10 @@ def _integral_text(value: object) -> str | None:
     if isinstance(value, str) and value.strip().isdigit():
         return value.strip()
     return None
+
+
+def _sin_digits(text: str) -> bool:
+    return len(text) == SIN_DIGITS and text.isdigit()
 
 
 def _is_free_text(texts: Sequence[str]) -> bool:
@@ -194,48 +421,3 @@ def _surest_other(confidences: dict[str, float], entity: str) -> str | None:
     """Another entity the values hold at ``VALUES_OVERRULE_AT`` or more, if any."""
     others = [(c, e) for e, c in confidences.items() if e != entity and c >= VALUES_OVERRULE_AT]
     return max(others)[1] if others else None
-
-
-def _combine(
-    names: Sequence[NameMatch],
-    hits: Hits,
-    texts: Sequence[str],
-    sizes: tuple[int, int],
-    reasons: list[str],
-) -> dict[str, float]:
-    """Each entity's confidence: the maximum of its name's and its values' (see module)."""
-    sample_size, distinct_values = sizes
-    confidences = {
-        entity: wilson_lower_bound(count, distinct_values)
-        for entity, count in hits.distinct.items()
-    }
-    for entity, count in sorted(hits.rows.items()):
-        reasons.append(
-            f"{entity}: {count} of {sample_size} values, {hits.distinct[entity]} of "
-            f"{distinct_values} distinct (Wilson lower bound {confidences[entity]:.3f})"
-        )
-    for match in names:
-        prior = match.prior
-        shape = SHAPES.get(match.entity)
-        if prior < LABEL_THRESHOLD and shape is not None and texts:
-            shaped = sum(map(shape, texts))
-            bound = wilson_lower_bound(shaped, sample_size)
-            confirmed = bound >= SHAPE_CONFIRMS_AT
-            reasons.append(
-                f"{match.entity}: {shaped} of {sample_size} values have its shape "
-                f"(Wilson lower bound {bound:.3f}), "
-                + ("confirming" if confirmed else "not confirming")
-                + f" the weak name rule {match.rule!r}"
-            )
-            prior = bound if confirmed else prior
-        other = _surest_other(confidences, match.entity)
-        if texts and hits.rows[match.entity] == 0 and other is not None:
-            reasons.append(
-                f"{match.entity}: name rule {match.rule!r} overruled, the values are "
-                f"{other} (Wilson lower bound {confidences[other]:.3f}) and none {match.entity}"
-            )
-            prior = min(prior, LABEL_THRESHOLD / 2)
-        confidences[match.entity] = max(confidences.get(match.entity, 0.0), prior)
-    return {
-        entity: confidences[entity] for entity in sorted(confidences) if confidences[entity] > 0
-    }

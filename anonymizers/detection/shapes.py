@@ -9,7 +9,9 @@ name-shaped short values are worth the NER pass that tells "Eloy Zayas" from "Ca
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Final
 
 from anonymizers.detection.entities import PERSON
@@ -43,3 +45,77 @@ def _capitalised(word: str) -> bool:
 
 #: The shape that confirms a weak name rule, per entity.
 SHAPES: Final[dict[str, Callable[[str], bool]]] = {PERSON: looks_like_person_name}
+
+
+#: English street types besides Faker's list, as people abbreviate them.
+_ENGLISH_STREET_ABBREVIATIONS: Final = (
+    "St", "Ave", "Av", "Rd", "Blvd", "Dr", "Cres", "Crt", "Ct", "Ln", "Hwy", "Pkwy", "Pl",
+    "Terr", "Sq", "Cir",
+)  # fmt: skip
+#: French street types besides Faker's list (``rue``, ``chemin``...).
+_FRENCH_STREET_TYPES: Final = (
+    "allée", "boul", "boul.", "bd", "ch.", "av.", "place", "côte", "croissant", "impasse",
+    "promenade", "terrasse", "montée", "ruelle", "carré", "rang", "autoroute", "square",
+)  # fmt: skip
+#: A civic number: ``1234``, ``12B``, ``10-1234`` (unit-number), ``1234,``.
+_CIVIC = r"(?:^|(?<=[\s,]))\d{1,6}[A-Za-z]?(?:-\d{1,6}[A-Za-z]?)?,?"
+#: Faker's English city shapes (``West Davidmouth``, ``Pearsonborough``) and French ones
+#: (``Baie-Saint-Paul``, ``Lac-Mégantic``, ``Sainte-Julie``), as prefixes and endings.
+_CITY_FIRST_WORDS: Final = frozenset(
+    {"north", "east", "west", "south", "new", "lake", "port", "fort", "mount", "saint", "sainte",
+     "st", "ste", "mont", "lac", "baie", "ville", "pointe", "riviere", "val", "cap", "ile",
+     "notre", "grand", "grande", "petit", "petite", "haut", "bas"}
+)  # fmt: skip
+_CITY_LAST_WORDS: Final = frozenset({"est", "ouest", "nord", "sud", "mer", "city", "falls"})
+_CITY_ENDINGS: Final = (
+    "town", "ton", "ville", "berg", "burgh", "borough", "bury", "view", "port", "mouth",
+    "stad", "furt", "chester", "fort", "haven", "shire", "field", "ford", "wood", "brook",
+)  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def _street_address() -> re.Pattern[str]:
+    from faker.providers.address.en_US import Provider as English
+    from faker.providers.address.fr_CA import Provider as French
+
+    english = sorted({*English.street_suffixes, *_ENGLISH_STREET_ABBREVIATIONS}, key=len)
+    french = sorted({*French.street_prefixes, *_FRENCH_STREET_TYPES}, key=len)
+    english_types = "|".join(re.escape(word) for word in reversed(english))
+    french_types = "|".join(re.escape(word) for word in reversed(french))
+    word = r"[^\W\d_][\w'\u2019.-]*"
+    return re.compile(
+        rf"{_CIVIC}\s+(?:(?:{french_types})(?=[\s,]|$)"
+        rf"|(?:{word}\s+){{1,4}}(?:{english_types})\.?(?=[\s,]|$))",
+        re.IGNORECASE,
+    )
+
+
+def looks_like_street_address(value: str) -> bool:
+    """A civic number then a street: ``3608 rue Fullum``, ``12 boul. René-Lévesque O``,
+    ``7835 Erica Trace Suite 158``, ``10-55 Main St, Ottawa`` (Faker's street types of
+    both languages, and their usual abbreviations)."""
+    return len(value) <= MAX_ADDRESS_CHARS and _street_address().search(value) is not None
+
+
+#: Longer values are sentences, not addresses.
+MAX_ADDRESS_CHARS: Final = 120
+
+
+def looks_like_city_name(value: str) -> bool:
+    """Capitalised words shaped like a town's name: a place word first (``North``,
+    ``Lac``, ``Saint``), a direction last (``Est``, ``Ouest``), or a town's ending on a
+    one- or two-word name (``Pearsonborough``, ``Fredericton``)."""
+    if not looks_like_person_name(value):
+        return False
+    words = [_fold(word) for word in re.split(r"[\s-]+", value) if word]
+    if len(words) >= 2 and (words[0] in _CITY_FIRST_WORDS or words[-1] in _CITY_LAST_WORDS):
+        return True
+    last = words[-1].rstrip(".,")
+    return len(words) <= 2 and any(
+        last.endswith(ending) and len(last) >= len(ending) + 3 for ending in _CITY_ENDINGS
+    )
+
+
+def _fold(word: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", word.casefold())
+    return "".join(char for char in decomposed if not unicodedata.combining(char)).strip("'\u2019")

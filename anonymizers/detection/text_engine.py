@@ -257,3 +257,12 @@ def text_engine() -> TextEngine:
         context_aware_enhancer=_without_lemmas(),
     )
     return TextEngine(analyzer=analyzer, anonymizer=AnonymizerEngine())  # type: ignore[no-untyped-call]
+
+
+@lru_cache(maxsize=1)
+def registry_entities() -> frozenset[str]:
+    """Every entity the text engine's recognizer registry can return, in any language."""
+    analyzer = text_engine().analyzer
+    return frozenset(
+        entity for language in MODEL_ENV for entity in analyzer.get_supported_entities(language)
+    )

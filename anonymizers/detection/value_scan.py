@@ -1,15 +1,24 @@
-"""Run the shared Presidio engine over a column's values and count, per entity, the values hit.
+"""Run the shared Presidio engine over columns' values: which entities each value holds.
 
-Short values are analysed one by one with the pattern recognizers, without a spaCy
-pass, except those shaped like a person's name: the NER pass, asked for ``PERSON``
-only, finds about three full names in four out of context (and one product name or
-city in ten), where the given-name pattern knows only the names in its lists. Free text
-goes through Presidio's ``BatchAnalyzerEngine`` (spaCy ``nlp.pipe``) for every entity.
-Texts are grouped by the text engine's cheap language detection; each distinct value
-is analysed once and counted as often as it occurs, once per entity however many
-matches of it the value holds. Nested findings are settled by the text engine's one rule
-(``settle_nested``), the one ``redact_text`` applies, so what the scan counts is what
-gets redacted.
+``detect`` looks at the values of several columns at once (one ``Request`` each), so that
+spaCy's batches are shared across a table's columns:
+
+* every value goes through the pattern recognizers (e-mail, phone, card, IBAN, MAC...),
+  without a spaCy pass;
+* short values are checked against places (``anonymizers.regions.names_places``: the
+  Canadian municipalities, provinces, states and countries of both languages) and the
+  shapes of a street address or a town's name (``shapes``): such a value is a
+  ``LOCATION``, never a ``PERSON`` (the small French model reads many towns as people);
+* short values shaped like a name that are no known place go through the NER pass, asked
+  for ``PERSON``, ``LOCATION`` and ``NRP`` only: it finds about three full names in four
+  out of context, where the given-name pattern knows only the names in its lists;
+* free text goes through Presidio's ``BatchAnalyzerEngine`` (spaCy ``nlp.pipe``) for every
+  entity.
+
+Texts are grouped by the text engine's cheap language detection. A value counts once per
+entity however many matches of it it holds. Nested findings are settled by the text
+engine's one rule (``settle_nested``), the one ``redact_text`` applies, so what the scan
+counts is what gets redacted.
 """
 
 from __future__ import annotations
@@ -19,14 +28,19 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-from anonymizers.detection.entities import PERSON
-from anonymizers.detection.shapes import looks_like_person_name
+from anonymizers.detection.entities import LOCATION, NRP, PERSON
+from anonymizers.detection.shapes import (
+    looks_like_city_name,
+    looks_like_person_name,
+    looks_like_street_address,
+)
 from anonymizers.detection.text_engine import (
     by_language,
     settle_nested,
     split_pieces,
     text_engine,
 )
+from anonymizers.regions import names_places
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine, RecognizerResult
@@ -35,6 +49,22 @@ if TYPE_CHECKING:
 #: ``H3Z2Y7`` 0.1, waiting for context) count only when they are the whole value:
 #: a value that *is* a postal code needs no context word.
 HIT_SCORE: Final = 0.5
+#: What the NER pass is asked of a short value shaped like a name.
+SHORT_NER_ENTITIES: Final = (LOCATION, NRP, PERSON)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One column's distinct values to look at, for ``entities``.
+
+    ``free_text``: the NER pass reads every value, for every entity; ``whole_value``: a
+    match counts only when it is the whole value (a number that *is* a SIN).
+    """
+
+    texts: Sequence[str]
+    entities: frozenset[str]
+    free_text: bool = False
+    whole_value: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,6 +73,44 @@ class Hits:
 
     rows: Counter[str] = field(default_factory=Counter)
     distinct: Counter[str] = field(default_factory=Counter)
+
+
+def detect(requests: Sequence[Request], *, batch_size: int) -> list[list[frozenset[str]]]:
+    """For each request, the entities each of its texts holds (see the module)."""
+    found: list[list[set[str]]] = [[set() for _ in r.texts] for r in requests]
+    every = sorted({entity for r in requests for entity in r.entities})
+    for free_text in (False, True):
+        positions = [
+            (i, j) for i, r in enumerate(requests) if r.free_text is free_text
+            for j in range(len(r.texts))
+        ]  # fmt: skip
+        texts = [requests[i].texts[j] for i, j in positions]
+        analysed = analyse_texts(texts, every, free_text=free_text, batch_size=batch_size)
+        for (i, j), text, results in zip(positions, texts, analysed, strict=True):
+            found[i][j] = entities_hit(text, results, whole_value=requests[i].whole_value)
+    named: list[tuple[int, int]] = []
+    for i, request in enumerate(requests):
+        if request.free_text or not request.entities & {LOCATION, PERSON, NRP}:
+            continue
+        for j, text in enumerate(request.texts):
+            if LOCATION in request.entities and _is_place(text):
+                found[i][j].discard(PERSON)
+                found[i][j].add(LOCATION)
+            elif looks_like_person_name(text):
+                named.append((i, j))
+    names = [requests[i].texts[j] for i, j in named]
+    again = analyse_texts(names, SHORT_NER_ENTITIES, free_text=True, batch_size=batch_size)
+    for (i, j), results in zip(named, again, strict=True):
+        found[i][j] |= entities_hit(requests[i].texts[j], results)
+    return [
+        [frozenset(entities & r.entities) for entities in texts]
+        for r, texts in zip(requests, found, strict=True)
+    ]
+
+
+def _is_place(text: str) -> bool:
+    """A known place, a street address or a town-shaped name."""
+    return looks_like_street_address(text) or looks_like_city_name(text) or names_places(text)
 
 
 def count_hits(
@@ -57,22 +125,11 @@ def count_hits(
     if not texts or not entities:
         return Hits()
     occurrences = Counter(texts)
-    distinct = list(occurrences)
-    wanted = sorted(entities)
-    analysed = analyse_texts(distinct, wanted, free_text=free_text, batch_size=batch_size)
-    found = [
-        entities_hit(text, results, whole_value=whole_value)
-        for text, results in zip(distinct, analysed, strict=True)
-    ]
-    if not free_text and PERSON in wanted:
-        named = [i for i, text in enumerate(distinct) if looks_like_person_name(text)]
-        names = [distinct[i] for i in named]
-        again = analyse_texts(names, [PERSON], free_text=True, batch_size=batch_size)
-        for i, results in zip(named, again, strict=True):
-            found[i] |= entities_hit(distinct[i], results, whole_value=whole_value)
+    request = Request(list(occurrences), frozenset(entities), free_text, whole_value)
+    (found,) = detect([request], batch_size=batch_size)
     hits = Hits()
-    for text, entities_found in zip(distinct, found, strict=True):
-        for entity in entities_found.intersection(wanted):
+    for text, entities_found in zip(request.texts, found, strict=True):
+        for entity in entities_found:
             hits.rows[entity] += occurrences[text]
             hits.distinct[entity] += 1
     return hits

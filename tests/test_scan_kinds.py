@@ -1,0 +1,152 @@
+"""The kinds of personal information the scan used to miss, found through a real scan.
+
+Each test writes a SQLite store the way a data engineer would (neutral column names, no
+hint from the name), scans it as ``tenure scan`` does (``SQLConnector`` + ``scan_table``)
+and checks the labels: MAC addresses and IBANs (entities Presidio's registry knows but the
+scan never asked for), a column mixing e-mail addresses and phone numbers, a column of
+French town names, and a three-row table.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from faker import Faker
+
+from anonymizers.detection import ColumnSample, classify_table
+from anonymizers.detection.entities import CATALOGUE, NAME_ONLY_ENTITIES
+from anonymizers.detection.text_engine import registry_entities
+from connectors.sql.connector import SQLConnector
+from flows.scan import TableScan, scan_table
+
+SAMPLE = 1_000
+#: Real municipalities of Quebec, written as people write them.
+QUEBEC_TOWNS = (
+    "Montréal", "Québec", "Laval", "Gatineau", "Longueuil", "Sherbrooke", "Lévis",
+    "Saguenay", "Trois-Rivières", "Terrebonne", "Saint-Jean-sur-Richelieu", "Repentigny",
+    "Brossard", "Drummondville", "Saint-Jérôme", "Granby", "Blainville", "Mirabel",
+    "Châteauguay", "Mascouche", "Rimouski", "Victoriaville", "Shawinigan", "Joliette",
+    "Rouyn-Noranda", "Val-d'Or", "Sept-Îles", "Baie-Comeau", "Alma", "Magog", "Sorel-Tracy",
+    "St-Hyacinthe", "Boucherville", "Vaudreuil-Dorion", "Saint-Eustache", "Chambly",
+    "Rivière-du-Loup", "Matane", "Gaspé", "Dolbeau-Mistassini", "Thetford Mines",
+    "Sainte-Julie", "Beloeil", "Candiac", "La Prairie", "Cowansville", "Lachute",
+    "Sainte-Thérèse", "Boisbriand", "Amos",
+)  # fmt: skip
+
+
+def _scan(tmp_path: Path, table: str, columns: dict[str, Sequence[Any]]) -> dict[str, set[str]]:
+    """Write ``columns`` into an untyped SQLite table, scan it, return each column's labels."""
+    path = tmp_path / "store.sqlite"
+    rows = list(zip(*columns.values(), strict=True))
+    with sqlite3.connect(path) as db:
+        db.execute(f"CREATE TABLE {table} ({', '.join(columns)})")
+        db.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(columns))})", rows)
+    connector = SQLConnector("store", f"sqlite:///{path}")
+    try:
+        info = connector.table_info(table)
+        assert info is not None
+        scan: TableScan = scan_table(connector, info, len(rows), SAMPLE, "store")
+    finally:
+        connector.close()
+    return {column.column: set(column.labels()) for column in scan.columns}
+
+
+def _faker(seed: int, *locales: str) -> Faker:
+    fake = Faker(list(locales))
+    fake.seed_instance(seed)
+    return fake
+
+
+def test_every_entity_the_registry_knows_is_catalogued_and_looked_for() -> None:
+    known = registry_entities()
+    assert known == set(CATALOGUE) - NAME_ONLY_ENTITIES
+    assert {"MAC_ADDRESS", "IBAN_CODE", "CRYPTO", "UUID", "URL", "NRP"} <= known
+
+
+def test_a_column_of_mac_addresses_is_found(tmp_path: Path) -> None:
+    fake = _faker(1, "en_CA")
+    layouts: list[Callable[[str], str]] = [
+        lambda mac: mac,
+        lambda mac: mac.upper().replace(":", "-"),
+        lambda mac: ".".join(mac.replace(":", "")[i : i + 4] for i in (0, 4, 8)),
+    ]
+    macs = [layouts[i % 3](fake.mac_address()) for i in range(300)]
+    labels = _scan(tmp_path, "devices", {"c1": macs, "c2": [f"v{i % 7}" for i in range(300)]})
+    assert labels == {"c1": {"MAC_ADDRESS"}, "c2": set()}
+
+
+def test_a_column_of_ibans_is_found(tmp_path: Path) -> None:
+    ibans = []
+    for i, locale in enumerate(["fr_FR", "de_DE", "en_GB", "nl_NL", "es_ES"] * 60):
+        iban = _faker(i, locale).iban()
+        ibans.append(" ".join(iban[j : j + 4] for j in range(0, len(iban), 4)) if i % 2 else iban)
+    labels = _scan(tmp_path, "payouts", {"compte": ibans, "montant": list(range(300))})
+    assert labels == {"compte": {"IBAN_CODE"}, "montant": set()}
+
+
+def test_a_column_half_emails_half_phones_is_personal_and_names_both(tmp_path: Path) -> None:
+    fake = _faker(2, "fr_CA", "en_CA")
+    rng = random.Random(2)
+    contact = [
+        fake.email() if rng.random() < 0.5 else f"514 {rng.randint(200, 999)}-{i % 10000:04d}"
+        for i in range(400)
+    ]
+    channel = [rng.choice(["courriel", "téléphone", "sms"]) for _ in contact]
+    labels = _scan(tmp_path, "preferences", {"preferred": contact, "canal": channel})
+    assert labels == {"preferred": {"EMAIL_ADDRESS", "PHONE_NUMBER"}, "canal": set()}
+
+
+def test_a_column_of_french_town_names_is_a_location_not_people(tmp_path: Path) -> None:
+    rng = random.Random(3)
+    towns = [rng.choice(QUEBEC_TOWNS) for _ in range(500)]
+    labels = _scan(tmp_path, "clients", {"c3": towns, "c4": [rng.randint(1, 9) for _ in towns]})
+    assert labels == {"c3": {"LOCATION"}, "c4": set()}
+
+
+def test_a_three_row_table_is_read_whole(tmp_path: Path) -> None:
+    labels = _scan(
+        tmp_path,
+        "team",
+        {
+            "a": ["marie.tremblay@example.ca", "j.smith@example.com", "gagnon.luc@example.org"],
+            "b": ["Marie Tremblay", "John Smith", "Luc Gagnon"],
+            "c": ["(514) 555-0142", "418-555-0199", "+1 819 555 0110"],
+            "d": ["actif", "inactif", "actif"],
+        },
+    )
+    assert labels == {
+        "a": {"EMAIL_ADDRESS"},
+        "b": {"PERSON"},
+        "c": {"PHONE_NUMBER"},
+        "d": set(),
+    }
+
+
+def test_reading_stops_early_when_the_labels_are_settled() -> None:
+    fake = _faker(4, "en_CA", "fr_CA")
+    columns = [
+        ColumnSample("c1", "text", [fake.email() for _ in range(SAMPLE)]),
+        ColumnSample("c2", "text", [f"SKU-{i:06d}" for i in range(SAMPLE)]),
+    ]
+    early = classify_table(columns)
+    whole = classify_table(columns, settle_early=False)
+    assert [f.labels() for f in early] == [f.labels() for f in whole]
+    assert [f.sample_size for f in early] == [40, 40]
+    assert [f.sample_size for f in whole] == [SAMPLE, SAMPLE]
+    assert any(r.startswith("settled after 40 of ") for r in early[0].reasons)
+
+
+@pytest.mark.parametrize("family", ["text", "other"])
+def test_a_stray_personal_value_in_a_short_sample_is_not_a_label(family: str) -> None:
+    """Exact shares are for complete columns only: in a sample, two e-mail addresses among
+    three values stay below the Wilson bound, as before."""
+    values = ["a@example.org", "b@example.org", "nothing here"]
+    (sampled,) = classify_table([ColumnSample("x", family, values)])
+    (whole,) = classify_table([ColumnSample("x", family, values, complete=True)])
+    assert sampled.labels() == frozenset()
+    assert whole.labels() == {"EMAIL_ADDRESS"}
