@@ -3,7 +3,8 @@
 The stub is YAML to review, not to paste blindly: the purpose, subject key, clock and
 retention of a new dataset are decisions the scan cannot make, so they are ``TODO``
 (which the policy loader rejects until they are filled in). Categories are picked from
-the policy where one declares the entity found; otherwise a new category is proposed.
+the policy where one declares the entity found; otherwise a new category is proposed,
+named after the entity's kind in the scan's catalogue (``financial.iban_code``).
 
 It also proposes where the identifiers of ``subjects:`` are found in each dataset that
 has no ``found_in`` entry: a column whose foreign key (or the policy's reference) leads
@@ -15,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
+from anonymizers.detection.entities import entry
 from connectors.protocol import TableInfo
 from retention_rules.coverage import CoverageGap
 from retention_rules.model import Policy
@@ -131,10 +133,11 @@ def _category_for(policy: Policy, entity: str, new: dict[str, str], direct: froz
     ]
     if listing:  # the most specific category: the one listing fewest entities
         return min(listing)[1]
-    name = f"detected.{entity.lower()}"
+    kind = entry(entity)  # the scan's catalogue: a kind of information for every entity
+    name = f"{kind.kind}.{entity.lower()}"
     identifier = "direct" if entity in direct else "quasi"
     new[name] = (
-        f'{{description: "TODO: describe ({entity})", identifier: {identifier}, '
+        f'{{description: "TODO: describe ({kind.description})", identifier: {identifier}, '
         f"entities: [{entity}]}}"
     )
     return name

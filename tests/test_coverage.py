@@ -152,9 +152,9 @@ def test_suggest_binds_new_tables_and_names_the_dataset_of_known_ones() -> None:
     assert dataset["table"] == "leads"
     assert dataset["primary_key"] == ["lead_id"]
     # The most specific category that lists the entity; a new one when none does.
-    assert dataset["columns"] == {"courriel": "contact.email", "nas": "detected.ca_sin"}
-    assert document["categories"]["detected.ca_sin"]["identifier"] == "direct"
-    assert document["categories"]["detected.ca_sin"]["entities"] == ["CA_SIN"]
+    assert dataset["columns"] == {"courriel": "contact.email", "nas": "government_id.ca_sin"}
+    assert document["categories"]["government_id.ca_sin"]["identifier"] == "direct"
+    assert document["categories"]["government_id.ca_sin"]["entities"] == ["CA_SIN"]
     assert "# Add to the columns of dataset 'accounts':" in stub
     assert "#   recovery: contact.email" in stub
 
@@ -183,3 +183,35 @@ def test_a_suggested_dataset_loads_once_its_todos_are_filled(tmp_path: Path) -> 
     YAML(typ="safe").dump(document, path)
     loaded = load_policy(path, environ={})
     assert loaded.policy.datasets[new].columns == {"tel": ["contact.phone"]}
+
+
+def test_suggest_proposes_a_category_of_its_kind_for_every_catalogued_entity(
+    tmp_path: Path,
+) -> None:
+    """Entities the scan looks for since it asks the registry (IBANs, MAC addresses, wallets,
+    nationalities) get a category of their kind, which the policy loader accepts."""
+    entities = ("IBAN_CODE", "MAC_ADDRESS", "CRYPTO", "NRP", "CA_QC_HEALTH_NUMBER")
+    evidence = [
+        ColumnEvidence("crm", None, "leads", f"c{i}", {e: 0.9}) for i, e in enumerate(entities)
+    ]
+    gaps = check_coverage(POLICY, evidence, DIRECT_IDENTIFIERS).gaps
+    stub = YAML(typ="safe").load(suggest_bindings(POLICY, gaps, {}, DIRECT_IDENTIFIERS))
+    assert stub["datasets"][0]["columns"] == {
+        "c0": "financial.iban_code",
+        "c1": "device.mac_address",
+        "c2": "financial.crypto",
+        "c3": "sensitive.nrp",
+        "c4": "health.ca_qc_health_number",
+    }
+    assert {name: c["identifier"] for name, c in stub["categories"].items()} == {
+        "financial.iban_code": "direct",
+        "device.mac_address": "direct",
+        "financial.crypto": "direct",
+        "sensitive.nrp": "quasi",
+        "health.ca_qc_health_number": "direct",
+    }
+    document = YAML(typ="safe").load(SHIPPED_POLICY.read_text())
+    document["categories"].update(stub["categories"])
+    path = tmp_path / "policy.yaml"
+    YAML(typ="safe").dump(document, path)
+    assert load_policy(path, environ={}).policy.categories["sensitive.nrp"].entities == ["NRP"]
