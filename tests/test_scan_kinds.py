@@ -150,3 +150,20 @@ def test_a_stray_personal_value_in_a_short_sample_is_not_a_label(family: str) ->
     (whole,) = classify_table([ColumnSample("x", family, values, complete=True)])
     assert sampled.labels() == frozenset()
     assert whole.labels() == {"EMAIL_ADDRESS"}
+
+
+def test_nationalities_and_religions_are_nrp_in_both_languages(tmp_path: Path) -> None:
+    rng = random.Random(5)
+    nationality = ["Haïtienne", "canadien", "Lebanese", "marocaine", "Canadian", "Vietnamese"]
+    religion = ["catholique", "Muslim", "juive", "athée", "Protestant", "hindou"]
+    colours = ["rouge", "Green", "bleu", "Noir", "blanc", "Yellow"]
+    labels = _scan(
+        tmp_path,
+        "profil",
+        {
+            "c5": [rng.choice(nationality) for _ in range(300)],
+            "c6": [rng.choice(religion) for _ in range(300)],
+            "c7": [rng.choice(colours) for _ in range(300)],
+        },
+    )
+    assert labels == {"c5": {"NRP"}, "c6": {"NRP"}, "c7": set()}

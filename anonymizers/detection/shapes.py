@@ -8,10 +8,12 @@ name-shaped short values are worth the NER pass that tells "Eloy Zayas" from "Ca
 
 from __future__ import annotations
 
+import csv
 import re
 import unicodedata
 from collections.abc import Callable
 from functools import lru_cache
+from importlib import resources
 from typing import Final
 
 from anonymizers.detection.entities import PERSON
@@ -119,3 +121,27 @@ def looks_like_city_name(value: str) -> bool:
 def _fold(word: str) -> str:
     decomposed = unicodedata.normalize("NFKD", word.casefold())
     return "".join(char for char in decomposed if not unicodedata.combining(char)).strip("'\u2019")
+
+
+@lru_cache(maxsize=1)
+def _group_terms() -> frozenset[str]:
+    """The folded terms of ``data/nrp_terms.csv``: nationalities, religions and political
+    affiliations in English and French (both genders)."""
+    path = resources.files("anonymizers") / "data" / "nrp_terms.csv"
+    rows = csv.DictReader(path.read_text(encoding="utf-8").splitlines())
+    return frozenset(" ".join(map(_fold, row["term"].split())) for row in rows)
+
+
+_GROUP_SEPARATORS = re.compile(r"\s*(?:[,;/&+]|\bet\b|\band\b)\s*", re.IGNORECASE)
+
+
+def names_groups(value: str) -> bool:
+    """Whether ``value`` is nothing but nationalities, religions or political affiliations
+    (``Haïtienne``, ``catholique``, ``Canadian / Lebanese``), plurals included."""
+    parts = [part for part in _GROUP_SEPARATORS.split(value.strip()) if part]
+    terms = _group_terms()
+    return bool(parts) and all(
+        (key := " ".join(map(_fold, part.split()))) in terms
+        or (key.endswith("s") and key[:-1] in terms)
+        for part in parts
+    )

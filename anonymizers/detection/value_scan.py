@@ -5,7 +5,8 @@ spaCy's batches are shared across a table's columns:
 
 * every value goes through the pattern recognizers (e-mail, phone, card, IBAN, MAC...),
   without a spaCy pass;
-* short values are checked against places (``anonymizers.regions.names_places``: the
+* short values are checked against nationalities, religions and political affiliations
+  (``shapes.names_groups``: ``NRP``) and against places (``anonymizers.regions.names_places``: the
   Canadian municipalities, provinces, states and countries of both languages) and the
   shapes of a street address or a town's name (``shapes``): such a value is a
   ``LOCATION``, never a ``PERSON`` (the small French model reads many towns as people);
@@ -33,6 +34,7 @@ from anonymizers.detection.shapes import (
     looks_like_city_name,
     looks_like_person_name,
     looks_like_street_address,
+    names_groups,
 )
 from anonymizers.detection.text_engine import (
     by_language,
@@ -93,7 +95,10 @@ def detect(requests: Sequence[Request], *, batch_size: int) -> list[list[frozens
         if request.free_text or not request.entities & {LOCATION, PERSON, NRP}:
             continue
         for j, text in enumerate(request.texts):
-            if LOCATION in request.entities and _is_place(text):
+            if NRP in request.entities and names_groups(text):
+                found[i][j] -= {PERSON, LOCATION}
+                found[i][j].add(NRP)
+            elif LOCATION in request.entities and _is_place(text):
                 found[i][j].discard(PERSON)
                 found[i][j].add(LOCATION)
             elif looks_like_person_name(text):
