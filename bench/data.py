@@ -28,6 +28,7 @@ from anonymizers.detection.entities import (
     CA_SIN,
     CREDIT_CARD,
     DATE_OF_BIRTH,
+    DATE_TIME,
     EMAIL_ADDRESS,
     IP_ADDRESS,
     LOCATION,
@@ -296,7 +297,7 @@ def _survives(piece: str, text: str) -> bool:
 # column of sentences with one stray e-mail address, free text without any PII, and text
 # that is no identifier but looks like one to NER (employers, job titles, product names
 # in a column called ``name``, user agents). A town or a country is a quasi identifier
-# (LOCATION).
+# (LOCATION); a date column holds dates (DATE_TIME, not personal on its own).
 #
 # Truth is what the generator planted, with one rule for free text: a notes column is
 # labelled with an entity when at least a fifth of its values hold one (a meaningful part
@@ -421,7 +422,7 @@ def _customers(b: _Builder) -> None:
     b.column(t, "adresse", "text", [f.street_address() for f in people], LOCATION)
     b.column(t, "created_at", "datetime",
              [datetime(2020, 1, 1, tzinfo=UTC) + timedelta(minutes=b.rng.randint(0, 3_000_000))
-              for _ in people])  # fmt: skip
+              for _ in people], DATE_TIME)  # fmt: skip
     b.column(t, "c1", "text", [f"{a} {z}" for a, z in zip(firsts, lasts, strict=True)], PERSON)
     b.column(t, "contact", "text", [f.free_email() for f in people], EMAIL_ADDRESS)
     b.column(t, "c5", "text", [_quebec_phone_digits(b.rng) for _ in people], PHONE_NUMBER)
@@ -452,7 +453,8 @@ def _orders(b: _Builder) -> None:
               for _ in range(b.rows)])  # fmt: skip
     b.column(t, "tracking", "text", [b.en.bothify("LM#########CA") for _ in range(b.rows)])
     b.column(t, "shipped_on", "date",
-             [TODAY - timedelta(days=rng.randint(0, 900)) for _ in range(b.rows)])  # fmt: skip
+             [TODAY - timedelta(days=rng.randint(0, 900)) for _ in range(b.rows)],
+             DATE_TIME)  # fmt: skip
     b.column(t, "c3", "text",
              [_spaced_card(b.faker(i).credit_card_number()) for i in range(b.rows)],
              CREDIT_CARD)  # fmt: skip

@@ -7,8 +7,8 @@ confidences. Nothing but entity types, confidences and counts leaves this module
 sampled values are dropped as soon as a column is classified.
 
 Scans are incremental. A table whose schema and row-count bucket (the count's power of
-two) are those of the cached scan, sampled at the same size, keeps its cached findings;
-``full`` re-samples everything.
+two) are those of the cached scan, sampled at the same size by the same classifier
+version, keeps its cached findings; ``full`` re-samples everything.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from anonymizers import detection
 from anonymizers.detection import LABEL_THRESHOLD, VALUE_FAMILIES, ColumnSample, classify_table
 from anonymizers.detection.entities import DIRECT_IDENTIFIERS, PERSONAL_ENTITIES
 from connectors.errors import StoreError, StoreUnavailable
@@ -119,12 +120,19 @@ class ScanCache(Protocol):
 
 
 def schema_hash(info: TableInfo) -> str:
-    """A digest of the table's columns (names, types, nullability) and primary key."""
+    """A digest of the table's columns (names, types, nullability) and primary key, and
+    of the classifier's version: a new classifier reads every table again, once."""
     shape = [
         [column.name, column.type_name, column.family, column.nullable]
         for column in info.columns.values()
     ]
-    text = json.dumps({"columns": shape, "primary_key": list(info.primary_key)})
+    text = json.dumps(
+        {
+            "columns": shape,
+            "primary_key": list(info.primary_key),
+            "classifier": detection.CLASSIFIER_VERSION,
+        }
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 

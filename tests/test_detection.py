@@ -7,6 +7,7 @@ Every test that classifies runs the shared Presidio engine; the session's networ
 from __future__ import annotations
 
 import math
+import random
 from datetime import date
 
 import pytest
@@ -106,13 +107,21 @@ def test_tokenize_splits_case_and_folds_accents() -> None:
     assert tokenize("IPAddress") == ("ip", "address")
 
 
-def test_numbers_are_not_phones_because_of_their_digits() -> None:
-    phones = [5145550123 + 7919 * i for i in range(200)]
-    as_integers = classify_column("c1", "integer", phones)
-    assert as_integers.entities == {}
+def test_numbers_are_phones_only_when_valid_canadian_numbers() -> None:
+    """Ten-digit ids and order numbers are not phones because of their length: a number
+    column is one when most of its values are valid numbers of Canadian area codes (one
+    random ten-digit number in twenty is)."""
+    rng = random.Random(8)
+    orders = [rng.randint(10**9, 10**10 - 1) for _ in range(500)]
+    ids = [1_000_000_000 + i for i in range(500)]
+    area_codes = (514, 438, 450, 418, 819, 613, 416, 604)
+    phones = [rng.choice(area_codes) * 10**7 + rng.randint(2_000_000, 9_999_999) for _ in ids]
+    assert classify_column("c1", "integer", orders).labels() == frozenset()
+    assert classify_column("c1", "integer", ids).entities == {}
+    assert classify_column("c1", "integer", phones).labels() == {"PHONE_NUMBER"}
     as_text = classify_column("c1", "text", [str(phone) for phone in phones])
     assert as_text.labels() == {"PHONE_NUMBER"}  # the same digits, typed as text
-    assert classify_column("amount", "numeric", [1234567.89, 5145550123.0, None]).entities == {}
+    assert classify_column("amount", "numeric", [1234567.89, 5145550123.5, None]).entities == {}
 
 
 def _luhn_valid(number: int) -> bool:
@@ -134,12 +143,23 @@ def test_numbers_are_labelled_by_name_and_by_sin_shape() -> None:
     assert classify_column("cell", "integer", [5145550123]).labels() == {"PHONE_NUMBER"}
 
 
-def test_dates_are_birth_dates_by_name_or_nothing() -> None:
+def test_dates_are_birth_dates_by_name_or_by_spread() -> None:
+    """A date column holds dates (DATE_TIME, not personal); birth dates when its name says
+    so, or when its dates lie 14 to 110 years back over decades, as only births do."""
     days = [date(1985, 1, 2), date(1990, 3, 4)]
     assert classify_column("date_naissance", "date", days).labels() == {"DATE_OF_BIRTH"}
-    assert classify_column("courriel", "date", days).entities == {}
-    assert classify_column("created_on", "date", days).entities == {}
+    assert classify_column("courriel", "date", days).labels() == {"DATE_TIME"}
+    assert classify_column("created_on", "date", days).labels() == {"DATE_TIME"}
     assert classify_column("email", "boolean", [True, False]).entities == {}
+    rng = random.Random(9)
+    this_year = date.today().year
+    births = [date(this_year - rng.randint(18, 90), rng.randint(1, 12), 1) for _ in range(300)]
+    assert classify_column("d1", "date", births).labels() == {"DATE_OF_BIRTH"}
+    as_text = [f"{d.day:02d}/{d.month:02d}/{d.year}" for d in births]
+    assert classify_column("d1", "text", as_text).labels() == {"DATE_OF_BIRTH"}
+    # An old archive's events span a few years, not a lifetime.
+    archive = [date(this_year - rng.randint(16, 30), 6, 1) for _ in range(300)]
+    assert classify_column("d1", "date", archive).labels() == {"DATE_TIME"}
 
 
 def test_one_stray_email_among_a_thousand_notes_is_no_email_column() -> None:

@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, event, text
 from typer.testing import CliRunner
 
 import flows.scan
+from anonymizers import detection
 from anonymizers.detection.text_engine import text_engine
 from connectors.sql.connector import SQLConnector
 from connectors.sql.sampling import MAX_TEXT_CHARS
@@ -260,6 +261,13 @@ def test_unchanged_tables_are_not_sampled_again_unless_full(
     classified.clear()
     full, _ = run_scan(SHIPPED_POLICY, state_url=state_url, full=True)
     assert full.reused == 0 and "body" in classified
+
+    # Findings of another classifier are not reused: it might label the values otherwise.
+    monkeypatch.setattr(detection, "CLASSIFIER_VERSION", detection.CLASSIFIER_VERSION + 1)
+    classified.clear()
+    upgraded, _ = run_scan(SHIPPED_POLICY, state_url=state_url)
+    assert upgraded.reused == 0 and "body" in classified
+    assert run_scan(SHIPPED_POLICY, state_url=state_url)[0].reused == 14
 
 
 # --- tenure scan ------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 """
 
 from anonymizers.detection.classify import (
+    CLASSIFIER_VERSION,
     LABEL_THRESHOLD,
     VALUE_FAMILIES,
     ColumnFinding,
@@ -15,6 +16,7 @@ from anonymizers.detection.confidence import wilson_lower_bound
 from anonymizers.detection.name_rules import match_column_name
 
 __all__ = [
+    "CLASSIFIER_VERSION",
     "LABEL_THRESHOLD",
     "VALUE_FAMILIES",
     "ColumnFinding",

@@ -2,10 +2,14 @@
 
 The type family decides first what is possible at all (``entities.ENTITIES_BY_FAMILY``):
 a number is never a phone number *because* its digits look like one (order numbers,
-amounts and ids do), only because the column is named so, and the one value shape
-checked on numbers is a SIN's (nine digits passing Luhn). A date is a birth date when
-its name says so, else nothing. Text values are looked for every entity the recognizer
-registry knows (``text_engine.registry_entities``), see ``value_scan.detect``.
+amounts and ids do); numbers are read for two shapes only, a SIN's (nine digits passing
+Luhn) and a valid number of a Canadian area code (``shapes.is_canadian_phone_number``:
+one random ten-digit number in twenty is). A date column holds dates (``DATE_TIME``), and
+birth dates when its name says so or when its dates lie 14 to 110 years back over at
+least 25 distinct years, as only births do (``BIRTH_AGES``, ``BIRTH_YEARS_SPREAD``); a
+birth date is not also labelled a date (``entities.SUBSUMES``). Text values are looked
+for every entity the recognizer registry knows (``text_engine.registry_entities``), see
+``value_scan.detect``; a text column of dates is read for birth dates the same way.
 
 **Columns are judged by people, not one entity at a time.** A value is *personal* when
 it holds any personal entity (``entities.PERSONAL_ENTITIES``); a column is personal when
@@ -23,8 +27,15 @@ Confidences are on one scale, where ``LABEL_THRESHOLD`` (0.5) labels a column:
   three values, not five hundred (people's identifiers repeat little). When the sample
   is the whole column (``complete``: the store holds no more values than were read, a
   three-row table), the share is exact and is its own confidence;
-* a personal entity holding at least ``PART_THRESHOLD`` of the values (by the same bound)
-  takes the column's personal confidence; a non-personal one (a URL, a UUID) its own;
+* an *unmistakable* entity (``entities.UNMISTAKABLE``: a checksum or a form nothing else
+  has, an e-mail, IBAN or MAC address) makes a column personal once it surely holds
+  ``PART_THRESHOLD`` of the values (the 99 % lower bound, or the exact share): a sign-in
+  column of e-mail addresses and user names is personal, whatever the user names are. Its
+  confidence is that share over twice ``PART_THRESHOLD`` (capped at 1), so that reaching
+  the part is reaching the label;
+* a personal entity holding at least ``PART_THRESHOLD`` of the values (by the Wilson
+  bound) takes the column's personal confidence; a non-personal one (a URL, a UUID) its
+  own;
 * a name confidence is the name rule's prior (``name_rules``); a weak rule (``nom``)
   stays below the threshold unless the values have the entity's shape (``shapes``),
   in which case it is the Wilson bound of that shape's share;
@@ -68,17 +79,25 @@ from typing import Final, cast
 from anonymizers.detection.confidence import wilson_interval, wilson_lower_bound
 from anonymizers.detection.entities import (
     CA_SIN,
+    DATE_OF_BIRTH,
+    DATE_TIME,
     ENTITIES_BY_FAMILY,
     FAMILIES,
     NAME_ONLY_ENTITIES,
+    PHONE_NUMBER,
+    SUBSUMES,
+    UNMISTAKABLE,
     entry,
 )
 from anonymizers.detection.name_rules import NameMatch, match_column_name
-from anonymizers.detection.shapes import SHAPES
+from anonymizers.detection.shapes import SHAPES, is_canadian_phone_number
 from anonymizers.detection.text_engine import BATCH_SIZE, registry_entities
 from anonymizers.detection.value_scan import Hits, Request, detect
 from connectors.protocol import TypeFamily
 
+#: Changes whenever the same values could be labelled otherwise: cached scans taken by
+#: another version are not reused (``flows.scan.schema_hash``).
+CLASSIFIER_VERSION: Final = 2
 LABEL_THRESHOLD: Final = 0.5
 #: A personal entity is named on a personal column when it holds this share of its values.
 PART_THRESHOLD: Final = 0.2
@@ -98,14 +117,28 @@ SHAPE_CONFIRMS_AT: Final = 0.8
 #: A name rule is overruled when the values are this surely another entity and none of
 #: them its own (``from_address`` is "address" by name, e-mail addresses by value).
 VALUES_OVERRULE_AT: Final = 0.9
-#: The type families whose values are read: numbers (for a SIN's shape) and text.
+#: The type families whose values are read: numbers (for a SIN's and a phone's shape),
+#: text, and dates (for a birth date's spread).
 NUMBER_FAMILIES: Final = frozenset({"integer", "numeric"})
 TEXT_FAMILIES: Final = frozenset({"text", "other"})
-VALUE_FAMILIES: Final = NUMBER_FAMILIES | TEXT_FAMILIES
-#: The one value shape read from numbers: a SIN (nine digits passing Luhn).
+DATE_FAMILIES: Final = frozenset({"date", "datetime"})
+VALUE_FAMILIES: Final = NUMBER_FAMILIES | TEXT_FAMILIES | DATE_FAMILIES
+#: The value shape the analyzer reads from numbers: a SIN (nine digits passing Luhn).
 NUMBER_SHAPES: Final = (CA_SIN,)
 #: A SIN's digits: a whole number of any other length is no SIN, and needs no analyzer.
 SIN_DIGITS: Final = 9
+#: Birth dates lie this many years back at least and at most...
+BIRTH_AGES: Final = (14, 110)
+#: ... and a column of them spreads over this many distinct years at least: event dates
+#: (orders, sign-ups, visits) lie in a few recent years.
+BIRTH_YEARS_SPREAD: Final = 25
+#: The share of a column's dates (Wilson lower bound) that must look like birth dates.
+BIRTH_SHARE: Final = 0.9
+_TEXT_DATE = re.compile(
+    r"\s*(?:(?P<y1>\d{4})[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])"
+    r"|(?:0?[1-9]|[12]\d|3[01])[-/.](?:0?[1-9]|1[0-2])[-/.](?P<y2>\d{4}))"
+    r"(?:[T ][\d:.]+(?:Z|[+-]\d{2}:?\d{2})?)?\s*"
+)
 
 #: A sampled value; SQL ``NUMERIC`` columns arrive as ``Decimal``.
 Value = str | int | float | Decimal | date | datetime | None
@@ -177,9 +210,12 @@ def classify_table(
         if not pending:
             break
         requests = [state.next_request(limit) for state in pending]
-        if any(request.texts for request in requests):  # else the engine need not load
-            for state, found in zip(pending, detect(requests, batch_size=batch_size), strict=True):
-                state.take(found)
+        if any(request.texts for request in requests):
+            found = detect(requests, batch_size=batch_size)
+        else:  # nothing for the analyzer: the engine need not load
+            found = [[] for _ in requests]
+        for state, entities in zip(pending, found, strict=True):
+            state.take(entities)
         for state in pending:
             state.done = state.exhausted or (settle_early and state.settled())
     return [state.finding() for state in states]
@@ -198,8 +234,10 @@ class _Column:
     wanted: frozenset[str]
     free_text: bool
     numbers: bool
+    years: list[int]
     read: int = 0
     asked: list[int] = field(default_factory=list)
+    shaped: dict[int, frozenset[str]] = field(default_factory=dict)
     hits: Hits = field(default_factory=Hits)
     personal: int = 0
     done: bool = False
@@ -214,11 +252,14 @@ class _Column:
         texts: list[str] = []
         wanted: frozenset[str] = frozenset()
         free_text = numbers = False
+        years: list[int] = []
         if family in NUMBER_FAMILIES:
             numbers = True
             texts = [_integral_text(value) or str(value) for value in present]
-            wanted = frozenset(NUMBER_SHAPES)
-            reasons.append(f"{family} column: digit patterns ignored, SIN shape checked")
+            wanted = frozenset({*NUMBER_SHAPES, PHONE_NUMBER})
+            reasons.append(
+                f"{family} column: only a SIN's and a valid Canadian phone number's shapes are read"
+            )
         elif family in TEXT_FAMILIES:
             texts = [str(value) for value in present]
             free_text = _is_free_text(texts)
@@ -226,6 +267,12 @@ class _Column:
                 reasons.append("free text: NER for names, places and groups, batched")
             # Every entity the registry knows, those outside the catalogue too (``entry``).
             wanted = registry_entities() - NAME_ONLY_ENTITIES if texts else frozenset()
+            years = [year for year in map(_text_year, texts) if year is not None]
+            if len(years) < len(texts):
+                years = []  # not a column of dates
+        elif family in DATE_FAMILIES:
+            years = [value.year for value in present if isinstance(value, date)]
+            reasons.append(f"{family} column: DATE_TIME by its type, birth dates by spread")
         else:
             reasons.append(f"{family} column: values not inspected, only a name can label it")
         occurrences = Counter(texts)
@@ -239,6 +286,7 @@ class _Column:
             wanted=wanted,
             free_text=free_text,
             numbers=numbers,
+            years=years,
             done=not occurrences or not wanted,
         )
 
@@ -250,22 +298,32 @@ class _Column:
         """The next distinct values to look at, up to ``limit`` read in all."""
         end = int(min(limit, len(self.distinct)))
         chunk = range(self.read, end)
-        # Of numbers, only nine digits can be a SIN: the rest need no analyzer.
-        self.asked = [i for i in chunk if not self.numbers or _sin_digits(self.distinct[i])]
         self.read = end
-        return Request(
-            [self.distinct[i] for i in self.asked],
-            self.wanted,
-            free_text=self.free_text,
-            whole_value=self.numbers,
-        )
+        if not self.numbers:
+            self.asked = list(chunk)
+            texts = [self.distinct[i] for i in self.asked]
+            return Request(texts, self.wanted, free_text=self.free_text)
+        # Of numbers, only nine digits can be a SIN (the analyzer checks them); a valid
+        # Canadian phone number is checked here; any other number needs nothing.
+        self.asked = [i for i in chunk if _sin_digits(self.distinct[i])]
+        self.shaped = {
+            i: frozenset({PHONE_NUMBER})
+            for i in chunk
+            if is_canadian_phone_number(self.distinct[i])
+        }
+        texts = [self.distinct[i] for i in self.asked]
+        return Request(texts, frozenset(NUMBER_SHAPES), whole_value=True)
 
     def take(self, found: Sequence[frozenset[str]]) -> None:
+        values = dict(self.shaped)
         for i, entities in zip(self.asked, found, strict=True):
+            values[i] = values.get(i, frozenset()) | entities
+        for i, entities in values.items():
             for entity in entities:
                 self.hits.rows[entity] += self.occurrences[self.distinct[i]]
                 self.hits.distinct[entity] += 1
             self.personal += any(entry(entity).personal for entity in entities)
+        self.shaped = {}
 
     @property
     def exact(self) -> bool:
@@ -278,6 +336,14 @@ class _Column:
             return hits / self.read if self.read else 0.0
         return wilson_lower_bound(hits, self.read)
 
+    def clear_share(self, hits: int) -> float:
+        """The share of values an unmistakable entity surely holds: the exact share of a
+        whole column, else the lower bound of the 99 % interval (a handful of values
+        proves little)."""
+        if self.exact:
+            return hits / self.read if self.read else 0.0
+        return wilson_interval(hits, self.read, SETTLE_Z)[0]
+
     def settled(self) -> bool:
         """Whether reading more values could not change the labels (see module)."""
 
@@ -285,9 +351,17 @@ class _Column:
             lower, upper = wilson_interval(hits, self.read, SETTLE_Z)
             return lower < threshold <= upper
 
-        if undecided(self.personal, LABEL_THRESHOLD):
+        unmistakable = [e for e in self.wanted if e in UNMISTAKABLE]
+        if any(undecided(self.hits.distinct[e], PART_THRESHOLD) for e in unmistakable):
             return False
-        personal = wilson_interval(self.personal, self.read, SETTLE_Z)[0] >= LABEL_THRESHOLD
+        personal = any(
+            wilson_interval(self.hits.distinct[e], self.read, SETTLE_Z)[0] >= PART_THRESHOLD
+            for e in unmistakable
+        )
+        if not personal:
+            if undecided(self.personal, LABEL_THRESHOLD):
+                return False
+            personal = wilson_interval(self.personal, self.read, SETTLE_Z)[0] >= LABEL_THRESHOLD
         for entity in self.wanted:
             if entry(entity).personal:
                 if personal and undecided(self.hits.distinct[entity], PART_THRESHOLD):
@@ -323,6 +397,14 @@ class _Column:
                 f"personal: {self.personal} of {self.read} distinct values hold personal "
                 f"information ({how} {column:.3f})"
             )
+        for entity in sorted(UNMISTAKABLE & set(hits.distinct)):
+            clear = min(1.0, self.clear_share(hits.distinct[entity]) / (2 * PART_THRESHOLD))
+            if clear > column:
+                column = clear
+                reasons.append(
+                    f"personal: {entity} is unmistakable and holds a fifth of the values or "
+                    f"more (confidence {clear:.3f})"
+                )
         confidences: dict[str, float] = {}
         for entity, count in sorted(hits.distinct.items()):
             own = self.confidence(count)
@@ -333,6 +415,11 @@ class _Column:
                 f"distinct ({how} {own:.3f}"
                 + (", a part of the personal values)" if confidences[entity] > own else ")")
             )
+        if self.sample.family in DATE_FAMILIES and self.years:
+            confidences[DATE_TIME] = 1.0
+        birth = self._birth_dates()
+        if birth:
+            confidences[DATE_OF_BIRTH] = birth
         texts = self.texts if not self.numbers else []
         for match in self.names:
             prior = match.prior
@@ -356,7 +443,30 @@ class _Column:
                 )
                 prior = min(prior, LABEL_THRESHOLD / 2)
             confidences[match.entity] = max(confidences.get(match.entity, 0.0), prior)
+        for specific, general in SUBSUMES.items():
+            if confidences.get(specific, 0.0) >= LABEL_THRESHOLD and general in confidences:
+                reasons.append(f"{general}: the values are {specific}")
+                del confidences[general]
         return {e: confidences[e] for e in sorted(confidences) if confidences[e] > 0}
+
+    def _birth_dates(self) -> float:
+        """The confidence that the column's dates are birth dates by their spread alone
+        (``BIRTH_AGES``, ``BIRTH_YEARS_SPREAD``, ``BIRTH_SHARE``), else 0."""
+        if not self.years:
+            return 0.0
+        this_year = date.today().year
+        youngest, oldest = BIRTH_AGES
+        born = [y for y in self.years if this_year - oldest <= y <= this_year - youngest]
+        share = wilson_lower_bound(len(born), len(self.years))
+        spread = len(set(born))
+        if spread < BIRTH_YEARS_SPREAD or share < BIRTH_SHARE:
+            return 0.0
+        self.reasons.append(
+            f"{DATE_OF_BIRTH}: {len(born)} of {len(self.years)} dates lie {youngest} to "
+            f"{oldest} years back, over {spread} distinct years (Wilson lower bound "
+            f"{share:.3f})"
+        )
+        return share
 
 
 def _missing(value: object) -> bool:
@@ -378,6 +488,12 @@ def _integral_text(value: object) -> str | None:
     if isinstance(value, str) and value.strip().isdigit():
         return value.strip()
     return None
+
+
+def _text_year(text: str) -> int | None:
+    """The year of a text that is one date (``1985-03-14``, ``14/03/1985``), else ``None``."""
+    match = _TEXT_DATE.fullmatch(text)
+    return None if match is None else int(match["y1"] or match["y2"])
 
 
 def _sin_digits(text: str) -> bool:
@@ -418,6 +534,11 @@ def _name_matches(
 
 
 def _surest_other(confidences: dict[str, float], entity: str) -> str | None:
-    """Another entity the values hold at ``VALUES_OVERRULE_AT`` or more, if any."""
-    others = [(c, e) for e, c in confidences.items() if e != entity and c >= VALUES_OVERRULE_AT]
+    """Another entity the values hold at ``VALUES_OVERRULE_AT`` or more, if any; not the
+    general one ``entity`` is a case of (dates do not overrule a birth date)."""
+    others = [
+        (c, e)
+        for e, c in confidences.items()
+        if e not in (entity, SUBSUMES.get(entity)) and c >= VALUES_OVERRULE_AT
+    ]
     return max(others)[1] if others else None

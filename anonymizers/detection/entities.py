@@ -95,6 +95,15 @@ SCANNED_ENTITIES: Final = tuple(CATALOGUE)
 DIRECT_IDENTIFIERS: Final = frozenset(e for e, k in CATALOGUE.items() if k.identifier == "direct")
 #: Entities that are personal information (direct or quasi identifiers).
 PERSONAL_ENTITIES: Final = frozenset(e for e, k in CATALOGUE.items() if k.personal)
+#: Entities whose values are never there by accident: a checksum (card, SIN, IBAN, wallet)
+#: or a form nothing else has (an e-mail, IP or MAC address, a RAMQ number). A column of
+#: which a fifth holds one is personal whatever the rest holds (``classify``).
+UNMISTAKABLE: Final = frozenset(
+    {EMAIL_ADDRESS, CREDIT_CARD, CA_SIN, IBAN_CODE, CRYPTO, IP_ADDRESS, MAC_ADDRESS,
+     CA_QC_HEALTH_NUMBER}
+)  # fmt: skip
+#: A more specific entity and the general one it is a case of: a birth date is a date.
+SUBSUMES: Final = {DATE_OF_BIRTH: DATE_TIME}
 #: An entity only a column's name tells: a date's meaning.
 NAME_ONLY_ENTITIES: Final = frozenset({DATE_OF_BIRTH})
 #: What NER finds that patterns cannot: names, places and groups of people.
@@ -103,15 +112,17 @@ NER_ENTITIES: Final = frozenset({PERSON, LOCATION, NRP, ORGANIZATION, DATE_TIME}
 #: The type families a connector reports (see ``connectors.protocol.TypeFamily``).
 FAMILIES: Final[frozenset[str]] = frozenset(get_args(TypeFamily))
 _NUMBERS: Final = frozenset({PHONE_NUMBER, CA_SIN, CREDIT_CARD, IP_ADDRESS, DATE_OF_BIRTH})
+_DATES: Final = frozenset({DATE_OF_BIRTH, DATE_TIME})
 #: What a column of each family can hold at all, whatever its name says: numbers can be
 #: phone, SIN or card numbers, an IPv4 address or a ``yyyymmdd`` birth date; a date only
-#: a birth date; a boolean nothing that identifies anyone.
+#: a date (a birth date, by its name or its spread); a boolean nothing that identifies
+#: anyone.
 ENTITIES_BY_FAMILY: Final[dict[TypeFamily, frozenset[str]]] = {
     "text": frozenset(SCANNED_ENTITIES),
     "other": frozenset(SCANNED_ENTITIES),
     "integer": _NUMBERS,
     "numeric": _NUMBERS,
-    "date": frozenset({DATE_OF_BIRTH}),
-    "datetime": frozenset({DATE_OF_BIRTH}),
+    "date": _DATES,
+    "datetime": _DATES,
     "boolean": frozenset(),
 }

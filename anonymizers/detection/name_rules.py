@@ -51,7 +51,8 @@ _ABOUT_WORDS: Final = frozenset({
     "encrypted", "chiffre", "token", "length", "len", "domain", "domaine", "country",
     "pays", "provider", "fournisseur", "format", "template", "modele", "kind", "sent",
     "envoye", "bounce", "bounced", "pref", "preference", "preferences", "subscribed",
-    "unsubscribed", "allowed", "required", "requis", "version",
+    "unsubscribed", "allowed", "required", "requis", "version", "model", "range", "plage",
+    "subnet", "cidr", "segment", "vlan", "label", "libelle",
 })
 #: ``name``/``nom`` of something that is not a person.
 _NOT_A_PERSON: Final = frozenset({
@@ -74,6 +75,7 @@ _NOT_A_PAYMENT_CARD: Final = frozenset({
     "gift", "cadeau", "loyalty", "fidelite", "member", "membre", "membership", "business",
     "affaires", "visite", "health", "sante", "expiry", "expiration", "exp", "last", "holder",
     "titulaire", "brand", "network", "reseau", "map", "geo", "graphics", "sd", "sim",
+    "design", "style", "theme", "color", "colour", "couleur", "image", "template",
 })
 #: Qualifiers that make ``name``/``nom`` a person's name (``customer_name``, ``nom_client``).
 _PERSON_QUALIFIERS: Final = (

@@ -18,7 +18,9 @@ regions instead of eight, its Canadian SIN and postal code recognizers, and Tenu
 * ``QuebecHealthNumberRecognizer``: the RAMQ health number;
 * ``CardLayoutsRecognizer``: Presidio's card recognizer exists for English only and misses
   2-series Mastercard and 19-digit numbers; this one adds those layouts with the same Luhn
-  validation, in both languages (and Presidio's is added for French).
+  validation, in both languages (and Presidio's is added for French);
+* ``IpAddressRecognizer``: Presidio's IP recognizer without software versions
+  (``Chrome/120.0.0.0`` is no address).
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ from presidio_analyzer.predefined_recognizers import (
     CaPostalCodeRecognizer,
     CaSinRecognizer,
     CreditCardRecognizer,
+    IpRecognizer,
     PhoneRecognizer,
 )
 
 from anonymizers.detection.entities import CA_QC_HEALTH_NUMBER, EMAIL_ADDRESS, PERSON, PHONE_NUMBER
+from anonymizers.detection.shapes import given_names
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine, EntityRecognizer
@@ -133,16 +137,7 @@ def given_name_pattern() -> str:
 
     Case-sensitive whatever flags Presidio passes, so that "will be" is not "Will Smith".
     """
-    from faker.providers.person.en_US import Provider as EnglishNames
-    from faker.providers.person.fr_CA import Provider as QuebecNames
-    from faker.providers.person.fr_FR import Provider as FrenchNames
-
-    names = {
-        str(name)
-        for provider in (EnglishNames, QuebecNames, FrenchNames)
-        for name in provider.first_names
-        if len(str(name)) > 1
-    }
+    names = given_names()
     alternatives = "|".join(re.escape(name) for name in sorted(names, key=len, reverse=True))
     return (
         rf"(?-i:\b(?:{alternatives})(?:-[{_UPPER}]{_NAME_TAIL})?"
@@ -252,11 +247,29 @@ class CardLayoutsRecognizer(CreditCardRecognizer):
         )
 
 
+class IpAddressRecognizer(IpRecognizer):
+    """Presidio's IP recognizer, without the version numbers of software: an IPv4 shape
+    right after ``/`` or a word, or followed by more dotted digits (``Chrome/120.0.0.0``,
+    ``Version/17.4.1.2``, ``10.0.19045.3803``), is a version, not an address."""
+
+    def __init__(self, supported_language: str) -> None:
+        patterns = [
+            Pattern(
+                pattern.name,
+                rf"(?<![/\w.]){pattern.regex}(?!\.\d)" if pattern.name == "IPv4" else pattern.regex,
+                pattern.score,
+            )
+            for pattern in IpRecognizer.PATTERNS
+        ]
+        super().__init__(patterns=patterns, supported_language=supported_language)
+
+
 @lru_cache(maxsize=4)
 def tenure_recognizers(language: str) -> tuple[EntityRecognizer, ...]:
     """The recognizers the registry adds to Presidio's predefined ones for ``language``."""
     recognizers: list[EntityRecognizer] = [
         PhoneRecognizer(supported_language=language, supported_regions=PHONE_REGIONS),
+        IpAddressRecognizer(supported_language=language),
         NanpPhoneRecognizer(supported_language=language),
         LooseEmailRecognizer(supported_language=language),
         GivenNameRecognizer(supported_language=language),
@@ -275,13 +288,14 @@ def tenure_recognizers(language: str) -> tuple[EntityRecognizer, ...]:
 
 def recognizer_registry(nlp_engine: NlpEngine, languages: Sequence[str]) -> RecognizerRegistry:
     """The one registry of the text engine, for ``languages``: Presidio's predefined
-    recognizers (with its phone recognizer replaced by one for `PHONE_REGIONS`) and
-    `tenure_recognizers`."""
+    recognizers (with its phone recognizer replaced by one for `PHONE_REGIONS`, its IP
+    recognizer by `IpAddressRecognizer`) and `tenure_recognizers`."""
     registry = RecognizerRegistry(supported_languages=list(languages))
     registry.load_predefined_recognizers(
         languages=list(languages), nlp_engine=nlp_engine, countries=["ca"]
     )
     registry.remove_recognizer("PhoneRecognizer")  # replaced by ours, with fewer regions
+    registry.remove_recognizer("IpRecognizer")  # replaced by ours, without versions
     for language in languages:
         for recognizer in tenure_recognizers(language):
             registry.add_recognizer(recognizer)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from importlib import resources
 from typing import Final
@@ -105,15 +105,15 @@ MAX_ADDRESS_CHARS: Final = 120
 
 def looks_like_city_name(value: str) -> bool:
     """Capitalised words shaped like a town's name: a place word first (``North``,
-    ``Lac``, ``Saint``), a direction last (``Est``, ``Ouest``), or a town's ending on a
-    one- or two-word name (``Pearsonborough``, ``Fredericton``)."""
+    ``Lac``, ``Saint``), a direction last (``Est``, ``Ouest``), or one word with a town's
+    ending (``Pearsonborough``, ``Fredericton``; ``Mark Crawford`` is a person)."""
     if not looks_like_person_name(value):
         return False
     words = [_fold(word) for word in re.split(r"[\s-]+", value) if word]
     if len(words) >= 2 and (words[0] in _CITY_FIRST_WORDS or words[-1] in _CITY_LAST_WORDS):
         return True
     last = words[-1].rstrip(".,")
-    return len(words) <= 2 and any(
+    return len(words) == 1 and any(
         last.endswith(ending) and len(last) >= len(ending) + 3 for ending in _CITY_ENDINGS
     )
 
@@ -144,4 +144,69 @@ def names_groups(value: str) -> bool:
         (key := " ".join(map(_fold, part.split()))) in terms
         or (key.endswith("s") and key[:-1] in terms)
         for part in parts
+    )
+
+
+#: Faker's locales whose people's names (in Latin script) the name lists are built from:
+#: Quebec's and Canada's languages and its largest immigrant communities.
+NAME_LOCALES: Final = (
+    "en_US", "en_GB", "en_IN", "fr_FR", "fr_CA", "es_MX", "es_ES", "pt_BR", "it_IT",
+    "de_DE", "vi_VN", "ro_RO", "tr_TR",
+)  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def given_names() -> frozenset[str]:
+    """Given names of two letters or more from Faker's English and French lists (the
+    given-name recognizer's)."""
+    return frozenset(name for name in _faker_names("first_names", ("en_US", "fr_CA", "fr_FR")))
+
+
+@lru_cache(maxsize=1)
+def _name_parts() -> frozenset[str]:
+    """The folded given names and surnames of every locale of ``NAME_LOCALES``."""
+    names = _faker_names("first_names", NAME_LOCALES) | _faker_names("last_names", NAME_LOCALES)
+    return frozenset(_fold(name) for name in names)
+
+
+def _faker_names(kind: str, locales: Sequence[str]) -> frozenset[str]:
+    import importlib
+
+    names: set[str] = set()
+    for locale in locales:
+        provider = importlib.import_module(f"faker.providers.person.{locale}").Provider
+        names.update(str(name) for name in getattr(provider, kind, ()) if len(str(name)) > 1)
+    return frozenset(names)
+
+
+def names_people(value: str) -> bool:
+    """A name-shaped value whose every word (and every part of a hyphenated one) is a
+    known given name or surname: ``Dave``, ``Piché-Gosselin``, ``Nguyen Van An``."""
+    if not looks_like_person_name(value):
+        return False
+    known = _name_parts()
+    words = [word.rstrip(".,") for word in value.split()]
+    parts = [
+        _fold(part)
+        for word in words
+        if word not in _PARTICLES
+        for part in re.split(r"-", word)
+        if part
+    ]
+    return bool(parts) and all(part in known for part in parts)
+
+
+def is_canadian_phone_number(digits: str) -> bool:
+    """Ten digits (or eleven, after a leading 1) that libphonenumber finds a valid number
+    of a Canadian area code: random ten-digit numbers (order numbers, ids) are one in
+    twenty."""
+    if not digits.isdigit() or not (
+        len(digits) == 10 or (len(digits) == 11 and digits.startswith("1"))
+    ):
+        return False
+    import phonenumbers
+
+    number = phonenumbers.parse(digits, "CA")
+    return phonenumbers.is_valid_number(number) and (
+        phonenumbers.region_code_for_number(number) == "CA"
     )

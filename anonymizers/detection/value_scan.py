@@ -4,17 +4,21 @@
 spaCy's batches are shared across a table's columns:
 
 * every value goes through the pattern recognizers (e-mail, phone, card, IBAN, MAC...),
-  without a spaCy pass;
-* short values are checked against nationalities, religions and political affiliations
-  (``shapes.names_groups``: ``NRP``) and against places (``anonymizers.regions.names_places``: the
-  Canadian municipalities, provinces, states and countries of both languages) and the
-  shapes of a street address or a town's name (``shapes``): such a value is a
-  ``LOCATION``, never a ``PERSON`` (the small French model reads many towns as people);
-* short values shaped like a name that are no known place go through the NER pass, asked
-  for ``PERSON``, ``LOCATION`` and ``NRP`` only: it finds about three full names in four
-  out of context, where the given-name pattern knows only the names in its lists;
-* free text goes through Presidio's ``BatchAnalyzerEngine`` (spaCy ``nlp.pipe``) for every
-  entity.
+  without a spaCy pass, and free text through Presidio's ``BatchAnalyzerEngine`` (spaCy
+  ``nlp.pipe``) for every entity;
+* a value shaped like a street address (``shapes.looks_like_street_address``) is a
+  ``LOCATION`` and never a ``PERSON`` (streets are named after saints and premiers), with
+  its postal code counted at any score, the address being the context it needs;
+* other short values go through a gazetteer pass, in this order: nationalities, religions
+  and political groups (``shapes.names_groups``: ``NRP``); known places
+  (``anonymizers.regions.names_places``: the Canadian municipalities, provinces, states
+  and countries of both languages): ``LOCATION``, never ``PERSON`` (the small French
+  model reads many towns as people); known given names and surnames
+  (``shapes.names_people``: Faker's lists of several locales): ``PERSON``; towns' shapes
+  (``shapes.looks_like_city_name``: ``Lac-Mégantic``, ``Pearsonborough``): ``LOCATION``;
+* the short values left that are shaped like a name go through the NER pass, asked for
+  ``PERSON``, ``LOCATION`` and ``NRP`` only: it finds about three full names in four out
+  of context, names of any origin included.
 
 Texts are grouped by the text engine's cheap language detection. A value counts once per
 entity however many matches of it it holds. Nested findings are settled by the text
@@ -29,12 +33,13 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-from anonymizers.detection.entities import LOCATION, NRP, PERSON
+from anonymizers.detection.entities import CA_POSTAL_CODE, LOCATION, NRP, PERSON
 from anonymizers.detection.shapes import (
     looks_like_city_name,
     looks_like_person_name,
     looks_like_street_address,
     names_groups,
+    names_people,
 )
 from anonymizers.detection.text_engine import (
     by_language,
@@ -89,16 +94,26 @@ def detect(requests: Sequence[Request], *, batch_size: int) -> list[list[frozens
         texts = [requests[i].texts[j] for i, j in positions]
         analysed = analyse_texts(texts, every, free_text=free_text, batch_size=batch_size)
         for (i, j), text, results in zip(positions, texts, analysed, strict=True):
-            found[i][j] = entities_hit(text, results, whole_value=requests[i].whole_value)
+            request = requests[i]
+            found[i][j] = entities_hit(text, results, whole_value=request.whole_value)
+            if LOCATION in request.entities and looks_like_street_address(text):
+                found[i][j] = _address(found[i][j], results)
     named: list[tuple[int, int]] = []
     for i, request in enumerate(requests):
         if request.free_text or not request.entities & {LOCATION, PERSON, NRP}:
             continue
         for j, text in enumerate(request.texts):
+            if LOCATION in found[i][j]:
+                continue  # a street address, settled above
             if NRP in request.entities and names_groups(text):
                 found[i][j] -= {PERSON, LOCATION}
                 found[i][j].add(NRP)
-            elif LOCATION in request.entities and _is_place(text):
+            elif LOCATION in request.entities and names_places(text):
+                found[i][j].discard(PERSON)
+                found[i][j].add(LOCATION)
+            elif PERSON in request.entities and names_people(text):
+                found[i][j].add(PERSON)
+            elif LOCATION in request.entities and looks_like_city_name(text):
                 found[i][j].discard(PERSON)
                 found[i][j].add(LOCATION)
             elif looks_like_person_name(text):
@@ -113,9 +128,12 @@ def detect(requests: Sequence[Request], *, batch_size: int) -> list[list[frozens
     ]
 
 
-def _is_place(text: str) -> bool:
-    """A known place, a street address or a town-shaped name."""
-    return looks_like_street_address(text) or looks_like_city_name(text) or names_places(text)
+def _address(found: set[str], results: Sequence[RecognizerResult]) -> set[str]:
+    """What a street address holds: a place, never a person (``rue Saint-Laurent Ouest``,
+    ``boulevard René-Lévesque`` are streets), and its postal code at any score: the
+    address around it is the context Presidio's recognizer waits for."""
+    postal = any(r.entity_type == CA_POSTAL_CODE and r.score > 0 for r in settle_nested(results))
+    return (found - {PERSON}) | {LOCATION} | ({CA_POSTAL_CODE} if postal else set())
 
 
 def count_hits(
