@@ -96,8 +96,12 @@ def test_name_rules(name: str, entity: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["amount", "c1", "email_verified", "phone_id", "nom_produit", "gift_card", "ip_country"]
-)
+    "name",
+    [
+        "amount", "c1", "email_verified", "phone_id", "nom_produit", "gift_card", "ip_country",
+        "phone_model", "card_design", "ip_range_label", "modele_telephone", "couleur_carte",
+    ],
+)  # fmt: skip
 def test_names_that_suggest_nothing(name: str) -> None:
     assert match_column_name(name) == ()
 

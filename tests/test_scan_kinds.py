@@ -167,3 +167,57 @@ def test_nationalities_and_religions_are_nrp_in_both_languages(tmp_path: Path) -
         },
     )
     assert labels == {"c5": {"NRP"}, "c6": {"NRP"}, "c7": set()}
+
+
+def test_a_sign_in_column_half_emails_half_user_names_is_personal(tmp_path: Path) -> None:
+    """User names are no entity, but e-mail addresses are never there by accident: a
+    column of which half are e-mail addresses is personal (``UNMISTAKABLE``)."""
+    fake = _faker(6, "en_CA", "fr_CA")
+    logins = [fake.email() if i % 2 else fake.user_name() for i in range(400)]
+    labels = _scan(tmp_path, "accounts", {"login_id2": logins, "c9": [f"T{i}" for i in range(400)]})
+    assert labels == {"login_id2": {"EMAIL_ADDRESS"}, "c9": set()}
+
+
+def test_user_agents_hold_software_versions_not_ip_addresses(tmp_path: Path) -> None:
+    """Browsers report reduced versions (``Chrome/120.0.0.0``): an IPv4 shape after a
+    slash is a version."""
+    rng = random.Random(7)
+    agents = [
+        f"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        f"Chrome/{rng.randint(100, 130)}.0.0.0 Safari/537.36 Edg/{rng.randint(100, 130)}.0."
+        f"{rng.randint(1000, 3000)}.{rng.randint(1, 99)}"
+        for _ in range(400)
+    ]
+    sources = [f"10.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{i % 250 + 1}" for i in range(400)]
+    labels = _scan(tmp_path, "hits", {"hdr": agents, "src": sources})
+    assert labels == {"hdr": set(), "src": {"IP_ADDRESS"}}
+
+
+def test_full_addresses_are_places_with_their_postal_codes_not_people(tmp_path: Path) -> None:
+    """Streets named after people (``boulevard René-Lévesque``, ``rue Saint-Laurent``) do
+    not make an address column a column of names; its postal codes count, the address
+    around them being their context."""
+    rng = random.Random(8)
+    streets = ["boulevard René-Lévesque Ouest", "rue Saint-Laurent", "avenue Laurier Est",
+               "King Street West", "rue Sherbrooke", "chemin Sainte-Foy"]  # fmt: skip
+    codes = ["H2X 1Y4", "G1R 5M1", "J3A2S4", "M5V 2T6", "H3B 4W8", "G1V 0A6"]
+    addresses = [
+        f"{rng.randint(1, 9999)} {rng.choice(streets)}, {rng.choice(QUEBEC_TOWNS)} (Québec) "
+        f"{rng.choice(codes)}"
+        for _ in range(400)
+    ]
+    labels = _scan(tmp_path, "employes", {"c10": addresses})
+    assert labels == {"c10": {"LOCATION", "CA_POSTAL_CODE"}}
+
+
+def test_given_names_and_surnames_alone_are_people(tmp_path: Path) -> None:
+    fake = _faker(9, "fr_CA", "en_US", "es_MX", "vi_VN")
+    labels = _scan(
+        tmp_path,
+        "agents",
+        {
+            "c11": [fake.first_name() for _ in range(400)],
+            "c12": [fake.last_name() for _ in range(400)],
+        },
+    )
+    assert labels == {"c11": {"PERSON"}, "c12": {"PERSON"}}
