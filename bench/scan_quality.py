@@ -10,7 +10,9 @@ threshold: a name rule of medium strength or better, or a Wilson lower bound of 
 matching share of at least one half). Each (column, entity) pair is then a true or false
 positive or a false negative; precision and recall are computed per entity, overall,
 and over the direct identifiers (e-mail, phone, SIN, card, IP, person name, postal code),
-where the target is recall >= 0.98 and precision >= 0.95. Prints Markdown. ``--rows``
+where the target is recall >= 0.98 and precision >= 0.95; then the columns as the
+independent set (``bench/independent_set.py``, measured by ``bench/scan_peers.py``) judges
+them: personal or not, and the personal entity types right. Prints Markdown. ``--rows``
 sets the rows of each table (products: a fifth of that).
 
 ``--unseen-names`` draws people's names from locales whose names the given-name
@@ -30,7 +32,7 @@ from anonymizers.detection import LABEL_THRESHOLD, classify_column
 from anonymizers.detection.classify import Value
 from anonymizers.detection.entities import DIRECT_IDENTIFIERS, SCANNED_ENTITIES
 from anonymizers.detection.text_engine import text_engine
-from bench import harness
+from bench import harness, independent_set
 from bench.data import EVAL_ROWS, EvalSet, Key, build_eval_set
 
 SAMPLE = 1_000
@@ -70,6 +72,7 @@ class Outcome:
     tallies: dict[str, Tally] = field(default_factory=dict)
     errors: list[tuple[str, Key, str, float]] = field(default_factory=list)
     free_text_rates: list[tuple[Key, int, float]] = field(default_factory=list)
+    predicted: dict[Key, frozenset[str]] = field(default_factory=dict)
 
 
 def sample_values(series: pd.Series) -> list[Value]:
@@ -88,6 +91,7 @@ def evaluate(data: EvalSet) -> Outcome:
         if finding.free_text:
             outcome.free_text_rates.append(((table, column), len(values), len(values) / elapsed))
         predicted = finding.labels(LABEL_THRESHOLD)
+        outcome.predicted[(table, column)] = predicted
         for entity in SCANNED_ENTITIES:
             tally = outcome.tallies[entity]
             confidence = finding.entities.get(entity, 0.0)
@@ -132,9 +136,17 @@ def target_met(direct: Tally) -> bool:
     return (direct.recall or 0) >= TARGET_RECALL and (direct.precision or 0) >= TARGET_PRECISION
 
 
-def report(outcome: Outcome) -> tuple[str, bool]:
+def by_person(outcome: Outcome, data: EvalSet) -> independent_set.Score:
+    """The columns judged as the independent set judges them: personal or not, and the
+    personal entity types right (``independent_set.score``)."""
+    truth = {key: frozenset(labels) for key, labels in data.truth.items()}
+    return independent_set.score(outcome.predicted, truth)
+
+
+def report(outcome: Outcome, data: EvalSet) -> tuple[str, bool]:
     """The Markdown report, and whether the direct-identifier target is met."""
     direct, overall = totals(outcome)
+    columns = by_person(outcome, data)
     rows = [
         _row(entity + (" *" if entity in DIRECT_IDENTIFIERS else ""), tally)
         for entity, tally in outcome.tallies.items()
@@ -149,6 +161,10 @@ def report(outcome: Outcome) -> tuple[str, bool]:
         "",
         f"Target (direct identifiers: recall >= {TARGET_RECALL}, precision >= "
         f"{TARGET_PRECISION}): {'met' if met else 'NOT met'}.",
+        "",
+        f"Personal columns: precision {columns.personal_precision:.3f}, recall "
+        f"{columns.personal_recall:.3f}; entity types right {columns.type_accuracy:.3f} "
+        f"({columns.typed_right} of {columns.typed_both}).",
     ]
     if outcome.errors:
         errors = [
@@ -171,9 +187,13 @@ def report(outcome: Outcome) -> tuple[str, bool]:
     return "\n".join(lines), met
 
 
-def figures(outcome: Outcome) -> dict[str, object]:
+def figures(outcome: Outcome, data: EvalSet) -> dict[str, object]:
     direct, overall = totals(outcome)
+    columns = by_person(outcome, data)
     return {
+        "personal_precision": columns.personal_precision,
+        "personal_recall": columns.personal_recall,
+        "type_accuracy": columns.type_accuracy,
         "entities": {entity: tally.figures() for entity, tally in outcome.tallies.items()},
         "direct_identifiers": direct.figures(),
         "all_entities": overall.figures(),
@@ -213,10 +233,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     with harness.Benchmark("scan_quality", args) as bench:
         load_s, _ = harness.timed(text_engine)  # the models, outside the per-column timings
         classify_s, outcome = harness.timed(lambda: evaluate(data))
-        markdown, _ = report(outcome)
+        markdown, _ = report(outcome, data)
         print(markdown)
         print(f"\nEngine load {load_s:.1f} s, classification {classify_s:.1f} s.")
-        bench.figures.update(figures(outcome), engine_load_s=load_s, classify_s=classify_s)
+        bench.figures.update(figures(outcome, data), engine_load_s=load_s, classify_s=classify_s)
 
 
 if __name__ == "__main__":
