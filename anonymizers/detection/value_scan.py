@@ -6,6 +6,8 @@ spaCy's batches are shared across a table's columns:
 * every value goes through the pattern recognizers (e-mail, phone, card, IBAN, MAC...),
   without a spaCy pass, and free text through Presidio's ``BatchAnalyzerEngine`` (spaCy
   ``nlp.pipe``) for every entity;
+* a value of bare digits is a phone number only when it is a valid Canadian number, as
+  in a number column (``shapes.is_canadian_phone_number``): order numbers are not;
 * a value shaped like a street address (``shapes.looks_like_street_address``) is a
   ``LOCATION`` and never a ``PERSON`` (streets are named after saints and premiers), with
   its postal code counted at any score, the address being the context it needs;
@@ -33,8 +35,9 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-from anonymizers.detection.entities import CA_POSTAL_CODE, LOCATION, NRP, PERSON
+from anonymizers.detection.entities import CA_POSTAL_CODE, LOCATION, NRP, PERSON, PHONE_NUMBER
 from anonymizers.detection.shapes import (
+    is_canadian_phone_number,
     looks_like_city_name,
     looks_like_person_name,
     looks_like_street_address,
@@ -96,6 +99,11 @@ def detect(requests: Sequence[Request], *, batch_size: int) -> list[list[frozens
         for (i, j), text, results in zip(positions, texts, analysed, strict=True):
             request = requests[i]
             found[i][j] = entities_hit(text, results, whole_value=request.whole_value)
+            # Bare digits are a number typed as text, read as a number column reads them:
+            # a phone when a valid Canadian number (order numbers are not).
+            digits = text.strip()
+            if digits.isdigit() and not is_canadian_phone_number(digits):
+                found[i][j].discard(PHONE_NUMBER)
             if LOCATION in request.entities and looks_like_street_address(text):
                 found[i][j] = _address(found[i][j], results)
     named: list[tuple[int, int]] = []
