@@ -26,10 +26,14 @@ Confidences are on one scale, where ``LABEL_THRESHOLD`` (0.5) labels a column:
   versions that libphonenumber reads as phone numbers, repeated over half the rows, are
   three values, not five hundred (people's identifiers repeat little). When the sample
   is the whole column (``complete``: the store holds no more values than were read, a
-  three-row table), the share is exact and is its own confidence;
+  three-row table), no sampling error is left, but a handful of distinct values is still
+  thin evidence of what a column holds, so the bound is taken at one standard error
+  (``COMPLETE_Z``): three e-mail addresses of three are a label (0.75), one browser
+  version of two that libphonenumber reads as a phone number is not (0.21);
 * an *unmistakable* entity (``entities.UNMISTAKABLE``: a checksum or a form nothing else
   has, an e-mail, IBAN or MAC address) makes a column personal once it surely holds
-  ``PART_THRESHOLD`` of the values (the 99 % lower bound, or the exact share): a sign-in
+  ``PART_THRESHOLD`` of the values (the 99 % lower bound, or the exact share of a whole
+  column: such values are no misreading): a sign-in
   column of e-mail addresses and user names is personal, whatever the user names are. Its
   confidence is that share over twice ``PART_THRESHOLD`` (capped at 1), so that reaching
   the part is reaching the label;
@@ -76,7 +80,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Final, cast
 
-from anonymizers.detection.confidence import wilson_interval, wilson_lower_bound
+from anonymizers.detection.confidence import Z_95, wilson_interval, wilson_lower_bound
 from anonymizers.detection.entities import (
     CA_SIN,
     DATE_OF_BIRTH,
@@ -101,6 +105,8 @@ CLASSIFIER_VERSION: Final = 2
 LABEL_THRESHOLD: Final = 0.5
 #: A personal entity is named on a personal column when it holds this share of its values.
 PART_THRESHOLD: Final = 0.2
+#: The normal quantile of a whole column's bound: no sampling error, thin evidence.
+COMPLETE_Z: Final = 1.0
 #: The normal quantile of the 99 % interval that settles a column before it is read whole.
 SETTLE_Z: Final = 2.576
 #: How many distinct values have been read after each round; then all of them.
@@ -332,9 +338,7 @@ class _Column:
 
     def confidence(self, hits: int) -> float:
         """The confidence a share of ``hits`` distinct values read gives (see module)."""
-        if self.exact:
-            return hits / self.read if self.read else 0.0
-        return wilson_lower_bound(hits, self.read)
+        return wilson_lower_bound(hits, self.read, COMPLETE_Z if self.exact else Z_95)
 
     def clear_share(self, hits: int) -> float:
         """The share of values an unmistakable entity surely holds: the exact share of a
@@ -390,7 +394,9 @@ class _Column:
         """Each entity's confidence: the maximum of its name's and its values' (see module)."""
         reasons = self.reasons
         hits = self.hits
-        how = "exact share" if self.exact else "Wilson lower bound"
+        how = "Wilson lower bound" + (
+            " at one standard error, every value read" if self.exact else ""
+        )
         column = self.confidence(self.personal)
         if self.personal:
             reasons.append(
