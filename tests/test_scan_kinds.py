@@ -299,3 +299,13 @@ def test_a_small_table_of_browser_versions_holds_no_phone_numbers(tmp_path: Path
     versions = ["131.0.6778.205"] * 40 + ["138.0.3351.95"] * 120 + [None] * 10
     labels = _scan(tmp_path, "login_events", {"browser_version": versions})
     assert labels == {"browser_version": set()}
+
+
+def test_a_note_that_mentions_an_address_still_names_its_person() -> None:
+    notes = [
+        f"{name} a déménagé au {100 + i} rue Fullum, le colis doit partir à la nouvelle adresse."
+        for i, name in enumerate(["Marie Tremblay", "Luc Gagnon", "Sophie Côté", "Jean Roy"] * 25)
+    ]
+    (finding,) = classify_table([ColumnSample("c13", "text", notes)])
+    assert finding.free_text
+    assert "PERSON" in finding.labels()

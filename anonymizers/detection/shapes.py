@@ -93,14 +93,20 @@ def _street_address() -> re.Pattern[str]:
 
 
 def looks_like_street_address(value: str) -> bool:
-    """A civic number then a street: ``3608 rue Fullum``, ``12 boul. René-Lévesque O``,
-    ``7835 Erica Trace Suite 158``, ``10-55 Main St, Ottawa`` (Faker's street types of
-    both languages, and their usual abbreviations)."""
-    return len(value) <= MAX_ADDRESS_CHARS and _street_address().search(value) is not None
+    """A value that *is* an address, starting with a civic number then a street:
+    ``3608 rue Fullum``, ``12 boul. René-Lévesque O``, ``7835 Erica Trace Suite 158``,
+    ``Unit 30, 10310 Yonge Street, Longueuil`` (Faker's street types of both languages,
+    and their usual abbreviations). A sentence that mentions an address is not one."""
+    if len(value) > MAX_ADDRESS_CHARS:
+        return False
+    found = _street_address().search(value)
+    return found is not None and found.start() <= MAX_UNIT_CHARS
 
 
 #: Longer values are sentences, not addresses.
 MAX_ADDRESS_CHARS: Final = 120
+#: What may come before the civic number: a unit (``app. 4,``, ``Unit 30 -``).
+MAX_UNIT_CHARS: Final = 16
 
 
 def looks_like_city_name(value: str) -> bool:
