@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 POLICY := retention_rules/policies/crm_pro.yaml
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint install server-binaries clean
+.PHONY: demo test lint install server-binaries clean bench-peers-env
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,11 @@ server-binaries:
 	    echo "could not install:$$missing (their tests will be skipped, saying why)"; \
 	  [ -z "$$guard" ] || $(SUDO) rm -f /usr/sbin/policy-rc.d; \
 	fi
+
+## bench-peers-env: PIICatcher 0.21.2 in a virtual environment of its own (.venv-piicatcher/,
+## Python 3.8 to 3.10.8), for bench/scan_peers.py; its pins conflict with the project's
+bench-peers-env:
+	bash bench/piicatcher_env.sh
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

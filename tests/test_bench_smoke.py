@@ -27,7 +27,7 @@ from bench import harness
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 #: The modules every script may import from bench/; anything else there is a script.
-SHARED = {"__init__", "harness", "data", "peers"}
+SHARED = {"__init__", "harness", "data", "peers", "independent_set"}
 TOP_KEYS = {"benchmark", "finished_at", "seconds", "parameters", "figures", "machine"}
 #: Per benchmark: the figures its results file must hold, and whether it starts PostgreSQL.
 BENCHMARKS: dict[str, tuple[set[str], bool]] = {
@@ -40,6 +40,7 @@ BENCHMARKS: dict[str, tuple[set[str], bool]] = {
     "redact_maildir": ({"tenure", "baseline", "ratio", "recall"}, False),
     "requests_vs_sql": ({"rows", "person", "access", "erasure", "ratios", "explain"}, True),
     "release_utility": ({"builds", "cells", "suppression", "differential_privacy", "goal"}, False),
+    "scan_peers": ({"store", "tools", "per_entity", "determinism", "goals", "left_out"}, False),
 }
 
 
@@ -159,8 +160,29 @@ def _release_utility(printed: str, document: dict[str, Any]) -> None:
     assert {g["rollup"] for g in figures["goal"]} == rollups
 
 
+def _scan_peers(printed: str, document: dict[str, Any]) -> None:
+    """Tenure and presidio-structured are scored side by side; a tool that did not run
+    (no ``--baseline`` at the smoke size, PIICatcher without its environment) is left out
+    with one line saying why, never silently; Tenure's two scans give the same labels (the
+    smoke sample reads every table whole, so only the order of the values differs)."""
+    assert "| Tool | Precision (personal columns) |" in printed
+    assert re.search(r"\| Tenure \(working tree\) \| [\d.]+ \| [\d.]+ \| [\d.]+ \|", printed)
+    assert "| presidio-structured, defaults |" in printed
+    assert "Tenure (earlier commit): left out, no --baseline DIR given" in printed
+    figures = document["figures"]
+    for tool in figures["tools"]:
+        assert (tool["score"] is None) == (tool["left_out"] is not None), tool
+        if tool["left_out"]:
+            assert f"- {tool['tool']}: left out, {tool['left_out']}." in printed
+    assert figures["determinism"] == {"runs": 2, "identical": True, "differing": []}
+
+
 #: What a script's smoke run must also show, beyond the figures every script writes.
-CHECKS = {"requests_vs_sql": _requests_vs_sql, "release_utility": _release_utility}
+CHECKS = {
+    "requests_vs_sql": _requests_vs_sql,
+    "release_utility": _release_utility,
+    "scan_peers": _scan_peers,
+}
 
 
 def test_runs_median_spread_and_ratio() -> None:
