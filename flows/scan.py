@@ -8,7 +8,7 @@ sampled values are dropped as soon as a column is classified.
 
 Scans are incremental. A table whose schema and row-count bucket (the count's power of
 two) are those of the cached scan, sampled at the same size by the same classifier
-version, keeps its cached findings; ``full`` re-samples everything.
+(``classifier_fingerprint``), keeps its cached findings; ``full`` re-samples everything.
 """
 
 from __future__ import annotations
@@ -121,7 +121,8 @@ class ScanCache(Protocol):
 
 def schema_hash(info: TableInfo) -> str:
     """A digest of the table's columns (names, types, nullability) and primary key, and
-    of the classifier's version: a new classifier reads every table again, once."""
+    of the classifier's fingerprint (its version, the packages, models and data it
+    reads): a new classifier reads every table again, once."""
     shape = [
         [column.name, column.type_name, column.family, column.nullable]
         for column in info.columns.values()
@@ -130,7 +131,7 @@ def schema_hash(info: TableInfo) -> str:
         {
             "columns": shape,
             "primary_key": list(info.primary_key),
-            "classifier": detection.CLASSIFIER_VERSION,
+            "classifier": detection.classifier_fingerprint(),
         }
     )
     return hashlib.sha256(text.encode()).hexdigest()

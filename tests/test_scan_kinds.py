@@ -309,3 +309,65 @@ def test_a_note_that_mentions_an_address_still_names_its_person() -> None:
     (finding,) = classify_table([ColumnSample("c13", "text", notes)])
     assert finding.free_text
     assert "PERSON" in finding.labels()
+
+
+def test_everyday_words_that_are_also_names_or_nationalities_are_not_people(
+    tmp_path: Path,
+) -> None:
+    """Colours and trades that are surnames, cuisines and languages that are nationalities,
+    and a table whose one value is a province, label nothing."""
+    rng = random.Random(11)
+    colours = ["Black", "White", "Gray", "Brown"]
+    trades = ["Baker", "Carpenter", "Mason", "Miller", "Fisher", "Cook", "Taylor", "Porter"]
+    cuisines = ["Italian", "Chinese", "Japanese", "Mexican", "Greek", "Indian"]
+    languages = ["français", "English", "espagnol", "italien"]
+    labels = _scan(
+        tmp_path,
+        "preferences",
+        {
+            "colour": [rng.choice(colours) for _ in range(300)],
+            "trade": [rng.choice(trades) for _ in range(300)],
+            "cuisine": [rng.choice(cuisines) for _ in range(300)],
+            "langue": [rng.choice(languages) for _ in range(300)],
+            "prov": ["QC"] * 300,
+        },
+    )
+    assert labels == {
+        "colour": set(),
+        "trade": set(),
+        "cuisine": set(),
+        "langue": set(),
+        "prov": set(),
+    }
+
+
+def test_four_part_versions_are_no_ip_address_column() -> None:
+    """Browsers' reduced versions (``120.0.0.0``) have an IPv4 address's shape: a quarter
+    of them does not make a column personal, as a quarter of e-mail addresses would."""
+    rng = random.Random(12)
+    versions = [
+        f"{rng.randint(100, 130)}.0.{rng.randint(0, 255)}.{rng.randint(0, 255)}"
+        if i % 4 == 0
+        else f"{rng.randint(1, 30)}.{i}"
+        for i in range(800)
+    ]
+    (finding,) = classify_table([ColumnSample("c14", "text", versions)])
+    assert finding.labels() == frozenset()
+
+
+def test_a_whole_sign_in_column_with_a_third_of_emails_is_labelled_email() -> None:
+    values = ["ana@example.org", "bo@example.org", "cy@example.org"] + [
+        f"user_{i}" for i in range(7)
+    ]
+    (finding,) = classify_table([ColumnSample("c15", "text", values, complete=True)])
+    assert finding.labels() == {"EMAIL_ADDRESS"}
+
+
+def test_a_name_overruled_by_its_values_is_overruled_however_far_it_reads() -> None:
+    """``contact_address`` is a place by name and phone numbers by value: with one
+    unreadable value among the first forty, stopping early must not keep the place."""
+    values = ["n/a"] + [f"(514) 555-{i:04d}" for i in range(999)]
+    column = [ColumnSample("contact_address", "text", values)]
+    (early,) = classify_table(column)
+    (whole,) = classify_table(column, settle_early=False)
+    assert early.labels() == whole.labels() == {"PHONE_NUMBER"}

@@ -9,6 +9,7 @@ from anonymizers.detection.classify import (
     VALUE_FAMILIES,
     ColumnFinding,
     ColumnSample,
+    classifier_fingerprint,
     classify_column,
     classify_table,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "VALUE_FAMILIES",
     "ColumnFinding",
     "ColumnSample",
+    "classifier_fingerprint",
     "classify_column",
     "classify_table",
     "match_column_name",

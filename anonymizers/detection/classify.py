@@ -1,15 +1,16 @@
 """Which personal information a column holds, from its type, its name and a sample of values.
 
 The type family decides first what is possible at all (``entities.ENTITIES_BY_FAMILY``):
-a number is never a phone number *because* its digits look like one (order numbers,
+a number is not a phone number because it has a phone number's length (order numbers,
 amounts and ids do); numbers are read for two shapes only, a SIN's (nine digits passing
-Luhn) and a valid number of a Canadian area code (``shapes.is_canadian_phone_number``:
-one random ten-digit number in twenty is). A date column holds dates (``DATE_TIME``), and
-birth dates when its name says so or when its dates lie 14 to 110 years back over at
-least 25 distinct years, as only births do (``BIRTH_AGES``, ``BIRTH_YEARS_SPREAD``); a
-birth date is not also labelled a date (``entities.SUBSUMES``). Text values are looked
-for every entity the recognizer registry knows (``text_engine.registry_entities``), see
-``value_scan.detect``; a text column of dates is read for birth dates the same way.
+Luhn) and a *valid* number of a Canadian area code (``shapes.is_canadian_phone_number``:
+one random ten-digit number in twenty is, so a column of them stays far from a label).
+A date column holds dates (``DATE_TIME``), and birth dates when its name says so or
+when its dates lie 14 to 110 years back over at least 25 distinct years, as only births
+do (``BIRTH_AGES``, ``BIRTH_YEARS_SPREAD``); a birth date is not also labelled a date
+(``entities.SUBSUMES``). Text values are looked for every entity the recognizer registry
+knows (``text_engine.registry_entities``), see ``value_scan.detect``; a text column of
+dates is read for birth dates the same way.
 
 **Columns are judged by people, not one entity at a time.** A value is *personal* when
 it holds any personal entity (``entities.PERSONAL_ENTITIES``); a column is personal when
@@ -28,8 +29,10 @@ Confidences are on one scale, where ``LABEL_THRESHOLD`` (0.5) labels a column:
   is the whole column (``complete``: the store holds no more values than were read, a
   three-row table), no sampling error is left, but a handful of distinct values is still
   thin evidence of what a column holds, so the bound is taken at one standard error
-  (``COMPLETE_Z``): three e-mail addresses of three are a label (0.75), one browser
-  version of two that libphonenumber reads as a phone number is not (0.21);
+  (``COMPLETE_Z``) once there are two distinct values or more
+  (``COMPLETE_MIN_DISTINCT``): three e-mail addresses of three are a label (0.75), one
+  browser version of two that libphonenumber reads as a phone number is not (0.21), nor
+  is a column whose one value reads as a name;
 * an *unmistakable* entity (``entities.UNMISTAKABLE``: a checksum or a form nothing else
   has, an e-mail, IBAN or MAC address) makes a column personal once it surely holds
   ``PART_THRESHOLD`` of the values (the 99 % lower bound, or the exact share of a whole
@@ -71,13 +74,17 @@ phrases, entity types and counts only.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Final, cast
 
 from anonymizers.detection.confidence import Z_95, wilson_interval, wilson_lower_bound
@@ -95,18 +102,30 @@ from anonymizers.detection.entities import (
 )
 from anonymizers.detection.name_rules import NameMatch, match_column_name
 from anonymizers.detection.shapes import SHAPES, is_canadian_phone_number
-from anonymizers.detection.text_engine import BATCH_SIZE, registry_entities
+from anonymizers.detection.text_engine import (
+    BATCH_SIZE,
+    DEFAULT_MODELS,
+    MODEL_ENV,
+    registry_entities,
+)
 from anonymizers.detection.value_scan import Hits, Request, detect
 from connectors.protocol import TypeFamily
 
-#: Changes whenever the same values could be labelled otherwise: cached scans taken by
-#: another version are not reused (``flows.scan.schema_hash``).
+#: Changes whenever the same values could be labelled otherwise by this code: cached
+#: scans taken under another ``classifier_fingerprint`` are not reused.
 CLASSIFIER_VERSION: Final = 2
+#: What labels also depend on: the packages whose lists and models the classifier reads,
+#: and its own data files.
+_FINGERPRINT_PACKAGES: Final = ("presidio-analyzer", "phonenumbers", "faker", "spacy")
+_FINGERPRINT_DATA: Final = ("ca_places.csv", "nrp_terms.csv")
 LABEL_THRESHOLD: Final = 0.5
 #: A personal entity is named on a personal column when it holds this share of its values.
 PART_THRESHOLD: Final = 0.2
-#: The normal quantile of a whole column's bound: no sampling error, thin evidence.
+#: The normal quantile of a whole column's bound: no sampling error, thin evidence...
 COMPLETE_Z: Final = 1.0
+#: ... as long as it has this many distinct values: one value is too little to say what
+#: kind of column it is (a table whose colour is always "Black").
+COMPLETE_MIN_DISTINCT: Final = 2
 #: The normal quantile of the 99 % interval that settles a column before it is read whole.
 SETTLE_Z: Final = 2.576
 #: How many distinct values have been read after each round; then all of them.
@@ -179,6 +198,40 @@ class ColumnSample:
     family: str
     values: Sequence[Value]
     complete: bool = False
+
+
+def classifier_fingerprint() -> str:
+    """A digest of ``CLASSIFIER_VERSION``, the versions of the packages and spaCy models the
+    classifier reads and of its data files: a cached scan taken under another one is
+    taken again (``flows.scan.schema_hash``), since the same values could be labelled
+    otherwise. Cheap: nothing heavy is imported."""
+    return _fingerprint(
+        CLASSIFIER_VERSION, *(os.environ.get(name, "") for name in sorted(MODEL_ENV.values()))
+    )
+
+
+@lru_cache(maxsize=8)
+def _fingerprint(version: int, *models: str) -> str:
+    from importlib import metadata, resources
+
+    def installed(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "-"
+
+    parts = {
+        "version": version,
+        "packages": {name: installed(name) for name in _FINGERPRINT_PACKAGES},
+        "models": {name: installed(name) for name in (*DEFAULT_MODELS.values(), *models) if name},
+        "data": {
+            name: hashlib.sha256(
+                (resources.files("anonymizers") / "data" / name).read_bytes()
+            ).hexdigest()
+            for name in _FINGERPRINT_DATA
+        },
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
 def classify_column(
@@ -338,7 +391,8 @@ class _Column:
 
     def confidence(self, hits: int) -> float:
         """The confidence a share of ``hits`` distinct values read gives (see module)."""
-        return wilson_lower_bound(hits, self.read, COMPLETE_Z if self.exact else Z_95)
+        relaxed = self.exact and self.read >= COMPLETE_MIN_DISTINCT
+        return wilson_lower_bound(hits, self.read, COMPLETE_Z if relaxed else Z_95)
 
     def clear_share(self, hits: int) -> float:
         """The share of values an unmistakable entity surely holds: the exact share of a
@@ -372,10 +426,21 @@ class _Column:
                     return False
             elif undecided(self.hits.distinct[entity], LABEL_THRESHOLD):
                 return False
-        return True
+        # A name rule is overruled by values that are surely another entity and none its
+        # own (see ``_combine``): one of its own further on, or a share near
+        # ``VALUES_OVERRULE_AT``, would decide otherwise, so such a column is read whole.
+        return not any(
+            self.hits.distinct[match.entity] == 0
+            and wilson_interval(
+                max(self.personal, *self.hits.distinct.values(), 0), self.read, SETTLE_Z
+            )[1]
+            >= VALUES_OVERRULE_AT
+            for match in self.names
+        )
 
     def finding(self) -> ColumnFinding:
         rows_read = sum(self.occurrences[text] for text in self.distinct[: self.read])
+        rows_read = rows_read or len(self.years)  # a date column's values, read whole
         if self.read < len(self.distinct):
             self.reasons.append(
                 f"settled after {self.read} of {len(self.distinct)} distinct values "
@@ -414,7 +479,10 @@ class _Column:
         confidences: dict[str, float] = {}
         for entity, count in sorted(hits.distinct.items()):
             own = self.confidence(count)
-            part = entry(entity).personal and own >= PART_THRESHOLD
+            part = entry(entity).personal and (
+                own >= PART_THRESHOLD
+                or (entity in UNMISTAKABLE and self.clear_share(count) >= PART_THRESHOLD)
+            )
             confidences[entity] = column if part and column >= LABEL_THRESHOLD else own
             reasons.append(
                 f"{entity}: {hits.rows[entity]} of {rows_read} values, {count} of {self.read} "

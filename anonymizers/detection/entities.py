@@ -96,11 +96,11 @@ DIRECT_IDENTIFIERS: Final = frozenset(e for e, k in CATALOGUE.items() if k.ident
 #: Entities that are personal information (direct or quasi identifiers).
 PERSONAL_ENTITIES: Final = frozenset(e for e, k in CATALOGUE.items() if k.personal)
 #: Entities whose values are never there by accident: a checksum (card, SIN, IBAN, wallet)
-#: or a form nothing else has (an e-mail, IP or MAC address, a RAMQ number). A column of
+#: or a form nothing else has (an e-mail or MAC address, a RAMQ number). A column of
 #: which a fifth holds one is personal whatever the rest holds (``classify``).
+#: (Not IP addresses: software versions such as ``120.0.0.0`` have their shape.)
 UNMISTAKABLE: Final = frozenset(
-    {EMAIL_ADDRESS, CREDIT_CARD, CA_SIN, IBAN_CODE, CRYPTO, IP_ADDRESS, MAC_ADDRESS,
-     CA_QC_HEALTH_NUMBER}
+    {EMAIL_ADDRESS, CREDIT_CARD, CA_SIN, IBAN_CODE, CRYPTO, MAC_ADDRESS, CA_QC_HEALTH_NUMBER}
 )  # fmt: skip
 #: A more specific entity and the general one it is a case of: a birth date is a date.
 SUBSUMES: Final = {DATE_OF_BIRTH: DATE_TIME}

@@ -130,27 +130,54 @@ def _fold(word: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def _group_terms() -> frozenset[str]:
-    """The folded terms of ``data/nrp_terms.csv``: nationalities, religions and political
-    affiliations in English and French (both genders)."""
+def _group_terms() -> tuple[frozenset[str], frozenset[str]]:
+    """The folded terms of ``data/nrp_terms.csv`` (nationalities, religions and political
+    affiliations in English and French, both genders), and those that are also a
+    language's name."""
     path = resources.files("anonymizers") / "data" / "nrp_terms.csv"
-    rows = csv.DictReader(path.read_text(encoding="utf-8").splitlines())
-    return frozenset(" ".join(map(_fold, row["term"].split())) for row in rows)
+    rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
+    terms = {row["term"]: " ".join(map(_fold, row["term"].split())) for row in rows}
+    languages = {terms[row["term"]] for row in rows if row["also_language"] == "yes"}
+    return frozenset(terms.values()), frozenset(languages)
 
 
+#: Words that say one belongs to a group: ``NDP supporter``, ``militante caquiste``.
+_ADHERENT_WORDS: Final = frozenset(
+    {"supporter", "supporters", "partisan", "partisane", "partisans", "militant", "militante",
+     "militants", "member", "membre", "voter", "electeur", "electrice", "pratiquant",
+     "pratiquante", "practising", "practicing"}
+)  # fmt: skip
 _GROUP_SEPARATORS = re.compile(r"\s*(?:[,;/&+]|\bet\b|\band\b)\s*", re.IGNORECASE)
 
 
 def names_groups(value: str) -> bool:
     """Whether ``value`` is nothing but nationalities, religions or political affiliations
-    (``Haïtienne``, ``catholique``, ``Canadian / Lebanese``), plurals included."""
+    (``Haïtienne``, ``catholique``, ``Canadian / Lebanese``, ``NDP supporter``), plurals
+    included. Terms that
+    are also languages (``French``, ``italien``, ``Chinese``: a language or a cuisine
+    column) count only beside a term that is not (``French / Canadian``)."""
+    known = _group_keys(value)
+    return bool(known) and not names_languages(value)
+
+
+def names_languages(value: str) -> bool:
+    """Whether ``value`` is nothing but terms that are languages as well as groups
+    (``Italian``, ``français``): a language or a cuisine, which NER must not make a group."""
+    known = _group_keys(value)
+    return bool(known) and all(key in _group_terms()[1] for key in known)
+
+
+def _group_keys(value: str) -> list[str]:
+    """The folded group terms ``value`` is made of (plurals singular), or ``[]`` when any
+    part of it is no term."""
     parts = [part for part in _GROUP_SEPARATORS.split(value.strip()) if part]
-    terms = _group_terms()
-    return bool(parts) and all(
-        (key := " ".join(map(_fold, part.split()))) in terms
-        or (key.endswith("s") and key[:-1] in terms)
+    terms = _group_terms()[0]
+    keys = [
+        " ".join(word for word in map(_fold, part.split()) if word not in _ADHERENT_WORDS)
         for part in parts
-    )
+    ]
+    known = [key if key in terms else key[:-1] for key in keys]
+    return known if known and all(key in terms for key in known) else []
 
 
 #: Faker's locales whose people's names (in Latin script) the name lists are built from:
@@ -185,9 +212,26 @@ def _faker_names(kind: str, locales: Sequence[str]) -> frozenset[str]:
     return frozenset(names)
 
 
+#: Names that are also everyday words (colours, trades, sizes, seasons, brands): alone,
+#: such a value is the word (a colour column of Black, White, Gray, Brown is no column of
+#: surnames); beside another name it is a name (``Ruby Tremblay``).
+_EVERYDAY_WORDS: Final = frozenset(
+    {"black", "white", "gray", "grey", "brown", "green", "rose", "olive", "amber", "coral",
+     "jade", "ruby", "tan", "violet", "blue", "pink", "gold", "silver", "blanc", "noir",
+     "brun", "gris", "vert", "rouge", "baker", "carpenter", "mason", "miller", "fisher",
+     "cook", "taylor", "porter", "hunter", "butler", "farmer", "gardner", "shepherd",
+     "turner", "walker", "small", "long", "short", "petit", "grand", "young", "king",
+     "winter", "summer", "may", "june", "april", "august", "bell", "rogers", "shaw", "ford",
+     "ferrari", "mercedes", "desjardins", "sterling", "crystal", "diamond", "pearl",
+     "star", "sky", "river", "stone", "wood", "hill", "lane", "field", "marine", "royal",
+     "page", "price", "cash", "bond", "banks", "major", "noble", "rich", "dean", "chase"}
+)  # fmt: skip
+
+
 def names_people(value: str) -> bool:
     """A name-shaped value whose every word (and every part of a hyphenated one) is a
-    known given name or surname: ``Dave``, ``Piché-Gosselin``, ``Nguyen Van An``."""
+    known given name or surname: ``Dave``, ``Piché-Gosselin``, ``Nguyen Van An``; a
+    single everyday word that is also a name (``Black``, ``Baker``) is not one."""
     if not looks_like_person_name(value):
         return False
     known = _name_parts()
@@ -199,6 +243,8 @@ def names_people(value: str) -> bool:
         for part in re.split(r"-", word)
         if part
     ]
+    if len(parts) == 1 and parts[0] in _EVERYDAY_WORDS:
+        return False
     return bool(parts) and all(part in known for part in parts)
 
 

@@ -42,6 +42,7 @@ from anonymizers.detection.shapes import (
     looks_like_person_name,
     looks_like_street_address,
     names_groups,
+    names_languages,
     names_people,
 )
 from anonymizers.detection.text_engine import (
@@ -113,6 +114,8 @@ def detect(requests: Sequence[Request], *, batch_size: int) -> list[list[frozens
         for j, text in enumerate(request.texts):
             if LOCATION in found[i][j]:
                 continue  # a street address, settled above
+            if NRP in request.entities and names_languages(text):
+                continue  # a language or a cuisine: no group, and nothing for NER to read
             if NRP in request.entities and names_groups(text):
                 found[i][j] -= {PERSON, LOCATION}
                 found[i][j].add(NRP)
