@@ -349,7 +349,7 @@ class Benchmark:
         where = ""
         if self.figures:  # a profiling run measures nothing to keep
             self.write(seconds)
-            where = f"; results in {_shown(self.path)}"
+            where = f"; results in {shown(self.path)}"
         print(f"\nWhole script: {seconds:.0f} s on {os.cpu_count()} cores{where}.")
 
     def write(self, seconds: float) -> None:
@@ -442,8 +442,9 @@ def _plain(value: object) -> object:
     raise TypeError(f"cannot write {type(value).__name__} to the results")
 
 
-def _shown(path: Path) -> str:
+def shown(path: Path, base: Path | None = None) -> str:
+    """``path`` relative to ``base`` (the working directory) when under it, else whole."""
     try:
-        return str(path.resolve().relative_to(Path.cwd()))
+        return str(path.resolve().relative_to(base or Path.cwd()))
     except ValueError:
         return str(path)

@@ -289,7 +289,7 @@ def run_piicatcher(venv: Path, database: Path, sample: int) -> Tool:
     tool = Tool(f"PIICatcher {PIICATCHER_VERSION}", "")
     python = venv / "bin" / "python"
     if not python.exists():
-        tool.left_out = f"no {_shown(venv)} (make bench-peers-env creates it)"
+        tool.left_out = f"no {harness.shown(venv, REPO)} (make bench-peers-env creates it)"
         return tool
     version = subprocess.run(
         [str(python), "-c", "import importlib.metadata as m; print(m.version('piicatcher'))"],
@@ -298,7 +298,9 @@ def run_piicatcher(venv: Path, database: Path, sample: int) -> Tool:
     )
     if version.returncode != 0 or version.stdout.strip() != PIICATCHER_VERSION:
         found = version.stdout.strip() or _last_line(version.stderr)
-        tool.left_out = f"{_shown(venv)} has no piicatcher {PIICATCHER_VERSION} ({found})"
+        tool.left_out = (
+            f"{harness.shown(venv, REPO)} has no piicatcher {PIICATCHER_VERSION} ({found})"
+        )
         return tool
     wall, scanned, error = run_program(
         [str(python), "-c", PIICATCHER_PROGRAM, str(database), str(sample)]
@@ -310,7 +312,9 @@ def run_piicatcher(venv: Path, database: Path, sample: int) -> Tool:
         lambda: subprocess.run([str(python), "-W", "ignore", "-c", PIICATCHER_START], check=True),
         repeat=2,
     )
-    tool.how = f"scan_database(scan_type=data, sample_size={sample:,}) in {_shown(venv)}"
+    tool.how = (
+        f"scan_database(scan_type=data, sample_size={sample:,}) in {harness.shown(venv, REPO)}"
+    )
     tool.labels = piicatcher_labels(scanned["found"])
     tool.seconds = harness.Runs.of([scanned["seconds"]])
     tool.notes.append(
@@ -489,13 +493,6 @@ def _commit_of(directory: Path) -> str:
     a ``COMMIT`` file beside the tree names it when present."""
     named = directory / "COMMIT"
     return named.read_text().strip()[:12] if named.is_file() else "commit not recorded"
-
-
-def _shown(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(REPO))
-    except ValueError:
-        return str(path)
 
 
 # ---------------------------------------------------------------------------- main

@@ -150,11 +150,10 @@ def scan_table(
     sampled = [name for name, c in info.columns.items() if c.family in VALUE_FAMILIES]
     values = connector.sample_values(info.name, sampled, sample_size, info.schema)
     # Fewer values than asked for: the sample is every value the column holds.
-    samples = [
-        ColumnSample(name, column.family, got, complete=len(got) < sample_size)
-        for name, column in info.columns.items()
-        for got in [values.get(name, [])]
-    ]
+    samples = []
+    for name, column in info.columns.items():
+        got = values.get(name, [])
+        samples.append(ColumnSample(name, column.family, got, complete=len(got) < sample_size))
     columns = [
         ColumnScan(
             column=sample.name,

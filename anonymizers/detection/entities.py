@@ -106,8 +106,6 @@ UNMISTAKABLE: Final = frozenset(
 SUBSUMES: Final = {DATE_OF_BIRTH: DATE_TIME}
 #: An entity only a column's name tells: a date's meaning.
 NAME_ONLY_ENTITIES: Final = frozenset({DATE_OF_BIRTH})
-#: What NER finds that patterns cannot: names, places and groups of people.
-NER_ENTITIES: Final = frozenset({PERSON, LOCATION, NRP, ORGANIZATION, DATE_TIME})
 
 #: The type families a connector reports (see ``connectors.protocol.TypeFamily``).
 FAMILIES: Final[frozenset[str]] = frozenset(get_args(TypeFamily))

@@ -26,7 +26,6 @@ regions instead of eight, its Canadian SIN and postal code recognizers, and Tenu
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, ClassVar
@@ -41,7 +40,7 @@ from presidio_analyzer.predefined_recognizers import (
 )
 
 from anonymizers.detection.entities import CA_QC_HEALTH_NUMBER, EMAIL_ADDRESS, PERSON, PHONE_NUMBER
-from anonymizers.detection.shapes import given_names
+from anonymizers.detection.shapes import fold, given_names
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine, EntityRecognizer
@@ -72,12 +71,6 @@ _NANP_PHONE_DIGITS = r"(?<![\w+])(?:\+?1)?[2-9]\d{2}[2-9]\d{6}\b"
 _LOOSE_EMAIL = r"[\w.!#$%&'*+/=?^`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
 _UPPER = "A-ZÀ-ÖØ-Þ"
 _NAME_TAIL = r"[^\W\d_]*(?:['\u2019-][^\W\d_]+)*"
-
-
-def _fold(text: str) -> str:
-    """Lower case without accents: ``Tél.`` and ``tel.`` are the same context word."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(char for char in decomposed if not unicodedata.combining(char))
 
 
 class NamedPatternRecognizer(PatternRecognizer):
@@ -156,8 +149,8 @@ class ContextWordsRecognizer(NamedPatternRecognizer):
 
     def has_context(self, text: str, start: int, end: int) -> bool:
         """Whether a context word is within reach of ``text[start:end]``."""
-        before = _fold(text[max(0, start - CONTEXT_BEFORE) : start])
-        after = _fold(text[end : end + CONTEXT_AFTER])
+        before = fold(text[max(0, start - CONTEXT_BEFORE) : start])
+        after = fold(text[end : end + CONTEXT_AFTER])
         return bool(self.CONTEXT_WORDS.search(before) or self.CONTEXT_WORDS.search(after))
 
     def enhance_using_context(

@@ -14,7 +14,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from importlib import resources
-from typing import Final
+from typing import Final, Literal
 
 from anonymizers.detection.entities import PERSON
 
@@ -124,9 +124,15 @@ def looks_like_city_name(value: str) -> bool:
     )
 
 
+def fold(text: str) -> str:
+    """Lower case without accents: ``Tél.`` and ``tel.``, ``Québec`` and ``quebec`` match."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(char for char in decomposed if not unicodedata.combining(char))
+
+
 def _fold(word: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", word.casefold())
-    return "".join(char for char in decomposed if not unicodedata.combining(char)).strip("'\u2019")
+    """A word's ``fold``, without the apostrophes around it (``L'``, ``'Est``)."""
+    return fold(word).strip("'\u2019")
 
 
 @lru_cache(maxsize=1)
@@ -150,34 +156,25 @@ _ADHERENT_WORDS: Final = frozenset(
 _GROUP_SEPARATORS = re.compile(r"\s*(?:[,;/&+]|\bet\b|\band\b)\s*", re.IGNORECASE)
 
 
-def names_groups(value: str) -> bool:
-    """Whether ``value`` is nothing but nationalities, religions or political affiliations
-    (``Haïtienne``, ``catholique``, ``Canadian / Lebanese``, ``NDP supporter``), plurals
-    included. Terms that
-    are also languages (``French``, ``italien``, ``Chinese``: a language or a cuisine
-    column) count only beside a term that is not (``French / Canadian``)."""
-    known = _group_keys(value)
-    return bool(known) and not names_languages(value)
-
-
-def names_languages(value: str) -> bool:
-    """Whether ``value`` is nothing but terms that are languages as well as groups
-    (``Italian``, ``français``): a language or a cuisine, which NER must not make a group."""
-    known = _group_keys(value)
-    return bool(known) and all(key in _group_terms()[1] for key in known)
-
-
-def _group_keys(value: str) -> list[str]:
-    """The folded group terms ``value`` is made of (plurals singular), or ``[]`` when any
-    part of it is no term."""
-    parts = [part for part in _GROUP_SEPARATORS.split(value.strip()) if part]
-    terms = _group_terms()[0]
-    keys = [
-        " ".join(word for word in map(_fold, part.split()) if word not in _ADHERENT_WORDS)
-        for part in parts
-    ]
-    known = [key if key in terms else key[:-1] for key in keys]
-    return known if known and all(key in terms for key in known) else []
+def group_kind(value: str) -> Literal["group", "language"] | None:
+    """What ``value`` names when it is nothing but nationalities, religions or political
+    affiliations (``Haïtienne``, ``catholique``, ``Canadian / Lebanese``, ``NDP
+    supporter``; plurals included): ``"group"``; ``"language"`` when every term is also a
+    language's name (``Italian``, ``français``: a language or a cuisine column, which NER
+    must not make a group either; ``French / Canadian`` is a group); else ``None``."""
+    terms, languages = _group_terms()
+    keys = []
+    for part in _GROUP_SEPARATORS.split(value.strip()):
+        words = [word for word in map(_fold, part.split()) if word not in _ADHERENT_WORDS]
+        key = " ".join(words)
+        if key not in terms and key.endswith("s") and key[:-1] in terms:
+            key = key[:-1]
+        if key not in terms:
+            return None
+        keys.append(key)
+    if not keys:
+        return None
+    return "language" if all(key in languages for key in keys) else "group"
 
 
 #: Faker's locales whose people's names (in Latin script) the name lists are built from:

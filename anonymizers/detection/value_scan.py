@@ -12,7 +12,7 @@ spaCy's batches are shared across a table's columns:
   ``LOCATION`` and never a ``PERSON`` (streets are named after saints and premiers), with
   its postal code counted at any score, the address being the context it needs;
 * other short values go through a gazetteer pass, in this order: nationalities, religions
-  and political groups (``shapes.names_groups``: ``NRP``); known places
+  and political groups (``shapes.group_kind``: ``NRP``); known places
   (``anonymizers.regions.names_places``: the Canadian municipalities, provinces, states
   and countries of both languages): ``LOCATION``, never ``PERSON`` (the small French
   model reads many towns as people); known given names and surnames
@@ -37,12 +37,11 @@ from typing import TYPE_CHECKING, Final
 
 from anonymizers.detection.entities import CA_POSTAL_CODE, LOCATION, NRP, PERSON, PHONE_NUMBER
 from anonymizers.detection.shapes import (
+    group_kind,
     is_canadian_phone_number,
     looks_like_city_name,
     looks_like_person_name,
     looks_like_street_address,
-    names_groups,
-    names_languages,
     names_people,
 )
 from anonymizers.detection.text_engine import (
@@ -114,9 +113,10 @@ def detect(requests: Sequence[Request], *, batch_size: int) -> list[list[frozens
         for j, text in enumerate(request.texts):
             if LOCATION in found[i][j]:
                 continue  # a street address, settled above
-            if NRP in request.entities and names_languages(text):
+            group = group_kind(text) if NRP in request.entities else None
+            if group == "language":
                 continue  # a language or a cuisine: no group, and nothing for NER to read
-            if NRP in request.entities and names_groups(text):
+            if group == "group":
                 found[i][j] -= {PERSON, LOCATION}
                 found[i][j].add(NRP)
             elif LOCATION in request.entities and names_places(text):
