@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -30,6 +31,7 @@ from anonymizers.detection.text_engine import (
 from anonymizers.keyed import key_id_param, pool_index, surrogate_pool
 from anonymizers.operators import Operator, map_non_null
 from anonymizers.secrets import pseudonym_key
+from connectors import workers
 
 if TYPE_CHECKING:
     from presidio_analyzer import RecognizerResult
@@ -136,6 +138,15 @@ def redact_texts(
     return joined
 
 
+def redact_batched(
+    texts: Sequence[str], entities: list[str] | None = None, threshold: float = 0.0
+) -> list[str]:
+    """`redact_texts` over batches of ``texts`` (``connectors.workers.text_batches``), on
+    the run's workers: each worker process builds the text engine once and keeps it."""
+    redact = partial(redact_texts, entities=entities, threshold=threshold)
+    return workers.flattened(workers.current().map(redact, workers.text_batches(texts)))
+
+
 def _redact_pieces(texts: Sequence[str], entities: list[str] | None, threshold: float) -> list[str]:
     engine = text_engine()
     redacted = list(texts)
@@ -203,8 +214,8 @@ class RedactText(Operator):
     def _redact(self, present: pd.Series) -> pd.Series:
         codes, uniques = pd.factorize(present.astype(str).to_numpy(dtype=object))
         originals = list(uniques)
-        redacted = redact_texts(originals, self.entities, self.score_threshold)
-        if self.replace_with == "surrogate":
+        redacted = redact_batched(originals, self.entities, self.score_threshold)
+        if self.replace_with == "surrogate":  # here, not on a worker: the key stays here
             key = pseudonym_key(self.key_id)
             redacted = [
                 with_surrogates(original, text, key)

@@ -24,6 +24,8 @@ from sqlalchemy import Engine
 from anonymizers.secrets import MissingSecret
 from connectors.errors import StoreError
 from connectors.protocol import Connector
+from flows.cluster import ClusterError, reach
+from flows.cluster_cli import DaskOption, WorkersOption, cluster_options
 from flows.preflight import preflight
 from flows.reports.plan import plan_json, render_plan
 from flows.reports.summaries import demo_lines, validated_line, verify_lines
@@ -118,6 +120,11 @@ def _reported() -> Iterator[None]:
         stderr.print(f"error: --state: {exc}", markup=False)
         raise typer.Exit(EXIT_INVALID) from None
     except MissingSecret as exc:  # no audit key: a real run must not proceed unaudited
+        if _state["debug"]:
+            raise
+        stderr.print(f"error: {exc}", markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    except ClusterError as exc:  # a Dask scheduler that does not answer
         if _state["debug"]:
             raise
         stderr.print(f"error: {exc}", markup=False)
@@ -274,12 +281,16 @@ def run(
     chunk_size: Annotated[int, typer.Option(min=1, help="Rows per transaction.")] = 10_000,
     state: StateOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    dask: DaskOption = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Run the nightly retention flow now, with Prefect's temporary local API.
 
-    Exit 0 when every binding succeeded, 1 when one failed, 2 on an invalid policy,
-    3 when another run of the policy is in progress.
+    Exit 0 when every binding succeeded, 1 when one failed, 2 on an invalid policy or a
+    Dask scheduler that cannot be reached, 3 when another run of the policy is in
+    progress.
     """
+    cluster = cluster_options(dask, workers)
     if not _state["debug"]:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     # Before Prefect reads its settings: its 20 s for the temporary API is too short on a
@@ -299,6 +310,7 @@ def run(
             from flows.audit import current_key
 
             current_key()  # no audit key: one line, exit 2, nothing created or touched
+        reach(cluster)  # a scheduler that does not answer: one line, nothing created
         location = state_location(loaded, state)
         _run_preflight(loaded, location)
         if not dry_run:  # a dry run only reads the state database, if there is one
@@ -308,7 +320,9 @@ def run(
             with RichRunProgress(stderr) as progress, _state_reference(given) as state_from:
                 show_progress(None if as_json else progress)
                 report = _on_temporary_api(
-                    lambda: nightly_retention(str(policy), dry_run, now, chunk_size, state_from)
+                    lambda: nightly_retention(
+                        str(policy), dry_run, now, chunk_size, state_from, dask, workers
+                    )
                 )
         except RunLocked as exc:
             stderr.print(f"error: {exc}", markup=False)
@@ -376,6 +390,8 @@ def serve(
         str | None, typer.Option(help="Time zone of the cron schedule (default: the policy's).")
     ] = None,
     name: Annotated[str, typer.Option(help="Deployment name.")] = "nightly",
+    dask: DaskOption = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Serve the nightly flow as a Prefect deployment against the configured server
     (PREFECT_API_URL, e.g. a `prefect server start`); runs never overlap.
@@ -389,6 +405,7 @@ def serve(
     from flows.nightly import serve as serve_flow
     from flows.preflight import prefect_problem
 
+    cluster = cluster_options(dask, workers)
     with _reported():
         loaded = load_policy(policy)
         if not PREFECT_API_URL.value():
@@ -404,10 +421,11 @@ def serve(
             stderr.print(f"error: {unreachable}", markup=False)
             raise typer.Exit(EXIT_INVALID)
         current_key()
+        reach(cluster)
         location = state_location(loaded, os.environ.get(STATE_VARIABLE))
         _run_preflight(loaded, location)
         _print_state(location)
-        serve_flow(str(policy.resolve()), cron, timezone or loaded.policy.timezone, name)
+        serve_flow(str(policy.resolve()), cron, timezone or loaded.policy.timezone, name, cluster)
 
 
 @app.command()
@@ -429,6 +447,8 @@ def scan(
     ] = None,
     state: StateOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the inventory as JSON.")] = False,
+    dask: DaskOption = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Find the personal information in every table of the policy's stores.
 
@@ -441,8 +461,12 @@ def scan(
     from flows.scan_runner import default_output_dir, run_scan
     from retention_rules.suggest import suggest_bindings
 
+    cluster = cluster_options(dask, workers)
     with _reported(), _table_progress(stderr) as on_table:
-        inventory, loaded = run_scan(policy, full=full, state_url=state, on_table=on_table)
+        reach(cluster)
+        inventory, loaded = run_scan(
+            policy, full=full, state_url=state, on_table=on_table, cluster=cluster
+        )
     json_path, markdown_path = write_inventory(inventory, out or default_output_dir(loaded))
     location = state_location(loaded, state)  # as the scan found it
     coverage = inventory.coverage

@@ -18,11 +18,12 @@ from prefect.client.schemas.objects import State
 from prefect.schedules import Cron
 
 from connectors.errors import StoreUnavailable
+from flows.cluster import ClusterOptions, cluster_workers
 from flows.publish import publish_after_run
 from flows.reports.html import report_after_run
 from flows.reports.run import report_markdown, run_table
 from flows.reports.table import to_records
-from flows.run.lifecycle import finish, process_dataset, run_context
+from flows.run.lifecycle import each_binding, finish, process_dataset, run_context
 from flows.run.types import DatasetOutcome, Progress, RunContext, RunOptions, RunReport, first_line
 from flows.state.location import STATE_VARIABLE, state_url_from
 from flows.stores import given_policy_path
@@ -62,6 +63,8 @@ def nightly_retention(
     now: datetime | None = None,
     chunk_size: int = 10_000,
     state_from: str = STATE_VARIABLE,
+    dask: str | None = None,
+    workers: int | None = None,
 ) -> RunReport:
     """Apply a retention policy: delete, anonymize, aggregate-then-delete what expired.
 
@@ -69,17 +72,26 @@ def nightly_retention(
     here; when it blocks, every task only counts. ``state_from`` names where the state
     database's URL is (an environment variable or a Prefect Secret block): Prefect
     stores and shows a flow's parameters, so the URL and its password are never one.
+    ``dask`` (a scheduler's address) or ``workers`` (a local cluster of that many
+    processes) put the text redaction on a Dask cluster and run the bindings of
+    different stores side by side (``flows.cluster``); the cluster is reached before
+    anything is opened.
     """
     options = RunOptions(dry_run, chunk_size, now, state_url_from(state_from), raise_transient=True)
-    with run_context(given_policy_path(policy_path), options) as context:
+    cluster = ClusterOptions(dask, workers)
+    with (
+        cluster_workers(cluster),
+        run_context(given_policy_path(policy_path), options) as context,
+    ):
         if context.gate is not None and context.gate.gaps:
             get_run_logger().warning(
                 "coverage gate %s: %s", context.gate.status, "; ".join(context.gate.gaps)
             )
-        outcomes = []
-        for plan in context.plans:
-            state = retain_dataset(context, plan, return_state=True)
-            outcomes.append(_outcome(state, plan))
+        outcomes = each_binding(
+            context,
+            lambda plan: _outcome(retain_dataset(context, plan, return_state=True), plan),
+            concurrently=cluster.distributed,
+        )
         report = finish(context, outcomes)
         # After the releases and the audit: a destination that cannot be written fails
         # the run's outcome but undoes nothing (``flows.publish``).
@@ -118,9 +130,21 @@ def show_progress(progress: Progress | None) -> None:
         _display["progress"] = progress
 
 
-def serve(policy_path: str, cron: str, timezone: str, name: str = DEPLOYMENT_NAME) -> None:
+def serve(
+    policy_path: str,
+    cron: str,
+    timezone: str,
+    name: str = DEPLOYMENT_NAME,
+    cluster: ClusterOptions = ClusterOptions(),
+) -> None:
     """Serve the nightly flow as a deployment with a cron schedule, and the `subject-request`
-    flow beside it (triggered through the API); at most one run of each at a time."""
+    flow beside it (triggered through the API); at most one run of each at a time. A
+    ``cluster`` becomes both deployments' ``dask``/``workers`` parameters."""
+    parameters: dict[str, Any] = {"policy_path": policy_path}
+    if cluster.dask is not None:
+        parameters["dask"] = cluster.dask
+    if cluster.workers is not None:
+        parameters["workers"] = cluster.workers
     from prefect import serve as serve_all
     from prefect.deployments.runner import RunnerDeployment
 
@@ -130,12 +154,12 @@ def serve(policy_path: str, cron: str, timezone: str, name: str = DEPLOYMENT_NAM
     nightly = nightly_retention.to_deployment(
         name=name,
         schedules=[Cron(cron, timezone=timezone)],
-        parameters={"policy_path": policy_path},
+        parameters=parameters,
         concurrency_limit=1,
     )
     # Requests are triggered through the API with a request id, never on a schedule.
     requests = subject_request.to_deployment(
-        name=REQUESTS, parameters={"policy_path": policy_path}, concurrency_limit=1
+        name=REQUESTS, parameters=parameters, concurrency_limit=1
     )
     assert isinstance(nightly, RunnerDeployment) and isinstance(requests, RunnerDeployment)
     serve_all(nightly, requests, pause_on_shutdown=False, print_starting_message=True)

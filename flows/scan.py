@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 from anonymizers import detection
 from anonymizers.detection import LABEL_THRESHOLD, VALUE_FAMILIES, ColumnSample, classify_table
 from anonymizers.detection.entities import DIRECT_IDENTIFIERS, PERSONAL_ENTITIES
+from connectors import workers
 from connectors.errors import StoreError, StoreUnavailable
 from connectors.protocol import Connector, TableInfo
 from retention_rules.coverage import ColumnEvidence, Coverage, check_coverage
@@ -142,10 +144,22 @@ def row_bucket(rows: int) -> int:
     return max(rows, 0).bit_length()
 
 
-def scan_table(
+@dataclass(frozen=True)
+class SampledTable:
+    """One table's samples, read in the store, waiting to be classified (anywhere)."""
+
+    store: str
+    info: TableInfo
+    rows: int
+    sample_size: int
+    samples: tuple[ColumnSample, ...]
+    seconds: float
+
+
+def sample_table(
     connector: Connector, info: TableInfo, rows: int, sample_size: int, store: str
-) -> TableScan:
-    """Sample and classify every column of one table."""
+) -> SampledTable:
+    """Draw every column's sample inside the store."""
     started = time.perf_counter()
     sampled = [name for name, c in info.columns.items() if c.family in VALUE_FAMILIES]
     values = connector.sample_values(info.name, sampled, sample_size, info.schema)
@@ -154,6 +168,15 @@ def scan_table(
     for name, column in info.columns.items():
         got = values.get(name, [])
         samples.append(ColumnSample(name, column.family, got, complete=len(got) < sample_size))
+    seconds = time.perf_counter() - started
+    return SampledTable(store, info, rows, sample_size, tuple(samples), seconds)
+
+
+def classify_sampled(sampled: SampledTable) -> TableScan:
+    """Classify a sampled table: pure, so a cluster's worker may do it."""
+    started = time.perf_counter()
+    info = sampled.info
+    findings = classify_table(list(sampled.samples))
     columns = [
         ColumnScan(
             column=sample.name,
@@ -164,20 +187,27 @@ def scan_table(
             hits=dict(finding.hits),
             free_text=finding.free_text,
         )
-        for sample, finding in zip(samples, classify_table(samples), strict=True)
+        for sample, finding in zip(sampled.samples, findings, strict=True)
     ]
     return TableScan(
-        store=store,
+        store=sampled.store,
         schema=info.schema,
         table=info.name,
-        rows=rows,
+        rows=sampled.rows,
         schema_hash=schema_hash(info),
-        row_bucket=row_bucket(rows),
-        sample_size=sample_size,
+        row_bucket=row_bucket(sampled.rows),
+        sample_size=sampled.sample_size,
         scanned_at=datetime.now(UTC),
         columns=tuple(columns),
-        seconds=time.perf_counter() - started,
+        seconds=sampled.seconds + time.perf_counter() - started,
     )
+
+
+def scan_table(
+    connector: Connector, info: TableInfo, rows: int, sample_size: int, store: str
+) -> TableScan:
+    """Sample and classify every column of one table."""
+    return classify_sampled(sample_table(connector, info, rows, sample_size, store))
 
 
 def scan_policy(
@@ -190,6 +220,11 @@ def scan_policy(
 ) -> Inventory:
     """Scan every table of every store in ``connectors`` and check the policy's coverage.
 
+    Tables are sampled here, one after another, and classified by the run's workers
+    (``connectors.workers.current()``): on a cluster, several at once while the next
+    ones are sampled, at most two per worker waiting, so memory holds a few samples,
+    never the store's. The inventory lists the tables in the same order either way.
+
     Raises ``StoreUnavailable`` when a store fails mid-scan: the gate cannot pass on half
     a map. A single collection the store cannot read (``StoreError``) is listed in
     ``unreadable`` instead: its bindings fail anyway, and the rest of the map is whole.
@@ -199,6 +234,18 @@ def scan_policy(
     tables: list[TableScan] = []
     unreadable: list[str] = []
     primary_keys: dict[tuple[str, str | None, str], tuple[str, ...]] = {}
+    runners = workers.current()
+    waiting: deque[tuple[Connector, TableScan | workers.Pending[TableScan]]] = deque()
+
+    def settle_first() -> None:
+        connector, item = waiting.popleft()
+        scan = item if isinstance(item, TableScan) else item.result()
+        if cache is not None and not scan.reused:
+            cache.put(connector.display_url, scan)
+        tables.append(scan)
+        if on_table is not None:
+            on_table(scan)
+
     for store, connector in connectors.items():
         for schema in _schemas(loaded, store):
             for name in connector.table_names(schema):
@@ -206,16 +253,21 @@ def scan_policy(
                     info = connector.table_info(name, schema)
                     if info is None:  # dropped while we looked
                         continue
-                    scan = _scan_or_reuse(connector, store, info, sample_size, cache, full)
+                    item = _reused_or_sampled(connector, store, info, sample_size, cache, full)
                 except StoreUnavailable:
                     raise
                 except StoreError as exc:
                     unreadable.append(str(exc))
                     continue
                 primary_keys[(store, schema, name)] = info.primary_key
-                tables.append(scan)
-                if on_table is not None:
-                    on_table(scan)
+                if isinstance(item, SampledTable):
+                    waiting.append((connector, runners.submit(classify_sampled, item)))
+                else:
+                    waiting.append((connector, item))
+                while len(waiting) > 2 * runners.count:
+                    settle_first()
+    while waiting:
+        settle_first()
     evidence = [item for table in tables for item in table.evidence()]
     return Inventory(
         policy=policy.name,
@@ -236,14 +288,15 @@ def _schemas(loaded: LoadedPolicy, store: str) -> list[str | None]:
     return [None, *sorted(schema for schema in named if schema is not None)]
 
 
-def _scan_or_reuse(
+def _reused_or_sampled(
     connector: Connector,
     store: str,
     info: TableInfo,
     sample_size: int,
     cache: ScanCache | None,
     full: bool,
-) -> TableScan:
+) -> TableScan | SampledTable:
+    """The cached scan of an unchanged table (``reused``), or the table's fresh samples."""
     rows = connector.estimate_rows(info.name, info.schema)
     cached = None
     if cache is not None and not full:
@@ -265,7 +318,4 @@ def _scan_or_reuse(
             columns=cached.columns,
             reused=True,
         )
-    scan = scan_table(connector, info, rows, sample_size, store)
-    if cache is not None:
-        cache.put(connector.display_url, scan)
-    return scan
+    return sample_table(connector, info, rows, sample_size, store)

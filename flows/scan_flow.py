@@ -14,6 +14,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows.cluster import ClusterOptions
 from flows.reports.inventory import inventory_markdown, inventory_table, write_inventory
 from flows.reports.table import to_records
 from flows.scan import Inventory
@@ -28,14 +29,20 @@ def pii_scan(
     full: bool = False,
     state_from: str = STATE_VARIABLE,
     output_dir: str | None = None,
+    dask: str | None = None,
+    workers: int | None = None,
 ) -> Inventory:
     """Scan every store the policy names, write the inventory, check coverage.
 
     ``state_from`` names the environment variable or Prefect Secret block holding the
-    state database's URL (``flows.state.location.state_url_from``), never the URL itself."""
+    state database's URL (``flows.state.location.state_url_from``), never the URL itself.
+    ``dask`` or ``workers`` classify the tables on a Dask cluster (``flows.cluster``)."""
     state_url = state_url_from(state_from)
     inventory, loaded = run_scan(
-        Path(given_policy_path(policy_path)), full=full, state_url=state_url
+        Path(given_policy_path(policy_path)),
+        full=full,
+        state_url=state_url,
+        cluster=ClusterOptions(dask, workers),
     )
     directory = Path(output_dir) if output_dir else default_output_dir(loaded)
     write_inventory(inventory, directory)

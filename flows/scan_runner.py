@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from flows.cluster import ClusterOptions, cluster_workers
 from flows.scan import Inventory, TableScan, scan_policy
 from flows.scan_cache import StateScanCache
 from flows.state.location import state_location
@@ -24,6 +25,20 @@ def run_scan(
     full: bool = False,
     state_url: str | None = None,
     on_table: Callable[[TableScan], Any] | None = None,
+    cluster: ClusterOptions = ClusterOptions(),
+) -> tuple[Inventory, LoadedPolicy]:
+    """With a ``cluster``, its workers classify the tables, several at once; a cluster
+    that cannot be reached stops the scan before the policy's stores are opened."""
+    with cluster_workers(cluster):
+        return _run_scan(path, full=full, state_url=state_url, on_table=on_table)
+
+
+def _run_scan(
+    path: Path,
+    *,
+    full: bool,
+    state_url: str | None,
+    on_table: Callable[[TableScan], Any] | None,
 ) -> tuple[Inventory, LoadedPolicy]:
     loaded = load_policy(path)
     cache = StateScanCache(state_location(loaded, state_url).open(create=True))

@@ -286,6 +286,30 @@ def _measure_columns(rollup: Rollup, *functions: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(c for c in found if c is not None))
 
 
+def store_lanes(policy: Policy, plans: list[RulePlan]) -> list[list[int]]:
+    """The plans (by position) in lanes that may run side by side: one lane per store,
+    each in the plans' order (children first, `execution_order`). Stores a policy
+    reference links (a dataset referring to one of another store, which orders the run)
+    share a lane. Holds and event clocks read the binding's own store."""
+    lead: dict[str, str] = {}
+
+    def root(store: str) -> str:
+        while lead.setdefault(store, store) != store:
+            store = lead[store]
+        return store
+
+    bound = {d.name: d for d in policy.datasets}
+    for dataset in policy.datasets:
+        for reference in dataset.references:
+            parent = bound.get(reference.dataset)
+            if parent is not None:
+                lead[root(dataset.store)] = root(parent.store)
+    lanes: dict[str, list[int]] = {}
+    for position, plan in enumerate(plans):
+        lanes.setdefault(root(plan.dataset.store), []).append(position)
+    return list(lanes.values())
+
+
 def execution_order(plans: list[RulePlan], parents: dict[str, set[str]]) -> list[RulePlan]:
     """Children first: a table whose rows point at another table's rows is processed
     before it, so that the children a run deletes are gone when their parent's turn

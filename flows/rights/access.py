@@ -414,7 +414,7 @@ def _without_others(
 def _redact_others(rows: list[dict[str, Any]], columns: list[str], own: set[str]) -> None:
     """Redact free text in place, the person's own values set aside first and put back
     after (they are theirs to see)."""
-    from anonymizers.text_redaction import redact_texts
+    from anonymizers.text_redaction import redact_batched
 
     # Each value set aside whole (not inside a longer word or address), as a mark of
     # private-use characters only: no digit or letter a later value could match.
@@ -431,7 +431,7 @@ def _redact_others(rows: list[dict[str, Any]], columns: list[str], own: set[str]
             whole = rf"(?<![\w@.+-]){re.escape(value)}(?![\w@-])"
             text = re.sub(whole, mark, text, flags=re.IGNORECASE)
         texts.append(text)
-    redacted = redact_texts(texts)
+    redacted = redact_batched(texts)
     for (row, column), text in zip(places, redacted, strict=True):
         for value, mark in marks.items():
             text = text.replace(mark, value)

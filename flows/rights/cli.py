@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo
 import typer
 from sqlalchemy import Engine
 
+from flows.cluster import cluster_workers
+from flows.cluster_cli import DaskOption, WorkersOption, cluster_options
 from flows.rights import register
 from flows.rights.register import RequestError
 from retention_rules.loader import LoadedPolicy, load_policy
@@ -392,6 +394,8 @@ def fulfil_command(
     chunk_size: Annotated[int, typer.Option(min=1, help="Rows per transaction.")] = 10_000,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     state: StateOption = None,
+    dask: DaskOption = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Answer a verified request from every store the policy binds.
 
@@ -406,6 +410,7 @@ def fulfil_command(
     from flows.run.types import RunOptions
     from flows.state.ledger import RunLocked
 
+    cluster = cluster_options(dask, workers)
     loaded = _loaded(policy)
     options = RunOptions(dry_run=dry_run, chunk_size=chunk_size, now=now, state_url=state)
     with _reported():
@@ -414,7 +419,8 @@ def fulfil_command(
 
             current_key()  # no audit key: one line, exit 2, nothing touched
         try:
-            done = fulfil(loaded.path, request_id, options, out=out)
+            with cluster_workers(cluster):  # the access package's free text is redacted there
+                done = fulfil(loaded.path, request_id, options, out=out)
         except RequestRefused as exc:
             raise RequestError(str(exc)) from None
         except RunLocked as exc:

@@ -16,6 +16,7 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+from flows.cluster import ClusterOptions, cluster_workers
 from flows.rights.fulfil import fulfil
 from flows.run.types import RunOptions
 from flows.state.location import STATE_VARIABLE, state_url_from
@@ -32,13 +33,17 @@ def subject_request(
     out_dir: str = "requests",
     now: datetime | None = None,
     state_from: str = STATE_VARIABLE,
+    dask: str | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Fulfil request ``request_id`` (verified in the register first); the package of an
-    access request is written under ``out_dir``. Returns the status and counts."""
+    access request is written under ``out_dir``. Returns the status and counts.
+    ``dask`` or ``workers`` redact the package's free text on a Dask cluster."""
     from pathlib import Path
 
     options = RunOptions(now=now, state_url=state_url_from(state_from))
-    done = fulfil(given_policy_path(policy_path), request_id, options, out=Path(out_dir))
+    with cluster_workers(ClusterOptions(dask, workers)):
+        done = fulfil(given_policy_path(policy_path), request_id, options, out=Path(out_dir))
     lines = [f"# Request {request_id}: {done.status}", ""]
     lines += [f"- {name}: failed ({why})" for name, why in sorted(done.failed.items())]
     if done.package is not None:

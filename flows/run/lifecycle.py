@@ -7,9 +7,11 @@ connectors change the stores, and this module keeps the books.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,6 +24,7 @@ from connectors.errors import StoreError, StoreUnavailable
 from connectors.protocol import ChunkWork, ColumnRewrite, Connector
 from flows import audit
 from flows.binding_operators import binding_operators, keyed_rollup_sinks
+from flows.cluster import ClusterOptions, cluster_workers
 from flows.gate import coverage_gate
 from flows.preflight import preflight
 from flows.publish import publish_after_run
@@ -67,6 +70,7 @@ from retention_rules.planner import (
     protecting_holds,
     reference_parents,
     rollup_sinks,
+    store_lanes,
     table_references,
 )
 from retention_rules.schema_check import check_live_schema
@@ -371,16 +375,47 @@ def finish(context: RunContext, outcomes: list[DatasetOutcome]) -> RunReport:
     return report
 
 
+def each_binding(
+    context: RunContext,
+    process: Callable[[RulePlan], DatasetOutcome],
+    *,
+    concurrently: bool = False,
+) -> list[DatasetOutcome]:
+    """``process`` each plan, outcomes in the plans' order. ``concurrently``, the stores'
+    lanes (`store_lanes`) run side by side, one thread each, every lane in its order:
+    a store's connection is only ever used by its lane's thread."""
+    plans = context.plans
+    lanes = store_lanes(context.policy, plans)
+    if not concurrently or len(lanes) < 2:
+        return [process(plan) for plan in plans]
+
+    def run_lane(lane: list[int]) -> list[tuple[int, DatasetOutcome]]:
+        return [(position, process(plans[position])) for position in lane]
+
+    with ThreadPoolExecutor(len(lanes), thread_name_prefix="tenure-store") as pool:
+        # Each thread its own copy of the caller's context (Prefect's run context).
+        futures = [pool.submit(contextvars.copy_context().run, run_lane, lane) for lane in lanes]
+        done = dict(pair for future in futures for pair in future.result())
+    return [done[position] for position in range(len(plans))]
+
+
 def run_policy(
     path: str | Path,
     options: RunOptions,
     progress: Progress | None = None,
     environ: Mapping[str, str] | None = None,
+    cluster: ClusterOptions = ClusterOptions(),
 ) -> RunReport:
     """The whole nightly job without an orchestrator: the bindings, the releases, the
-    audit, then the publication of the released rollups (`flows.publish`)."""
-    with run_context(path, options, environ) as context:
-        outcomes = [process_dataset(context, plan, progress) for plan in context.plans]
+    audit, then the publication of the released rollups (`flows.publish`). With a
+    ``cluster``, its workers redact, and bindings on different stores run side by side;
+    a cluster that cannot be reached stops the run before anything is opened."""
+    with cluster_workers(cluster), run_context(path, options, environ) as context:
+        outcomes = each_binding(
+            context,
+            lambda plan: process_dataset(context, plan, progress),
+            concurrently=cluster.distributed,
+        )
         report = finish(context, outcomes)
         publish_after_run(context, report)
         return report

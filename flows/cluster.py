@@ -1,0 +1,158 @@
+"""A run's heavy Python work on a Dask cluster, through Prefect's Dask task runner.
+
+``--dask tcp://scheduler:8786`` connects to a cluster that already runs (on Kubernetes, a
+job queue, a cloud provider: docs/scaling.md); ``--workers N`` starts a local cluster of
+N worker processes for the run and stops it after. Without either, everything runs in
+this process, as it always has.
+
+Only pure work goes to the workers (``connectors.workers``): batches of text to redact
+and tables' samples to classify. The stores' connections, their writes, journals and
+rollups, the state database, the audit log and the keys stay in this process. A worker
+that dies takes only computations with it: Dask's scheduler gives them to another
+worker (a local cluster's nanny restarts the dead one), and nothing was written twice
+because nothing was written there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from connectors import workers as work
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: How long a run waits for a cluster's scheduler to answer before it gives up.
+CONNECT_SECONDS = 10
+
+
+class ClusterError(Exception):
+    """The cluster cannot be used: nothing was read or written."""
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """Where a run's pure work runs: a scheduler's address, N local workers, or here."""
+
+    dask: str | None = None
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.dask is not None and self.workers is not None:
+            raise ClusterError(
+                "--dask and --workers exclude each other: a run uses the cluster at an "
+                "address, or starts one of N local workers"
+            )
+        if self.workers is not None and self.workers < 1:
+            raise ClusterError(f"--workers must be 1 or more, not {self.workers}")
+        if self.dask is not None and not self.dask.strip():
+            raise ClusterError("--dask needs a scheduler address, e.g. tcp://scheduler:8786")
+
+    @property
+    def distributed(self) -> bool:
+        return self.dask is not None or self.workers is not None
+
+    @property
+    def shown(self) -> str:
+        if self.dask is not None:
+            return f"the Dask cluster at {self.dask}"
+        if self.workers is not None:
+            return f"a local Dask cluster of {self.workers} worker process(es)"
+        return "this process"
+
+
+class DaskWorkers:
+    """A Dask client as `connectors.workers.Workers`: one task per item, results in order."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    @property
+    def count(self) -> int:
+        info = self.client.scheduler_info()
+        return max(1, sum(int(w.get("nthreads", 1)) for w in info.get("workers", {}).values()))
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        if not items:
+            return []
+        futures = self.client.map(fn, list(items), pure=False)
+        return list(self.client.gather(futures))  # type: ignore[no-untyped-call]
+
+    def submit(self, fn: Callable[..., R], *args: Any) -> work.Pending[R]:
+        future: work.Pending[R] = self.client.submit(fn, *args, pure=False)
+        return future
+
+
+def task_runner(options: ClusterOptions) -> Any:
+    """Prefect's Dask task runner for ``options`` (not started)."""
+    from prefect_dask.task_runners import DaskTaskRunner
+
+    if options.dask is not None:
+        return DaskTaskRunner(address=options.dask, client_kwargs={"timeout": CONNECT_SECONDS})
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": options.workers,
+            "threads_per_worker": 1,  # spaCy and Presidio hold the GIL: processes, not threads
+            "processes": True,
+            "host": "127.0.0.1",  # the run's own cluster listens on loopback only
+            "dashboard_address": None,
+            # No dashboard; the scheduler's small HTTP server on a free loopback port
+            # (not 8787, which another cluster may hold).
+            "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"},
+            "silence_logs": logging.ERROR,
+        },
+    )
+
+
+def reach(options: ClusterOptions) -> None:
+    """Check that the cluster at ``options.dask`` answers (`ClusterError` if not), before
+    a command creates or opens anything; a local cluster is started by the run itself."""
+    if options.dask is None:
+        return
+    from distributed import Client
+
+    try:
+        client = Client(  # type: ignore[no-untyped-call]
+            options.dask, timeout=CONNECT_SECONDS, set_as_default=False
+        )
+        client.close()  # type: ignore[no-untyped-call]
+    except (OSError, TimeoutError) as exc:
+        raise _unreachable(options, exc) from None
+
+
+def _unreachable(options: ClusterOptions, exc: BaseException) -> ClusterError:
+    return ClusterError(
+        f"the Dask scheduler at {options.dask} could not be reached within "
+        f"{CONNECT_SECONDS} s ({type(exc).__name__}): nothing was read or written"
+    )
+
+
+@contextmanager
+def cluster_workers(options: ClusterOptions) -> Iterator[work.Workers]:
+    """The run's workers for the block: connect to (or start) the cluster first, so a
+    scheduler that cannot be reached stops the run before anything is read or written
+    (`ClusterError`, one line)."""
+    if not options.distributed:
+        yield work.current()
+        return
+    runner = task_runner(options)
+    quiet = logging.getLogger("distributed")
+    level = quiet.level
+    quiet.setLevel(max(level, logging.WARNING))  # a cluster's start and stop are no news
+    try:
+        with runner:
+            try:
+                client = runner.client
+            except (OSError, TimeoutError) as exc:
+                raise _unreachable(options, exc) from None
+            with work.using(DaskWorkers(client)) as workers:
+                yield workers
+    finally:
+        quiet.setLevel(level)

@@ -1,0 +1,40 @@
+"""The ``--dask`` and ``--workers`` options of the commands that run work (``run``,
+``scan``, ``request fulfil``, ``serve``): where their heavy Python work runs
+(``flows.cluster``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from flows.cluster import ClusterError, ClusterOptions
+
+DaskOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dask",
+        metavar="ADDRESS",
+        help="Put the heavy work on the Dask cluster whose scheduler is at ADDRESS "
+        "(e.g. tcp://scheduler:8786). See docs/scaling.md.",
+        show_default=False,
+    ),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        metavar="N",
+        help="Put the heavy work on a local Dask cluster of N worker processes.",
+        show_default=False,
+    ),
+]
+
+
+def cluster_options(dask: str | None, workers: int | None) -> ClusterOptions:
+    """The options, or one line and exit code 2 when they contradict each other."""
+    try:
+        return ClusterOptions(dask, workers)
+    except ClusterError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None

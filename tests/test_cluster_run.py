@@ -1,0 +1,203 @@
+"""The nightly run on a local Dask cluster of two worker processes (`tenure run --workers 2`)
+changes the demo's three stores exactly as the same run in one process does: the same
+redacted notes and mail bodies, the same rollups, the same dropped partitions, the same
+audit counts. The bindings of different stores run side by side; those of one store in
+its foreign-key order."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+from typer.testing import CliRunner
+
+from flows import audit
+from flows.cli import app
+from flows.run import lifecycle
+from flows.run.lifecycle import run_policy
+from flows.run.types import RunOptions
+from flows.state.tables import open_state
+from tests.support.demo import DEMO_AS_OF, build_demo, demo_files_environ
+from tests.support.paths import SHIPPED_POLICY
+
+pytestmark = pytest.mark.servers  # starts a Dask cluster (and Prefect's temporary API)
+
+runner = CliRunner()
+
+
+@dataclass(frozen=True)
+class Ran:
+    root: Path
+    state_url: str
+    counts: dict[str, tuple[int, int]]  # by binding: expired, processed
+    threads: dict[str, set[str]]  # by store: the threads its bindings ran in
+
+
+def _copy(root: Path, template: Path) -> dict[str, str]:
+    root.mkdir()
+    build_demo(f"sqlite:///{root / 'crm.sqlite'}")
+    shutil.copytree(template, root, dirs_exist_ok=True)
+    return {"TENURE_CRM_URL": f"sqlite:///{root / 'crm.sqlite'}", **demo_files_environ(root)}
+
+
+@pytest.fixture(scope="module")
+def both(
+    tmp_path_factory: pytest.TempPathFactory,
+    demo_files_template: Path,
+    pseudonym_keys: dict[str, str],
+) -> Iterator[tuple[Ran, Ran]]:
+    base = tmp_path_factory.mktemp("cluster-run")
+    here_root, cluster_root = base / "here", base / "cluster"
+    here_env = _copy(here_root, demo_files_template)
+    cluster_env = _copy(cluster_root, demo_files_template)
+
+    threads: dict[str, set[str]] = {}
+    process = lifecycle.process_dataset
+
+    def recording(context: Any, plan: Any, progress: Any = None) -> Any:
+        store = plan.dataset.store
+        threads.setdefault(store, set()).add(threading.current_thread().name)
+        return process(context, plan, progress)
+
+    here_state = f"sqlite:///{here_root / 'state.sqlite'}"
+    options = RunOptions(now=DEMO_AS_OF, state_url=here_state)  # the gate, as the CLI's
+    report = run_policy(SHIPPED_POLICY, options, environ=here_env)
+    assert not report.failed, [(o.dataset, o.error) for o in report.outcomes]
+    here = Ran(here_root, here_state, _counts(report.outcomes), {})
+
+    cluster_state = f"sqlite:///{cluster_root / 'state.sqlite'}"
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in cluster_env.items():
+            patch.setenv(name, value)
+        patch.setattr(lifecycle, "process_dataset", recording)
+        patch.setattr("flows.nightly.process_dataset", recording)
+        result = runner.invoke(
+            app,
+            [
+                "run", str(SHIPPED_POLICY), "--now", DEMO_AS_OF.isoformat(),
+                "--state", cluster_state, "--workers", "2", "--json",
+            ],  # fmt: skip
+        )
+    assert result.exit_code in (0, 1), result.output
+    outcomes = json.loads(result.stdout)["datasets"]
+    cluster = Ran(cluster_root, cluster_state, _counts(outcomes), threads)
+    yield here, cluster
+
+
+def _counts(outcomes: list[Any]) -> dict[str, tuple[int, int]]:
+    def get(o: Any, key: str) -> Any:
+        return o[key] if isinstance(o, dict) else getattr(o, key)
+
+    return {get(o, "dataset"): (get(o, "expired"), get(o, "processed")) for o in outcomes}
+
+
+def _tables(url: str, run_ids: set[str]) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table's rows, sorted, with the run's id and the wall-clock columns masked."""
+    engine = create_engine(url)
+    dumped = {}
+    with engine.connect() as connection:
+        for table in inspect(engine).get_table_names():
+            rows = connection.execute(text(f'SELECT * FROM "{table}"'))
+            keys = list(rows.keys())
+            masked = [
+                tuple(
+                    "RUN" if value in run_ids else "WHEN" if _clock(key) else value
+                    for key, value in zip(keys, row, strict=True)
+                )
+                for row in rows
+            ]
+            dumped[table] = sorted(masked, key=repr)
+    engine.dispose()
+    return dumped
+
+
+def _clock(column: str) -> bool:
+    return column.endswith(("_at", "_time")) or column in ("at", "written", "committed")
+
+
+def _run_ids(state_url: str) -> set[str]:
+    engine = open_state(state_url)
+    with engine.connect() as connection:
+        ids = {r[0] for r in connection.execute(text("SELECT run_id FROM tenure_runs"))}
+    engine.dispose()
+    return ids
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {
+        str(path.relative_to(root)).split(":")[0]: path.read_bytes()
+        for folder in ("mail", "weblogs")
+        for path in sorted((root / folder).rglob("*"))
+        if path.is_file() and "bookkeeping" not in path.name
+    }
+
+
+def _bookkeeping(root: Path, run_ids: set[str]) -> dict[str, dict[str, list[tuple[Any, ...]]]]:
+    """The file stores' journals and marks, masked like the tables."""
+    return {
+        str(path.relative_to(root)): _tables(f"sqlite:///{path}", run_ids)
+        for path in sorted(root.rglob("*.bookkeeping.sqlite"))
+    }
+
+
+def test_the_cluster_run_changes_the_stores_exactly_as_the_run_in_one_process(
+    both: tuple[Ran, Ran],
+) -> None:
+    here, cluster = both
+    here_tables = _tables(f"sqlite:///{here.root / 'crm.sqlite'}", _run_ids(here.state_url))
+    cluster_tables = _tables(
+        f"sqlite:///{cluster.root / 'crm.sqlite'}", _run_ids(cluster.state_url)
+    )
+    assert here_tables.keys() == cluster_tables.keys()
+    for table in here_tables:
+        assert here_tables[table] == cluster_tables[table], table
+    here_files, cluster_files = _files(here.root), _files(cluster.root)
+    assert here_files.keys() == cluster_files.keys()
+    changed = [name for name in here_files if here_files[name] != cluster_files[name]]
+    assert not changed
+    here_books = _bookkeeping(here.root, _run_ids(here.state_url))
+    assert len(here_books) == 2
+    assert here_books == _bookkeeping(cluster.root, _run_ids(cluster.state_url))
+
+
+def test_the_cluster_run_redacted_what_the_run_in_one_process_redacted(
+    both: tuple[Ran, Ran],
+) -> None:
+    """Not vacuous: both runs rewrote notes and mail bodies, and released rollups."""
+    here, cluster = both
+    assert here.counts == cluster.counts
+    for binding in ("support_tickets", "billing_email", "web_access_log"):
+        expired, processed = cluster.counts[binding]
+        assert processed == expired > 0, binding
+
+
+def test_the_audit_counts_are_the_same(both: tuple[Ran, Ran]) -> None:
+    here, cluster = both
+
+    def counts(state_url: str) -> list[tuple[str, Any, Any]]:
+        engine = open_state(state_url)
+        entries = audit.entries(engine)
+        engine.dispose()
+        return sorted(
+            (str(e.get("dataset")), e.get("processed"), e.get("expired")) for e in entries
+        )
+
+    assert counts(here.state_url) == counts(cluster.state_url)
+
+
+def test_bindings_of_different_stores_ran_side_by_side_each_store_in_one_lane(
+    both: tuple[Ran, Ran],
+) -> None:
+    _, cluster = both
+    assert set(cluster.threads) == {"crm", "mail", "weblogs"}
+    lanes = {store: names for store, names in cluster.threads.items()}
+    for store, names in lanes.items():
+        assert len(names) == 1, (store, names)  # one lane per store, in its order
+    assert len({name for names in lanes.values() for name in names}) == 3
