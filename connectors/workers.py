@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
@@ -88,6 +89,19 @@ def using(workers: Workers) -> Iterator[Workers]:
     finally:
         with _lock:
             _installed.remove(workers)
+
+
+def side_by_side(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """``fn`` over ``items`` in this process, in as many threads as the run has workers
+    (one after another without a cluster), results in order: for work that must stay
+    here, such as a store's own file writes, and waits on I/O. The first error (in the
+    items' order) is raised once every item has finished."""
+    width = min(current().count, len(items))
+    if width <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(width, thread_name_prefix="tenure-io") as pool:
+        futures = [pool.submit(fn, item) for item in items]
+    return [future.result() for future in futures]
 
 
 def text_batches(texts: Sequence[str], chars: int = BATCH_CHARS) -> list[list[str]]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from connectors import workers as work
+from flows.run.types import first_line
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -54,6 +55,12 @@ class ClusterOptions:
             raise ClusterError(f"--workers must be 1 or more, not {self.workers}")
         if self.dask is not None and not self.dask.strip():
             raise ClusterError("--dask needs a scheduler address, e.g. tcp://scheduler:8786")
+        if self.dask is not None and self.dask.startswith("tls://") and not _tls_configured():
+            raise ClusterError(
+                f"--dask {self.dask}: a tls:// scheduler needs Dask's TLS settings "
+                "(distributed.comm.tls.ca-file and client cert/key, or the "
+                "DASK_DISTRIBUTED__COMM__TLS__* variables; docs/scaling.md)"
+            )
 
     @property
     def distributed(self) -> bool:
@@ -123,15 +130,22 @@ def reach(options: ClusterOptions) -> None:
             options.dask, timeout=CONNECT_SECONDS, set_as_default=False
         )
         client.close()  # type: ignore[no-untyped-call]
-    except (OSError, TimeoutError) as exc:
+    except Exception as exc:  # refused, timed out, TLS settings missing: all one line
         raise _unreachable(options, exc) from None
 
 
 def _unreachable(options: ClusterOptions, exc: BaseException) -> ClusterError:
     return ClusterError(
         f"the Dask scheduler at {options.dask} could not be reached within "
-        f"{CONNECT_SECONDS} s ({type(exc).__name__}): nothing was read or written"
+        f"{CONNECT_SECONDS} s ({type(exc).__name__}: {first_line(exc, 200)}): "
+        "nothing was read or written"
     )
+
+
+def _tls_configured() -> bool:
+    import dask.config
+
+    return bool(dask.config.get("distributed.comm.tls.ca-file", None))
 
 
 @contextmanager
@@ -150,7 +164,7 @@ def cluster_workers(options: ClusterOptions) -> Iterator[work.Workers]:
         with runner:
             try:
                 client = runner.client
-            except (OSError, TimeoutError) as exc:
+            except Exception as exc:  # refused, timed out, TLS settings missing: all one line
                 raise _unreachable(options, exc) from None
             with work.using(DaskWorkers(client)) as workers:
                 yield workers

@@ -163,6 +163,8 @@ def test_a_redact_text_run_imports_the_text_engine(tmp_path: Path) -> None:
     result = _run(tmp_path, policy, gate=False)
     assert result["processed"]["tickets"] > 0
     assert _loaded(result) == list(TEXT_ENGINE)
+    # Without --dask or --workers, no cluster's code either.
+    assert not {"distributed", "dask", "prefect_dask"} & set(result["modules"])
 
 
 @settings(max_examples=40, deadline=None)

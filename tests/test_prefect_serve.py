@@ -109,7 +109,10 @@ def test_a_run_of_the_served_deployment_runs_the_policy(
     Issue 16: the `subject-request` deployment served beside it is triggered through the
     API with a verified request's id alone, as a privacy tool or a web form would; the
     register and the package show it ran. (Its runs once failed: the package named
-    ``flows.requests`` shadowed the ``requests`` library on the runner's path.)"""
+    ``flows.requests`` shadowed the ``requests`` library on the runner's path.)
+
+    Issue 19: served with ``--workers 2``, both deployments carry the parameter, and each
+    run puts its text redaction on a local cluster of two worker processes."""
     from tests.support.demo import build_demo
 
     api_url, env, processes = prefect_server
@@ -125,7 +128,7 @@ def test_a_run_of_the_served_deployment_runs_the_policy(
     }
     request_id = _verified_access_request(env)
     out = tmp_path / "packages"
-    processes.append(_serve(env, tmp_path, "nightly"))
+    processes.append(_serve(env, tmp_path, "nightly", "--workers", "2"))
     with httpx.Client(base_url=api_url, timeout=10) as api:
         served = wait_for(
             f"deployment {FLOW_NAME}/nightly",
@@ -133,9 +136,11 @@ def test_a_run_of_the_served_deployment_runs_the_policy(
             DEPLOYMENT_TIMEOUT,
             processes,
         )
+        assert served["parameters"]["workers"] == 2, served["parameters"]
         final = run_to_the_end(api, served["id"], processes)
         requests = find_deployment(api, "subject-request", "requests")
         assert requests is not None and requests["schedules"] == []  # triggered, never timed
+        assert requests["parameters"]["workers"] == 2, requests["parameters"]
         answered = run_to_the_end(
             api,
             requests["id"],

@@ -34,6 +34,7 @@ from fsspec.implementations.local import LocalFileSystem  # type: ignore[import-
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
 
+from connectors import workers
 from connectors.errors import StoreError, StoreUnavailable
 from connectors.files.atomic import Outcome, fsync_dir, prune, rewrite_file
 from connectors.files.formats import FORMATS, BadFile, FileFormats, Rewrite
@@ -403,7 +404,7 @@ class FilesStore:
         if not valid_name(collection):
             return 0
         base = f"{self._prefix}/{collection}"
-        done = 0
+        folders: dict[str, list[tuple[DataFile, Rewrite]]] = {}
         for rel, change in sorted(changes.items()):
             name = posixpath.basename(rel)
             detected = self._layouts.detect(name)
@@ -412,9 +413,17 @@ class FilesStore:
                 continue  # gone already: a replay
             if self._local and os.path.islink(path):
                 continue  # never replaced: its target would keep what was to go
-            file = DataFile(rel, path, *detected, "", ())
-            done += self._rewrite(collection, base, file, change)
-        return done
+            folder = folders.setdefault(posixpath.dirname(rel), [])
+            folder.append((DataFile(rel, path, *detected, "", ()), change))
+        # Each file is replaced whole and atomically, so partitions (folders) are rewritten
+        # side by side, with a cluster's width; a folder's files one after another, since
+        # the last one out removes the folder. A failure leaves each file old or new, and
+        # the chunk's intent finishes the rest.
+
+        def rewrite(files: list[tuple[DataFile, Rewrite]]) -> int:
+            return sum(self._rewrite(collection, base, file, change) for file, change in files)
+
+        return sum(workers.side_by_side(rewrite, list(folders.values())))
 
     def _rewrite(self, collection: str, base: str, file: DataFile, change: Rewrite) -> int:
         """Rewrite one file atomically (``rewrite_file``) by its format; a file left
