@@ -120,4 +120,4 @@ def test_a_chunk_rewrites_its_partitions_side_by_side_on_a_cluster(
     assert len(threads) == 2, threads  # two partitions at a time, in this process
     here, cluster = _contents(tmp_path / "here"), _contents(tmp_path / "cluster")
     assert here == cluster
-    assert all(".0\"" in text for text in here.values())
+    assert all('.0"' in text for text in here.values())
