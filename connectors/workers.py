@@ -13,10 +13,10 @@ output is the in-process output, value for value.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -69,34 +69,39 @@ class InProcess:
 
 
 IN_PROCESS = InProcess()
-_installed: list[Workers] = []
-_lock = threading.Lock()
+#: The run's workers, per thread of control: a lane's thread copies its run's context.
+_installed: ContextVar[Workers] = ContextVar("tenure_workers", default=IN_PROCESS)
+
+
+class WorkersLost(Exception):
+    """The workers could not finish a piece of work (a cluster that lost it, or went away)."""
 
 
 def current() -> Workers:
-    """The workers of the run in progress (every thread of the process sees them)."""
-    with _lock:
-        return _installed[-1] if _installed else IN_PROCESS
+    """The workers of the run in progress."""
+    return _installed.get()
 
 
 @contextmanager
 def using(workers: Workers) -> Iterator[Workers]:
     """Run the pure work of this block on ``workers``."""
-    with _lock:
-        _installed.append(workers)
+    token = _installed.set(workers)
     try:
         yield workers
     finally:
-        with _lock:
-            _installed.remove(workers)
+        _installed.reset(token)
+
+
+#: At most this many threads of a run's own process rewrite files at once.
+MAX_LOCAL_THREADS = 8
 
 
 def side_by_side(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
     """``fn`` over ``items`` in this process, in as many threads as the run has workers
-    (one after another without a cluster), results in order: for work that must stay
-    here, such as a store's own file writes, and waits on I/O. The first error (in the
-    items' order) is raised once every item has finished."""
-    width = min(current().count, len(items))
+    (one after another without a cluster; `MAX_LOCAL_THREADS` at most), results in
+    order: for work that must stay here, such as a store's own file writes, and waits on
+    I/O. The first error (in the items' order) is raised once every item has finished."""
+    width = min(current().count, len(items), MAX_LOCAL_THREADS)
     if width <= 1:
         return [fn(item) for item in items]
     with ThreadPoolExecutor(width, thread_name_prefix="tenure-io") as pool:

@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 from anonymizers.secrets import MissingSecret
 from connectors.errors import StoreError
 from connectors.protocol import Connector
+from connectors.workers import WorkersLost
 from flows.cluster import ClusterError, reach
 from flows.cluster_cli import DaskOption, WorkersOption, cluster_options
 from flows.preflight import preflight
@@ -124,7 +125,7 @@ def _reported() -> Iterator[None]:
             raise
         stderr.print(f"error: {exc}", markup=False)
         raise typer.Exit(EXIT_INVALID) from None
-    except ClusterError as exc:  # a Dask scheduler that does not answer
+    except (ClusterError, WorkersLost) as exc:  # a Dask cluster that does not answer
         if _state["debug"]:
             raise
         stderr.print(f"error: {exc}", markup=False)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import CancelledError
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -76,7 +77,9 @@ class ClusterOptions:
 
 
 class DaskWorkers:
-    """A Dask client as `connectors.workers.Workers`: one task per item, results in order."""
+    """A Dask client as `connectors.workers.Workers`: one task per item, results in order.
+    Work the cluster could not finish (a task whose workers kept dying, a scheduler gone)
+    raises `connectors.workers.WorkersLost`, in one line."""
 
     def __init__(self, client: Client) -> None:
         self.client = client
@@ -89,12 +92,38 @@ class DaskWorkers:
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         if not items:
             return []
-        futures = self.client.map(fn, list(items), pure=False)
-        return list(self.client.gather(futures))  # type: ignore[no-untyped-call]
+        with _lost():
+            futures = self.client.map(fn, list(items), pure=False)
+            return list(self.client.gather(futures))  # type: ignore[no-untyped-call]
 
     def submit(self, fn: Callable[..., R], *args: Any) -> work.Pending[R]:
-        future: work.Pending[R] = self.client.submit(fn, *args, pure=False)
-        return future
+        with _lost():
+            return _Awaited(self.client.submit(fn, *args, pure=False))
+
+
+class _Awaited:
+    def __init__(self, future: Any) -> None:
+        self._future = future
+
+    def result(self) -> Any:
+        with _lost():
+            return self._future.result()
+
+
+@contextmanager
+def _lost() -> Iterator[None]:
+    """Dask's own failures (a task that killed its workers, a lost scheduler, a cancelled
+    future) as `WorkersLost`; the work's own errors unchanged."""
+    from distributed import KilledWorker
+    from distributed.comm.core import CommClosedError
+
+    try:
+        yield
+    except (KilledWorker, CommClosedError, CancelledError, OSError) as exc:
+        raise work.WorkersLost(
+            f"the Dask cluster could not finish the work ({type(exc).__name__}: "
+            f"{first_line(exc, 200)})"
+        ) from None
 
 
 def task_runner(options: ClusterOptions) -> Any:
@@ -138,7 +167,7 @@ def _unreachable(options: ClusterOptions, exc: BaseException) -> ClusterError:
     return ClusterError(
         f"the Dask scheduler at {options.dask} could not be reached within "
         f"{CONNECT_SECONDS} s ({type(exc).__name__}: {first_line(exc, 200)}): "
-        "nothing was read or written"
+        "nothing was opened or written"
     )
 
 
@@ -151,11 +180,13 @@ def _tls_configured() -> bool:
 @contextmanager
 def cluster_workers(options: ClusterOptions) -> Iterator[work.Workers]:
     """The run's workers for the block: connect to (or start) the cluster first, so a
-    scheduler that cannot be reached stops the run before anything is read or written
-    (`ClusterError`, one line)."""
+    scheduler that cannot be reached stops the run before the policy's stores are opened
+    (`ClusterError`, one line), as do workers that would classify or redact differently
+    from this process (another Tenure, other models or packages)."""
     if not options.distributed:
         yield work.current()
         return
+    _no_other_client()
     runner = task_runner(options)
     quiet = logging.getLogger("distributed")
     level = quiet.level
@@ -163,10 +194,73 @@ def cluster_workers(options: ClusterOptions) -> Iterator[work.Workers]:
     try:
         with runner:
             try:
-                client = runner.client
+                with _without_secrets(options):
+                    client = runner.client
             except Exception as exc:  # refused, timed out, TLS settings missing: all one line
+                if options.dask is None:
+                    raise ClusterError(
+                        f"{options.shown} could not be started ({type(exc).__name__}: "
+                        f"{first_line(exc, 200)})"
+                    ) from None
                 raise _unreachable(options, exc) from None
+            _same_classifier(options, client)
             with work.using(DaskWorkers(client)) as workers:
                 yield workers
     finally:
         quiet.setLevel(level)
+
+
+def _no_other_client() -> None:
+    """Prefect's Dask task runner would use a Dask client this process already has (a
+    notebook's, a worker's) instead of the cluster named: refuse, rather than send the
+    stores' values to a cluster nobody named."""
+    from distributed import get_client
+
+    try:
+        get_client()
+    except ValueError:
+        return
+    raise ClusterError(
+        "this process already has a Dask client: Tenure uses only the cluster --dask or "
+        "--workers names; close that client first"
+    )
+
+
+#: Environment variables a local cluster's worker processes are started without: the
+#: audit, pseudonym and state database's keys and URLs of Tenure's own naming. (A worker
+#: needs none: nothing it does writes or is keyed.)
+_SECRET_PREFIXES = ("TENURE_AUDIT_KEY", "TENURE_PSEUDONYM_KEY", "TENURE_STATE_URL")
+
+
+@contextmanager
+def _without_secrets(options: ClusterOptions) -> Iterator[None]:
+    """While a local cluster's processes start (they inherit this process's environment,
+    and a restarted worker its nanny's): the keys set aside, then put back."""
+    if options.workers is None:
+        yield
+        return
+    import os
+
+    kept = {k: v for k, v in os.environ.items() if k.startswith(_SECRET_PREFIXES)}
+    for name in kept:
+        del os.environ[name]
+    try:
+        yield
+    finally:
+        os.environ.update(kept)
+
+
+def _same_classifier(options: ClusterOptions, client: Client) -> None:
+    """Every worker must classify and redact as this process would: the same classifier
+    fingerprint (Tenure's classifier, Presidio, spaCy and its models, the data files)."""
+    from anonymizers.detection.classify import classifier_fingerprint
+
+    here = classifier_fingerprint()
+    there = client.run(classifier_fingerprint)
+    different = sorted(address for address, value in there.items() if value != here)
+    if different:
+        raise ClusterError(
+            f"{len(different)} worker(s) of {options.shown} ({', '.join(different[:3])}) "
+            "classify with other versions of Tenure, Presidio, spaCy or the models than "
+            "this process: install the same ones there (docs/scaling.md)"
+        )

@@ -235,6 +235,7 @@ def scan_policy(
     unreadable: list[str] = []
     primary_keys: dict[tuple[str, str | None, str], tuple[str, ...]] = {}
     runners = workers.current()
+    width = max(2 * runners.count, 8)  # tables waiting for a worker, at most
     waiting: deque[tuple[Connector, TableScan | workers.Pending[TableScan]]] = deque()
 
     def settle_first() -> None:
@@ -264,7 +265,7 @@ def scan_policy(
                     waiting.append((connector, runners.submit(classify_sampled, item)))
                 else:
                     waiting.append((connector, item))
-                while len(waiting) > 2 * runners.count:
+                while len(waiting) > width:
                     settle_first()
     while waiting:
         settle_first()

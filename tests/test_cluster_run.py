@@ -197,3 +197,23 @@ def test_bindings_of_different_stores_ran_side_by_side_each_store_in_one_lane(
     for store, names in lanes.items():
         assert len(names) == 1, (store, names)  # one lane per store, in its order
     assert len({name for names in lanes.values() for name in names}) == 3
+
+
+def test_each_worker_builds_the_text_engine_once_for_all_its_batches() -> None:
+    """The spaCy models are a per-worker singleton: many batches, one build per worker."""
+    from anonymizers.detection.text_engine import text_engine
+    from anonymizers.text_redaction import redact_batched
+    from connectors.workers import BATCH_CHARS, text_batches
+    from flows.cluster import ClusterOptions, DaskWorkers, cluster_workers
+
+    notes = [f"Marie Tremblay ({i}) a appelé du 514-555-{i % 10_000:04d}." for i in range(2_000)]
+    assert len(text_batches(notes)) >= 4  # more batches than workers
+    with cluster_workers(ClusterOptions(workers=2)) as workers:
+        assert isinstance(workers, DaskWorkers)
+        redacted = redact_batched(notes)
+        built = workers.client.run(lambda: text_engine.cache_info().misses)
+        used = workers.client.run(lambda: text_engine.cache_info().hits)
+    assert len(built) == 2 and set(built.values()) == {1}, built
+    assert sum(used.values()) >= len(text_batches(notes)) - 2, used
+    assert sum(len(n) for n in notes) > 4 * BATCH_CHARS
+    assert all("<PERSON>" in text and "<PHONE_NUMBER>" in text for text in redacted[:50])

@@ -22,6 +22,7 @@ from anonymizers.operators import OperatorError
 from anonymizers.secrets import pseudonym_key
 from connectors.errors import StoreError, StoreUnavailable
 from connectors.protocol import ChunkWork, ColumnRewrite, Connector
+from connectors.workers import WorkersLost
 from flows import audit
 from flows.binding_operators import binding_operators, keyed_rollup_sinks
 from flows.cluster import ClusterOptions, cluster_workers
@@ -239,7 +240,7 @@ def process_dataset(
             outcome.risk = table_risk(connector, context.policy, dataset).summary()
         if isinstance(dataset.action, AggregateThenDeleteAction):
             _release(context, plan, connector, outcome)
-    except (StoreError, OperatorError) as exc:
+    except (StoreError, OperatorError, WorkersLost) as exc:
         if isinstance(exc, StoreUnavailable) and context.options.raise_transient:
             raise
         outcome.error = first_line(exc)
@@ -290,7 +291,7 @@ def _work_through(
     outcome.processed = sum(e.rows for e in done)
     outcome.expired += outcome.processed
     after = None
-    while True:
+    while not context.stopping.is_set():
         work = ChunkWork(
             run_id=context.run_id,
             label=plan.dataset.name,
@@ -390,12 +391,23 @@ def each_binding(
         return [process(plan) for plan in plans]
 
     def run_lane(lane: list[int]) -> list[tuple[int, DatasetOutcome]]:
-        return [(position, process(plans[position])) for position in lane]
+        return [
+            (position, process(plans[position]))
+            for position in lane
+            if not context.stopping.is_set()
+        ]
 
-    with ThreadPoolExecutor(len(lanes), thread_name_prefix="tenure-store") as pool:
-        # Each thread its own copy of the caller's context (Prefect's run context).
+    pool = ThreadPoolExecutor(len(lanes), thread_name_prefix="tenure-store")
+    try:
+        # Each thread its own copy of the caller's context (Prefect's run context, the
+        # run's workers).
         futures = [pool.submit(contextvars.copy_context().run, run_lane, lane) for lane in lanes]
         done = dict(pair for future in futures for pair in future.result())
+    except BaseException:  # an interrupt: every lane stops before its next chunk
+        context.stopping.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return [done[position] for position in range(len(plans))]
 
 

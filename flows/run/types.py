@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -201,6 +202,9 @@ class RunContext:
     """What the run's audit entries are chained with (a real run has one)."""
     location: StateLocation | None = None
     """Where the state database is (``flows.state.location.state_location``)."""
+    stopping: threading.Event = field(default_factory=threading.Event)
+    """Set when the run is interrupted while stores' lanes run side by side: each lane
+    stops before its next chunk."""
 
     @property
     def policy(self) -> Policy:
