@@ -57,3 +57,22 @@ def test_a_dask_client_the_process_already_has_is_never_used_instead() -> None:
         cluster_workers(named),
     ):
         pass
+
+
+def test_a_local_clusters_workers_start_without_the_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing a worker does is keyed or written: the audit and pseudonym keys stay here."""
+    import os
+
+    from flows.cluster import DaskWorkers
+
+    monkeypatch.setenv("TENURE_AUDIT_KEY", "audit-key-for-this-test")
+    monkeypatch.setenv("TENURE_PSEUDONYM_KEY_ACCOUNTS", "pseudonym-key-for-this-test")
+    with cluster_workers(ClusterOptions(workers=1)) as workers:
+        assert isinstance(workers, DaskWorkers)
+        seen = workers.client.run(
+            lambda: [
+                os.environ.get(k) for k in ("TENURE_AUDIT_KEY", "TENURE_PSEUDONYM_KEY_ACCOUNTS")
+            ]
+        )
+        assert os.environ["TENURE_AUDIT_KEY"] == "audit-key-for-this-test"  # put back
+    assert list(seen.values()) == [[None, None]]
