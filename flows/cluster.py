@@ -256,7 +256,13 @@ def _same_classifier(options: ClusterOptions, client: Client) -> None:
     from anonymizers.detection.classify import classifier_fingerprint
 
     here = classifier_fingerprint()
-    there = client.run(classifier_fingerprint)
+    try:
+        there = client.run(classifier_fingerprint)
+    except Exception as exc:  # a worker without Tenure cannot even say
+        raise ClusterError(
+            f"the workers of {options.shown} cannot run Tenure ({type(exc).__name__}: "
+            f"{first_line(exc, 200)}): install the same Tenure there (docs/scaling.md)"
+        ) from None
     different = sorted(address for address, value in there.items() if value != here)
     if different:
         raise ClusterError(

@@ -15,15 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
 from typer.testing import CliRunner
 
-from flows import audit
 from flows.cli import app
 from flows.run import lifecycle
 from flows.run.lifecycle import run_policy
 from flows.run.types import RunOptions
-from flows.state.tables import open_state
+from tests.support.cluster import audit_counts, masked_tables, run_ids
 from tests.support.demo import DEMO_AS_OF, build_demo, demo_files_environ
 from tests.support.paths import SHIPPED_POLICY
 
@@ -94,38 +92,6 @@ def _counts(outcomes: list[Any]) -> dict[str, tuple[int, int]]:
     return {get(o, "dataset"): (get(o, "expired"), get(o, "processed")) for o in outcomes}
 
 
-def _tables(url: str, run_ids: set[str]) -> dict[str, list[tuple[Any, ...]]]:
-    """Every table's rows, sorted, with the run's id and the wall-clock columns masked."""
-    engine = create_engine(url)
-    dumped = {}
-    with engine.connect() as connection:
-        for table in inspect(engine).get_table_names():
-            rows = connection.execute(text(f'SELECT * FROM "{table}"'))
-            keys = list(rows.keys())
-            masked = [
-                tuple(
-                    "RUN" if value in run_ids else "WHEN" if _clock(key) else value
-                    for key, value in zip(keys, row, strict=True)
-                )
-                for row in rows
-            ]
-            dumped[table] = sorted(masked, key=repr)
-    engine.dispose()
-    return dumped
-
-
-def _clock(column: str) -> bool:
-    return column.endswith(("_at", "_time")) or column in ("at", "written", "committed")
-
-
-def _run_ids(state_url: str) -> set[str]:
-    engine = open_state(state_url)
-    with engine.connect() as connection:
-        ids = {r[0] for r in connection.execute(text("SELECT run_id FROM tenure_runs"))}
-    engine.dispose()
-    return ids
-
-
 def _files(root: Path) -> dict[str, bytes]:
     return {
         str(path.relative_to(root)).split(":")[0]: path.read_bytes()
@@ -135,10 +101,10 @@ def _files(root: Path) -> dict[str, bytes]:
     }
 
 
-def _bookkeeping(root: Path, run_ids: set[str]) -> dict[str, dict[str, list[tuple[Any, ...]]]]:
+def _bookkeeping(root: Path, ids: set[str]) -> dict[str, dict[str, list[tuple[Any, ...]]]]:
     """The file stores' journals and marks, masked like the tables."""
     return {
-        str(path.relative_to(root)): _tables(f"sqlite:///{path}", run_ids)
+        str(path.relative_to(root)): masked_tables(f"sqlite:///{path}", ids)
         for path in sorted(root.rglob("*.bookkeeping.sqlite"))
     }
 
@@ -147,9 +113,9 @@ def test_the_cluster_run_changes_the_stores_exactly_as_the_run_in_one_process(
     both: tuple[Ran, Ran],
 ) -> None:
     here, cluster = both
-    here_tables = _tables(f"sqlite:///{here.root / 'crm.sqlite'}", _run_ids(here.state_url))
-    cluster_tables = _tables(
-        f"sqlite:///{cluster.root / 'crm.sqlite'}", _run_ids(cluster.state_url)
+    here_tables = masked_tables(f"sqlite:///{here.root / 'crm.sqlite'}", run_ids(here.state_url))
+    cluster_tables = masked_tables(
+        f"sqlite:///{cluster.root / 'crm.sqlite'}", run_ids(cluster.state_url)
     )
     assert here_tables.keys() == cluster_tables.keys()
     for table in here_tables:
@@ -158,9 +124,9 @@ def test_the_cluster_run_changes_the_stores_exactly_as_the_run_in_one_process(
     assert here_files.keys() == cluster_files.keys()
     changed = [name for name in here_files if here_files[name] != cluster_files[name]]
     assert not changed
-    here_books = _bookkeeping(here.root, _run_ids(here.state_url))
+    here_books = _bookkeeping(here.root, run_ids(here.state_url))
     assert len(here_books) == 2
-    assert here_books == _bookkeeping(cluster.root, _run_ids(cluster.state_url))
+    assert here_books == _bookkeeping(cluster.root, run_ids(cluster.state_url))
 
 
 def test_the_cluster_run_redacted_what_the_run_in_one_process_redacted(
@@ -176,16 +142,7 @@ def test_the_cluster_run_redacted_what_the_run_in_one_process_redacted(
 
 def test_the_audit_counts_are_the_same(both: tuple[Ran, Ran]) -> None:
     here, cluster = both
-
-    def counts(state_url: str) -> list[tuple[str, Any, Any]]:
-        engine = open_state(state_url)
-        entries = audit.entries(engine)
-        engine.dispose()
-        return sorted(
-            (str(e.get("dataset")), e.get("processed"), e.get("expired")) for e in entries
-        )
-
-    assert counts(here.state_url) == counts(cluster.state_url)
+    assert audit_counts(here.state_url) == audit_counts(cluster.state_url)
 
 
 def test_bindings_of_different_stores_ran_side_by_side_each_store_in_one_lane(
