@@ -18,7 +18,7 @@ import json
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -203,6 +203,37 @@ def classify_sampled(sampled: SampledTable) -> TableScan:
     )
 
 
+#: A column whose sampled values hold more characters than this (a notes column) is
+#: classified on a worker of its own when a cluster scans, beside the rest of its table.
+LARGE_TEXT_CHARS = 50_000
+
+
+def table_parts(sampled: SampledTable) -> list[SampledTable]:
+    """The table cut for several workers: each large free-text column alone, the other
+    columns together. A column is classified by its own values only, so the parts'
+    findings are the whole table's."""
+    large = [
+        sample
+        for sample in sampled.samples
+        if sum(len(v) for v in sample.values if isinstance(v, str)) > LARGE_TEXT_CHARS
+    ]
+    alone = {sample.name for sample in large}
+    rest = tuple(sample for sample in sampled.samples if sample.name not in alone)
+    groups = [(sample,) for sample in large] + ([rest] if rest else [])
+    return [replace(sampled, samples=group) for group in groups] or [sampled]
+
+
+def joined(sampled: SampledTable, parts: list[TableScan]) -> TableScan:
+    """The parts' scans as the table's, its columns in the table's order."""
+    by_name = {column.column: column for part in parts for column in part.columns}
+    classified = sum(part.seconds - sampled.seconds for part in parts)
+    return replace(
+        parts[0],
+        columns=tuple(by_name[sample.name] for sample in sampled.samples),
+        seconds=sampled.seconds + classified,
+    )
+
+
 def scan_table(
     connector: Connector, info: TableInfo, rows: int, sample_size: int, store: str
 ) -> TableScan:
@@ -235,12 +266,19 @@ def scan_policy(
     unreadable: list[str] = []
     primary_keys: dict[tuple[str, str | None, str], tuple[str, ...]] = {}
     runners = workers.current()
-    width = max(2 * runners.count, 8)  # tables waiting for a worker, at most
-    waiting: deque[tuple[Connector, TableScan | workers.Pending[TableScan]]] = deque()
+    count = runners.count
+    width = max(2 * count, 8)  # tables waiting for a worker, at most
+    waiting: deque[
+        tuple[Connector, TableScan | tuple[SampledTable, list[workers.Pending[TableScan]]]]
+    ] = deque()
 
     def settle_first() -> None:
         connector, item = waiting.popleft()
-        scan = item if isinstance(item, TableScan) else item.result()
+        if isinstance(item, TableScan):
+            scan = item
+        else:
+            sampled, parts = item
+            scan = joined(sampled, [part.result() for part in parts])
         if cache is not None and not scan.reused:
             cache.put(connector.display_url, scan)
         tables.append(scan)
@@ -262,7 +300,9 @@ def scan_policy(
                     continue
                 primary_keys[(store, schema, name)] = info.primary_key
                 if isinstance(item, SampledTable):
-                    waiting.append((connector, runners.submit(classify_sampled, item)))
+                    parts = table_parts(item) if count > 1 else [item]
+                    submitted = [runners.submit(classify_sampled, part) for part in parts]
+                    waiting.append((connector, (item, submitted)))
                 else:
                     waiting.append((connector, item))
                 while len(waiting) > width:
