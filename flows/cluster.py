@@ -194,7 +194,7 @@ def cluster_workers(options: ClusterOptions) -> Iterator[work.Workers]:
     try:
         with runner:
             try:
-                with _without_secrets(options):
+                with _worker_environment(options):
                     client = runner.client
             except Exception as exc:  # refused, timed out, TLS settings missing: all one line
                 if options.dask is None:
@@ -232,20 +232,29 @@ def _no_other_client() -> None:
 _SECRET_PREFIXES = ("TENURE_AUDIT_KEY", "TENURE_PSEUDONYM_KEY", "TENURE_STATE_URL")
 
 
+_MALLOC_TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+
+
 @contextmanager
-def _without_secrets(options: ClusterOptions) -> Iterator[None]:
+def _worker_environment(options: ClusterOptions) -> Iterator[None]:
     """While a local cluster's processes start (they inherit this process's environment,
-    and a restarted worker its nanny's): the keys set aside, then put back."""
+    and a restarted worker its nanny's): the keys set aside, then put back; and the
+    workers' environment as fast as this process's."""
     if options.workers is None:
         yield
         return
     import os
 
+    import dask.config
+
     kept = {k: v for k, v in os.environ.items() if k.startswith(_SECRET_PREFIXES)}
     for name in kept:
         del os.environ[name]
     try:
-        yield
+        # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which slows
+        # spaCy and Presidio by a fifth (bench/scale_out.py): glibc's default instead.
+        with dask.config.set({_MALLOC_TRIM: None}):
+            yield
     finally:
         os.environ.update(kept)
 
