@@ -1,13 +1,16 @@
-"""Seeded data the benchmarks share: support notes and the people in them, what is left of
-planted values after redaction, and the labelled evaluation set of the column classifier.
+"""Seeded data the benchmarks share: support notes and the people in them, a Maildir of
+business e-mail, what is left of planted values after redaction, and the labelled
+evaluation set of the column classifier.
 
 Everything here is deterministic for a seed and a Faker version; nothing reaches the
-network. A benchmark's own data (a click-stream table, a log folder, a Maildir) stays in
-its script; what more than one benchmark uses is here.
+network. A benchmark's own data (a click-stream table, a log folder) stays in its script;
+what more than one benchmark uses is here.
 """
 
 from __future__ import annotations
 
+import html
+import os
 import random
 import re
 import string
@@ -17,6 +20,11 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.utils import format_datetime
+from pathlib import Path
 from typing import Final
 
 import pandas as pd
@@ -228,6 +236,182 @@ def write_notes(
 ) -> list[Note]:
     writer = NoteWriter(seed, unseen_names=unseen_names)
     return [writer.note(pii_share) for _ in range(count)]
+
+
+# ---------------------------------------------------------------------------- business e-mail
+#
+# A Maildir inbox of business e-mail from customers (``NoteWriter``'s people) to staff at
+# ``MAIL_DOMAIN``: a subject that sometimes names the customer, a body of 3 to 10 sentences
+# with the customer's name, phone and e-mail address, an HTML alternative in
+# ``MAIL_HTML_SHARE`` of them, every one sent between ``MAIL_OLDEST`` and ``MAIL_NEWEST``.
+
+MAIL_DOMAIN: Final = "360.agency"
+MAIL_OLDEST: Final = datetime(2023, 1, 2, tzinfo=UTC)
+MAIL_NEWEST: Final = datetime(2024, 12, 20, tzinfo=UTC)
+MAIL_HTML_SHARE: Final = 0.3
+MAIL_PARSER: Final = BytesParser(policy=policy.default)
+
+# fmt: off
+_MAIL_SUBJECTS: Final = {
+    "en": (
+        ("Question about invoice {n}", "Order {n}: delivery date", "Quote request for {day}",
+         "Follow-up on ticket {n}", "Change of contact details", "Meeting next {day}"),
+        ("{name} - order {n}", "Re: invoice {n} ({name})", "Callback request from {name}"),
+    ),
+    "fr": (
+        ("Question sur la facture {n}", "Commande {n} : date de livraison",
+         "Demande de soumission pour {day}", "Suivi du billet {n}",
+         "Changement de coordonnées", "Rencontre {day} prochain"),
+        ("{name} - commande {n}", "Re : facture {n} ({name})", "Demande de rappel de {name}"),
+    ),
+}
+_SENTENCES: Final = {
+    "en": {
+        "name": ("My name is {name} and I am writing about order {n}.",
+                 "This is {name} again, following up on ticket {n}.",
+                 "Please note that {name} is now the contact for our account."),
+        "phone": ("You can reach me at {phone} any weekday before 5 pm.",
+                  "My direct line is {phone}.",
+                  "Please call me back at {phone} when you have a moment."),
+        "email": ("Please send the revised quote to {email}.",
+                  "My new e-mail address is {email}; please update your records.",
+                  "Copy {email} on your reply, please."),
+        "other": ("The parcel arrived on {day} but two items were missing.",
+                  "We would like to move the delivery window to the morning.",
+                  "The invoice total of ${amount} does not match the quote we received.",
+                  "Could you confirm the new price before we sign?",
+                  "Our team meets on {day}, so a reply before then would help.",
+                  "Thank you for your patience with this.",
+                  "The tracking number you gave me does not work.",
+                  "We are happy with the service overall.",
+                  "Reference number {n} appears on the last statement.",
+                  "Let me know if you need anything else from us."),
+    },
+    "fr": {
+        "name": ("Je m'appelle {name} et je vous écris au sujet de la commande {n}.",
+                 "C'est encore {name}, pour faire suite au billet {n}.",
+                 "Veuillez noter que {name} est maintenant la personne-ressource du compte."),
+        "phone": ("Vous pouvez me joindre au {phone} en semaine avant 17 h.",
+                  "Ma ligne directe est le {phone}.",
+                  "Merci de me rappeler au {phone} quand vous aurez un moment."),
+        "email": ("Veuillez envoyer la soumission révisée à {email}.",
+                  "Ma nouvelle adresse courriel est {email}; merci de mettre votre dossier à jour.",
+                  "Mettez {email} en copie de votre réponse, s'il vous plaît."),
+        "other": ("Le colis est arrivé {day}, mais il manquait deux articles.",
+                  "Nous aimerions déplacer la livraison en matinée.",
+                  "Le total de la facture, {amount} $, ne correspond pas à la soumission.",
+                  "Pouvez-vous confirmer le nouveau prix avant la signature?",
+                  "Notre équipe se réunit {day}; une réponse d'ici là nous aiderait.",
+                  "Merci de votre patience.",
+                  "Le numéro de suivi que vous m'avez donné ne fonctionne pas.",
+                  "Nous sommes satisfaits du service dans l'ensemble.",
+                  "Le numéro de référence {n} figure sur le dernier relevé.",
+                  "Dites-moi s'il vous faut autre chose de notre part."),
+    },
+}
+# fmt: on
+_GREETING: Final = {"en": "Hello {staff},", "fr": "Bonjour {staff},"}
+_SIGN_OFF: Final = {"en": "Regards,", "fr": "Cordialement,"}
+
+
+@dataclass(frozen=True)
+class Planted:
+    """The customer's values put in one message, by the message's file key."""
+
+    key: str
+    language: str
+    person: Person
+    values: dict[str, str] = field(default_factory=dict)
+    """Entity type -> the planted value."""
+
+
+class MailWriter:
+    """Seeded business e-mails from customers (``NoteWriter``'s people) to staff."""
+
+    def __init__(self, seed: int) -> None:
+        self.people = NoteWriter(seed)
+        self.rng = random.Random(seed + 7)
+        staff = self.people.fakers["en"]
+        self.staff = [(staff.first_name(), staff.last_name()) for _ in range(12)]
+
+    def message(self, number: int) -> tuple[bytes, Planted, datetime]:
+        rng = self.rng
+        language = self.people.language()
+        person = self.people.person(language)
+        first, last = rng.choice(self.staff)
+        values = {
+            "name": person.name,
+            "phone": person.phone,
+            "email": person.email,
+            "n": str(rng.randint(1_000, 99_999)),
+            "day": rng.choice(_DAYS[language]),
+            "amount": f"{rng.uniform(10, 5_000):,.2f}",
+            "staff": first,
+        }
+        if language == "fr":
+            values["amount"] = values["amount"].replace(",", "\u202f").replace(".", ",")
+        plain_subjects, named_subjects = _MAIL_SUBJECTS[language]
+        subject = rng.choice(named_subjects if rng.random() < 0.3 else plain_subjects)
+        sentences = _SENTENCES[language]
+        count = rng.randint(3, 10)
+        chosen = [rng.choice(sentences[kind]) for kind in ("name", "phone", "email")]
+        kinds = rng.choices(("name", "phone", "email", "other"), (1, 1, 1, 6), k=count - 3)
+        chosen += [rng.choice(sentences[kind]) for kind in kinds]
+        rng.shuffle(chosen)
+        paragraphs = [
+            _GREETING[language].format(**values),
+            " ".join(s.format(**values) for s in chosen),
+            f"{_SIGN_OFF[language]}\n{person.name}\n{person.phone}",
+        ]
+        sent = MAIL_OLDEST + timedelta(
+            seconds=rng.randint(0, int((MAIL_NEWEST - MAIL_OLDEST).total_seconds()))
+        )
+        msg = EmailMessage()
+        msg["From"] = f"{person.name} <{person.email}>"
+        msg["To"] = f"{first} {last} <{first.lower()}.{last.lower()}@{MAIL_DOMAIN}>"
+        msg["Subject"] = subject.format(**values)
+        msg["Date"] = format_datetime(sent)
+        msg["Message-ID"] = f"<{uuid.UUID(int=rng.getrandbits(128))}@mail.{MAIL_DOMAIN}>"
+        msg.set_content("\n\n".join(paragraphs))
+        if rng.random() < MAIL_HTML_SHARE:
+            markup = "".join(
+                f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>" for p in paragraphs
+            )
+            msg.add_alternative(f"<html><body>{markup}</body></html>", subtype="html")
+        key = f"{int(sent.timestamp())}.M{number:06d}P4242Q{rng.randint(0, 999)}.bench"
+        planted = Planted(key, language, person, {
+            "PERSON": person.name, "PHONE_NUMBER": person.phone, "EMAIL_ADDRESS": person.email,
+        })  # fmt: skip
+        return msg.as_bytes(policy=msg.policy.clone(linesep="\n")), planted, sent
+
+
+def write_maildir(root: Path, count: int, seed: int) -> list[Planted]:
+    """``count`` messages in ``root/cur`` (seen, so ``:2,S``), dated their sent time."""
+    for sub in ("cur", "new", "tmp"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    writer = MailWriter(seed)
+    planted = []
+    for number in range(count):
+        raw, found, sent = writer.message(number)
+        path = root / "cur" / f"{found.key},S={len(raw)}:2,S"
+        path.write_bytes(raw)
+        os.utime(path, (sent.timestamp(), sent.timestamp()))
+        planted.append(found)
+    return planted
+
+
+def visible_texts(raw: bytes) -> list[str]:
+    """The decoded subject and every text part (HTML unescaped) of a message."""
+    msg = MAIL_PARSER.parsebytes(raw)
+    assert isinstance(msg, EmailMessage)
+    texts = [str(msg["Subject"] or "")]
+    for part in msg.walk():
+        if part.get_content_maintype() == "text":
+            content = part.get_content()
+            texts.append(
+                html.unescape(content) if part.get_content_subtype() == "html" else content
+            )
+    return texts
 
 
 # ---------------------------------------------------------------------------- table scan

@@ -41,6 +41,7 @@ BENCHMARKS: dict[str, tuple[set[str], bool]] = {
     "requests_vs_sql": ({"rows", "person", "access", "erasure", "ratios", "explain"}, True),
     "release_utility": ({"builds", "cells", "suppression", "differential_privacy", "goal"}, False),
     "scan_peers": ({"store", "tools", "per_entity", "determinism", "goals", "left_out"}, False),
+    "scale_out": ({"redaction", "redaction_ratios", "identical_output", "scan", "capacity"}, False),
 }
 
 
@@ -177,11 +178,30 @@ def _scan_peers(printed: str, document: dict[str, Any]) -> None:
     assert figures["determinism"] == {"runs": 2, "identical": True, "differing": []}
 
 
+def _scale_out(printed: str, document: dict[str, Any]) -> None:
+    """In-process, one worker and two workers redact every note and message alike (the
+    script stops otherwise), each worker's memory is read twice, both scans read every
+    table, and the capacity table says which figures are extrapolated and what bounds them."""
+    figures = document["figures"]
+    runs = figures["redaction"]
+    assert [run["workers"] for run in runs] == [0, 1, 2]
+    assert "The three configurations left the same text in every note and message." in printed
+    assert figures["identical_output"] == {"notes": 200, "messages": 50}
+    memory = [m for run in runs for m in run["memory"]]
+    assert len(memory) == 3 and all(m["peak_end_mb"] >= m["peak_half_mb"] > 0 for m in memory)
+    assert [scan["workers"] for scan in figures["scan"]] == [1, 2]
+    assert all(scan["tables"] == 10 for scan in figures["scan"])
+    assert "Capacity, extrapolated (not measured)" in printed
+    assert {row["limited_by"] for row in figures["capacity"]} <= {"workers", "store", "scheduler"}
+    assert len(figures["capacity"]) == 6
+
+
 #: What a script's smoke run must also show, beyond the figures every script writes.
 CHECKS = {
     "requests_vs_sql": _requests_vs_sql,
     "release_utility": _release_utility,
     "scan_peers": _scan_peers,
+    "scale_out": _scale_out,
 }
 
 

@@ -232,3 +232,43 @@ def test_a_cluster_scan_finds_what_the_scan_in_one_process_finds(
     shown, expected = json.loads(result.stdout), inventory_json(alone)
     assert labels(shown) == labels(expected)
     assert shown["coverage"] == expected["coverage"]
+
+
+def test_an_access_package_redacted_on_a_cluster_is_the_one_redacted_here(
+    tmp_path: Path, demo_files_template: Path, pseudonym_keys: dict[str, str]
+) -> None:
+    """`tenure request fulfil … --workers 2`: the other people in the person's free text
+    are redacted on the workers, and the package holds what the in-process one holds."""
+    import re
+    import zipfile
+
+    root = tmp_path / "demo"
+    environ = {**_copy(root, demo_files_template), **pseudonym_keys}
+    policy, state = str(SHIPPED_POLICY), root / "state.sqlite"
+    common = ["--state", f"sqlite:///{state}"]
+    opened = runner.invoke(
+        app,
+        ["request", "open", policy, "--kind", "access", "--id", "customer_id=17", *common],
+        env=environ,
+    )
+    request_id = re.search(r"request (\d{4}-\d{4}) opened", opened.output)
+    assert opened.exit_code == 0 and request_id, opened.output
+    verify = ["request", "verify", policy, request_id.group(1), "--method", "signed form"]
+    verified = runner.invoke(app, [*verify, "--by", "officer", *common], env=environ)
+    assert verified.exit_code == 0, verified.output
+    shutil.copy(state, root / "state-cluster.sqlite")
+
+    def fulfilled(state_file: Path, out: Path, *extra: str) -> dict[str, Any]:
+        arguments = ["request", "fulfil", policy, request_id.group(1), "--out", str(out)]
+        arguments += ["--state", f"sqlite:///{state_file}", "--now", DEMO_AS_OF.isoformat()]
+        result = runner.invoke(app, [*arguments, "--json", *extra], env=environ)
+        assert result.exit_code == 0, result.output
+        with zipfile.ZipFile(json.loads(result.stdout)["package"]["path"]) as bundle:
+            package: dict[str, Any] = json.loads(bundle.read("package.json"))
+        return package
+
+    here = fulfilled(state, tmp_path / "here")
+    there = fulfilled(root / "state-cluster.sqlite", tmp_path / "there", "--workers", "2")
+    assert there["datasets"] == here["datasets"]
+    texts = json.dumps(here["datasets"])
+    assert "<PERSON>" in texts or "<EMAIL_ADDRESS>" in texts  # not vacuous: text was redacted
