@@ -121,3 +121,32 @@ def test_a_chunk_rewrites_its_partitions_side_by_side_on_a_cluster(
     here, cluster = _contents(tmp_path / "here"), _contents(tmp_path / "cluster")
     assert here == cluster
     assert all('.0"' in text for text in here.values())
+
+
+def test_when_the_run_is_interrupted_every_lane_stops_before_its_next_binding() -> None:
+    """An interrupt (here: a lane's failure reaching the waiting thread) stops the other
+    lanes before their next binding, instead of letting them work to the end."""
+    import time
+
+    from flows.run.lifecycle import each_binding
+
+    datasets = [SimpleNamespace(name=f"d{i}", store="a" if i == 0 else "b", references=[])
+                for i in range(20)]  # fmt: skip
+    plans = [SimpleNamespace(dataset=d) for d in datasets]
+    context = SimpleNamespace(
+        plans=plans, policy=SimpleNamespace(datasets=datasets), stopping=threading.Event()
+    )
+    done: list[str] = []
+
+    def process(plan: Any) -> Any:
+        if plan.dataset.store == "a":
+            time.sleep(0.2)
+            raise KeyboardInterrupt
+        time.sleep(0.05)
+        done.append(plan.dataset.name)
+        return plan.dataset.name
+
+    with pytest.raises(KeyboardInterrupt):
+        each_binding(context, process, concurrently=True)  # type: ignore[arg-type]
+    assert context.stopping.is_set()
+    assert 0 < len(done) < 19, done  # lane b had begun, and stopped well before its end

@@ -234,8 +234,8 @@ def process_dataset(
             progress.start(dataset.name, counts.expired)
             rewrites = column_rewrites(context.policy, dataset)
             _work_through(context, plan, connector, rewrites, outcome, progress)
-        if not context.options.table_wide:
-            return outcome
+        if not context.options.table_wide or context.stopping.is_set():
+            return outcome  # interrupted: no release of periods half aggregated
         if anonymize:  # for the register: counted in the store, after this run's rewrites
             outcome.risk = table_risk(connector, context.policy, dataset).summary()
         if isinstance(dataset.action, AggregateThenDeleteAction):
