@@ -25,8 +25,8 @@ from anonymizers.secrets import MissingSecret
 from connectors.errors import StoreError
 from connectors.protocol import Connector
 from connectors.workers import WorkersLost
-from flows.cluster import ClusterError, reach
-from flows.cluster_cli import DaskOption, WorkersOption, cluster_options
+from flows.cluster import ClusterError, ClusterOptions, reach
+from flows.cluster_cli import DaskOption, WorkersOption
 from flows.preflight import preflight
 from flows.reports.plan import plan_json, render_plan
 from flows.reports.summaries import demo_lines, validated_line, verify_lines
@@ -291,7 +291,6 @@ def run(
     Dask scheduler that cannot be reached, 3 when another run of the policy is in
     progress.
     """
-    cluster = cluster_options(dask, workers)
     if not _state["debug"]:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     # Before Prefect reads its settings: its 20 s for the temporary API is too short on a
@@ -302,9 +301,10 @@ def run(
     from flows.state.ledger import RunLocked
 
     with _reported():
-        # A policy that does not load, an instant no cut-off can be computed at, a failed
-        # preflight or a state database that cannot be opened stops here, before Prefect
-        # starts and before anything is written.
+        # Contradicting cluster options, a policy that does not load, an instant no
+        # cut-off can be computed at, a failed preflight or a state database that cannot
+        # be opened stops here, before Prefect starts and before anything is written.
+        cluster = ClusterOptions(dask, workers)
         loaded = load_policy(policy)
         _policy_clock(loaded, now)
         if not dry_run:
@@ -406,8 +406,8 @@ def serve(
     from flows.nightly import serve as serve_flow
     from flows.preflight import prefect_problem
 
-    cluster = cluster_options(dask, workers)
     with _reported():
+        cluster = ClusterOptions(dask, workers)
         loaded = load_policy(policy)
         if not PREFECT_API_URL.value():
             stderr.print(
@@ -462,9 +462,8 @@ def scan(
     from flows.scan_runner import default_output_dir, run_scan
     from retention_rules.suggest import suggest_bindings
 
-    cluster = cluster_options(dask, workers)
     with _reported(), _table_progress(stderr) as on_table:
-        reach(cluster)
+        cluster = ClusterOptions(dask, workers)  # reached before the policy's stores open
         inventory, loaded = run_scan(
             policy, full=full, state_url=state, on_table=on_table, cluster=cluster
         )

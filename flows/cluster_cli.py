@@ -1,14 +1,13 @@
 """The ``--dask`` and ``--workers`` options of the commands that run work (``run``,
 ``scan``, ``request fulfil``, ``serve``): where their heavy Python work runs
-(``flows.cluster``)."""
+(``flows.cluster.ClusterOptions``; contradicting options are one line in each command's
+error handling)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
-
-from flows.cluster import ClusterError, ClusterOptions
 
 DaskOption = Annotated[
     str | None,
@@ -29,12 +28,3 @@ WorkersOption = Annotated[
         show_default=False,
     ),
 ]
-
-
-def cluster_options(dask: str | None, workers: int | None) -> ClusterOptions:
-    """The options, or one line and exit code 2 when they contradict each other."""
-    try:
-        return ClusterOptions(dask, workers)
-    except ClusterError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None

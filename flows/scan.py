@@ -253,8 +253,9 @@ def scan_policy(
 
     Tables are sampled here, one after another, and classified by the run's workers
     (``connectors.workers.current()``): on a cluster, several at once while the next
-    ones are sampled, at most two per worker waiting, so memory holds a few samples,
-    never the store's. The inventory lists the tables in the same order either way.
+    ones are sampled (a large free-text column on a worker of its own, `table_parts`),
+    at most two tables per worker (eight at least) waiting, so memory holds a few
+    samples, never the store's. The inventory lists the tables in the same order.
 
     Raises ``StoreUnavailable`` when a store fails mid-scan: the gate cannot pass on half
     a map. A single collection the store cannot read (``StoreError``) is listed in

@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo
 import typer
 from sqlalchemy import Engine
 
-from flows.cluster import cluster_workers
-from flows.cluster_cli import DaskOption, WorkersOption, cluster_options
+from flows.cluster import ClusterOptions, cluster_workers
+from flows.cluster_cli import DaskOption, WorkersOption
 from flows.rights import register
 from flows.rights.register import RequestError
 from retention_rules.loader import LoadedPolicy, load_policy
@@ -410,10 +410,10 @@ def fulfil_command(
     from flows.run.types import RunOptions
     from flows.state.ledger import RunLocked
 
-    cluster = cluster_options(dask, workers)
     loaded = _loaded(policy)
     options = RunOptions(dry_run=dry_run, chunk_size=chunk_size, now=now, state_url=state)
     with _reported():
+        cluster = ClusterOptions(dask, workers)
         if not dry_run:
             from flows.audit import current_key
 
